@@ -1,0 +1,1 @@
+//! Blocking mtr-packet session (work in progress).

@@ -1,0 +1,579 @@
+//! Requests to mtr-packet: `send-probe` and `check-support`, typed and validated.
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU8;
+use std::time::Duration;
+
+use crate::error::{ArgumentError, ParseError};
+use crate::grammar::{self, Arguments};
+use crate::token::Token;
+use crate::word::{Word, check_word};
+
+/// The protocol a probe uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// ICMP echo request (mtr-packet's default).
+    #[default]
+    Icmp,
+    /// UDP datagram.
+    Udp,
+    /// TCP SYN.
+    Tcp,
+    /// SCTP INIT.
+    Sctp,
+}
+
+impl Protocol {
+    /// The name mtr-packet uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Icmp => "icmp",
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    /// The protocol of a name, if known.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A feature to ask about with `check-support`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Feature {
+    /// `version`: the answer is the version text.
+    Version,
+    /// `send-probe`.
+    SendProbe,
+    /// `ip-4`.
+    Ip4,
+    /// `ip-6`.
+    Ip6,
+    /// `icmp`.
+    Icmp,
+    /// `udp`.
+    Udp,
+    /// `tcp`.
+    Tcp,
+    /// `sctp`.
+    Sctp,
+    /// `mark` (Linux `SO_MARK`).
+    Mark,
+    /// Any other name; mtr-packet answers `no` to names it does not know.
+    Other(Word<'static>),
+}
+
+impl Feature {
+    const KNOWN: [(Feature, &'static str); 9] = [
+        (Feature::Version, "version"),
+        (Feature::SendProbe, "send-probe"),
+        (Feature::Ip4, "ip-4"),
+        (Feature::Ip6, "ip-6"),
+        (Feature::Icmp, "icmp"),
+        (Feature::Udp, "udp"),
+        (Feature::Tcp, "tcp"),
+        (Feature::Sctp, "sctp"),
+        (Feature::Mark, "mark"),
+    ];
+
+    /// The feature of a name: a known one, or a checked [`Feature::Other`].
+    ///
+    /// ```
+    /// use mtrproto::Feature;
+    /// assert_eq!(Feature::from_name("udp"), Ok(Feature::Udp));
+    /// assert_eq!(Feature::from_name("quic")?.as_str(), "quic");
+    /// assert!(Feature::from_name("udp tcp").is_err());
+    /// # Ok::<(), mtrproto::ArgumentError>(())
+    /// ```
+    pub fn from_name(name: &str) -> Result<Feature, ArgumentError> {
+        match Feature::KNOWN.iter().find(|(_, n)| *n == name) {
+            Some((feature, _)) => Ok(feature.clone()),
+            None => Ok(Feature::Other(Word::new(name)?)),
+        }
+    }
+
+    /// The name mtr-packet uses.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Feature::Other(word) => word.as_str(),
+            known => Feature::KNOWN
+                .iter()
+                .find(|(f, _)| f == known)
+                .map_or("", |(_, n)| n),
+        }
+    }
+}
+
+/// A network interface name for `local-device`: 1 to 15 bytes, no whitespace, `/` or `:`
+/// (Linux's rule for interface names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceName(String);
+
+impl DeviceName {
+    /// Linux's `IFNAMSIZ` minus the terminating NUL.
+    pub const MAX_LEN: usize = 15;
+
+    /// Checks a device name.
+    ///
+    /// ```
+    /// use mtrproto::DeviceName;
+    /// assert!(DeviceName::new("lo").is_ok());
+    /// assert!(DeviceName::new("").is_err());
+    /// assert!(DeviceName::new("eth0 ttl").is_err());
+    /// assert!(DeviceName::new("a-very-long-interface").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<DeviceName, ArgumentError> {
+        const WHAT: &str = "local device name";
+        check_word(WHAT, name, DeviceName::MAX_LEN)?;
+        if name.contains(['/', ':']) || name == "." || name == ".." {
+            return Err(ArgumentError::BadCharacter { what: WHAT });
+        }
+        Ok(DeviceName(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The arguments of one `send-probe`, each checked when set.
+///
+/// A value of this type always encodes to a single line that mtr-packet can read.
+///
+/// ```
+/// use mtrproto::{ProbeArgs, Protocol};
+/// use std::time::Duration;
+/// let args = ProbeArgs::new("127.0.0.1".parse()?)
+///     .protocol(Protocol::Udp)
+///     .port(9)?
+///     .ttl(3)?
+///     .timeout(Duration::from_millis(1500))?;
+/// let mut line = Vec::new();
+/// args.encode(mtrproto::Token::new(42).unwrap(), &mut line);
+/// assert_eq!(line, b"42 send-probe ip-4 127.0.0.1 protocol udp port 9 timeout 2 ttl 3\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeArgs {
+    target: IpAddr,
+    protocol: Protocol,
+    port: Option<u16>,
+    local_addr: Option<IpAddr>,
+    local_port: Option<u16>,
+    local_device: Option<DeviceName>,
+    timeout_secs: Option<u32>,
+    ttl: Option<NonZeroU8>,
+    size: Option<u16>,
+    bit_pattern: Option<u8>,
+    tos: Option<u8>,
+    mark: Option<u32>,
+}
+
+impl ProbeArgs {
+    /// mtr-packet's timeout when none is given.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The smallest local port mtr-packet accepts.
+    pub const MIN_LOCAL_PORT: u16 = 1024;
+    /// The largest timeout: mtr-packet stores it in a C `int`.
+    pub const MAX_TIMEOUT_SECS: u32 = i32::MAX as u32;
+
+    /// An ICMP probe to `target` with mtr-packet's defaults for everything else.
+    pub fn new(target: IpAddr) -> ProbeArgs {
+        ProbeArgs {
+            target,
+            protocol: Protocol::Icmp,
+            port: None,
+            local_addr: None,
+            local_port: None,
+            local_device: None,
+            timeout_secs: None,
+            ttl: None,
+            size: None,
+            bit_pattern: None,
+            tos: None,
+            mark: None,
+        }
+    }
+
+    /// Sets the protocol (`protocol`).
+    pub fn protocol(mut self, protocol: Protocol) -> ProbeArgs {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets the destination port (`port`), 1..=65535, for UDP, TCP and SCTP.
+    ///
+    /// With UDP, prefer a port below 33000: mtr-packet 0.95 matches UDP replies by
+    /// destination port first, and its own sequence numbers live in 33000..=65535.
+    pub fn port(mut self, port: u16) -> Result<ProbeArgs, ArgumentError> {
+        range("port", port.into(), 1, u16::MAX.into())?;
+        self.port = Some(port);
+        Ok(self)
+    }
+
+    /// Sets the source address (`local-ip-4` / `local-ip-6`); it must be of the target's IP version.
+    pub fn local_addr(mut self, local: IpAddr) -> Result<ProbeArgs, ArgumentError> {
+        if local.is_ipv4() != self.target.is_ipv4() {
+            return Err(ArgumentError::AddressFamilyMismatch {
+                target: self.target,
+                local,
+            });
+        }
+        self.local_addr = Some(local);
+        Ok(self)
+    }
+
+    /// Sets the source port (`local-port`), which mtr-packet refuses below 1024.
+    pub fn local_port(mut self, port: u16) -> Result<ProbeArgs, ArgumentError> {
+        range(
+            "local port",
+            port.into(),
+            ProbeArgs::MIN_LOCAL_PORT.into(),
+            u16::MAX.into(),
+        )?;
+        self.local_port = Some(port);
+        Ok(self)
+    }
+
+    /// Sets the interface to send from (`local-device`; newer mtr-packet only).
+    pub fn local_device(mut self, device: DeviceName) -> ProbeArgs {
+        self.local_device = Some(device);
+        self
+    }
+
+    /// Sets how long mtr-packet waits for an answer (`timeout`).
+    ///
+    /// mtr-packet counts whole seconds, so the timeout is rounded **up** to the next whole
+    /// second, and at least one: a probe never gets less time than asked, and 1.2 s becomes
+    /// 2 s. Refused above `i32::MAX` seconds.
+    pub fn timeout(self, timeout: Duration) -> Result<ProbeArgs, ArgumentError> {
+        let whole = timeout
+            .as_secs()
+            .saturating_add(u64::from(timeout.subsec_nanos() > 0));
+        let secs = u32::try_from(whole.max(1)).unwrap_or(u32::MAX);
+        self.timeout_secs(secs)
+    }
+
+    /// Sets the timeout in whole seconds, `1..=i32::MAX`.
+    pub fn timeout_secs(mut self, secs: u32) -> Result<ProbeArgs, ArgumentError> {
+        range(
+            "timeout",
+            secs.into(),
+            1,
+            ProbeArgs::MAX_TIMEOUT_SECS.into(),
+        )?;
+        self.timeout_secs = Some(secs);
+        Ok(self)
+    }
+
+    /// Sets the IP TTL / hop limit (`ttl`), 1..=255.
+    pub fn ttl(mut self, ttl: u8) -> Result<ProbeArgs, ArgumentError> {
+        let ttl = NonZeroU8::new(ttl).ok_or(ArgumentError::OutOfRange {
+            what: "ttl",
+            value: 0,
+            min: 1,
+            max: 255,
+        })?;
+        self.ttl = Some(ttl);
+        Ok(self)
+    }
+
+    /// Sets the packet size in bytes, IP header included (`size`).
+    pub fn size(mut self, size: u16) -> ProbeArgs {
+        self.size = Some(size);
+        self
+    }
+
+    /// Sets the payload fill byte (`bit-pattern`).
+    pub fn bit_pattern(mut self, pattern: u8) -> ProbeArgs {
+        self.bit_pattern = Some(pattern);
+        self
+    }
+
+    /// Sets the IPv4 TOS / IPv6 traffic class (`tos`).
+    pub fn tos(mut self, tos: u8) -> ProbeArgs {
+        self.tos = Some(tos);
+        self
+    }
+
+    /// Sets the Linux socket mark (`mark`, `SO_MARK`).
+    pub fn mark(mut self, mark: u32) -> ProbeArgs {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// The target address.
+    pub fn target(&self) -> IpAddr {
+        self.target
+    }
+
+    /// The protocol.
+    pub fn protocol_kind(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The destination port, if set.
+    pub fn port_number(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The source address, if set.
+    pub fn local_address(&self) -> Option<IpAddr> {
+        self.local_addr
+    }
+
+    /// The TTL, if set.
+    pub fn ttl_value(&self) -> Option<u8> {
+        self.ttl.map(NonZeroU8::get)
+    }
+
+    /// How long mtr-packet will wait for an answer: the timeout sent, or its default of 10 s.
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout_secs.map_or(ProbeArgs::DEFAULT_TIMEOUT, |s| {
+            Duration::from_secs(s.into())
+        })
+    }
+
+    /// Appends `TOKEN send-probe ARGS...\n` to `out`.
+    pub fn encode(&self, token: Token, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{token} send-probe");
+        match self.target {
+            IpAddr::V4(a) => push_arg(out, "ip-4", a),
+            IpAddr::V6(a) => push_arg(out, "ip-6", a),
+        }
+        if self.protocol != Protocol::Icmp {
+            push_arg(out, "protocol", self.protocol);
+        }
+        push_opt(out, "port", self.port);
+        match self.local_addr {
+            Some(IpAddr::V4(a)) => push_arg(out, "local-ip-4", a),
+            Some(IpAddr::V6(a)) => push_arg(out, "local-ip-6", a),
+            None => {}
+        }
+        push_opt(out, "local-port", self.local_port);
+        push_opt(
+            out,
+            "local-device",
+            self.local_device.as_ref().map(DeviceName::as_str),
+        );
+        push_opt(out, "timeout", self.timeout_secs);
+        push_opt(out, "ttl", self.ttl);
+        push_opt(out, "size", self.size);
+        push_opt(out, "bit-pattern", self.bit_pattern);
+        push_opt(out, "tos", self.tos);
+        push_opt(out, "mark", self.mark);
+        out.push(b'\n');
+    }
+
+    /// Reads the arguments of a `send-probe` line back, with the same checks as the setters.
+    fn parse_arguments(text: &str) -> Result<ProbeArgs, ParseError> {
+        // Collect first: the local address is checked against the target, which may come later.
+        let mut values = [None; SEND_PROBE_ARGUMENTS.len()];
+        for argument in Arguments::new(text) {
+            let (name, value) = argument?;
+            let i = SEND_PROBE_ARGUMENTS
+                .iter()
+                .position(|known| *known == name)
+                .ok_or_else(|| ParseError::UnknownArgument(name.to_owned()))?;
+            if values[i].replace(value).is_some() {
+                return Err(ParseError::DuplicateArgument(SEND_PROBE_ARGUMENTS[i]));
+            }
+        }
+        let get = |name: &str| {
+            SEND_PROBE_ARGUMENTS
+                .iter()
+                .position(|known| *known == name)
+                .and_then(|i| values[i])
+        };
+        let target = either_address(get("ip-4"), get("ip-6"), ["ip-4", "ip-6"])?
+            .ok_or(ParseError::MissingArgument("ip-4 or ip-6"))?;
+        let mut args = ProbeArgs::new(target);
+        if let Some(v) = get("protocol") {
+            args = args.protocol(Protocol::from_name(v).ok_or_else(|| invalid("protocol", v))?);
+        }
+        if let Some(v) = get("port") {
+            args = args.port(number("port", v)?)?;
+        }
+        if let Some(local) = either_address(
+            get("local-ip-4"),
+            get("local-ip-6"),
+            ["local-ip-4", "local-ip-6"],
+        )? {
+            args = args.local_addr(local)?;
+        }
+        if let Some(v) = get("local-port") {
+            args = args.local_port(number("local-port", v)?)?;
+        }
+        if let Some(v) = get("local-device") {
+            args = args.local_device(DeviceName::new(v)?);
+        }
+        if let Some(v) = get("timeout") {
+            args = args.timeout_secs(number("timeout", v)?)?;
+        }
+        if let Some(v) = get("ttl") {
+            args = args.ttl(number("ttl", v)?)?;
+        }
+        if let Some(v) = get("size") {
+            args = args.size(number("size", v)?);
+        }
+        if let Some(v) = get("bit-pattern") {
+            args = args.bit_pattern(number("bit-pattern", v)?);
+        }
+        if let Some(v) = get("tos") {
+            args = args.tos(number("tos", v)?);
+        }
+        if let Some(v) = get("mark") {
+            args = args.mark(number("mark", v)?);
+        }
+        Ok(args)
+    }
+}
+
+/// Every argument `send-probe` takes.
+const SEND_PROBE_ARGUMENTS: [&str; 14] = [
+    "ip-4",
+    "ip-6",
+    "protocol",
+    "port",
+    "local-ip-4",
+    "local-ip-6",
+    "local-port",
+    "local-device",
+    "timeout",
+    "ttl",
+    "size",
+    "bit-pattern",
+    "tos",
+    "mark",
+];
+
+/// One address from a `*-ip-4` / `*-ip-6` pair of arguments, at most one of which may be given.
+fn either_address(
+    v4: Option<&str>,
+    v6: Option<&str>,
+    [v4_name, v6_name]: [&'static str; 2],
+) -> Result<Option<IpAddr>, ParseError> {
+    match (v4, v6) {
+        (None, None) => Ok(None),
+        (Some(v), None) => Ok(Some(IpAddr::V4(grammar::address::<Ipv4Addr>(v4_name, v)?))),
+        (None, Some(v)) => Ok(Some(IpAddr::V6(grammar::address::<Ipv6Addr>(v6_name, v)?))),
+        (Some(_), Some(_)) => Err(ParseError::DuplicateArgument(v6_name)),
+    }
+}
+
+/// A decimal argument value that fits `T`.
+fn number<T: TryFrom<u64>>(argument: &'static str, text: &str) -> Result<T, ParseError> {
+    grammar::value(argument, text, grammar::unsigned)?
+        .try_into()
+        .map_err(|_| invalid(argument, text))
+}
+
+fn invalid(argument: &'static str, text: &str) -> ParseError {
+    ParseError::InvalidValue {
+        argument,
+        value: text.to_owned(),
+    }
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// `send-probe`.
+    SendProbe(ProbeArgs),
+    /// `check-support feature NAME`.
+    CheckSupport(Feature),
+}
+
+impl Request {
+    /// Appends `TOKEN COMMAND ARGS...\n` to `out`: always exactly one line, shorter than
+    /// mtr-packet's 4095-byte command buffer.
+    ///
+    /// ```
+    /// use mtrproto::{Feature, Request, Token};
+    /// let mut out = Vec::new();
+    /// Request::CheckSupport(Feature::Version).encode(Token::new(1).unwrap(), &mut out);
+    /// assert_eq!(out, b"1 check-support feature version\n");
+    /// ```
+    pub fn encode(&self, token: Token, out: &mut Vec<u8>) {
+        match self {
+            Request::SendProbe(args) => args.encode(token, out),
+            Request::CheckSupport(feature) => {
+                let _ = writeln!(out, "{token} check-support feature {}", feature.as_str());
+            }
+        }
+    }
+
+    /// Parses one request line (without its newline), as mtr-packet would read it.
+    ///
+    /// `request = token SP command *(SP argument)`. Unknown commands and arguments are
+    /// refused, and every value goes through the same checks as the typed setters.
+    ///
+    /// ```
+    /// use mtrproto::{Request, Protocol};
+    /// let (token, request) = Request::parse("42 send-probe ip-4 127.0.0.1 ttl 3 protocol udp")?;
+    /// assert_eq!(token.get(), 42);
+    /// let Request::SendProbe(args) = request else { unreachable!() };
+    /// assert_eq!((args.ttl_value(), args.protocol_kind()), (Some(3), Protocol::Udp));
+    /// # Ok::<(), mtrproto::ParseError>(())
+    /// ```
+    pub fn parse(line: &str) -> Result<(Token, Request), ParseError> {
+        let (token, name, args) = grammar::head(line)?;
+        let request = match name {
+            "send-probe" => Request::SendProbe(ProbeArgs::parse_arguments(args)?),
+            "check-support" => {
+                let mut feature = None;
+                for argument in Arguments::new(args) {
+                    match argument? {
+                        ("feature", value) if feature.is_none() => feature = Some(value),
+                        ("feature", _) => return Err(ParseError::DuplicateArgument("feature")),
+                        (other, _) => return Err(ParseError::UnknownArgument(other.to_owned())),
+                    }
+                }
+                let feature = feature.ok_or(ParseError::MissingArgument("feature"))?;
+                Request::CheckSupport(Feature::from_name(feature)?)
+            }
+            other => return Err(ParseError::UnknownCommand(other.to_owned())),
+        };
+        Ok((token, request))
+    }
+}
+
+/// Appends ` NAME VALUE`.
+fn push_arg(out: &mut Vec<u8>, name: &str, value: impl fmt::Display) {
+    let _ = write!(out, " {name} {value}");
+}
+
+/// Appends ` NAME VALUE` when there is a value.
+fn push_opt(out: &mut Vec<u8>, name: &str, value: Option<impl fmt::Display>) {
+    if let Some(value) = value {
+        push_arg(out, name, value);
+    }
+}
+
+/// Checks that `value` is in `min..=max`.
+fn range(what: &'static str, value: u64, min: u64, max: u64) -> Result<(), ArgumentError> {
+    if value < min || value > max {
+        return Err(ArgumentError::OutOfRange {
+            what,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}

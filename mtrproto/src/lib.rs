@@ -1,0 +1,51 @@
+//! A sans-IO core for [`mtr-packet`](https://github.com/traviscross/mtr), the probe engine of
+//! mtr.
+//!
+//! mtr-packet is a child process that reads requests such as
+//! `42 send-probe ip-4 127.0.0.1 ttl 3` on its stdin and answers lines such as
+//! `42 ttl-expired ip-4 10.0.0.1 round-trip-time 812` on its stdout. This crate holds
+//! everything about that protocol that needs no I/O:
+//!
+//! - [`ProbeArgs`] and [`Request`]: typed requests, checked when built, so that encoding
+//!   always yields exactly one valid line;
+//! - [`Reply`]: a zero-copy nom parser for every reply name and argument mtr 0.95 and 0.96
+//!   use, MPLS label stacks ([`MplsStack`]) included, keeping whatever it does not know;
+//! - [`LineFramer`]: byte chunks in, bounded lines out;
+//! - [`ProbeResult`]: the owned outcome of one probe.
+//!
+//! It never reads a clock, starts a thread or touches a socket.
+//!
+//! ```
+//! use mtrproto::{LineFramer, ProbeArgs, ProbeResult, Reply, Token};
+//!
+//! let mut request = Vec::new();
+//! ProbeArgs::new("127.0.0.1".parse()?).ttl(3)?.encode(Token::new(42).unwrap(), &mut request);
+//! assert_eq!(request, b"42 send-probe ip-4 127.0.0.1 ttl 3\n");
+//!
+//! let mut framer = LineFramer::new();
+//! framer.feed(b"42 reply ip-4 127.0.0.1 round-trip-time 812\n", |line| {
+//!     let reply = Reply::parse(line.unwrap()).unwrap();
+//!     let result = ProbeResult::from_reply(&reply);
+//!     assert!(result.success);
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod command;
+mod error;
+mod framer;
+mod grammar;
+mod mpls;
+mod reply;
+mod result;
+mod token;
+mod word;
+
+pub use command::{DeviceName, Feature, ProbeArgs, Protocol, Request};
+pub use error::{ArgumentError, FrameError, MplsError, ParseError};
+pub use framer::LineFramer;
+pub use mpls::{Mpls, MplsStack};
+pub use reply::{Reply, ReplyKind};
+pub use result::ProbeResult;
+pub use token::Token;
+pub use word::{MAX_WORD_LEN, Word};

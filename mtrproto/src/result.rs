@@ -1,0 +1,60 @@
+//! The owned outcome of one probe.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::mpls::MplsStack;
+use crate::reply::{Reply, ReplyKind};
+
+/// What became of a probe, with the meaning of the Python `mtrpacket` package's `ProbeResult`.
+///
+/// ```
+/// use mtrproto::{ProbeResult, Reply, ReplyKind};
+/// let result = ProbeResult::from_reply(&Reply::parse("5 reply ip-4 127.0.0.1 round-trip-time 1554")?);
+/// assert!(result.success);
+/// assert_eq!(result.result, ReplyKind::Reply);
+/// assert_eq!(result.time, Some(std::time::Duration::from_micros(1554)));
+/// assert_eq!(result.responder, Some("127.0.0.1".parse()?));
+///
+/// let lost = ProbeResult::from_reply(&Reply::parse("6 no-reply")?);
+/// assert!(!lost.success);
+/// assert_eq!((lost.time, lost.responder), (None, None));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// True only when the target itself answered (`reply`).
+    pub success: bool,
+    /// The reply name; unknown names are kept as text.
+    pub result: ReplyKind<'static>,
+    /// The round-trip time, when the reply carries one.
+    pub time: Option<Duration>,
+    /// Who answered (the target or a router), when the reply says.
+    pub responder: Option<IpAddr>,
+    /// The MPLS label stack quoted by a router; empty when none.
+    pub mpls: MplsStack,
+}
+
+impl ProbeResult {
+    /// The result a reply stands for.
+    pub fn from_reply(reply: &Reply<'_>) -> ProbeResult {
+        ProbeResult {
+            success: reply.kind == ReplyKind::Reply,
+            result: reply.kind.clone().into_owned(),
+            time: reply.round_trip_time_us.map(Duration::from_micros),
+            responder: reply.address,
+            mpls: reply.mpls,
+        }
+    }
+
+    /// A result that carries only an outcome: no time, no responder, no MPLS.
+    pub fn outcome(result: ReplyKind<'static>) -> ProbeResult {
+        ProbeResult {
+            success: result == ReplyKind::Reply,
+            result,
+            time: None,
+            responder: None,
+            mpls: MplsStack::new(),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Request tokens.
+
+use std::fmt;
+
+/// The number that ties a reply to its request.
+///
+/// mtr-packet reads it with `strtol` into a C `int`, so a token is in `0..=2147483647`.
+/// Token `0` is what mtr-packet uses for errors it cannot tie to a request
+/// (`0 command-parse-error`); a session never hands it out.
+///
+/// ```
+/// use mtrproto::Token;
+/// assert_eq!(Token::new(42).map(Token::get), Some(42));
+/// assert!(Token::new(1 << 31).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token(u32);
+
+impl Token {
+    /// The largest token mtr-packet accepts: `i32::MAX`.
+    pub const MAX: Token = Token(i32::MAX as u32);
+
+    /// The token of replies that belong to no request.
+    pub const UNSOLICITED: Token = Token(0);
+
+    /// A token with this value, or `None` above [`Token::MAX`].
+    pub const fn new(value: u32) -> Option<Token> {
+        if value <= Token::MAX.0 {
+            Some(Token(value))
+        } else {
+            None
+        }
+    }
+
+    /// The token's value.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

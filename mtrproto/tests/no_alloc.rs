@@ -1,0 +1,59 @@
+//! Parsing a reply without unknown arguments allocates nothing, MPLS included.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mtrproto::{LineFramer, ProbeResult, Reply};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn parsing_replies_does_not_allocate() {
+    let lines = [
+        "5 reply ip-4 127.0.0.1 round-trip-time 1554",
+        "6 ttl-expired ip-6 2001:db8::1 round-trip-time 7933",
+        "7 ttl-expired ip-4 198.18.0.101 round-trip-time 375 mpls 1234,5,1,7,16,0,0,1",
+        "8 no-reply",
+        "9 feature-support support 0.95",
+        "10 invalid-argument reason protocol-not-supported",
+    ];
+    let stream: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| l.bytes().chain([b'\n']))
+        .collect();
+    let mut framer = LineFramer::new();
+    let mut parsed = 0;
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for line in lines {
+        let reply = Reply::parse(line).unwrap();
+        std::hint::black_box(ProbeResult::from_reply(&reply));
+    }
+    framer.feed(&stream, |line| {
+        parsed += usize::from(line.ok().and_then(|l| Reply::parse(l).ok()).is_some());
+    });
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+
+    assert_eq!(parsed, lines.len());
+    assert_eq!(after - before, 0, "allocations while parsing");
+}

@@ -1,0 +1,1 @@
+//! Test support for mtrproto: fake mtr-packet and network simulator (work in progress).
