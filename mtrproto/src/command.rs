@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU8;
 use std::time::Duration;
 
@@ -470,8 +470,8 @@ fn either_address(
 ) -> Result<Option<IpAddr>, ParseError> {
     match (v4, v6) {
         (None, None) => Ok(None),
-        (Some(v), None) => Ok(Some(IpAddr::V4(grammar::address::<Ipv4Addr>(v4_name, v)?))),
-        (None, Some(v)) => Ok(Some(IpAddr::V6(grammar::address::<Ipv6Addr>(v6_name, v)?))),
+        (Some(v), None) => Ok(Some(IpAddr::V4(grammar::value(v4_name, v, grammar::ip4)?))),
+        (None, Some(v)) => Ok(Some(IpAddr::V6(grammar::value(v6_name, v, grammar::ip6)?))),
         (Some(_), Some(_)) => Err(ParseError::DuplicateArgument(v6_name)),
     }
 }

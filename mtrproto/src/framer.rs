@@ -61,7 +61,7 @@ impl LineFramer {
 
     /// Feeds a chunk, calling `on_line` for every line or error it completes, in order.
     pub fn feed(&mut self, mut input: &[u8], mut on_line: impl FnMut(Result<&str, FrameError>)) {
-        while let Some(end) = input.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', input) {
             let (line, rest) = (&input[..end], &input[end + 1..]);
             input = rest;
             if self.skipping {

@@ -4,11 +4,13 @@
 //! `line = token SP name *(SP argument)`, `argument = word SP word`.
 
 use nom::bytes::complete::take_while1;
-use nom::character::complete::{char, digit1};
-use nom::combinator::{map_res, opt, recognize};
+use nom::character::complete::char;
+use nom::combinator::{map_res, opt};
 use nom::error::ErrorKind;
-use nom::sequence::{pair, preceded, separated_pair};
+use nom::sequence::{preceded, separated_pair};
 use nom::{IResult, Parser};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::ParseError;
 use crate::token::Token;
@@ -16,8 +18,8 @@ use crate::word::is_word_char;
 
 /// `token = 1*DIGIT`, with a value in `0..=2147483647`.
 pub(crate) fn token(input: &str) -> IResult<&str, Token> {
-    map_res(digit1, |digits: &str| {
-        digits.parse::<u32>().ok().and_then(Token::new).ok_or(())
+    map_res(unsigned, |value| {
+        u32::try_from(value).ok().and_then(Token::new).ok_or(())
     })
     .parse(input)
 }
@@ -33,27 +35,61 @@ pub(crate) fn word(input: &str) -> IResult<&str, &str> {
         .unwrap_or(input.len());
     if input.as_bytes().get(ascii_end).is_none_or(u8::is_ascii) {
         if ascii_end == 0 {
-            let error = nom::error::Error::new(input, ErrorKind::TakeWhile1);
-            return Err(nom::Err::Error(error));
+            return Err(failure(input, ErrorKind::TakeWhile1));
         }
         return Ok((&input[ascii_end..], &input[..ascii_end]));
     }
     take_while1(is_word_char).parse(input)
 }
 
-/// `argument = word SP word`, preceded by the space that separates it from the previous field.
-pub(crate) fn argument(input: &str) -> IResult<&str, (&str, &str)> {
-    preceded(char(' '), separated_pair(word, char(' '), word)).parse(input)
+/// `SP = " "`.
+pub(crate) fn sp(input: &str) -> IResult<&str, char> {
+    match input.as_bytes().first() {
+        Some(b' ') => Ok((&input[1..], ' ')),
+        _ => Err(failure(input, ErrorKind::Char)),
+    }
 }
 
-/// `unsigned = 1*DIGIT`, fitting in a `u64`.
+/// `argument = word SP word`, preceded by the space that separates it from the previous field.
+pub(crate) fn argument(input: &str) -> IResult<&str, (&str, &str)> {
+    preceded(sp, separated_pair(word, sp, word)).parse(input)
+}
+
+/// `unsigned = 1*DIGIT`, fitting in a `u64`. Reads the digits in one pass.
 pub(crate) fn unsigned(input: &str) -> IResult<&str, u64> {
-    map_res(digit1, str::parse::<u64>).parse(input)
+    let end = input
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(input.len());
+    if end == 0 {
+        return Err(failure(input, ErrorKind::Digit));
+    }
+    let value = input.as_bytes()[..end]
+        .iter()
+        .try_fold(0u64, |value, digit| {
+            value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        });
+    match value {
+        Some(value) => Ok((&input[end..], value)),
+        None => Err(failure(input, ErrorKind::TooLarge)),
+    }
+}
+
+/// A recoverable nom error at `input`.
+fn failure(input: &str, kind: ErrorKind) -> nom::Err<nom::error::Error<&str>> {
+    nom::Err::Error(nom::error::Error::new(input, kind))
 }
 
 /// `signed = ["-"] 1*DIGIT`, fitting in an `i64`.
 pub(crate) fn signed(input: &str) -> IResult<&str, i64> {
-    map_res(recognize(pair(opt(char('-')), digit1)), str::parse::<i64>).parse(input)
+    let (rest, (minus, magnitude)) = (opt(char('-')), unsigned).parse(input)?;
+    let value = match minus {
+        Some(_) => 0i64.checked_sub_unsigned(magnitude),
+        None => i64::try_from(magnitude).ok(),
+    };
+    value
+        .map(|v| (rest, v))
+        .ok_or_else(|| failure(input, ErrorKind::TooLarge))
 }
 
 /// Splits a line into its token, its name and the text of its arguments.
@@ -62,7 +98,7 @@ pub(crate) fn signed(input: &str) -> IResult<&str, i64> {
 pub(crate) fn head(line: &str) -> Result<(Token, &str, &str), ParseError> {
     let (rest, token) = token(line).map_err(|_| ParseError::BadToken)?;
     let (args, name) =
-        preceded(char(' '), word)
+        preceded(sp, word)
             .parse(rest)
             .map_err(|_: nom::Err<nom::error::Error<&str>>| {
                 if rest.is_empty() || rest == " " {
@@ -101,7 +137,7 @@ impl<'a> Iterator for Arguments<'a> {
             }
             Err(_) => {
                 let rest = std::mem::take(&mut self.rest);
-                let lone_name = preceded(char(' '), word).parse(rest);
+                let lone_name = preceded(sp, word).parse(rest);
                 Some(Err(match lone_name {
                     Ok(("", name)) => ParseError::MissingValue(name.to_owned()),
                     _ => ParseError::Malformed,
@@ -126,15 +162,32 @@ pub(crate) fn value<'a, T>(
     }
 }
 
-/// Parses an IP address value of the given argument.
-pub(crate) fn address<T: std::str::FromStr>(
-    argument: &'static str,
-    text: &str,
-) -> Result<T, ParseError> {
-    text.parse().map_err(|_| ParseError::InvalidValue {
-        argument,
-        value: text.to_owned(),
-    })
+/// `ip4 = dec-octet 3("." dec-octet)`, the dotted quad `inet_ntop` writes.
+pub(crate) fn ip4(input: &str) -> IResult<&str, Ipv4Addr> {
+    let (rest, (a, b, c, d)) = (
+        dec_octet,
+        preceded(char('.'), dec_octet),
+        preceded(char('.'), dec_octet),
+        preceded(char('.'), dec_octet),
+    )
+        .parse(input)?;
+    Ok((rest, Ipv4Addr::new(a, b, c, d)))
+}
+
+/// `dec-octet = "0" / %x31-39 0*2DIGIT`, at most 255 (RFC 3986; no leading zeros).
+fn dec_octet(input: &str) -> IResult<&str, u8> {
+    let (rest, value) = unsigned(input)?;
+    let digits = input.len() - rest.len();
+    let leading_zero = digits > 1 && input.starts_with('0');
+    match u8::try_from(value) {
+        Ok(octet) if !leading_zero => Ok((rest, octet)),
+        _ => Err(failure(input, ErrorKind::Verify)),
+    }
+}
+
+/// `ip6 = word` that reads as an IPv6 address in any RFC 4291 text form.
+pub(crate) fn ip6(input: &str) -> IResult<&str, Ipv6Addr> {
+    map_res(word, str::parse::<Ipv6Addr>).parse(input)
 }
 
 #[cfg(test)]
@@ -175,6 +228,26 @@ mod tests {
         assert!(word(" x").is_err());
         assert!(word("").is_err());
         assert!(word("\u{85}").is_err());
+    }
+
+    #[test]
+    fn ipv4_addresses_are_dotted_quads() {
+        assert_eq!(
+            value("ip-4", "10.200.1.2", ip4),
+            Ok(Ipv4Addr::new(10, 200, 1, 2))
+        );
+        assert_eq!(value("ip-4", "0.0.0.0", ip4), Ok(Ipv4Addr::UNSPECIFIED));
+        for bad in [
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1..2.3",
+            "1.2.3.4x",
+            "",
+        ] {
+            assert!(value("ip-4", bad, ip4).is_err(), "{bad}");
+        }
     }
 
     #[test]

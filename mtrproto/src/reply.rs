@@ -1,7 +1,7 @@
 //! Replies from mtr-packet: `TOKEN NAME [ARG-NAME ARG-VALUE]...`.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::error::{ArgumentError, ParseError};
 use crate::grammar::{self, Arguments};
@@ -232,12 +232,12 @@ impl<'a> Reply<'a> {
             "ip-4" => set_once(
                 &mut self.address,
                 "ip-4/ip-6",
-                IpAddr::V4(grammar::address::<Ipv4Addr>("ip-4", value)?),
+                IpAddr::V4(grammar::value("ip-4", value, grammar::ip4)?),
             ),
             "ip-6" => set_once(
                 &mut self.address,
                 "ip-4/ip-6",
-                IpAddr::V6(grammar::address::<Ipv6Addr>("ip-6", value)?),
+                IpAddr::V6(grammar::value("ip-6", value, grammar::ip6)?),
             ),
             "round-trip-time" => set_once(
                 &mut self.round_trip_time_us,
