@@ -500,6 +500,10 @@ pub enum Request {
 }
 
 impl Request {
+    /// An upper bound on the length of an encoded request line, newline included: every
+    /// `send-probe` argument at its longest, or a `check-support` with a longest [`Word`].
+    pub const MAX_LINE: usize = 320;
+
     /// Appends `TOKEN COMMAND ARGS...\n` to `out`: always exactly one line, shorter than
     /// mtr-packet's 4095-byte command buffer.
     ///

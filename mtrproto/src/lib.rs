@@ -11,9 +11,12 @@
 //! - [`Reply`]: a zero-copy nom parser for every reply name and argument mtr 0.95 and 0.96
 //!   use, MPLS label stacks ([`MplsStack`]) included, keeping whatever it does not know;
 //! - [`LineFramer`]: byte chunks in, bounded lines out;
-//! - [`ProbeResult`]: the owned outcome of one probe.
+//! - [`ProbeResult`]: the owned outcome of one probe;
+//! - [`Session`]: the state machine a driver runs: tokens, an in-flight window with a queue
+//!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events.
 //!
-//! It never reads a clock, starts a thread or touches a socket.
+//! It never reads a clock, starts a thread or touches a socket: see [`session`] for the
+//! driving contract, and `mtrproto-blocking` for a ready driver.
 //!
 //! ```
 //! use mtrproto::{LineFramer, ProbeArgs, ProbeResult, Reply, Token};
@@ -36,8 +39,10 @@ mod error;
 mod framer;
 mod grammar;
 mod mpls;
+mod pacer;
 mod reply;
 mod result;
+pub mod session;
 mod token;
 mod word;
 
@@ -47,5 +52,6 @@ pub use framer::LineFramer;
 pub use mpls::{Mpls, MplsStack};
 pub use reply::{Reply, ReplyKind};
 pub use result::ProbeResult;
+pub use session::{Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig};
 pub use token::Token;
 pub use word::{MAX_WORD_LEN, Word};

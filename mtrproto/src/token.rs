@@ -6,7 +6,7 @@ use std::fmt;
 ///
 /// mtr-packet reads it with `strtol` into a C `int`, so a token is in `0..=2147483647`.
 /// Token `0` is what mtr-packet uses for errors it cannot tie to a request
-/// (`0 command-parse-error`); a session never hands it out.
+/// (`0 command-parse-error`); a [`Session`](crate::Session) never hands it out.
 ///
 /// ```
 /// use mtrproto::Token;

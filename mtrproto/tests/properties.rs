@@ -186,7 +186,7 @@ proptest! {
     fn request_encodes_to_one_line_that_parses_back(token in token(), request in request()) {
         let mut out = Vec::new();
         request.encode(token, &mut out);
-        prop_assert!(out.len() < 4095);
+        prop_assert!(out.len() <= Request::MAX_LINE);
         prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         prop_assert_eq!(out.last(), Some(&b'\n'));
         let line = std::str::from_utf8(&out[..out.len() - 1]).unwrap();

@@ -1,0 +1,670 @@
+//! The session: a state machine that turns requests into bytes for mtr-packet and its
+//! output into events, with no I/O of its own.
+//!
+//! # The contract
+//!
+//! Feed every input, then drain every output, in this order, and repeat:
+//!
+//! 1. inputs: [`Session::send_probe`], [`Session::check_support`], [`Session::cancel`],
+//!    [`Session::handle_input`] (bytes read from the helper's stdout),
+//!    [`Session::handle_eof`] (its stdout closed), [`Session::handle_timeout`] (the deadline
+//!    from `poll_timeout` passed; calling it early or twice is harmless);
+//! 2. [`Session::poll_transmit`]: write those bytes to the helper's stdin, then
+//!    [`Session::consume`] as many as were written;
+//! 3. [`Session::poll_timeout`]: wake up at that instant and call `handle_timeout`;
+//! 4. [`Session::poll_event`] until it returns `None`.
+//!
+//! Time only ever comes in as an `Instant` argument: the session never reads a clock, so tests
+//! drive it with a virtual one.
+//!
+//! ```
+//! use std::time::Instant;
+//! use mtrproto::{Event, ProbeArgs, Session, SessionConfig};
+//!
+//! let mut session = Session::new(SessionConfig::default());
+//! let now = Instant::now();
+//! let token = session.send_probe(now, ProbeArgs::new("127.0.0.1".parse()?))?;
+//!
+//! // A driver writes this to mtr-packet's stdin...
+//! let line = session.poll_transmit().unwrap().to_vec();
+//! assert_eq!(line, format!("{token} send-probe ip-4 127.0.0.1\n").as_bytes());
+//! session.consume(line.len());
+//!
+//! // ...and hands back what mtr-packet answered.
+//! session.handle_input(now, format!("{token} reply ip-4 127.0.0.1 round-trip-time 80\n").as_bytes());
+//! match session.poll_event() {
+//!     Some(Event::Probe { token: t, outcome: Ok(result) }) => {
+//!         assert_eq!(t, token);
+//!         assert!(result.success);
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::command::{Feature, ProbeArgs, Request};
+use crate::error::{FrameError, ParseError};
+use crate::framer::LineFramer;
+use crate::pacer::Pacer;
+use crate::reply::{Reply, ReplyKind};
+use crate::result::ProbeResult;
+use crate::token::Token;
+
+/// How a [`Session`] paces, bounds and watches its requests.
+///
+/// Build one with struct update syntax: `SessionConfig { window: 64, ..Default::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Requests in flight at most (sent and not yet answered).
+    ///
+    /// Default 256: mtr-packet 0.95 holds at most 1024 probes and aborts past about 1016
+    /// TCP probes (each holds a socket below `FD_SETSIZE`), and 256 already reaches its full
+    /// speed on loopback.
+    pub window: usize,
+    /// Requests waiting behind the window at most; past it, sending fails with
+    /// [`SendError::QueueFull`]. Default 65536.
+    pub max_queue: usize,
+    /// Releases per second at most, with `burst` at once; `None` (the default) releases as
+    /// fast as the window allows.
+    pub rate: Option<Rate>,
+    /// How long past its own timeout a probe may go unanswered before the watchdog
+    /// completes it with [`Failure::Unanswered`]; a `check-support` gets this long in all.
+    /// Default 5 s.
+    pub grace: Duration,
+    /// How many times a probe answered `probes-exhausted` is queued again before that answer
+    /// is its result. Default 3.
+    pub max_retries: u8,
+    /// The longest line accepted from the helper. Default [`LineFramer::DEFAULT_MAX_LINE`].
+    pub max_line: usize,
+    /// How many completed tokens are remembered, to tell a late or second answer from an
+    /// unknown token. Default 1024.
+    pub history: usize,
+}
+
+/// A release rate for [`SessionConfig::rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Average releases per second.
+    pub per_second: u32,
+    /// Releases allowed back to back after an idle time.
+    pub burst: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            window: 256,
+            max_queue: 65536,
+            rate: None,
+            grace: Duration::from_secs(5),
+            max_retries: 3,
+            max_line: LineFramer::DEFAULT_MAX_LINE,
+            history: 1024,
+        }
+    }
+}
+
+/// Why a request could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The queue behind the window is full; retry after some requests complete.
+    #[error("request queue full ({0} waiting); wait for answers before sending more")]
+    QueueFull(usize),
+    /// The helper's output ended; open a new session.
+    #[error("session closed: mtr-packet's output ended")]
+    Closed,
+}
+
+/// A request that completed without an answer from mtr-packet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// mtr-packet's output ended before it answered.
+    #[error("mtr-packet exited before answering")]
+    HelperGone,
+    /// mtr-packet did not answer within the request's timeout plus the grace.
+    #[error("mtr-packet did not answer in time")]
+    Unanswered,
+    /// A `check-support` was answered with something other than `feature-support`.
+    #[error("unexpected answer `{0}` to check-support")]
+    UnexpectedReply(ReplyKind<'static>),
+}
+
+/// Something the caller should know about, from [`Session::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A probe completed: mtr-packet's answer, or why there is none.
+    Probe {
+        /// The token `send_probe` returned.
+        token: Token,
+        /// The result, or why there is none.
+        outcome: Result<ProbeResult, Failure>,
+    },
+    /// A `check-support` completed.
+    Support {
+        /// The token `check_support` returned.
+        token: Token,
+        /// The feature asked about.
+        feature: Feature,
+        /// The `support` text (`ok`, `no`, or the version), or why there is none.
+        outcome: Result<String, Failure>,
+    },
+    /// A line that belongs to no request. It never completes a request.
+    Diagnostic(Diagnostic),
+}
+
+/// A line from the helper that answers no request of this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Diagnostic {
+    /// A token-0 line such as `0 command-parse-error`.
+    Unsolicited(Reply<'static>),
+    /// A reply for a token not in flight and not recently completed.
+    UnknownToken(Reply<'static>),
+    /// A second answer for a token that was already answered.
+    Duplicate(Reply<'static>),
+    /// An answer for a request the watchdog had already completed.
+    Late(Reply<'static>),
+    /// A line that does not parse.
+    Unparsable {
+        /// The line.
+        line: String,
+        /// What is wrong with it.
+        error: ParseError,
+    },
+    /// Bytes that do not form a line: too long, not UTF-8, or cut off by the end of output.
+    Frame(FrameError),
+}
+
+/// What the session has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Request lines released to the transmit buffer, re-sends included.
+    pub sent: u64,
+    /// Probes completed with mtr-packet's answer.
+    pub answered: u64,
+    /// ... of which `reply` (the target answered).
+    pub succeeded: u64,
+    /// Feature checks completed with an answer.
+    pub supports: u64,
+    /// Requests the watchdog completed.
+    pub unanswered: u64,
+    /// Requests completed because the helper's output ended.
+    pub helper_gone: u64,
+    /// Requests cancelled by the caller.
+    pub cancelled: u64,
+    /// Probes queued again after `probes-exhausted`.
+    pub retries: u64,
+    /// Diagnostic events.
+    pub diagnostics: u64,
+}
+
+/// The sans-IO mtr-packet session. See the [module documentation](self) for the contract.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    next_token: u32,
+    /// Pending requests by the token on the wire.
+    requests: HashMap<Token, Pending>,
+    /// For re-sent probes: the caller's token to the token of the current attempt.
+    resent: HashMap<Token, Token>,
+    queue: VecDeque<Token>,
+    in_flight: usize,
+    deadlines: BTreeSet<(Instant, Token)>,
+    pacer: Option<Pacer>,
+    transmit: Vec<u8>,
+    transmitted: usize,
+    framer: LineFramer,
+    events: VecDeque<Event>,
+    recent: VecDeque<(Token, Ended)>,
+    closed: bool,
+    counters: Counters,
+    /// The latest instant seen; `poll_timeout` returns it when a release waits only for the
+    /// transmit buffer to drain, so the driver comes back right after writing.
+    last_now: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// The token the caller holds: that of the first attempt.
+    origin: Token,
+    request: Request,
+    state: State,
+    retries: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Queued,
+    /// Released to the transmit buffer; the watchdog fires at `deadline`.
+    InFlight {
+        deadline: Instant,
+    },
+    /// Cancelled after release: still holds a slot of mtr-packet until answered or due.
+    Cancelled {
+        deadline: Instant,
+    },
+}
+
+/// How a remembered token ended, to classify a later line for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Answered,
+    TimedOut,
+}
+
+impl Session {
+    /// A session with no request yet.
+    ///
+    /// # Panics
+    ///
+    /// If `config.window` is 0 (a caller's mistake, not a runtime condition).
+    pub fn new(config: SessionConfig) -> Session {
+        assert!(
+            config.window > 0,
+            "SessionConfig::window must be at least 1"
+        );
+        Session {
+            pacer: config.rate.map(|r| Pacer::new(r.per_second, r.burst)),
+            framer: LineFramer::with_max_line(config.max_line),
+            config,
+            next_token: 1,
+            requests: HashMap::new(),
+            resent: HashMap::new(),
+            queue: VecDeque::new(),
+            in_flight: 0,
+            deadlines: BTreeSet::new(),
+            transmit: Vec::new(),
+            transmitted: 0,
+            events: VecDeque::new(),
+            recent: VecDeque::new(),
+            closed: false,
+            counters: Counters::default(),
+            last_now: None,
+        }
+    }
+
+    /// Queues a probe and returns the token its [`Event::Probe`] will carry.
+    pub fn send_probe(&mut self, now: Instant, args: ProbeArgs) -> Result<Token, SendError> {
+        self.submit(now, Request::SendProbe(args))
+    }
+
+    /// Queues a `check-support` and returns the token its [`Event::Support`] will carry.
+    pub fn check_support(&mut self, now: Instant, feature: Feature) -> Result<Token, SendError> {
+        self.submit(now, Request::CheckSupport(feature))
+    }
+
+    fn submit(&mut self, now: Instant, request: Request) -> Result<Token, SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        if self.queue.len() >= self.config.max_queue {
+            return Err(SendError::QueueFull(self.queue.len()));
+        }
+        let token = self.allocate_token();
+        let pending = Pending {
+            origin: token,
+            request,
+            state: State::Queued,
+            retries: 0,
+        };
+        self.requests.insert(token, pending);
+        self.queue.push_back(token);
+        self.release(now);
+        Ok(token)
+    }
+
+    /// The next token in 1..=i32::MAX not in use (on the wire or held by a caller), wrapping
+    /// to 1.
+    fn allocate_token(&mut self) -> Token {
+        loop {
+            let candidate = Token::new(self.next_token).unwrap_or(Token::MAX);
+            self.next_token = if candidate == Token::MAX {
+                1
+            } else {
+                candidate.get() + 1
+            };
+            // The window and queue bounds keep far fewer than i32::MAX tokens in use, so this
+            // finds a free one.
+            if !self.requests.contains_key(&candidate) && !self.resent.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    /// Withdraws a request. Returns `false` if the token is not pending (never issued,
+    /// completed, or already cancelled). A cancelled request produces no event; if it was
+    /// already sent it keeps its place in the window until mtr-packet answers or its
+    /// deadline passes, and that answer is dropped.
+    pub fn cancel(&mut self, token: Token) -> bool {
+        let wire = self.resent.get(&token).copied().unwrap_or(token);
+        let Some(pending) = self.requests.get_mut(&wire).filter(|p| p.origin == token) else {
+            return false;
+        };
+        match pending.state {
+            State::Queued => {
+                self.requests.remove(&wire);
+                self.resent.remove(&token);
+                self.queue.retain(|&t| t != wire);
+            }
+            State::InFlight { deadline } => pending.state = State::Cancelled { deadline },
+            State::Cancelled { .. } => return false,
+        }
+        self.counters.cancelled += 1;
+        true
+    }
+
+    /// Takes bytes read from the helper's stdout, in any chunking.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        let mut framer = std::mem::take(&mut self.framer);
+        framer.feed(bytes, |line| match line {
+            Ok(line) => match Reply::parse(line) {
+                Ok(reply) => self.handle_reply(reply),
+                Err(error) => self.diagnostic(Diagnostic::Unparsable {
+                    line: line.to_owned(),
+                    error,
+                }),
+            },
+            Err(error) => self.diagnostic(Diagnostic::Frame(error)),
+        });
+        self.framer = framer;
+        self.release(now);
+    }
+
+    fn handle_reply(&mut self, reply: Reply<'_>) {
+        if reply.token == Token::UNSOLICITED {
+            return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
+        }
+        let token = reply.token;
+        let MapEntry::Occupied(mut entry) = self.requests.entry(token) else {
+            let diagnostic = match self.recent.iter().find(|(t, _)| *t == token) {
+                Some((_, Ended::Answered)) => Diagnostic::Duplicate(reply.into_owned()),
+                Some((_, Ended::TimedOut)) => Diagnostic::Late(reply.into_owned()),
+                None => Diagnostic::UnknownToken(reply.into_owned()),
+            };
+            return self.diagnostic(diagnostic);
+        };
+        let pending = entry.get_mut();
+        let deadline = match pending.state {
+            // mtr-packet cannot answer what it was never sent.
+            State::Queued => return self.diagnostic(Diagnostic::UnknownToken(reply.into_owned())),
+            State::Cancelled { deadline } => {
+                let pending = entry.remove();
+                self.settle(token, deadline, Ended::Answered);
+                self.resent.remove(&pending.origin);
+                return;
+            }
+            State::InFlight { deadline } => deadline,
+        };
+        let retry = reply.kind == ReplyKind::ProbesExhausted
+            && matches!(pending.request, Request::SendProbe(_))
+            && pending.retries < self.config.max_retries;
+        let mut pending = entry.remove();
+        self.settle(token, deadline, Ended::Answered);
+        if retry {
+            // A fresh wire token, so that a stray second answer to this attempt cannot be
+            // taken for the answer to the next one.
+            let wire = self.allocate_token();
+            self.resent.insert(pending.origin, wire);
+            pending.retries += 1;
+            pending.state = State::Queued;
+            self.requests.insert(wire, pending);
+            self.queue.push_front(wire);
+            self.counters.retries += 1;
+            return;
+        }
+        self.resent.remove(&pending.origin);
+        let token = pending.origin;
+        let event = match pending.request {
+            Request::SendProbe(_) => {
+                self.counters.answered += 1;
+                self.counters.succeeded += u64::from(reply.kind == ReplyKind::Reply);
+                Event::Probe {
+                    token,
+                    outcome: Ok(ProbeResult::from_reply(&reply)),
+                }
+            }
+            Request::CheckSupport(feature) => {
+                self.counters.supports += 1;
+                let outcome = match (&reply.kind, &reply.support) {
+                    (ReplyKind::FeatureSupport, Some(support)) => Ok(support.as_str().to_owned()),
+                    (kind, _) => Err(Failure::UnexpectedReply(kind.clone().into_owned())),
+                };
+                Event::Support {
+                    token,
+                    feature,
+                    outcome,
+                }
+            }
+        };
+        self.events.push_back(event);
+    }
+
+    /// Frees the window slot of a request that left flight, and remembers how it ended.
+    fn settle(&mut self, token: Token, deadline: Instant, ended: Ended) {
+        self.deadlines.remove(&(deadline, token));
+        self.in_flight -= 1;
+        if self.config.history > 0 {
+            if self.recent.len() >= self.config.history {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((token, ended));
+        }
+    }
+
+    fn diagnostic(&mut self, diagnostic: Diagnostic) {
+        self.counters.diagnostics += 1;
+        self.events.push_back(Event::Diagnostic(diagnostic));
+    }
+
+    /// The helper's stdout ended: every pending and queued request completes at once with
+    /// [`Failure::HelperGone`], and later sends fail with [`SendError::Closed`].
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if let Some(error) = self.framer.finish() {
+            self.diagnostic(Diagnostic::Frame(error));
+        }
+        self.closed = true;
+        self.queue.clear();
+        self.resent.clear();
+        self.deadlines.clear();
+        self.in_flight = 0;
+        self.transmit.clear();
+        self.transmitted = 0;
+        let mut pending: Vec<_> = self.requests.drain().map(|(_, p)| p).collect();
+        pending.sort_unstable_by_key(|p| p.origin);
+        for pending in pending {
+            if !matches!(pending.state, State::Cancelled { .. }) {
+                self.counters.helper_gone += 1;
+                self.events.push_back(failed(pending, Failure::HelperGone));
+            }
+        }
+    }
+
+    /// Completes requests whose deadline passed and releases paced ones that are due.
+    /// Harmless when called early or twice.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, token)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            let Some(pending) = self.requests.remove(&token) else {
+                // Unreachable by construction; dropping the stale deadline keeps us live.
+                self.deadlines.remove(&(deadline, token));
+                continue;
+            };
+            self.settle(token, deadline, Ended::TimedOut);
+            self.resent.remove(&pending.origin);
+            if !matches!(pending.state, State::Cancelled { .. }) {
+                self.counters.unanswered += 1;
+                self.events.push_back(failed(pending, Failure::Unanswered));
+            }
+        }
+        self.release(now);
+    }
+
+    /// Moves queued requests into the transmit buffer while the window, the transmit bound and
+    /// the pacer allow.
+    fn release(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
+        while self.in_flight < self.config.window && self.transmit_has_room() {
+            let Some(&token) = self.queue.front() else {
+                return;
+            };
+            if let Some(pacer) = &mut self.pacer
+                && !pacer.try_take(now)
+            {
+                return;
+            }
+            self.queue.pop_front();
+            let Some(pending) = self.requests.get_mut(&token) else {
+                continue;
+            };
+            let timeout = match &pending.request {
+                Request::SendProbe(args) => args.effective_timeout(),
+                Request::CheckSupport(_) => Duration::ZERO,
+            };
+            let deadline = now + timeout + self.config.grace;
+            pending.state = State::InFlight { deadline };
+            pending.request.encode(token, &mut self.transmit);
+            self.deadlines.insert((deadline, token));
+            self.in_flight += 1;
+            self.counters.sent += 1;
+        }
+    }
+
+    /// Whether one more request line fits the transmit bound: a window's worth of lines.
+    ///
+    /// Without it, a helper that stops reading would let the watchdog free window slots for
+    /// requests that were never written, and the buffer would grow without end.
+    fn transmit_has_room(&self) -> bool {
+        self.transmit_buffered() + Request::MAX_LINE <= self.config.window * Request::MAX_LINE
+    }
+
+    /// Bytes to write to the helper's stdin, if any. Call [`Session::consume`] after writing.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        let rest = &self.transmit[self.transmitted..];
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// Marks `n` bytes of [`Session::poll_transmit`] as written.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than `poll_transmit` offered (a driver bug).
+    pub fn consume(&mut self, n: usize) {
+        let end = self.transmitted + n;
+        assert!(
+            end <= self.transmit.len(),
+            "consumed more than poll_transmit offered"
+        );
+        self.transmitted = end;
+        if self.transmitted == self.transmit.len() {
+            self.transmit.clear();
+            self.transmitted = 0;
+        } else if self.transmitted > self.transmit.len() / 2 {
+            self.transmit.drain(..self.transmitted);
+            self.transmitted = 0;
+        }
+    }
+
+    /// When [`Session::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let watchdog = self.deadlines.first().map(|&(deadline, _)| deadline);
+        let releasable = !self.queue.is_empty() && self.in_flight < self.config.window;
+        let paced = match &self.pacer {
+            _ if !releasable => None,
+            // The transmit buffer drained since the last release: come back at once.
+            _ if self.transmit_has_room() && self.pacer.is_none() => self.last_now,
+            Some(pacer) => pacer.due().max(self.last_now),
+            None => None,
+        };
+        match (watchdog, paced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Requests sent and not yet completed or expired (cancelled ones included).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Requests waiting behind the window.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the helper's output has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes waiting in the transmit buffer.
+    pub fn transmit_buffered(&self) -> usize {
+        self.transmit.len() - self.transmitted
+    }
+
+    /// Bytes held for an unfinished line from the helper.
+    pub fn input_buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// What the session has done so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+}
+
+/// The event for a request that ended without an answer.
+fn failed(pending: Pending, failure: Failure) -> Event {
+    let token = pending.origin;
+    match pending.request {
+        Request::SendProbe(_) => Event::Probe {
+            token,
+            outcome: Err(failure),
+        },
+        Request::CheckSupport(feature) => Event::Support {
+            token,
+            feature,
+            outcome: Err(failure),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_wrap_to_one_and_skip_pending_ones() {
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig::default());
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let first = session.send_probe(now, args.clone()).unwrap();
+        assert_eq!(first.get(), 1);
+        session.next_token = Token::MAX.get() - 1;
+        let tokens: Vec<u32> = (0..3)
+            .map(|_| session.send_probe(now, args.clone()).unwrap().get())
+            .collect();
+        assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+}

@@ -1,0 +1,466 @@
+//! The session against a scripted mtr-packet: the test reads what the session transmits and
+//! answers line by line, on a virtual clock.
+
+use std::time::{Duration, Instant};
+
+use mtrproto::{
+    Diagnostic, Event, Failure, Feature, FrameError, ProbeArgs, Rate, ReplyKind, Request,
+    SendError, Session, SessionConfig, Token,
+};
+
+/// The scripted helper: what the session sent it, in order.
+struct Peer {
+    session: Session,
+    now: Instant,
+    received: Vec<(Token, Request)>,
+}
+
+impl Peer {
+    fn new(config: SessionConfig) -> Peer {
+        Peer {
+            session: Session::new(config),
+            now: Instant::now(),
+            received: Vec::new(),
+        }
+    }
+
+    fn probe(&mut self) -> Token {
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        self.session.send_probe(self.now, args).unwrap()
+    }
+
+    /// Reads every transmitted line, as mtr-packet would.
+    fn read(&mut self) -> Vec<Token> {
+        let mut tokens = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            self.session.consume(bytes.len());
+            for line in text.lines() {
+                let (token, request) = Request::parse(line).unwrap();
+                tokens.push(token);
+                self.received.push((token, request));
+            }
+        }
+        tokens
+    }
+
+    fn answer(&mut self, text: &str) {
+        self.session.handle_input(self.now, text.as_bytes());
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.session.handle_timeout(self.now);
+    }
+}
+
+fn reply(token: Token) -> String {
+    format!(
+        "{token} reply ip-4 127.0.0.1 round-trip-time {}\n",
+        token.get() * 10
+    )
+}
+
+fn probe_token(event: &Event) -> Option<Token> {
+    match event {
+        Event::Probe { token, .. } => Some(*token),
+        _ => None,
+    }
+}
+
+#[test]
+fn out_of_order_answers_reach_their_own_probes() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
+    assert_eq!(peer.read(), tokens);
+    for &t in tokens.iter().rev() {
+        peer.answer(&reply(t));
+    }
+    let events = peer.events();
+    assert_eq!(events.len(), 5);
+    for (event, &t) in events.iter().zip(tokens.iter().rev()) {
+        let Event::Probe {
+            token,
+            outcome: Ok(result),
+        } = event
+        else {
+            panic!("{event:?}")
+        };
+        assert_eq!(*token, t);
+        assert_eq!(
+            result.time,
+            Some(Duration::from_micros(u64::from(t.get()) * 10))
+        );
+    }
+    assert_eq!(peer.session.in_flight(), 0);
+    assert_eq!(peer.session.counters().succeeded, 5);
+}
+
+#[test]
+fn answers_split_anywhere_are_reassembled() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let a = peer.probe();
+    let b = peer.probe();
+    peer.read();
+    let text = format!(
+        "{}{b} ttl-expired ip-6 ::1 round-trip-time 4 mpls 1,2,1,3\r\n",
+        reply(a)
+    );
+    for byte in text.as_bytes() {
+        peer.session
+            .handle_input(peer.now, std::slice::from_ref(byte));
+    }
+    let events = peer.events();
+    assert_eq!(
+        events.iter().filter_map(probe_token).collect::<Vec<_>>(),
+        [a, b]
+    );
+    let Event::Probe {
+        outcome: Ok(result),
+        ..
+    } = &events[1]
+    else {
+        panic!()
+    };
+    assert_eq!(result.result, ReplyKind::TtlExpired);
+    assert_eq!(result.mpls[0].label(), 1);
+}
+
+#[test]
+fn duplicates_garbage_and_strangers_are_diagnostics_only() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let a = peer.probe();
+    let b = peer.probe();
+    peer.read();
+    peer.answer(&reply(a));
+    peer.answer(&reply(a));
+    peer.answer("this is not a reply\n0 command-parse-error\n999 reply\n");
+    peer.answer(&format!("{b} reply ip-4 1.2.3.999\n"));
+    let events = peer.events();
+    assert_eq!(events.len(), 6, "{events:#?}");
+    assert_eq!(probe_token(&events[0]), Some(a));
+    assert!(matches!(&events[1], Event::Diagnostic(Diagnostic::Duplicate(r)) if r.token == a));
+    assert!(matches!(
+        &events[2],
+        Event::Diagnostic(Diagnostic::Unparsable { .. })
+    ));
+    assert!(
+        matches!(&events[3], Event::Diagnostic(Diagnostic::Unsolicited(r)) if r.kind == ReplyKind::CommandParseError)
+    );
+    assert!(
+        matches!(&events[4], Event::Diagnostic(Diagnostic::UnknownToken(r)) if r.token.get() == 999)
+    );
+    assert!(matches!(
+        &events[5],
+        Event::Diagnostic(Diagnostic::Unparsable { .. })
+    ));
+    // b is still waiting for its real answer, and gets it.
+    assert_eq!(peer.session.in_flight(), 1);
+    peer.answer(&reply(b));
+    assert_eq!(
+        peer.events()
+            .iter()
+            .filter_map(probe_token)
+            .collect::<Vec<_>>(),
+        [b]
+    );
+    assert_eq!(peer.session.counters().diagnostics, 5);
+}
+
+#[test]
+fn an_over_long_line_is_dropped_and_the_next_one_counts() {
+    let config = SessionConfig {
+        max_line: 64,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let a = peer.probe();
+    peer.read();
+    peer.answer(&format!("{a} reply {}\n", "x".repeat(100)));
+    assert!(peer.session.input_buffered() <= 64);
+    peer.answer(&reply(a));
+    let events = peer.events();
+    assert!(matches!(
+        events[0],
+        Event::Diagnostic(Diagnostic::Frame(FrameError::LineTooLong { max: 64 }))
+    ));
+    assert_eq!(probe_token(&events[1]), Some(a));
+}
+
+#[test]
+fn eof_completes_everything_pending_and_queued() {
+    let config = SessionConfig {
+        window: 2,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
+    let feature = peer
+        .session
+        .check_support(peer.now, Feature::Version)
+        .unwrap();
+    assert_eq!(peer.read().len(), 2);
+    peer.answer(&reply(tokens[0]));
+    peer.answer("7 partial li");
+    peer.session.handle_eof(peer.now);
+    let events = peer.events();
+    assert_eq!(probe_token(&events[0]), Some(tokens[0]));
+    assert_eq!(
+        events[1],
+        Event::Diagnostic(Diagnostic::Frame(FrameError::Unterminated { len: 12 }))
+    );
+    let gone: Vec<_> = events[2..].iter().filter_map(probe_token).collect();
+    assert_eq!(gone, tokens[1..]);
+    assert!(events[2..6].iter().all(|e| matches!(
+        e,
+        Event::Probe {
+            outcome: Err(Failure::HelperGone),
+            ..
+        }
+    )));
+    assert!(
+        matches!(&events[6], Event::Support { token, outcome: Err(Failure::HelperGone), .. } if *token == feature)
+    );
+    assert_eq!(
+        peer.session
+            .send_probe(peer.now, ProbeArgs::new("::1".parse().unwrap())),
+        Err(SendError::Closed)
+    );
+    assert_eq!(peer.session.poll_transmit(), None);
+    assert_eq!(peer.session.poll_timeout(), None);
+}
+
+#[test]
+fn the_window_holds_requests_back_and_the_queue_is_bounded() {
+    let config = SessionConfig {
+        window: 3,
+        max_queue: 4,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let tokens: Vec<Token> = (0..7).map(|_| peer.probe()).collect();
+    let refused = peer
+        .session
+        .send_probe(peer.now, ProbeArgs::new("127.0.0.1".parse().unwrap()));
+    assert_eq!(refused, Err(SendError::QueueFull(4)));
+    assert_eq!(peer.read(), tokens[..3]);
+    assert_eq!(peer.session.queued(), 4);
+    peer.answer(&reply(tokens[1]));
+    assert_eq!(peer.read(), tokens[3..4]);
+    assert_eq!(peer.session.in_flight(), 3);
+}
+
+#[test]
+fn probes_exhausted_is_retried_under_a_fresh_token_then_surfaced() {
+    let config = SessionConfig {
+        max_retries: 2,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let a = peer.probe();
+    let mut wire = peer.read();
+    assert_eq!(wire, [a]);
+    for attempt in 0..3 {
+        assert_eq!(wire.len(), 1, "attempt {attempt}");
+        peer.answer(&format!("{} probes-exhausted\n", wire[0]));
+        let next = peer.read();
+        if attempt < 2 {
+            assert_ne!(next, wire, "a re-send uses a new token on the wire");
+        }
+        wire = next;
+    }
+    // A stray second answer to the first attempt completes nothing.
+    peer.answer(&format!("{a} probes-exhausted\n"));
+    let events = peer.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let Event::Probe {
+        token,
+        outcome: Ok(result),
+    } = &events[0]
+    else {
+        panic!()
+    };
+    assert_eq!(*token, a, "the caller's token");
+    assert_eq!(result.result, ReplyKind::ProbesExhausted);
+    assert!(matches!(&events[1], Event::Diagnostic(Diagnostic::Duplicate(r)) if r.token == a));
+    assert_eq!(peer.session.counters().retries, 2);
+    assert_eq!(peer.session.counters().sent, 3);
+}
+
+#[test]
+fn a_resent_probe_is_cancelled_by_the_callers_token() {
+    let config = SessionConfig {
+        window: 1,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let a = peer.probe();
+    let b = peer.probe();
+    peer.read();
+    peer.answer(&format!("{a} probes-exhausted\n"));
+    let resent = peer.read();
+    assert_eq!(resent.len(), 1);
+    assert_ne!(resent[0], a);
+    assert_ne!(resent[0], b);
+    assert!(
+        !peer.session.cancel(resent[0]),
+        "the wire token is not the caller's"
+    );
+    assert!(peer.session.cancel(a));
+    peer.answer(&reply(resent[0]));
+    assert!(peer.events().is_empty());
+    assert_eq!(peer.read(), [b]);
+}
+
+#[test]
+fn the_watchdog_completes_a_silent_probe_and_a_late_answer_is_a_diagnostic() {
+    let config = SessionConfig {
+        grace: Duration::from_secs(2),
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let args = ProbeArgs::new("127.0.0.1".parse().unwrap())
+        .timeout_secs(3)
+        .unwrap();
+    let a = peer.session.send_probe(peer.now, args).unwrap();
+    let b = peer.probe();
+    peer.read();
+    let start = peer.now;
+    assert_eq!(
+        peer.session.poll_timeout(),
+        Some(start + Duration::from_secs(5))
+    );
+    peer.advance(Duration::from_millis(4999));
+    peer.session.handle_timeout(peer.now);
+    assert!(
+        peer.events().is_empty(),
+        "early or repeated handle_timeout is harmless"
+    );
+    peer.advance(Duration::from_millis(1));
+    let events = peer.events();
+    assert_eq!(
+        events,
+        [Event::Probe {
+            token: a,
+            outcome: Err(Failure::Unanswered)
+        }]
+    );
+    // b (default 10 s timeout) is next.
+    assert_eq!(
+        peer.session.poll_timeout(),
+        Some(start + Duration::from_secs(12))
+    );
+    peer.answer(&reply(a));
+    peer.answer(&reply(b));
+    let events = peer.events();
+    assert!(matches!(&events[0], Event::Diagnostic(Diagnostic::Late(r)) if r.token == a));
+    assert_eq!(probe_token(&events[1]), Some(b));
+    assert_eq!(peer.session.poll_timeout(), None);
+}
+
+#[test]
+fn pacing_spaces_releases_and_says_when_the_next_is_due() {
+    let config = SessionConfig {
+        rate: Some(Rate {
+            per_second: 10,
+            burst: 2,
+        }),
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
+    assert_eq!(peer.read(), tokens[..2], "the burst");
+    let start = peer.now;
+    let due = peer.session.poll_timeout().unwrap();
+    assert_eq!(due, start + Duration::from_millis(100));
+    peer.advance(Duration::from_millis(50));
+    assert!(peer.read().is_empty());
+    peer.advance(Duration::from_millis(50));
+    assert_eq!(peer.read(), tokens[2..3]);
+    peer.advance(Duration::from_millis(100));
+    assert_eq!(peer.read(), tokens[3..4]);
+}
+
+#[test]
+fn cancel_withdraws_queued_and_silences_sent_requests() {
+    let config = SessionConfig {
+        window: 1,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let a = peer.probe();
+    let b = peer.probe();
+    let c = peer.probe();
+    assert_eq!(peer.read(), [a]);
+    assert!(peer.session.cancel(b), "queued");
+    assert!(peer.session.cancel(a), "in flight");
+    assert!(!peer.session.cancel(a), "twice");
+    assert!(
+        !peer.session.cancel(Token::new(77).unwrap()),
+        "never issued"
+    );
+    // a still holds the helper's slot until it answers.
+    assert!(peer.read().is_empty());
+    peer.answer(&reply(a));
+    assert!(peer.events().is_empty());
+    assert_eq!(peer.read(), [c]);
+    assert_eq!(peer.session.counters().cancelled, 2);
+}
+
+#[test]
+fn check_support_answers_and_refusals() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let v = peer
+        .session
+        .check_support(peer.now, Feature::Version)
+        .unwrap();
+    let s = peer.session.check_support(peer.now, Feature::Sctp).unwrap();
+    let q = peer
+        .session
+        .check_support(peer.now, Feature::from_name("quic").unwrap())
+        .unwrap();
+    assert_eq!(peer.read(), [v, s, q]);
+    peer.answer(&format!(
+        "{v} feature-support support 0.95\n{s} feature-support support no\n{q} unknown-command\n"
+    ));
+    let events = peer.events();
+    assert_eq!(
+        events,
+        [
+            Event::Support {
+                token: v,
+                feature: Feature::Version,
+                outcome: Ok("0.95".into())
+            },
+            Event::Support {
+                token: s,
+                feature: Feature::Sctp,
+                outcome: Ok("no".into())
+            },
+            Event::Support {
+                token: q,
+                feature: Feature::from_name("quic").unwrap(),
+                outcome: Err(Failure::UnexpectedReply(ReplyKind::UnknownCommand)),
+            },
+        ]
+    );
+}
+
+#[test]
+fn partial_writes_resume_where_they_stopped() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let a = peer.probe();
+    let b = peer.probe();
+    let all = peer.session.poll_transmit().unwrap().to_vec();
+    peer.session.consume(5);
+    let a_line = format!("{a} send-probe ip-4 127.0.0.1\n");
+    let b_line = format!("{b} send-probe ip-4 127.0.0.1\n");
+    assert_eq!(all, format!("{a_line}{b_line}").as_bytes());
+    assert_eq!(peer.session.poll_transmit().unwrap(), &all[5..]);
+    peer.session.consume(all.len() - 5);
+    assert_eq!(peer.session.poll_transmit(), None);
+}
