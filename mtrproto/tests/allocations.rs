@@ -1,24 +1,29 @@
-//! Parsing a reply without unknown arguments allocates nothing, MPLS included.
+//! Allocation figures: parsing a reply allocates nothing, and what a pending probe costs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mtrproto::{LineFramer, ProbeResult, Reply};
+use std::time::Instant;
+
+use mtrproto::{LineFramer, ProbeArgs, ProbeResult, Reply, Session, SessionConfig};
 
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -27,8 +32,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counters are process-wide: the tests here take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn parsing_replies_does_not_allocate() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lines = [
         "5 reply ip-4 127.0.0.1 round-trip-time 1554",
         "6 ttl-expired ip-6 2001:db8::1 round-trip-time 7933",
@@ -56,4 +65,29 @@ fn parsing_replies_does_not_allocate() {
 
     assert_eq!(parsed, lines.len());
     assert_eq!(after - before, 0, "allocations while parsing");
+}
+
+/// Heap bytes a session holds per pending probe, queued or in flight. The figure is printed
+/// (`cargo test -p mtrproto --test allocations -- --nocapture`) and bounded here.
+#[test]
+fn bytes_held_per_pending_probe() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const PROBES: usize = 20_000;
+    for (what, window) in [("queued", 1), ("in flight", PROBES)] {
+        let now = Instant::now();
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap()).ttl(3).unwrap();
+        let config = SessionConfig {
+            window,
+            ..SessionConfig::default()
+        };
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let mut session = Session::new(config);
+        for _ in 0..PROBES {
+            session.send_probe(now, args.clone()).unwrap();
+        }
+        let per_probe = (LIVE_BYTES.load(Ordering::Relaxed) - before) / PROBES;
+        println!("{what}: {per_probe} bytes per pending probe");
+        assert!(per_probe <= 400, "{what}: {per_probe} bytes per probe");
+        drop(session);
+    }
 }
