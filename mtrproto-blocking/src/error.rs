@@ -1,0 +1,108 @@
+//! Errors of the blocking session, after the Python `mtrpacket` package's.
+
+use std::io;
+use std::process::ExitStatus;
+
+use mtrproto::ArgumentError;
+use thiserror::Error;
+
+/// Anything a probe or a session call can fail with.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session was closed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A host name did not resolve.
+    #[error(transparent)]
+    HostResolve(#[from] HostResolveError),
+    /// The mtr-packet process is missing, broken, gone or unresponsive.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// A probe option mtr-packet would refuse.
+    #[error("invalid probe option: {0}")]
+    Argument(#[from] ArgumentError),
+    /// More probes are waiting than the session's queue holds.
+    #[error("too many probes waiting ({0}); wait for results before sending more")]
+    QueueFull(usize),
+}
+
+/// The session was closed with [`Session::close`](crate::Session::close) or dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("the session is closed; open a new one")]
+pub struct StateError;
+
+/// A host name that did not resolve to an address of the wanted IP version.
+#[derive(Debug, Error)]
+#[error("cannot resolve {host:?}{}: {reason}", version_suffix(*.ip_version))]
+pub struct HostResolveError {
+    /// The name as given.
+    pub host: String,
+    /// The IP version asked for, if any.
+    pub ip_version: Option<crate::IpVersion>,
+    /// What went wrong.
+    pub reason: String,
+}
+
+fn version_suffix(version: Option<crate::IpVersion>) -> &'static str {
+    match version {
+        Some(crate::IpVersion::V4) => " to an IPv4 address",
+        Some(crate::IpVersion::V6) => " to an IPv6 address",
+        None => "",
+    }
+}
+
+/// What is wrong with the mtr-packet process.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The program is not installed or not in PATH.
+    #[error(
+        "{program} not found: install mtr-packet (`apt-get install mtr-tiny` on Debian/Ubuntu, \
+         `brew install mtr` on macOS), or set MTR_PACKET to its path"
+    )]
+    NotFound {
+        /// The program that was looked for.
+        program: String,
+    },
+    /// The program could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// `MTR_PACKET` could not be split into words.
+    #[error("cannot parse MTR_PACKET={value:?}: {reason}")]
+    BadCommandLine {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The program does not answer the protocol as mtr-packet does.
+    #[error("{program} does not speak the mtr-packet protocol: {detail}; is it mtr-packet?")]
+    NotMtrPacket {
+        /// The program.
+        program: String,
+        /// What it did instead.
+        detail: String,
+    },
+    /// The helper exited (or closed its output) with requests pending.
+    #[error("mtr-packet exited{}; open a new session", exit_suffix(.status))]
+    Exited {
+        /// How it exited, once reaped.
+        status: Option<ExitStatus>,
+    },
+    /// The helper did not answer within the request's timeout plus the session's grace.
+    #[error("mtr-packet did not answer in time; it may be hung or overloaded")]
+    Unresponsive,
+    /// Talking to the helper failed.
+    #[error("I/O error talking to mtr-packet: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn exit_suffix(status: &Option<ExitStatus>) -> String {
+    status.map_or_else(String::new, |s| format!(" ({s})"))
+}

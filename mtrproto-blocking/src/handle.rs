@@ -1,0 +1,57 @@
+//! Handles to probes in flight.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use mtrproto::ProbeResult;
+
+use crate::error::{Error, ProcessError};
+
+/// A probe in flight, from [`Session::probe`](crate::Session::probe).
+///
+/// Dropping the handle does not cancel the probe; its result is then discarded. To wait for
+/// many at once, select over their [`receiver`](ProbeHandle::receiver)s with
+/// [`crossbeam_channel::Select`], or use [`Session::probe_with`](crate::Session::probe_with).
+#[derive(Debug)]
+pub struct ProbeHandle {
+    result: Receiver<Result<ProbeResult, Error>>,
+}
+
+impl ProbeHandle {
+    pub(crate) fn new(result: Receiver<Result<ProbeResult, Error>>) -> ProbeHandle {
+        ProbeHandle { result }
+    }
+
+    /// Blocks until the probe completes.
+    pub fn wait(self) -> Result<ProbeResult, Error> {
+        self.result.recv().unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Blocks at most `timeout`; `None` if the probe is still in flight then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<ProbeResult, Error>> {
+        match self.result.recv_timeout(timeout) {
+            Ok(result) => Some(result),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Err(gone())),
+        }
+    }
+
+    /// The result if the probe has completed, without blocking.
+    pub fn try_result(&self) -> Option<Result<ProbeResult, Error>> {
+        match self.result.try_recv() {
+            Ok(result) => Some(result),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err(gone())),
+        }
+    }
+
+    /// The channel the result arrives on, to select over many handles. It yields one value.
+    pub fn receiver(&self) -> &Receiver<Result<ProbeResult, Error>> {
+        &self.result
+    }
+}
+
+/// The driver dropped the probe without completing it: it has stopped.
+fn gone() -> Error {
+    ProcessError::Exited { status: None }.into()
+}

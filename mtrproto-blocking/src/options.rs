@@ -1,0 +1,104 @@
+//! Probe options, as the Python package's `probe()` keyword arguments.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mtrproto::{ArgumentError, DeviceName, ProbeArgs, Protocol};
+
+/// An IP version to ask for when a host name has addresses of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpVersion {
+    /// Whether `addr` is of this version.
+    pub fn matches(self, addr: IpAddr) -> bool {
+        addr.is_ipv4() == (self == IpVersion::V4)
+    }
+}
+
+/// How to send one probe. Every field is optional; mtr-packet's defaults apply.
+///
+/// ```
+/// use mtrproto_blocking::{ProbeOptions, Protocol};
+/// let options = ProbeOptions {
+///     protocol: Protocol::Udp,
+///     port: Some(9),
+///     ttl: Some(3),
+///     ..ProbeOptions::default()
+/// };
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Resolve host names to this IP version only.
+    pub ip_version: Option<IpVersion>,
+    /// `icmp` (default), `udp`, `tcp` or `sctp`.
+    pub protocol: Protocol,
+    /// Destination port for UDP, TCP and SCTP. For UDP use a port below 33000 (see
+    /// [`ProbeArgs::port`]).
+    pub port: Option<u16>,
+    /// Source address or name; a name resolves in the target's IP version.
+    pub local_ip: Option<String>,
+    /// Source port, 1024 or above.
+    pub local_port: Option<u16>,
+    /// Interface to send from (newer mtr-packet only).
+    pub local_device: Option<String>,
+    /// How long mtr-packet waits for an answer, rounded up to whole seconds (default 10 s).
+    pub timeout: Option<Duration>,
+    /// IP TTL / hop limit, 1..=255.
+    pub ttl: Option<u8>,
+    /// Packet size in bytes, IP header included.
+    pub size: Option<u16>,
+    /// Payload fill byte.
+    pub bit_pattern: Option<u8>,
+    /// IPv4 TOS / IPv6 traffic class.
+    pub tos: Option<u8>,
+    /// Linux socket mark.
+    pub mark: Option<u32>,
+}
+
+impl ProbeOptions {
+    /// The request for `target` from `local`, each option checked.
+    pub(crate) fn to_args(
+        &self,
+        target: IpAddr,
+        local: Option<IpAddr>,
+    ) -> Result<ProbeArgs, ArgumentError> {
+        let mut args = ProbeArgs::new(target).protocol(self.protocol);
+        if let Some(port) = self.port {
+            args = args.port(port)?;
+        }
+        if let Some(local) = local {
+            args = args.local_addr(local)?;
+        }
+        if let Some(port) = self.local_port {
+            args = args.local_port(port)?;
+        }
+        if let Some(device) = &self.local_device {
+            args = args.local_device(DeviceName::new(device)?);
+        }
+        if let Some(timeout) = self.timeout {
+            args = args.timeout(timeout)?;
+        }
+        if let Some(ttl) = self.ttl {
+            args = args.ttl(ttl)?;
+        }
+        if let Some(size) = self.size {
+            args = args.size(size);
+        }
+        if let Some(pattern) = self.bit_pattern {
+            args = args.bit_pattern(pattern);
+        }
+        if let Some(tos) = self.tos {
+            args = args.tos(tos);
+        }
+        if let Some(mark) = self.mark {
+            args = args.mark(mark);
+        }
+        Ok(args)
+    }
+}

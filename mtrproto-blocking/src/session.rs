@@ -1,0 +1,392 @@
+//! The thread-safe session: callers on any thread, one driver thread owning mtr-packet.
+
+use std::io;
+use std::net::IpAddr;
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded, unbounded};
+use mio::Waker;
+use mio::unix::pipe;
+use mtrproto::{Failure, Feature, ProbeResult, Rate, SessionConfig};
+
+use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Helper};
+use crate::error::{Error, HostResolveError, ProcessError, StateError};
+use crate::handle::ProbeHandle;
+use crate::options::ProbeOptions;
+use crate::resolve::{Resolver, source_address_for};
+
+/// The environment variable naming the helper program, with arguments.
+pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
+
+/// A running mtr-packet and the thread that drives it. `Send + Sync`: share it with an `Arc`
+/// or by reference across threads.
+///
+/// ```no_run
+/// use mtrproto_blocking::{ProbeOptions, Session};
+///
+/// let session = Session::open()?;
+/// let result = session.probe_blocking("127.0.0.1", &ProbeOptions::default())?;
+/// println!("{} from {:?} in {:?}", result.result, result.responder, result.time);
+/// # Ok::<(), mtrproto_blocking::Error>(())
+/// ```
+pub struct Session {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    resolver: Resolver,
+    version: String,
+    helper_pid: u32,
+    close_grace: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("version", &self.version)
+            .field("helper_pid", &self.helper_pid)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for [`Session`]s: which program, how many probes in flight, how fast.
+#[derive(Debug, Clone)]
+pub struct SessionBuilder {
+    command: Option<Vec<String>>,
+    config: SessionConfig,
+    close_grace: Duration,
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        SessionBuilder {
+            command: None,
+            config: SessionConfig::default(),
+            close_grace: DEFAULT_CLOSE_GRACE,
+        }
+    }
+}
+
+impl SessionBuilder {
+    /// Runs `program` with `args` instead of `$MTR_PACKET` or `mtr-packet`.
+    pub fn program<S: Into<String>>(
+        mut self,
+        program: S,
+        args: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let mut command = vec![program.into()];
+        command.extend(args.into_iter().map(Into::into));
+        self.command = Some(command);
+        self
+    }
+
+    /// Probes in flight at most (default 256; see [`SessionConfig::window`]).
+    pub fn window(mut self, window: usize) -> Self {
+        self.config.window = window.max(1);
+        self
+    }
+
+    /// Probes waiting behind the window at most (default 65536).
+    pub fn max_queue(mut self, max_queue: usize) -> Self {
+        self.config.max_queue = max_queue;
+        self
+    }
+
+    /// At most `per_second` probes per second, `burst` at once.
+    pub fn rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.config.rate = Some(Rate { per_second, burst });
+        self
+    }
+
+    /// How long past its timeout a probe may go unanswered before it fails with
+    /// [`ProcessError::Unresponsive`] (default 5 s). Also bounds how long opening waits for
+    /// the helper's first answers.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// How long [`Session::close`] lets in-flight probes finish before killing the helper
+    /// (default 1 s).
+    pub fn close_grace(mut self, grace: Duration) -> Self {
+        self.close_grace = grace;
+        self
+    }
+
+    /// Starts the helper, checks it supports `send-probe` and reads its version.
+    pub fn open(self) -> Result<Session, Error> {
+        let command = match self.command {
+            Some(command) => command,
+            None => command_from_env()?,
+        };
+        let helper = spawn(&command)?;
+        let helper_pid = helper.child.id();
+        let (commands, receiver) = unbounded();
+        let (driver, waker) =
+            Driver::new(helper, self.config, receiver).map_err(ProcessError::Io)?;
+        let thread = std::thread::Builder::new()
+            .name("mtr-packet driver".into())
+            .spawn(move || driver.run())
+            .map_err(ProcessError::Io)?;
+        let mut session = Session {
+            commands,
+            waker,
+            driver: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+            resolver: Resolver::default(),
+            version: String::new(),
+            helper_pid,
+            close_grace: self.close_grace,
+        };
+        let program = &command[0];
+        let not_mtr_packet = |detail: String| ProcessError::NotMtrPacket {
+            program: program.clone(),
+            detail,
+        };
+        let opened = session
+            .ask(Feature::SendProbe)
+            .map_err(|f| not_mtr_packet(describe(&f)))
+            .and_then(|support| match support.as_str() {
+                "no" => Err(not_mtr_packet("it does not support send-probe".into())),
+                _ => session
+                    .ask(Feature::Version)
+                    .map_err(|f| not_mtr_packet(describe(&f))),
+            });
+        match opened {
+            Ok(version) => {
+                session.version = version;
+                Ok(session)
+            }
+            Err(e) => {
+                session.close_within(Duration::ZERO);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Why a check-support went unanswered, for a person.
+fn describe(failure: &Failure) -> String {
+    match failure {
+        Failure::HelperGone => "it exited without answering check-support".into(),
+        Failure::Unanswered => "it did not answer check-support in time".into(),
+        Failure::UnexpectedReply(kind) => format!("it answered `{kind}` to check-support"),
+        other => other.to_string(),
+    }
+}
+
+/// `$MTR_PACKET` as a command line, or `mtr-packet`.
+fn command_from_env() -> Result<Vec<String>, ProcessError> {
+    match std::env::var_os(MTR_PACKET_ENV) {
+        Some(value) => split_command(&value.to_string_lossy()),
+        None => Ok(vec!["mtr-packet".into()]),
+    }
+}
+
+/// Splits a command line into words like a POSIX shell would, without running one.
+fn split_command(value: &str) -> Result<Vec<String>, ProcessError> {
+    let bad = |reason: String| ProcessError::BadCommandLine {
+        value: value.to_owned(),
+        reason,
+    };
+    let words = shell_words::split(value).map_err(|e| bad(e.to_string()))?;
+    if words.is_empty() {
+        return Err(bad("it names no program".into()));
+    }
+    Ok(words)
+}
+
+fn spawn(command: &[String]) -> Result<Helper, ProcessError> {
+    let program = &command[0];
+    let mut child = Process::new(program)
+        .args(&command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => ProcessError::NotFound {
+                program: program.clone(),
+            },
+            _ => ProcessError::Spawn {
+                program: program.clone(),
+                source,
+            },
+        })?;
+    let pipes = (child.stdin.take(), child.stdout.take());
+    let (Some(stdin), Some(stdout)) = pipes else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(ProcessError::Io(io::Error::other("child has no pipes")));
+    };
+    let stdin = pipe::Sender::from(stdin);
+    let stdout = pipe::Receiver::from(stdout);
+    stdin.set_nonblocking(true)?;
+    stdout.set_nonblocking(true)?;
+    Ok(Helper {
+        child,
+        stdin,
+        stdout,
+    })
+}
+
+impl Session {
+    /// Starts `$MTR_PACKET` or `mtr-packet` with default options. See [`SessionBuilder`].
+    pub fn open() -> Result<Session, Error> {
+        SessionBuilder::default().open()
+    }
+
+    /// A builder for a session with other options.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    /// Sends one probe and blocks the calling thread until it completes.
+    ///
+    /// `host` is an IP address or a name (resolved once per session, see
+    /// [`Session::clear_dns_cache`]). A probe that mtr-packet answered is `Ok`, whatever the
+    /// answer: check [`ProbeResult::success`].
+    pub fn probe_blocking(&self, host: &str, options: &ProbeOptions) -> Result<ProbeResult, Error> {
+        self.probe(host, options)?.wait()
+    }
+
+    /// Sends one probe and returns at once with a handle to its result.
+    pub fn probe(&self, host: &str, options: &ProbeOptions) -> Result<ProbeHandle, Error> {
+        let (done, result) = bounded(1);
+        self.probe_with(host, options, move |r| {
+            let _ = done.send(r);
+        })?;
+        Ok(ProbeHandle::new(result))
+    }
+
+    /// Sends one probe and calls `done` with its result on the driver thread, where it must
+    /// not block (send it to a channel, for example). Errors before the probe is sent are
+    /// returned instead.
+    pub fn probe_with(
+        &self,
+        host: &str,
+        options: &ProbeOptions,
+        done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        let target = self.resolver.resolve(host, options.ip_version)?;
+        let local = match &options.local_ip {
+            Some(local) => Some(self.resolver.resolve(local, Some(family(target)))?),
+            // mtr-packet 0.93 refuses probes that name no source address.
+            None if self.version == "0.93" => {
+                Some(source_address_for(target).map_err(|e| HostResolveError {
+                    host: host.to_owned(),
+                    ip_version: options.ip_version,
+                    reason: format!("no source address to reach it: {e}"),
+                })?)
+            }
+            None => None,
+        };
+        let args = options.to_args(target, local)?;
+        self.send(Command::Probe {
+            args,
+            done: Box::new(done),
+        })
+    }
+
+    /// Whether the helper supports `feature` (its answer is `ok` or a version).
+    pub fn check_support(&self, feature: Feature) -> Result<bool, Error> {
+        self.check_open()?;
+        let answer = self.ask(feature).map_err(|f| match f {
+            Failure::Unanswered => ProcessError::Unresponsive,
+            Failure::UnexpectedReply(_) => ProcessError::NotMtrPacket {
+                program: "mtr-packet".into(),
+                detail: describe(&f),
+            },
+            _ => ProcessError::Exited { status: None },
+        })?;
+        Ok(answer != "no")
+    }
+
+    fn ask(&self, feature: Feature) -> Result<String, Failure> {
+        let (done, answer) = bounded(1);
+        self.send(Command::Support { feature, done })
+            .map_err(|_| Failure::HelperGone)?;
+        answer.recv().unwrap_or(Err(Failure::HelperGone))
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands
+            .send(command)
+            .map_err(|_| ProcessError::Exited { status: None })?;
+        self.waker.wake().map_err(ProcessError::Io)?;
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), StateError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StateError);
+        }
+        Ok(())
+    }
+
+    /// The helper's version, as it answered `check-support feature version` (`0.95` here).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The helper's process id.
+    pub fn helper_pid(&self) -> u32 {
+        self.helper_pid
+    }
+
+    /// Forgets resolved host names; the next probes resolve them again.
+    pub fn clear_dns_cache(&self) {
+        self.resolver.clear();
+    }
+
+    /// Closes the helper's stdin, lets in-flight probes finish within the close grace, then
+    /// kills and reaps the helper and joins the driver thread. Probes still pending then fail
+    /// with [`ProcessError::Exited`]; later calls fail with [`StateError`]. Idempotent.
+    pub fn close(&self) {
+        self.close_within(self.close_grace);
+    }
+
+    fn close_within(&self, grace: Duration) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.send(Command::Close { grace });
+        let thread = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn family(addr: IpAddr) -> crate::IpVersion {
+    if addr.is_ipv4() {
+        crate::IpVersion::V4
+    } else {
+        crate::IpVersion::V6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_like_a_shell() {
+        let words = split_command(r#"sudo -n '/opt/mtr tools/mtr-packet' "--x=a b" c\ d"#).unwrap();
+        assert_eq!(
+            words,
+            ["sudo", "-n", "/opt/mtr tools/mtr-packet", "--x=a b", "c d"]
+        );
+        assert!(split_command("   ").is_err());
+        assert!(split_command("'unterminated").is_err());
+    }
+}
