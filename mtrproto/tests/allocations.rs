@@ -1,7 +1,7 @@
 //! Allocation figures: parsing a reply allocates nothing, and what a pending probe costs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use std::time::Instant;
 
@@ -9,21 +9,32 @@ use mtrproto::{LineFramer, ProbeArgs, ProbeResult, Reply, Session, SessionConfig
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+// Per thread, so that the test harness and other tests do not count.
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.with(Cell::get)
+}
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        LIVE_BYTES.with(|n| n.set(n.get() + layout.size() as isize));
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        LIVE_BYTES.with(|n| n.set(n.get() - layout.size() as isize));
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -32,12 +43,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The counters are process-wide: the tests here take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn parsing_replies_does_not_allocate() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lines = [
         "5 reply ip-4 127.0.0.1 round-trip-time 1554",
         "6 ttl-expired ip-6 2001:db8::1 round-trip-time 7933",
@@ -53,7 +60,7 @@ fn parsing_replies_does_not_allocate() {
     let mut framer = LineFramer::new();
     let mut parsed = 0;
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for line in lines {
         let reply = Reply::parse(line).unwrap();
         std::hint::black_box(ProbeResult::from_reply(&reply));
@@ -61,7 +68,7 @@ fn parsing_replies_does_not_allocate() {
     framer.feed(&stream, |line| {
         parsed += usize::from(line.ok().and_then(|l| Reply::parse(l).ok()).is_some());
     });
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = allocations();
 
     assert_eq!(parsed, lines.len());
     assert_eq!(after - before, 0, "allocations while parsing");
@@ -71,7 +78,6 @@ fn parsing_replies_does_not_allocate() {
 /// (`cargo test -p mtrproto --test allocations -- --nocapture`) and bounded here.
 #[test]
 fn bytes_held_per_pending_probe() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PROBES: usize = 20_000;
     for (what, window) in [("queued", 1), ("in flight", PROBES)] {
         let now = Instant::now();
@@ -80,12 +86,12 @@ fn bytes_held_per_pending_probe() {
             window,
             ..SessionConfig::default()
         };
-        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let before = live_bytes();
         let mut session = Session::new(config);
         for _ in 0..PROBES {
             session.send_probe(now, args.clone()).unwrap();
         }
-        let per_probe = (LIVE_BYTES.load(Ordering::Relaxed) - before) / PROBES;
+        let per_probe = (live_bytes() - before) / PROBES as isize;
         println!("{what}: {per_probe} bytes per pending probe");
         assert!(per_probe <= 400, "{what}: {per_probe} bytes per probe");
         drop(session);
