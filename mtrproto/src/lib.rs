@@ -37,6 +37,8 @@
 mod command;
 mod error;
 mod framer;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grammar;
 mod mpls;
 mod pacer;

@@ -196,7 +196,7 @@ pub struct Counters {
     pub succeeded: u64,
     /// Feature checks completed with an answer.
     pub supports: u64,
-    /// Requests the watchdog completed.
+    /// Requests the watchdog gave up on, cancelled ones included.
     pub unanswered: u64,
     /// Requests completed because the helper's output ended.
     pub helper_gone: u64,
@@ -503,8 +503,8 @@ impl Session {
             };
             self.settle(token, deadline, Ended::TimedOut);
             self.resent.remove(&pending.origin);
+            self.counters.unanswered += 1;
             if !matches!(pending.state, State::Cancelled { .. }) {
-                self.counters.unanswered += 1;
                 self.events.push_back(failed(pending, Failure::Unanswered));
             }
         }

@@ -1,0 +1,421 @@
+//! The properties the fuzz targets check, kept here so that `cargo test` replays the
+//! committed corpus through the very same code (`mtrproto/tests/fuzz_corpus.rs`).
+//!
+//! Each function takes arbitrary bytes and panics when a property fails. Not part of the
+//! stable API.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::{
+    Event, Feature, LineFramer, ProbeArgs, Reply, Request, SendError, Session, SessionConfig, Token,
+};
+
+/// Reply lines: whatever parses encodes to a line that parses back equal.
+pub fn reply_line(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(reply) = Reply::parse(text) {
+        let mut line = String::new();
+        reply.encode(&mut line);
+        let again = Reply::parse(line.strip_suffix('\n').unwrap_or(&line));
+        assert_eq!(
+            again.as_ref(),
+            Ok(&reply),
+            "{text:?} re-encoded as {line:?}"
+        );
+    }
+}
+
+/// Request lines: whatever parses encodes to one line that parses back equal.
+pub fn request_line(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok((token, request)) = Request::parse(text) {
+        let mut line = Vec::new();
+        request.encode(token, &mut line);
+        assert!(line.len() <= Request::MAX_LINE);
+        let line = std::str::from_utf8(&line).expect("requests encode to UTF-8");
+        let body = line.strip_suffix('\n').expect("one newline, at the end");
+        assert!(!body.contains('\n'));
+        assert_eq!(
+            Request::parse(body),
+            Ok((token, request)),
+            "{text:?} re-encoded as {line:?}"
+        );
+    }
+}
+
+/// Valid request and reply values, built from arbitrary input through the checked
+/// constructors: each encodes to a line that parses back equal.
+#[cfg(feature = "arbitrary")]
+pub fn values(data: &[u8]) {
+    let mut input = arbitrary::Unstructured::new(data);
+    if let Ok(Some((token, request))) = arbitrary_request(&mut input) {
+        let mut line = Vec::new();
+        request.encode(token, &mut line);
+        let line = std::str::from_utf8(&line).expect("requests encode to UTF-8");
+        assert_eq!(
+            Request::parse(line.trim_end_matches('\n')),
+            Ok((token, request))
+        );
+    }
+    if let Ok(Some(reply)) = arbitrary_reply(&mut input) {
+        let mut line = String::new();
+        reply.encode(&mut line);
+        assert_eq!(Reply::parse(line.trim_end_matches('\n')), Ok(reply));
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+type Built<T> = arbitrary::Result<Option<T>>;
+
+#[cfg(feature = "arbitrary")]
+fn arbitrary_token(input: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Token> {
+    Ok(Token::new(input.int_in_range(0..=Token::MAX.get())?).unwrap_or(Token::MAX))
+}
+
+/// A request through the checked setters; `None` when a setter refuses the value.
+#[cfg(feature = "arbitrary")]
+fn arbitrary_request(input: &mut arbitrary::Unstructured<'_>) -> Built<(Token, Request)> {
+    use crate::{DeviceName, Protocol};
+    let token = arbitrary_token(input)?;
+    if input.arbitrary()? {
+        let Ok(feature) = Feature::from_name(input.arbitrary()?) else {
+            return Ok(None);
+        };
+        return Ok(Some((token, Request::CheckSupport(feature))));
+    }
+    let target: std::net::IpAddr = input.arbitrary()?;
+    let protocols = [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp];
+    let mut args = ProbeArgs::new(target).protocol(*input.choose(&protocols)?);
+    macro_rules! set {
+        ($setter:ident) => {
+            if let Some(value) = input.arbitrary()? {
+                match args.clone().$setter(value) {
+                    Ok(a) => args = a,
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+    }
+    set!(port);
+    set!(local_port);
+    set!(timeout_secs);
+    set!(ttl);
+    if input.arbitrary()? {
+        let local = if target.is_ipv4() {
+            std::net::IpAddr::V4(input.arbitrary()?)
+        } else {
+            std::net::IpAddr::V6(input.arbitrary()?)
+        };
+        args = args.local_addr(local).expect("same family");
+    }
+    if let Some(device) = input.arbitrary::<Option<&str>>()? {
+        match DeviceName::new(device) {
+            Ok(device) => args = args.local_device(device),
+            Err(_) => return Ok(None),
+        }
+    }
+    args = args
+        .size(input.arbitrary()?)
+        .bit_pattern(input.arbitrary()?);
+    args = args.tos(input.arbitrary()?).mark(input.arbitrary()?);
+    Ok(Some((token, Request::SendProbe(args))))
+}
+
+/// A reply with every field set from the input; `None` when a text is not a word.
+#[cfg(feature = "arbitrary")]
+fn arbitrary_reply<'a>(input: &mut arbitrary::Unstructured<'a>) -> Built<Reply<'a>> {
+    use crate::{Mpls, MplsStack, ReplyKind, Word};
+    let word = |text: &str| Word::new(text).ok();
+    let token = arbitrary_token(input)?;
+    let Some(kind) = word(input.arbitrary()?) else {
+        return Ok(None);
+    };
+    let mut reply = Reply::new(token, ReplyKind::from_name(kind));
+    reply.address = input.arbitrary()?;
+    reply.round_trip_time_us = input.arbitrary()?;
+    reply.errno = input.arbitrary()?;
+    let entries = input.int_in_range(0..=MplsStack::MAX_ENTRIES)?;
+    for _ in 0..entries {
+        let entry = Mpls::from_wire(input.arbitrary()?);
+        reply.mpls.push(entry).expect("at most MAX_ENTRIES");
+    }
+    for field in [&mut reply.reason, &mut reply.support] {
+        if let Some(text) = input.arbitrary::<Option<&str>>()? {
+            let Some(text) = word(text) else {
+                return Ok(None);
+            };
+            *field = Some(text);
+        }
+    }
+    while input.arbitrary()? {
+        let (Some(name), Some(value)) = (word(input.arbitrary()?), word(input.arbitrary()?)) else {
+            return Ok(None);
+        };
+        if reply.push_unknown_arg(name, value).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(reply))
+}
+
+/// The framer: the lines out do not depend on how the bytes are cut into chunks. The first
+/// byte sets the maximum line length, the second how the rest is cut.
+pub fn framer(data: &[u8]) {
+    let [max, pattern, bytes @ ..] = data else {
+        return;
+    };
+    let max_line = 1 + usize::from(*max % 64);
+    let whole = frame(max_line, [bytes].into_iter());
+    let mut rest = bytes;
+    let cut = std::iter::from_fn(|| {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = (1 + usize::from(*pattern) * (rest.len() + 7) % 23).min(rest.len());
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        Some(chunk)
+    });
+    assert_eq!(frame(max_line, cut), whole);
+    assert_eq!(frame(max_line, bytes.chunks(1)), whole);
+}
+
+fn frame<'a>(
+    max_line: usize,
+    chunks: impl Iterator<Item = &'a [u8]>,
+) -> Vec<Result<String, String>> {
+    let mut framer = LineFramer::with_max_line(max_line);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        framer.feed(chunk, |l| {
+            out.push(l.map(str::to_owned).map_err(|e| e.to_string()))
+        });
+        assert!(framer.buffered() <= max_line);
+    }
+    out.extend(framer.finish().map(|e| Err(e.to_string())));
+    out
+}
+
+/// The session under an arbitrary sequence of operations, played against a scripted helper:
+/// every token completes exactly once, nothing completes that was never issued, the window
+/// holds, buffers stay within their bounds.
+pub fn session(data: &[u8]) {
+    let mut bytes = Bytes(data);
+    let window = 1 + usize::from(bytes.byte() % 5);
+    let max_queue = usize::from(bytes.byte() % 8);
+    let mut harness = Harness::new(window, max_queue);
+    while !bytes.0.is_empty() {
+        harness.step(&mut bytes);
+    }
+    harness.finish();
+}
+
+/// Reads small values off the front of the input; zeros when it runs out.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        let Some((&first, rest)) = self.0.split_first() else {
+            return 0;
+        };
+        self.0 = rest;
+        first
+    }
+
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (taken, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        taken
+    }
+}
+
+/// The session and a scripted helper, with the bookkeeping the checks need.
+struct Harness {
+    session: Session,
+    now: Instant,
+    window: usize,
+    issued: Vec<Token>,
+    /// Completions per token: events, or a successful cancel.
+    completions: HashMap<Token, u32>,
+    /// The helper's side: partial lines, then requests read and not yet answered.
+    helper_input: LineFramer,
+    outstanding: Vec<Token>,
+}
+
+const MAX_LINE: usize = 128;
+
+impl Harness {
+    fn new(window: usize, max_queue: usize) -> Harness {
+        let config = SessionConfig {
+            window,
+            max_queue,
+            grace: Duration::from_secs(1),
+            max_line: MAX_LINE,
+            ..SessionConfig::default()
+        };
+        Harness {
+            session: Session::new(config),
+            now: Instant::now(),
+            window,
+            issued: Vec::new(),
+            completions: HashMap::new(),
+            helper_input: LineFramer::new(),
+            outstanding: Vec::new(),
+        }
+    }
+
+    /// One operation, chosen and shaped by the next bytes.
+    fn step(&mut self, bytes: &mut Bytes<'_>) {
+        match bytes.byte() % 8 {
+            0 => {
+                let timeout = 1 + u32::from(bytes.byte() % 3);
+                for _ in 0..=bytes.byte() % 4 {
+                    let args = ProbeArgs::new([127, 0, 0, 1].into()).timeout_secs(timeout);
+                    let sent = self
+                        .session
+                        .send_probe(self.now, args.expect("timeout in range"));
+                    self.record_send(sent);
+                }
+            }
+            1 => {
+                let sent = self.session.check_support(self.now, Feature::Version);
+                self.record_send(sent);
+            }
+            2 if !self.issued.is_empty() => {
+                let token = self.issued[usize::from(bytes.byte()) % self.issued.len()];
+                if self.session.cancel(token) {
+                    *self.completions.entry(token).or_default() += 1;
+                }
+            }
+            3 => self.helper_reads(1 + usize::from(bytes.byte()) * 2),
+            4 => self.helper_answers(bytes),
+            5 => {
+                let n = usize::from(bytes.byte() % 40);
+                let garbage = bytes.take(n).to_vec();
+                self.session.handle_input(self.now, &garbage);
+            }
+            6 => {
+                self.now += Duration::from_millis(u64::from(bytes.byte()) * 32);
+                self.session.handle_timeout(self.now);
+            }
+            7 if bytes.byte() < 16 => {
+                self.session.handle_eof(self.now);
+                self.outstanding.clear();
+            }
+            _ => {}
+        }
+        self.drain();
+        self.check_bounds();
+    }
+
+    fn record_send(&mut self, sent: Result<Token, SendError>) {
+        match sent {
+            Ok(token) => {
+                assert!(
+                    !self.issued.contains(&token) || self.completions.contains_key(&token),
+                    "token {token} reissued while pending"
+                );
+                self.issued.push(token);
+                self.completions.remove(&token);
+            }
+            Err(SendError::Closed) => assert!(self.session.is_closed()),
+            Err(SendError::QueueFull(_)) => {}
+        }
+    }
+
+    /// The helper reads at most `max` transmitted bytes.
+    fn helper_reads(&mut self, max: usize) {
+        let Some(bytes) = self.session.poll_transmit() else {
+            return;
+        };
+        let n = bytes.len().min(max);
+        let chunk = bytes[..n].to_vec();
+        self.session.consume(n);
+        let mut tokens = Vec::new();
+        self.helper_input.feed(&chunk, |line| {
+            let (token, _) =
+                Request::parse(line.expect("the session writes lines")).expect("valid request");
+            tokens.push(token);
+        });
+        self.outstanding.extend(tokens);
+    }
+
+    /// The helper answers some requests it read, in an order, maybe twice, maybe with
+    /// `probes-exhausted`, cut into chunks.
+    fn helper_answers(&mut self, bytes: &mut Bytes<'_>) {
+        let flags = bytes.byte();
+        let mut text = String::new();
+        for _ in 0..flags % 4 {
+            if self.outstanding.is_empty() {
+                break;
+            }
+            let token = self
+                .outstanding
+                .remove(usize::from(bytes.byte()) % self.outstanding.len());
+            let line = if flags & 0x40 != 0 {
+                format!("{token} probes-exhausted\n")
+            } else {
+                format!("{token} reply ip-4 127.0.0.1 round-trip-time 9\n")
+            };
+            text.push_str(&line);
+            if flags & 0x80 != 0 {
+                text.push_str(&line);
+            }
+        }
+        let cut = usize::from(flags >> 2 & 0xf);
+        let (a, b) = text.as_bytes().split_at(cut.min(text.len()));
+        self.session.handle_input(self.now, a);
+        self.session.handle_input(self.now, b);
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            let token = match event {
+                Event::Probe { token, .. } | Event::Support { token, .. } => token,
+                _ => continue,
+            };
+            assert!(
+                self.issued.contains(&token),
+                "completion for {token}, never issued"
+            );
+            let count = self.completions.entry(token).or_default();
+            *count += 1;
+            assert_eq!(*count, 1, "token {token} completed twice");
+        }
+    }
+
+    fn check_bounds(&self) {
+        assert!(self.session.in_flight() <= self.window);
+        assert!(self.session.input_buffered() <= MAX_LINE);
+        assert!(self.session.transmit_buffered() <= self.window * Request::MAX_LINE);
+        // Once the watchdog gave up on a request the helper never answered, the helper is
+        // misbehaving and the slot is reused: the bound holds until then.
+        if self.session.counters().unanswered == 0 {
+            let at_helper = self
+                .outstanding
+                .iter()
+                .filter(|t| !self.completions.contains_key(t))
+                .count();
+            assert!(
+                at_helper <= self.window,
+                "{at_helper} unanswered at the helper"
+            );
+        }
+    }
+
+    /// Ends the stream: every issued token completed exactly once.
+    fn finish(mut self) {
+        self.session.handle_eof(self.now);
+        self.drain();
+        for token in &self.issued {
+            assert_eq!(self.completions.get(token), Some(&1), "token {token}");
+        }
+        assert_eq!(self.session.in_flight(), 0);
+        assert_eq!(self.session.poll_timeout(), None);
+    }
+}
