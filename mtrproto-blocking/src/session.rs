@@ -293,6 +293,16 @@ impl Session {
         })
     }
 
+    /// The address a probe to `host` would go to: `host` itself if it is an IP address, else
+    /// its first address of the wanted version, from the session's cache.
+    pub fn resolve(
+        &self,
+        host: &str,
+        ip_version: Option<crate::IpVersion>,
+    ) -> Result<IpAddr, Error> {
+        Ok(self.resolver.resolve(host, ip_version)?)
+    }
+
     /// Whether the helper supports `feature` (its answer is `ok` or a version).
     pub fn check_support(&self, feature: Feature) -> Result<bool, Error> {
         self.check_open()?;

@@ -43,8 +43,10 @@ mod grammar;
 mod mpls;
 mod pacer;
 mod reply;
+mod report;
 mod result;
 pub mod session;
+mod stats;
 mod token;
 mod word;
 
@@ -53,7 +55,11 @@ pub use error::{ArgumentError, FrameError, MplsError, ParseError};
 pub use framer::LineFramer;
 pub use mpls::{Mpls, MplsStack};
 pub use reply::{Reply, ReplyKind};
+#[cfg(feature = "serde")]
+pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
+pub use report::{ReportMeta, text_report};
 pub use result::ProbeResult;
 pub use session::{Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig};
+pub use stats::{Hop, Responder, TraceStats};
 pub use token::Token;
 pub use word::{MAX_WORD_LEN, Word};

@@ -40,3 +40,5 @@ pub fn real_mtr_packet() -> Option<std::path::PathBuf> {
         .map(|dir| Path::new(dir).join("mtr-packet"))
         .find(|p| p.exists())
 }
+
+pub mod netns;

@@ -1,4 +1,5 @@
-//! Command-line options shared by the examples.
+//! Command-line options shared by the examples; each example uses part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -1,0 +1,314 @@
+//! Per-hop statistics of a trace, computed exactly as mtr 0.95 does.
+//!
+//! mtr keeps times as integer microseconds and updates running figures on every reply
+//! (`net_process_ping` in mtr's `ui/net.c`); the same integer arithmetic, truncations
+//! included, is done here so that figures match mtr's to the microsecond. Each formula is
+//! given with the method that computes it.
+//!
+//! ```
+//! use mtrproto::{ProbeResult, Reply, TraceStats};
+//! let mut trace = TraceStats::new("127.0.0.1".parse()?, 30);
+//! for rtt in [120, 47] {
+//!     trace.sent(1);
+//!     let line = format!("1 reply ip-4 127.0.0.1 round-trip-time {rtt}");
+//!     trace.record(1, &ProbeResult::from_reply(&Reply::parse(&line)?));
+//! }
+//! let hop = &trace.hops()[0];
+//! assert_eq!((hop.sent(), hop.received(), hop.loss_percent()), (2, 2, 0.0));
+//! assert_eq!((hop.avg_us(), hop.stdev_us(), hop.gmean_us()), (83, 51, 75));
+//! assert_eq!((hop.jitter_us(), hop.javg_us(), hop.jmax_us(), hop.jint_us()), (73, 36, 73, 73));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::net::IpAddr;
+
+use crate::mpls::MplsStack;
+use crate::reply::ReplyKind;
+use crate::result::ProbeResult;
+
+/// The statistics of one trace: a [`Hop`] per TTL from 1.
+#[derive(Debug, Clone)]
+pub struct TraceStats {
+    target: IpAddr,
+    hops: Vec<Hop>,
+}
+
+/// One host that answered at a hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responder {
+    /// Its address.
+    pub address: IpAddr,
+    /// How many answers came from it.
+    pub count: u64,
+    /// The MPLS label stack of its latest answer; empty when none.
+    pub mpls: MplsStack,
+}
+
+/// The statistics of one TTL.
+#[derive(Debug, Clone, Default)]
+pub struct Hop {
+    ttl: u8,
+    xmit: u64,
+    returned: u64,
+    transit: bool,
+    latest: Option<IpAddr>,
+    terminal: Option<ReplyKind<'static>>,
+    last: i64,
+    best: i64,
+    worst: i64,
+    avg: i64,
+    ssd: i64,
+    gmean: i64,
+    jitter: i64,
+    javg: i64,
+    jworst: i64,
+    jinta: i64,
+    responders: Vec<Responder>,
+    errors: Vec<(ReplyKind<'static>, u64)>,
+}
+
+impl TraceStats {
+    /// An empty trace towards `target` over TTLs `1..=max_ttl`.
+    pub fn new(target: IpAddr, max_ttl: u8) -> TraceStats {
+        let hops = (1..=max_ttl)
+            .map(|ttl| Hop {
+                ttl,
+                ..Hop::default()
+            })
+            .collect();
+        TraceStats { target, hops }
+    }
+
+    /// The target.
+    pub fn target(&self) -> IpAddr {
+        self.target
+    }
+
+    /// A probe with this TTL was sent and is in flight. TTLs out of range are ignored.
+    pub fn sent(&mut self, ttl: u8) {
+        if let Some(hop) = self.hop_mut(ttl) {
+            hop.xmit += 1;
+            hop.transit = true;
+        }
+    }
+
+    /// The probe with this TTL completed with `result`. A `no-reply` counts as lost; a reply
+    /// with an address and a round-trip time counts as received; any other outcome is
+    /// counted among the hop's errors.
+    pub fn record(&mut self, ttl: u8, result: &ProbeResult) {
+        let target = self.target;
+        if let Some(hop) = self.hop_mut(ttl) {
+            hop.record(target, result);
+        }
+    }
+
+    fn hop_mut(&mut self, ttl: u8) -> Option<&mut Hop> {
+        self.hops.get_mut(usize::from(ttl).checked_sub(1)?)
+    }
+
+    /// The hops to report, as mtr's `net_max` picks them: up to the first hop where the
+    /// target answered or an unreachable error ended the path; with neither, up to one past
+    /// the last hop that answered at all.
+    pub fn hops(&self) -> &[Hop] {
+        let mut max = 0;
+        for (i, hop) in self.hops.iter().enumerate() {
+            if hop.latest == Some(self.target) || hop.terminal.is_some() {
+                return &self.hops[..=i];
+            }
+            if hop.latest.is_some() {
+                max = i + 2;
+            }
+        }
+        &self.hops[..max.min(self.hops.len())]
+    }
+
+    /// The TTL of the hop where the target answered, if it has.
+    pub fn destination_ttl(&self) -> Option<u8> {
+        self.hops
+            .iter()
+            .find(|h| h.latest == Some(self.target))
+            .map(|h| h.ttl)
+    }
+}
+
+impl Hop {
+    fn record(&mut self, target: IpAddr, result: &ProbeResult) {
+        self.transit = false;
+        let answered = matches!(result.result, ReplyKind::Reply | ReplyKind::TtlExpired)
+            || result.responder.is_some();
+        let (Some(address), Some(time), true) = (result.responder, result.time, answered) else {
+            if result.result != ReplyKind::NoReply {
+                self.count_error(&result.result);
+            }
+            return;
+        };
+        if !matches!(result.result, ReplyKind::Reply | ReplyKind::TtlExpired) {
+            // A router's unreachable: mtr ends the path here (`err` in `net_max`).
+            self.count_error(&result.result);
+            if address != target {
+                self.terminal = Some(result.result.clone());
+            }
+        }
+        self.latest = Some(address);
+        match self.responders.iter_mut().find(|r| r.address == address) {
+            Some(r) => {
+                r.count += 1;
+                r.mpls = result.mpls;
+            }
+            None => self.responders.push(Responder {
+                address,
+                count: 1,
+                mpls: result.mpls,
+            }),
+        }
+        self.add_rtt(i64::try_from(time.as_micros()).unwrap_or(i64::MAX));
+    }
+
+    /// mtr's running figures for one more round-trip time (`net_process_ping`).
+    fn add_rtt(&mut self, rtt: i64) {
+        // Jitter: the absolute difference from the previous round-trip time.
+        self.jitter = (rtt - self.last).abs();
+        self.last = rtt;
+        if self.returned == 0 {
+            self.best = rtt;
+            self.worst = rtt;
+            self.gmean = rtt;
+            self.avg = 0;
+            self.ssd = 0;
+            self.jitter = 0;
+            self.jworst = 0;
+            self.jinta = 0;
+        }
+        self.best = self.best.min(rtt);
+        self.worst = self.worst.max(rtt);
+        self.jworst = self.jworst.max(self.jitter);
+        self.returned += 1;
+        let n = self.returned as f64;
+        // Welford's running mean and sum of squared differences, stored as integers.
+        let old_avg = self.avg;
+        self.avg = (self.avg as f64 + (rtt - old_avg) as f64 / n) as i64;
+        self.ssd = (self.ssd as f64 + (rtt - old_avg) as f64 * (rtt - self.avg) as f64) as i64;
+        // Mean jitter, in integer division as mtr does.
+        self.javg += (self.jitter - self.javg) / self.returned as i64;
+        // RFC 1889 A.8 interarrival jitter estimator, scaled by 16.
+        self.jinta += self.jitter - ((self.jinta + 8) >> 4);
+        if self.returned > 1 {
+            // Running geometric mean: gmean^((n-1)/n) * rtt^(1/n).
+            self.gmean =
+                ((self.gmean as f64).powf((n - 1.0) / n) * (rtt as f64).powf(1.0 / n)) as i64;
+        }
+    }
+
+    fn count_error(&mut self, kind: &ReplyKind<'_>) {
+        match self.errors.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.errors.push((kind.clone().into_owned(), 1)),
+        }
+    }
+
+    /// The TTL.
+    pub fn ttl(&self) -> u8 {
+        self.ttl
+    }
+
+    /// Snt: probes sent.
+    pub fn sent(&self) -> u64 {
+        self.xmit
+    }
+
+    /// Rcv: answers received.
+    pub fn received(&self) -> u64 {
+        self.returned
+    }
+
+    /// Whether a probe to this hop is still in flight.
+    pub fn in_flight(&self) -> bool {
+        self.transit
+    }
+
+    /// Drop: probes lost, the one in flight excluded: `Snt - transit - Rcv`.
+    pub fn dropped(&self) -> u64 {
+        (self.xmit - u64::from(self.transit)).saturating_sub(self.returned)
+    }
+
+    /// Loss%: `100 - 100 * Rcv / (Snt - transit)`, 0 when nothing completed; truncated to
+    /// thousandths of a percent as mtr's `net_loss` does.
+    pub fn loss_percent(&self) -> f64 {
+        let completed = self.xmit - u64::from(self.transit);
+        if completed == 0 {
+            return 0.0;
+        }
+        let milli = (1000.0 * (100.0 - 100.0 * self.returned as f64 / completed as f64)) as i64;
+        milli as f64 / 1000.0
+    }
+
+    /// The latest responder, or `None` for a silent hop.
+    pub fn host(&self) -> Option<IpAddr> {
+        self.latest
+    }
+
+    /// Every responder, in the order first seen.
+    pub fn responders(&self) -> &[Responder] {
+        &self.responders
+    }
+
+    /// Outcomes other than an answer or `no-reply`, with their counts.
+    pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
+        &self.errors
+    }
+
+    /// Last: the latest round-trip time, in µs.
+    pub fn last_us(&self) -> i64 {
+        self.last
+    }
+
+    /// Best: the smallest round-trip time, in µs.
+    pub fn best_us(&self) -> i64 {
+        self.best
+    }
+
+    /// Wrst: the largest round-trip time, in µs.
+    pub fn worst_us(&self) -> i64 {
+        self.worst
+    }
+
+    /// Avg: the running mean `avg += (rtt - avg) / n`, kept as whole µs.
+    pub fn avg_us(&self) -> i64 {
+        self.avg
+    }
+
+    /// StDev: `sqrt(ssd / (n - 1))` (sample standard deviation, Welford's sum of squared
+    /// differences), 0 below two answers; whole µs.
+    pub fn stdev_us(&self) -> i64 {
+        if self.returned > 1 {
+            (self.ssd as f64 / (self.returned as f64 - 1.0)).sqrt() as i64
+        } else {
+            0
+        }
+    }
+
+    /// Gmean: the running geometric mean, whole µs.
+    pub fn gmean_us(&self) -> i64 {
+        self.gmean
+    }
+
+    /// Jttr: `|rtt - previous rtt|` of the latest answer (0 for the first), µs.
+    pub fn jitter_us(&self) -> i64 {
+        self.jitter
+    }
+
+    /// Javg: the running mean of Jttr in integer arithmetic, µs.
+    pub fn javg_us(&self) -> i64 {
+        self.javg
+    }
+
+    /// Jmax: the largest Jttr, µs.
+    pub fn jmax_us(&self) -> i64 {
+        self.jworst
+    }
+
+    /// Jint: RFC 1889's interarrival jitter estimator `J += |D| - (J + 8) / 16`, µs.
+    pub fn jint_us(&self) -> i64 {
+        self.jinta
+    }
+}

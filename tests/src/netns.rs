@@ -1,0 +1,108 @@
+//! Network namespaces for tests: created with `ip netns`, removed when dropped.
+//!
+//! Everything a test sends stays inside namespaces it created; none has a route out.
+
+use std::io;
+use std::process::{Command, Output};
+
+/// Whether this process may create network namespaces (root and iproute2 present). Tests
+/// that need them print that they skip where this is false.
+pub fn available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    root && Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A network namespace, deleted (with its interfaces) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `name` (made unique with the process id) with `lo` up.
+    pub fn new(name: &str) -> io::Result<Netns> {
+        let netns = Netns {
+            name: format!("mtrp{}-{name}", std::process::id()),
+        };
+        ip(&["netns", "add", &netns.name])?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip ARGS` inside the namespace; fails when it does.
+    pub fn ip(&self, args: &[&str]) -> io::Result<()> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Sets a sysctl inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> io::Result<()> {
+        let output = self
+            .command("sysctl")
+            .args(["-qw", &format!("{key}={value}")])
+            .output()?;
+        checked(output, "sysctl")
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Joins two namespaces with a veth pair, `a_if` in `a` and `b_if` in `b`, both up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
+    ip(&[
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["link", "set", b_if, "up"])
+}
+
+fn ip(args: &[&str]) -> io::Result<()> {
+    let output = Command::new("ip").args(args).output()?;
+    checked(output, &format!("ip {}", args.join(" ")))
+}
+
+fn checked(output: Output, what: &str) -> io::Result<()> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    )))
+}

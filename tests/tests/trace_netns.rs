@@ -1,0 +1,180 @@
+//! The trace example over a line of network namespaces, client -> router -> router -> target,
+//! with mtr-packet started inside the client namespace; and Debian's `mtr` on the same path.
+//! Needs root and iproute2; the addresses live only inside the namespaces made here.
+
+use std::path::PathBuf;
+
+use mtrproto_tests::netns::{self, Netns, veth};
+use serde_json::Value;
+
+/// The four hosts and their links; removed when dropped.
+struct Line {
+    client: Netns,
+    _routers: [Netns; 2],
+    _target: Netns,
+}
+
+/// client 198.18.1.2 -- 198.18.1.1 r1 198.18.2.1 -- 198.18.2.2 r2 198.18.3.1 -- 198.18.3.2
+/// target, and the same with 2001:db8:N::.
+fn build_line() -> std::io::Result<Line> {
+    let client = Netns::new("client")?;
+    let r1 = Netns::new("r1")?;
+    let r2 = Netns::new("r2")?;
+    let target = Netns::new("target")?;
+    veth(&client, "c0", &r1, "r1a")?;
+    veth(&r1, "r1b", &r2, "r2a")?;
+    veth(&r2, "r2b", &target, "t0")?;
+    let addr = |ns: &Netns, dev: &str, v4: &str, v6: &str| -> std::io::Result<()> {
+        ns.ip(&["addr", "add", v4, "dev", dev])?;
+        ns.ip(&["-6", "addr", "add", v6, "dev", dev, "nodad"])
+    };
+    addr(&client, "c0", "198.18.1.2/24", "2001:db8:1::2/64")?;
+    addr(&r1, "r1a", "198.18.1.1/24", "2001:db8:1::1/64")?;
+    addr(&r1, "r1b", "198.18.2.1/24", "2001:db8:2::1/64")?;
+    addr(&r2, "r2a", "198.18.2.2/24", "2001:db8:2::2/64")?;
+    addr(&r2, "r2b", "198.18.3.1/24", "2001:db8:3::1/64")?;
+    addr(&target, "t0", "198.18.3.2/24", "2001:db8:3::2/64")?;
+    let route = |ns: &Netns, to4: &str, via4: &str, to6: &str, via6: &str| -> std::io::Result<()> {
+        ns.ip(&["route", "add", to4, "via", via4])?;
+        ns.ip(&["-6", "route", "add", to6, "via", via6])
+    };
+    route(
+        &client,
+        "198.18.0.0/16",
+        "198.18.1.1",
+        "2001:db8::/32",
+        "2001:db8:1::1",
+    )?;
+    route(
+        &r1,
+        "198.18.3.0/24",
+        "198.18.2.2",
+        "2001:db8:3::/64",
+        "2001:db8:2::2",
+    )?;
+    route(
+        &r2,
+        "198.18.1.0/24",
+        "198.18.2.1",
+        "2001:db8:1::/64",
+        "2001:db8:2::1",
+    )?;
+    route(
+        &target,
+        "198.18.0.0/16",
+        "198.18.3.1",
+        "2001:db8::/32",
+        "2001:db8:3::1",
+    )?;
+    for router in [&r1, &r2] {
+        router.sysctl("net.ipv4.ip_forward", "1")?;
+        router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        // Every probe must get its time-exceeded: no ICMP rate limit on the routers.
+        router.sysctl("net.ipv4.icmp_ratelimit", "0")?;
+        router.sysctl("net.ipv6.icmp.ratelimit", "0")?;
+    }
+    Ok(Line {
+        client,
+        _routers: [r1, r2],
+        _target: target,
+    })
+}
+
+/// The trace example, built by `cargo test --workspace --all-targets` beside this test.
+fn trace_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir.join("examples/trace");
+    assert!(
+        path.exists(),
+        "{} missing: build it with `cargo build -p mtrproto-blocking --example trace`",
+        path.display()
+    );
+    path
+}
+
+fn json_of(output: std::process::Output, what: &str) -> Value {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn hosts(report: &Value) -> Vec<String> {
+    report["report"]["hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn trace_through_two_routers_matches_the_path_and_mtr() {
+    if !netns::available() {
+        println!("skipped: needs root and iproute2 to create network namespaces");
+        return;
+    }
+    let line = build_line().expect("namespaces");
+    let trace = trace_example();
+    let paths = [
+        ("198.18.3.2", ["198.18.1.1", "198.18.2.2", "198.18.3.2"]),
+        (
+            "2001:db8:3::2",
+            ["2001:db8:1::1", "2001:db8:2::2", "2001:db8:3::2"],
+        ),
+    ];
+    for (target, hops) in paths {
+        let ours = line
+            .client
+            .command(trace.to_str().unwrap())
+            .args(["-c", "5", "-i", "0.1", "--json", target])
+            .output()
+            .unwrap();
+        let ours = json_of(ours, "trace");
+        assert_eq!(hosts(&ours), hops, "{ours:#}");
+        for hub in ours["report"]["hubs"].as_array().unwrap() {
+            assert_eq!(hub["Loss%"], 0.0, "{hub}");
+            assert_eq!(hub["Snt"], 5, "{hub}");
+        }
+
+        let mtr = line
+            .client
+            .command("mtr")
+            .args([
+                "--report", "--json", "--no-dns", "-c", "3", "-i", "0.1", target,
+            ])
+            .output()
+            .unwrap();
+        let mtr = json_of(mtr, "mtr");
+        assert_eq!(hosts(&mtr), hosts(&ours), "mtr: {mtr:#}");
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&ours["report"]), keys(&mtr["report"]));
+        assert_eq!(keys(&ours["report"]["mtr"]), keys(&mtr["report"]["mtr"]));
+        assert_eq!(
+            keys(&ours["report"]["hubs"][0]),
+            keys(&mtr["report"]["hubs"][0])
+        );
+    }
+
+    // The text report names the same hops.
+    let text = line
+        .client
+        .command(trace.to_str().unwrap())
+        .args(["-c", "2", "-i", "0.1", "198.18.3.2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    for (ttl, hop) in ["198.18.1.1", "198.18.2.2", "198.18.3.2"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            text.contains(&format!("{:>2}.|-- {hop} ", ttl + 1)),
+            "{text}"
+        );
+    }
+}
