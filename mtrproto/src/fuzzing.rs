@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Event, Feature, LineFramer, ProbeArgs, Reply, Request, SendError, Session, SessionConfig, Token,
+    Event, Feature, LineFramer, ProbeArgs, ProbeResult, Reply, ReplyKind, Request, SendError,
+    Session, SessionConfig, Token, TraceStats, text_report,
 };
 
 /// Reply lines: whatever parses encodes to a line that parses back equal.
@@ -199,6 +200,45 @@ fn frame<'a>(
     }
     out.extend(framer.finish().map(|e| Err(e.to_string())));
     out
+}
+
+/// Trace statistics under arbitrary probe results, in any order, with or without `sent`:
+/// no panic, Loss% within 0..=100, the reported hops end at the target, reports render.
+pub fn stats(data: &[u8]) {
+    let target = std::net::IpAddr::from([198, 18, 0, 9]);
+    let mut trace = TraceStats::new(target, 8);
+    let kinds = [
+        ReplyKind::Reply,
+        ReplyKind::TtlExpired,
+        ReplyKind::NoReply,
+        ReplyKind::NoRoute,
+        ReplyKind::ProbesExhausted,
+    ];
+    for chunk in data.chunks(6) {
+        let [ttl, kind, from, rtt @ ..] = chunk else {
+            break;
+        };
+        if kind & 0x80 == 0 {
+            trace.sent(*ttl % 10);
+        }
+        let mut result = ProbeResult::outcome(kinds[usize::from(*kind) % kinds.len()].clone());
+        if from & 1 == 1 {
+            result.responder = Some(std::net::IpAddr::from([198, 18, 0, from >> 5]));
+            let micros = rtt.iter().fold(0u64, |t, b| t << 8 | u64::from(*b)) << (from >> 1 & 0xf);
+            result.time = Some(Duration::from_micros(micros));
+        }
+        trace.record(*ttl % 10, &result);
+    }
+    let hops = trace.hops();
+    for hop in hops {
+        assert!((0.0..=100.0).contains(&hop.loss_percent()), "{hop:?}");
+        assert!(hop.dropped() <= hop.sent());
+        assert!(hop.best_us() <= hop.worst_us() || hop.received() == 0);
+    }
+    if let Some(destination) = trace.destination_ttl() {
+        assert!(hops.len() <= usize::from(destination));
+    }
+    let _ = text_report(&trace, "fuzz", true);
 }
 
 /// The session under an arbitrary sequence of operations, played against a scripted helper:

@@ -161,7 +161,10 @@ impl Hop {
                 mpls: result.mpls,
             }),
         }
-        self.add_rtt(i64::try_from(time.as_micros()).unwrap_or(i64::MAX));
+        // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
+        self.add_rtt(
+            i64::try_from(time.as_micros()).map_or(i32::MAX.into(), |t| t.min(i32::MAX.into())),
+        );
     }
 
     /// mtr's running figures for one more round-trip time (`net_process_ping`).
@@ -239,7 +242,8 @@ impl Hop {
             return 0.0;
         }
         let milli = (1000.0 * (100.0 - 100.0 * self.returned as f64 / completed as f64)) as i64;
-        milli as f64 / 1000.0
+        // More answers than probes only comes from a caller recording without `sent`.
+        (milli as f64 / 1000.0).clamp(0.0, 100.0)
     }
 
     /// The latest responder, or `None` for a silent hop.

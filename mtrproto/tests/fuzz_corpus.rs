@@ -39,6 +39,11 @@ fn session() {
     replay("session", mtrproto::fuzzing::session);
 }
 
+#[test]
+fn stats() {
+    replay("stats", mtrproto::fuzzing::stats);
+}
+
 /// Needs the `arbitrary` feature: `cargo test -p mtrproto --features arbitrary`.
 #[cfg(feature = "arbitrary")]
 #[test]
