@@ -1,34 +1,54 @@
-//! The driver thread: one `mio::Poll` over the helper's pipes and a waker, running the
-//! sans-IO session.
+//! The driver thread: one `mio::Poll` over every helper's pipes and a waker.
 //!
-//! It blocks in `poll` until the helper writes, the helper can take more input (interest in
+//! It blocks in `poll` until a helper writes, a helper can take more input (interest in
 //! writability is registered only while output is pending), a caller sends a command (the
-//! waker), or the session's next deadline. It never spins.
+//! waker), or the earliest deadline of the helpers' sessions. It never spins.
+//!
+//! With several helpers, each probe goes to the least loaded one. A helper that dies fails
+//! only its own requests and is started again if it had been working; with one helper, its
+//! death ends the session.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::process::{Child, ExitStatus};
+use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use mio::unix::pipe;
-use mio::{Events, Interest, Poll, Token as PollToken, Waker};
-use mtrproto::{
-    Event, Failure, Feature, ProbeArgs, ProbeResult, SendError, Session, SessionConfig, Token,
-};
+use mio::{Events, Poll, Token as PollToken, Waker};
+use mtrproto::{Failure, Feature, ProbeArgs, SessionConfig};
 
-use crate::error::{Error, ProcessError};
+use crate::error::ProcessError;
+use crate::helper::{Completion, Helper};
 
-const STDOUT: PollToken = PollToken(0);
-const STDIN: PollToken = PollToken(1);
-const WAKER: PollToken = PollToken(2);
+/// The waker's poll token; helpers use `2 * slot` (stdout) and `2 * slot + 1` (stdin).
+const WAKER: PollToken = PollToken(usize::MAX);
 
 /// How long in-flight probes may take to finish when the session is closed or dropped.
 pub(crate) const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Called once with a probe's result, on the driver thread: it must not block.
-pub(crate) type Completion = Box<dyn FnOnce(Result<ProbeResult, Error>) + Send>;
+/// Wakes the driver after a command is sent, once per batch: a caller wakes it only if no
+/// wake-up is pending since the driver last drained its commands. This saves an eventfd
+/// write and a poll round per probe when callers submit faster than the driver loops.
+pub(crate) struct Wakeup {
+    waker: Waker,
+    pending: AtomicBool,
+}
+
+impl Wakeup {
+    /// Called after sending a command.
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.waker.wake()
+    }
+
+    /// Called by the driver before it drains the commands: any command sent after this
+    /// wakes it again.
+    fn rearm(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+}
 
 /// What callers ask of the driver.
 pub(crate) enum Command {
@@ -40,137 +60,140 @@ pub(crate) enum Command {
         feature: Feature,
         done: Sender<Result<String, Failure>>,
     },
-    /// Close the helper's stdin, let in-flight requests finish, kill it after `grace`.
+    /// Close the helpers' stdin once written, let in-flight requests finish, kill them
+    /// after `grace`.
     Close {
         grace: Duration,
     },
 }
 
-enum Waiter {
-    Probe(Completion),
-    Support(Sender<Result<String, Failure>>),
-}
-
-/// The helper process and its pipes, ready for the driver.
-pub(crate) struct Helper {
-    pub(crate) child: Child,
-    pub(crate) stdin: pipe::Sender,
-    pub(crate) stdout: pipe::Receiver,
-}
-
 /// The thread's state.
 pub(crate) struct Driver {
     poll: Poll,
-    session: Session,
-    child: Child,
-    stdin: Option<pipe::Sender>,
-    stdin_registered: bool,
-    stdout: pipe::Receiver,
+    helpers: Vec<Helper>,
+    command: Vec<String>,
+    config: SessionConfig,
     commands: Receiver<Command>,
-    waiting: HashMap<Token, Waiter>,
-    /// Set once closing: stdin closes as soon as what was sent is written; the helper is
-    /// killed if it has not exited by then.
+    wakeup: Arc<Wakeup>,
+    /// Set once closing: the helpers are killed then if they have not exited.
     kill_at: Option<Instant>,
-    status: Option<ExitStatus>,
 }
 
 impl Driver {
-    /// Sets up the poll; the waker it returns wakes the driver after a command is sent.
-    pub(crate) fn new(
-        helper: Helper,
+    /// Starts `count` helpers running `command`. Returns the driver, the wake-up callers use
+    /// after sending a command, and the first helper's process id.
+    pub(crate) fn start(
+        command: Vec<String>,
+        count: usize,
         config: SessionConfig,
         commands: Receiver<Command>,
-    ) -> io::Result<(Driver, Arc<Waker>)> {
+    ) -> Result<(Driver, Arc<Wakeup>, u32), ProcessError> {
         let poll = Poll::new()?;
-        let Helper {
-            child,
-            stdin,
-            mut stdout,
-        } = helper;
-        poll.registry()
-            .register(&mut stdout, STDOUT, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let driver = Driver {
-            poll,
-            session: Session::new(config),
-            child,
-            stdin: Some(stdin),
-            stdin_registered: false,
-            stdout,
-            commands,
-            waiting: HashMap::new(),
-            kill_at: None,
-            status: None,
-        };
-        Ok((driver, waker))
-    }
-
-    /// Runs until the helper's output ends, then reaps it.
-    pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(16);
-        let mut buf = vec![0u8; 64 * 1024];
-        while !self.session.is_closed() {
-            let now = Instant::now();
-            self.take_commands(now);
-            self.session.handle_timeout(now);
-            if self.kill_at.is_some_and(|at| at <= now) {
-                self.kill();
-            }
-            self.flush();
-            if self.kill_at.is_some() && self.session.poll_transmit().is_none() {
-                self.close_stdin();
-            }
-            self.dispatch();
-            if self.session.is_closed() {
-                break;
-            }
-            if let Err(e) = self.update_interest() {
-                self.fail(e);
-                continue;
-            }
-            let deadline = [self.session.poll_timeout(), self.kill_at]
-                .into_iter()
-                .flatten()
-                .min();
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let wakeup = Arc::new(Wakeup {
+            waker: Waker::new(poll.registry(), WAKER)?,
+            pending: AtomicBool::new(false),
+        });
+        let mut helpers = Vec::with_capacity(count);
+        for slot in 0..count.max(1) {
+            match Helper::spawn(&command, config.clone(), poll.registry(), slot) {
+                Ok(helper) => helpers.push(helper),
                 Err(e) => {
-                    self.fail(e);
-                    continue;
+                    for mut helper in helpers {
+                        helper.kill();
+                        helper.reap();
+                    }
+                    return Err(e);
                 }
-            }
-            if events.iter().any(|e| e.token() == STDOUT) {
-                self.read(&mut buf);
             }
         }
-        self.dispatch();
-        self.stdin = None;
-        self.kill();
-        self.reap();
+        let pid = helpers[0].pid();
+        let driver = Driver {
+            poll,
+            helpers,
+            command,
+            config,
+            commands,
+            wakeup: Arc::clone(&wakeup),
+            kill_at: None,
+        };
+        Ok((driver, wakeup, pid))
     }
 
-    /// Moves every queued command into the session.
+    /// Runs until every helper's output has ended, then reaps them.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let now = Instant::now();
+            self.take_commands(now);
+            let kill = self.kill_at.is_some_and(|at| at <= now);
+            let registry = self.poll.registry();
+            for helper in &mut self.helpers {
+                helper.handle_timeout(now);
+                if kill {
+                    helper.kill();
+                }
+                helper.flush(registry);
+                if self.kill_at.is_some() && !helper.has_output() {
+                    helper.close_stdin(registry);
+                }
+                helper.dispatch();
+            }
+            self.restart_dead();
+            if self.helpers.iter().all(Helper::is_gone) {
+                break;
+            }
+            let registry = self.poll.registry();
+            for helper in &mut self.helpers {
+                helper.update_interest(registry);
+            }
+            let deadline = self
+                .helpers
+                .iter()
+                .filter_map(Helper::deadline)
+                .chain(self.kill_at)
+                .min();
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                // The poll itself failed: nothing can be driven any more.
+                for helper in &mut self.helpers {
+                    helper.kill();
+                }
+            }
+            for event in &events {
+                if let Some(helper) =
+                    Helper::slot_of_stdout(event.token()).and_then(|s| self.helpers.get_mut(s))
+                {
+                    helper.read(&mut buf);
+                }
+            }
+        }
+        let registry = self.poll.registry();
+        for helper in &mut self.helpers {
+            helper.dispatch();
+            helper.close_stdin(registry);
+            helper.kill();
+            helper.reap();
+        }
+    }
+
+    /// Moves every queued command to a helper.
     fn take_commands(&mut self, now: Instant) {
+        self.wakeup.rearm();
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Probe { args, done }) => match self.session.send_probe(now, args) {
-                    Ok(token) => {
-                        self.waiting.insert(token, Waiter::Probe(done));
-                    }
-                    Err(e) => done(Err(self.send_error(e))),
+                Ok(Command::Probe { args, done }) => match self.least_loaded() {
+                    Some(helper) => helper.probe(now, args, done),
+                    None => done(Err(ProcessError::Exited { status: None }.into())),
                 },
-                Ok(Command::Support { feature, done }) => {
-                    match self.session.check_support(now, feature) {
-                        Ok(token) => {
-                            self.waiting.insert(token, Waiter::Support(done));
-                        }
-                        Err(_) => {
-                            let _ = done.send(Err(Failure::HelperGone));
-                        }
+                Ok(Command::Support { feature, done }) => match self.least_loaded() {
+                    Some(helper) => helper.support(now, feature, done),
+                    None => {
+                        let _ = done.send(Err(Failure::HelperGone));
                     }
-                }
+                },
                 Ok(Command::Close { grace }) => self.begin_close(now, grace),
                 // Every Session handle is gone: close as `close()` would.
                 Err(TryRecvError::Disconnected) => {
@@ -182,7 +205,14 @@ impl Driver {
         }
     }
 
-    /// Starts closing: once what was sent is written, the helper's stdin closes so that it
+    fn least_loaded(&mut self) -> Option<&mut Helper> {
+        self.helpers
+            .iter_mut()
+            .filter(|h| !h.is_gone())
+            .min_by_key(|h| h.load())
+    }
+
+    /// Starts closing: once what was sent is written, each helper's stdin closes so that it
     /// exits when its probes are answered; it is killed if it has not after `grace`.
     fn begin_close(&mut self, now: Instant, grace: Duration) {
         if self.kill_at.is_none() {
@@ -190,126 +220,23 @@ impl Driver {
         }
     }
 
-    fn send_error(&mut self, error: SendError) -> Error {
-        match error {
-            SendError::QueueFull(n) => Error::QueueFull(n),
-            _ => self.exited(),
-        }
-    }
-
-    /// Writes pending bytes until the pipe is full.
-    fn flush(&mut self) {
-        let Some(stdin) = &mut self.stdin else {
-            return;
-        };
-        while let Some(bytes) = self.session.poll_transmit() {
-            match stdin.write(bytes) {
-                Ok(n) => self.session.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The helper closed its stdin (it died): its output's end completes everything.
-                Err(_) => {
-                    self.close_stdin();
-                    return;
-                }
+    /// Reaps helpers whose output ended and, with several helpers and not closing, starts
+    /// again each that had been answering (one that never answered would only die again).
+    fn restart_dead(&mut self) {
+        let restart = self.helpers.len() > 1 && self.kill_at.is_none();
+        let registry = self.poll.registry();
+        for (slot, helper) in self.helpers.iter_mut().enumerate() {
+            if !helper.is_gone() {
+                continue;
             }
-        }
-    }
-
-    /// Reads until the pipe is empty or ends.
-    fn read(&mut self, buf: &mut [u8]) {
-        loop {
-            match self.stdout.read(buf) {
-                Ok(0) => {
-                    self.status = self.child.try_wait().ok().flatten();
-                    self.session.handle_eof(Instant::now());
-                    return;
-                }
-                Ok(n) => self.session.handle_input(Instant::now(), &buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e),
+            helper.reap();
+            if !(restart && helper.has_answered()) {
+                continue;
             }
-        }
-    }
-
-    /// Hands finished requests to their callers.
-    fn dispatch(&mut self) {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Probe { token, outcome } => {
-                    if let Some(Waiter::Probe(done)) = self.waiting.remove(&token) {
-                        let outcome = outcome.map_err(|f| self.failure(f));
-                        done(outcome);
-                    }
-                }
-                Event::Support { token, outcome, .. } => {
-                    if let Some(Waiter::Support(done)) = self.waiting.remove(&token) {
-                        let _ = done.send(outcome);
-                    }
-                }
-                // Counted by the session; a line for no request changes no caller's result.
-                _ => {}
+            helper.deregister(registry);
+            if let Ok(fresh) = Helper::spawn(&self.command, self.config.clone(), registry, slot) {
+                *helper = fresh;
             }
-        }
-    }
-
-    fn failure(&self, failure: Failure) -> Error {
-        match failure {
-            Failure::Unanswered => ProcessError::Unresponsive.into(),
-            _ => self.exited(),
-        }
-    }
-
-    fn exited(&self) -> Error {
-        ProcessError::Exited {
-            status: self.status,
-        }
-        .into()
-    }
-
-    /// Registers interest in writability exactly while output is pending.
-    fn update_interest(&mut self) -> io::Result<()> {
-        let Some(stdin) = &mut self.stdin else {
-            return Ok(());
-        };
-        let want = self.session.poll_transmit().is_some();
-        if want && !self.stdin_registered {
-            self.poll
-                .registry()
-                .register(stdin, STDIN, Interest::WRITABLE)?;
-        } else if !want && self.stdin_registered {
-            self.poll.registry().deregister(stdin)?;
-        }
-        self.stdin_registered = want;
-        Ok(())
-    }
-
-    fn close_stdin(&mut self) {
-        if let Some(mut stdin) = self.stdin.take()
-            && self.stdin_registered
-        {
-            let _ = self.poll.registry().deregister(&mut stdin);
-        }
-        self.stdin_registered = false;
-    }
-
-    /// The driver cannot go on: end the helper, which completes every request.
-    fn fail(&mut self, _error: io::Error) {
-        self.kill();
-        self.reap();
-        self.session.handle_eof(Instant::now());
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-    }
-
-    fn reap(&mut self) {
-        if self.status.is_none() {
-            self.status = self.child.wait().ok();
         }
     }
 }

@@ -30,6 +30,7 @@
 mod driver;
 mod error;
 mod handle;
+mod helper;
 mod options;
 mod resolve;
 mod session;

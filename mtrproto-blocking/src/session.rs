@@ -1,19 +1,15 @@
 //! The thread-safe session: callers on any thread, one driver thread owning mtr-packet.
 
-use std::io;
 use std::net::IpAddr;
-use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
-use mio::Waker;
-use mio::unix::pipe;
 use mtrproto::{Failure, Feature, ProbeResult, Rate, SessionConfig};
 
-use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Helper};
+use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
 use crate::options::ProbeOptions;
@@ -35,7 +31,7 @@ pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
 /// ```
 pub struct Session {
     commands: Sender<Command>,
-    waker: Arc<Waker>,
+    waker: Arc<Wakeup>,
     driver: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
     resolver: Resolver,
@@ -60,6 +56,7 @@ pub struct SessionBuilder {
     command: Option<Vec<String>>,
     config: SessionConfig,
     close_grace: Duration,
+    helpers: usize,
 }
 
 impl Default for SessionBuilder {
@@ -68,6 +65,7 @@ impl Default for SessionBuilder {
             command: None,
             config: SessionConfig::default(),
             close_grace: DEFAULT_CLOSE_GRACE,
+            helpers: 1,
         }
     }
 }
@@ -85,7 +83,15 @@ impl SessionBuilder {
         self
     }
 
-    /// Probes in flight at most (default 256; see [`SessionConfig::window`]).
+    /// Runs `count` helper processes behind the one driver thread (default 1), to go past
+    /// one helper's CPU. Each probe goes to the least loaded helper; the window applies per
+    /// helper. If one of several helpers dies, only its probes fail and it is started again.
+    pub fn helpers(mut self, count: usize) -> Self {
+        self.helpers = count.max(1);
+        self
+    }
+
+    /// Probes in flight at most, per helper (default 256; see [`SessionConfig::window`]).
     pub fn window(mut self, window: usize) -> Self {
         self.config.window = window.max(1);
         self
@@ -124,11 +130,9 @@ impl SessionBuilder {
             Some(command) => command,
             None => command_from_env()?,
         };
-        let helper = spawn(&command)?;
-        let helper_pid = helper.child.id();
         let (commands, receiver) = unbounded();
-        let (driver, waker) =
-            Driver::new(helper, self.config, receiver).map_err(ProcessError::Io)?;
+        let (driver, waker, helper_pid) =
+            Driver::start(command.clone(), self.helpers, self.config, receiver)?;
         let thread = std::thread::Builder::new()
             .name("mtr-packet driver".into())
             .spawn(move || driver.run())
@@ -199,39 +203,6 @@ fn split_command(value: &str) -> Result<Vec<String>, ProcessError> {
         return Err(bad("it names no program".into()));
     }
     Ok(words)
-}
-
-fn spawn(command: &[String]) -> Result<Helper, ProcessError> {
-    let program = &command[0];
-    let mut child = Process::new(program)
-        .args(&command[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ProcessError::NotFound {
-                program: program.clone(),
-            },
-            _ => ProcessError::Spawn {
-                program: program.clone(),
-                source,
-            },
-        })?;
-    let pipes = (child.stdin.take(), child.stdout.take());
-    let (Some(stdin), Some(stdout)) = pipes else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(ProcessError::Io(io::Error::other("child has no pipes")));
-    };
-    let stdin = pipe::Sender::from(stdin);
-    let stdout = pipe::Receiver::from(stdout);
-    stdin.set_nonblocking(true)?;
-    stdout.set_nonblocking(true)?;
-    Ok(Helper {
-        child,
-        stdin,
-        stdout,
-    })
 }
 
 impl Session {

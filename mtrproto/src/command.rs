@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU8;
 use std::time::Duration;
 
@@ -351,7 +351,8 @@ impl ProbeArgs {
     /// Appends `TOKEN send-probe ARGS...\n` to `out`.
     pub fn encode(&self, token: Token, out: &mut Vec<u8>) {
         // Writing to a Vec cannot fail.
-        let _ = write!(out, "{token} send-probe");
+        push_decimal(out, token.get().into());
+        out.extend_from_slice(b" send-probe");
         match self.target {
             IpAddr::V4(a) => push_arg(out, "ip-4", a),
             IpAddr::V6(a) => push_arg(out, "ip-6", a),
@@ -558,15 +559,86 @@ impl Request {
 }
 
 /// Appends ` NAME VALUE`.
-fn push_arg(out: &mut Vec<u8>, name: &str, value: impl fmt::Display) {
-    let _ = write!(out, " {name} {value}");
+fn push_arg(out: &mut Vec<u8>, name: &str, value: impl Field) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    value.push_to(out);
 }
 
 /// Appends ` NAME VALUE` when there is a value.
-fn push_opt(out: &mut Vec<u8>, name: &str, value: Option<impl fmt::Display>) {
+fn push_opt(out: &mut Vec<u8>, name: &str, value: Option<impl Field>) {
     if let Some(value) = value {
         push_arg(out, name, value);
     }
+}
+
+/// A value of a request line. Numbers and IPv4 addresses are written without `core::fmt`:
+/// encoding is on the driver's path for every probe.
+trait Field {
+    fn push_to(&self, out: &mut Vec<u8>);
+}
+
+macro_rules! decimal_fields {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn push_to(&self, out: &mut Vec<u8>) {
+                push_decimal(out, u64::from(*self));
+            }
+        }
+    )*};
+}
+decimal_fields!(u8, u16, u32);
+
+impl Field for NonZeroU8 {
+    fn push_to(&self, out: &mut Vec<u8>) {
+        push_decimal(out, self.get().into());
+    }
+}
+
+impl Field for Ipv4Addr {
+    fn push_to(&self, out: &mut Vec<u8>) {
+        for (i, octet) in self.octets().into_iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            push_decimal(out, octet.into());
+        }
+    }
+}
+
+impl Field for Ipv6Addr {
+    fn push_to(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl Field for &str {
+    fn push_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl Field for Protocol {
+    fn push_to(&self, out: &mut Vec<u8>) {
+        self.as_str().push_to(out);
+    }
+}
+
+/// Appends `value` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Checks that `value` is in `min..=max`.

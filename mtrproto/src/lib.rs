@@ -61,5 +61,5 @@ pub use report::{ReportMeta, text_report};
 pub use result::ProbeResult;
 pub use session::{Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig};
 pub use stats::{Hop, Responder, TraceStats};
-pub use token::Token;
+pub use token::{Token, TokenHasher, TokenMap};
 pub use word::{MAX_WORD_LEN, Word};

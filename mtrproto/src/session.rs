@@ -43,7 +43,7 @@
 //! ```
 
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -54,7 +54,7 @@ use crate::framer::LineFramer;
 use crate::pacer::Pacer;
 use crate::reply::{Reply, ReplyKind};
 use crate::result::ProbeResult;
-use crate::token::Token;
+use crate::token::{Token, TokenMap};
 
 /// How a [`Session`] paces, bounds and watches its requests.
 ///
@@ -214,9 +214,9 @@ pub struct Session {
     config: SessionConfig,
     next_token: u32,
     /// Pending requests by the token on the wire.
-    requests: HashMap<Token, Pending>,
+    requests: TokenMap<Pending>,
     /// For re-sent probes: the caller's token to the token of the current attempt.
-    resent: HashMap<Token, Token>,
+    resent: TokenMap<Token>,
     queue: VecDeque<Token>,
     in_flight: usize,
     deadlines: BTreeSet<(Instant, Token)>,
@@ -278,8 +278,8 @@ impl Session {
             framer: LineFramer::with_max_line(config.max_line),
             config,
             next_token: 1,
-            requests: HashMap::new(),
-            resent: HashMap::new(),
+            requests: TokenMap::default(),
+            resent: TokenMap::default(),
             queue: VecDeque::new(),
             in_flight: 0,
             deadlines: BTreeSet::new(),

@@ -42,3 +42,54 @@ pub fn real_mtr_packet() -> Option<std::path::PathBuf> {
 }
 
 pub mod netns;
+
+/// CPU seconds (user + system) a `/proc/.../stat` line reports, `None` if unreadable.
+pub fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by this process's thread named `name` (as `comm` shows it: at
+/// most 15 bytes).
+pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    let prefix: String = name.chars().take(15).collect();
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            (comm.trim() == prefix)
+                .then(|| stat_cpu_seconds(&task.path().join("stat").to_string_lossy()))?
+        })
+}
+
+/// Process ids of this process's children, from every thread's `children` list.
+pub fn child_pids() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Peak resident memory of this process, in kB (`VmHWM`).
+pub fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -235,3 +235,47 @@ fn names_resolve_and_bad_options_are_typed_errors() {
             .success
     );
 }
+
+#[test]
+fn several_helpers_share_the_probes() {
+    // Each helper answers one probe at a time after 200 ms: four probes take about 800 ms
+    // on one helper, 400 ms on two.
+    let session = fake(&["--delay-ms", "200"])
+        .helpers(2)
+        .window(1)
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|_| session.probe("127.0.0.1", &options()).unwrap())
+        .collect();
+    for handle in handles {
+        assert!(handle.wait().unwrap().success);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(700),
+        "{elapsed:?}: not spread over two helpers"
+    );
+}
+
+#[test]
+fn one_dying_helper_of_several_fails_only_its_probes_and_is_restarted() {
+    let session = fake(&["--exit-after", "6"]).helpers(2).open().unwrap();
+    let mut failed = 0;
+    for _ in 0..40 {
+        match session.probe_blocking("127.0.0.1", &options()) {
+            Ok(result) => assert!(result.success),
+            Err(Error::Process(ProcessError::Exited { .. })) => failed += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    // Each death costs the one probe it had read; the helpers keep being restarted.
+    assert!((1..=8).contains(&failed), "{failed} failed");
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success
+    );
+}
