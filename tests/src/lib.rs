@@ -93,3 +93,4 @@ pub fn peak_rss_kb() -> u64 {
         })
         .unwrap_or(0)
 }
+pub mod sim;

@@ -1,0 +1,153 @@
+//! Runs a command inside a simulated network.
+//!
+//! ```text
+//! mtrsim SCENARIO.toml -- COMMAND [ARGS...]
+//! ```
+//!
+//! Creates a fresh network namespace holding only `lo` and a TUN device `sim0` with the
+//! scenario's source addresses, routes the scenario's prefixes into the TUN, answers the
+//! probes that arrive there as the scenario says, and runs COMMAND inside the namespace (so
+//! an mtr-packet it starts probes the simulation). Removes the namespace afterwards, also
+//! when COMMAND fails or on Ctrl-C. Exits with COMMAND's code. Nothing can leave the
+//! namespace: it has no other interface. Needs root. Format: tests/scenarios/README.md.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mtrproto_tests::netns::Netns;
+use mtrproto_tests::sim::responder::Responder;
+use mtrproto_tests::sim::scenario::Scenario;
+use mtrproto_tests::sim::tun::{enter_netns, ignore_interrupts, open_tun};
+
+const TUN: &str = "sim0";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(split) = args.iter().position(|a| a == "--") else {
+        eprintln!("usage: mtrsim SCENARIO.toml -- COMMAND [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let (Some(path), Some(program)) = (args.first().filter(|_| split == 1), args.get(split + 1))
+    else {
+        eprintln!("usage: mtrsim SCENARIO.toml -- COMMAND [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let scenario = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| Scenario::parse(&t))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mtrsim: {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(scenario, program, &args[split + 2..]) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mtrsim: {e}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run(
+    scenario: Scenario,
+    program: &str,
+    args: &[String],
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let netns = Netns::new("sim")?;
+    // From here on this thread, the threads it starts and the commands it runs are inside.
+    enter_netns(netns.name())?;
+    let tun = Arc::new(open_tun(TUN)?);
+    ip(&["link", "set", TUN, "up"])?;
+    ip(&[
+        "addr",
+        "add",
+        &format!("{}/32", scenario.source4),
+        "dev",
+        TUN,
+    ])?;
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/128", scenario.source6),
+        "dev",
+        TUN,
+        "nodad",
+    ])?;
+    for route in &scenario.routes {
+        let family = if route.contains(':') { "-6" } else { "-4" };
+        ip(&[family, "route", "add", route, "dev", TUN])?;
+    }
+
+    let (to_writer, scheduled) = crossbeam_channel::unbounded();
+    let reader_tun = Arc::clone(&tun);
+    let mut responder = Responder::new(scenario);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = (&*reader_tun).read(&mut buf) {
+            if let Some(answer) = responder.answer(&buf[..n], Instant::now()) {
+                if to_writer.send(answer).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    std::thread::spawn(move || write_when_due(&tun, &scheduled));
+
+    let mut child = Command::new(program).args(args).spawn()?;
+    ignore_interrupts();
+    let status = child.wait()?;
+    drop(netns);
+    Ok(status.code().map_or(128 + 2, |c| c as u8))
+}
+
+/// Writes each answer to the TUN device when it is due.
+fn write_when_due(tun: &File, scheduled: &crossbeam_channel::Receiver<(Instant, Vec<u8>)>) {
+    let mut queue: BinaryHeap<(Reverse<Instant>, u64, Vec<u8>)> = BinaryHeap::new();
+    let mut order = 0u64;
+    loop {
+        let now = Instant::now();
+        while queue.peek().is_some_and(|(Reverse(due), _, _)| *due <= now) {
+            if let Some((_, _, packet)) = queue.pop() {
+                let _ = (&*tun).write(&packet);
+            }
+        }
+        let wait = queue
+            .peek()
+            .map(|(Reverse(due), _, _)| due.saturating_duration_since(now));
+        let next = match wait {
+            Some(wait) => scheduled
+                .recv_timeout(wait)
+                .map_err(|e| e.is_disconnected()),
+            None => scheduled.recv().map_err(|_| true),
+        };
+        match next {
+            Ok((due, packet)) => {
+                order += 1;
+                queue.push((Reverse(due), order, packet));
+            }
+            Err(true) => return,
+            Err(false) => {}
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> std::io::Result<()> {
+    let output = Command::new("ip").args(args).output()?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}

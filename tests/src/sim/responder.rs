@@ -1,0 +1,150 @@
+//! The simulated network's decisions: for each probe read from the TUN device, who answers,
+//! what, and when.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use mtrproto::Mpls;
+
+use super::packet::{IcmpError, Probe, Transport, echo_reply, icmp_error, tcp_reply};
+use super::scenario::{Hop, Scenario, Select, Target, mpls, offset};
+
+/// Answers probes as a scenario says.
+pub struct Responder {
+    targets: HashMap<IpAddr, usize>,
+    scenario: Scenario,
+    mpls: Vec<Vec<Vec<Mpls>>>,
+    random: SplitMix,
+    /// Per (target, hop): answers in the current second, and when that second started.
+    rate: HashMap<(usize, usize), (Instant, u32)>,
+}
+
+impl Responder {
+    /// A responder for a checked scenario.
+    pub fn new(scenario: Scenario) -> Responder {
+        let mut targets = HashMap::new();
+        for (i, target) in scenario.targets.iter().enumerate() {
+            for n in 0..target.count {
+                targets.insert(offset(target.address, n), i);
+            }
+        }
+        let mpls = scenario
+            .targets
+            .iter()
+            .map(|t| {
+                t.hops
+                    .iter()
+                    .map(|h| h.mpls.iter().filter_map(|m| mpls(*m).ok()).collect())
+                    .collect()
+            })
+            .collect();
+        Responder {
+            targets,
+            random: SplitMix(scenario.seed),
+            scenario,
+            mpls,
+            rate: HashMap::new(),
+        }
+    }
+
+    /// The answer to one datagram and when to send it; `None` to stay silent.
+    pub fn answer(&mut self, packet: &[u8], now: Instant) -> Option<(Instant, Vec<u8>)> {
+        let probe = Probe::parse(packet)?;
+        if probe.transport == Transport::Other {
+            return None;
+        }
+        let index = *self.targets.get(&probe.dst)?;
+        let target: &Target = &self.scenario.targets[index];
+        let ttl = usize::from(probe.ttl);
+        if ttl == 0 {
+            return None;
+        }
+        if let Some(hop) = target.hops.get(ttl - 1) {
+            let hop = hop.clone();
+            return self.router_answer(&probe, index, ttl - 1, &hop, now);
+        }
+        let destination = target.destination.clone();
+        if self.random.uniform() < destination.timing.loss {
+            return None;
+        }
+        let reply = match probe.transport {
+            Transport::Echo => match destination.icmp_unreachable {
+                Some(code) => icmp_error(&probe, probe.dst, code.into(), &[]),
+                None => echo_reply(&probe),
+            },
+            Transport::Udp { .. } => icmp_error(&probe, probe.dst, IcmpError::PortUnreachable, &[]),
+            Transport::Tcp { .. } => tcp_reply(&probe, destination.tcp_open)?,
+            Transport::Other => return None,
+        };
+        Some((now + destination.timing.delay(self.random.uniform()), reply))
+    }
+
+    fn router_answer(
+        &mut self,
+        probe: &Probe<'_>,
+        target: usize,
+        hop_index: usize,
+        hop: &Hop,
+        now: Instant,
+    ) -> Option<(Instant, Vec<u8>)> {
+        if hop.silent
+            || self.random.uniform() < hop.timing.loss
+            || !self.within_rate(target, hop_index, hop.rate_limit, now)
+        {
+            return None;
+        }
+        let total: u64 = hop.responders.iter().map(|r| u64::from(r.weight())).sum();
+        let pick = match hop.select {
+            Select::Flow => probe.flow_hash() % total.max(1),
+            Select::Packet => self.random.next() % total.max(1),
+        };
+        let mut acc = 0;
+        let from = hop.responders.iter().find(|r| {
+            acc += u64::from(r.weight());
+            pick < acc
+        })?;
+        let answer = match hop.unreachable {
+            Some(code) => icmp_error(probe, from.address(), code.into(), &[]),
+            None => icmp_error(
+                probe,
+                from.address(),
+                IcmpError::TimeExceeded,
+                &self.mpls[target][hop_index],
+            ),
+        };
+        Some((now + hop.timing.delay(self.random.uniform()), answer))
+    }
+
+    /// An ICMP rate limit per hop: at most `limit` answers in each one-second window.
+    fn within_rate(&mut self, target: usize, hop: usize, limit: u32, now: Instant) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let (start, count) = self.rate.entry((target, hop)).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= limit
+    }
+}
+
+/// SplitMix64: a small, seedable generator; runs with the same seed repeat.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..1.
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,246 @@
+//! Scenario files: the simulated network's ground truth, in TOML.
+//!
+//! See `tests/scenarios/README.md` for the format.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mtrproto::Mpls;
+use serde::Deserialize;
+
+use super::packet::IcmpError;
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Seeds every random choice (loss, jitter, per-packet ECMP), so runs repeat.
+    #[serde(default)]
+    pub seed: u64,
+    /// The prober's IPv4 address, on the TUN device.
+    #[serde(default = "default_source4")]
+    pub source4: IpAddr,
+    /// The prober's IPv6 address, on the TUN device.
+    #[serde(default = "default_source6")]
+    pub source6: IpAddr,
+    /// Prefixes routed into the TUN device.
+    #[serde(default = "default_routes")]
+    pub routes: Vec<String>,
+    /// The targets and their paths.
+    pub targets: Vec<Target>,
+}
+
+fn default_source4() -> IpAddr {
+    [198, 18, 0, 1].into()
+}
+
+fn default_source6() -> IpAddr {
+    "2001:db8::1".parse().unwrap_or(IpAddr::from([0u8; 16]))
+}
+
+fn default_routes() -> Vec<String> {
+    vec!["198.18.0.0/15".into(), "2001:db8::/32".into()]
+}
+
+/// A destination and the hops before it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The destination address.
+    pub address: IpAddr,
+    /// This many targets with consecutive addresses from `address`, sharing the path.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The routers, in order: TTL 1 reaches the first.
+    #[serde(default)]
+    pub hops: Vec<Hop>,
+    /// How the destination answers.
+    #[serde(default)]
+    pub destination: Destination,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One router on a path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hop {
+    /// Who answers: one address, or several with weights.
+    #[serde(default)]
+    pub responders: Vec<Responder>,
+    /// How a responder is chosen among several: per flow (hash) or per packet (weighted).
+    #[serde(default)]
+    pub select: Select,
+    /// Answers nothing.
+    #[serde(default)]
+    pub silent: bool,
+    /// Answers with this destination unreachable instead of time exceeded.
+    pub unreachable: Option<Unreachable>,
+    /// Delay and loss of its answers.
+    #[serde(flatten)]
+    pub timing: Timing,
+    /// Answers at most this many probes per second (0: no limit).
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// MPLS label stack entries `[label, traffic_class, bottom_of_stack, ttl]` quoted in
+    /// time exceeded, 1 to 8.
+    #[serde(default)]
+    pub mpls: Vec<[u32; 4]>,
+}
+
+/// A responder of a hop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Responder {
+    /// Just an address, weight 1.
+    Address(IpAddr),
+    /// An address and its weight.
+    Weighted {
+        /// The address.
+        address: IpAddr,
+        /// Its share, relative to the others'.
+        weight: u32,
+    },
+}
+
+impl Responder {
+    /// Its address.
+    pub fn address(&self) -> IpAddr {
+        match self {
+            Responder::Address(a) | Responder::Weighted { address: a, .. } => *a,
+        }
+    }
+
+    /// Its weight.
+    pub fn weight(&self) -> u32 {
+        match self {
+            Responder::Address(_) => 1,
+            Responder::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+/// How one responder among several is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Select {
+    /// By a hash of the probe's addresses, protocol and ports, weighted.
+    #[default]
+    Flow,
+    /// At random for every packet, weighted.
+    Packet,
+}
+
+/// Destination unreachable codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreachable {
+    /// Network unreachable.
+    Net,
+    /// Host (IPv6: address) unreachable.
+    Host,
+    /// Administratively prohibited.
+    Prohibited,
+}
+
+impl From<Unreachable> for IcmpError {
+    fn from(u: Unreachable) -> IcmpError {
+        match u {
+            Unreachable::Net => IcmpError::NetUnreachable,
+            Unreachable::Host => IcmpError::HostUnreachable,
+            Unreachable::Prohibited => IcmpError::Prohibited,
+        }
+    }
+}
+
+/// Delay and loss.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Fixed delay before answering, ms.
+    #[serde(default)]
+    pub delay_ms: f64,
+    /// Extra delay, uniform in 0..jitter_ms.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Probability of no answer, 0..=1.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+/// How the destination answers each protocol.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// Delay and loss of its answers.
+    #[serde(flatten)]
+    pub timing: Timing,
+    /// Answer ICMP echo with this unreachable instead of an echo reply.
+    pub icmp_unreachable: Option<Unreachable>,
+    /// TCP: answer SYN with SYN-ACK (open port) instead of RST.
+    #[serde(default)]
+    pub tcp_open: bool,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file's text.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (i, target) in scenario.targets.iter().enumerate() {
+            for (ttl, hop) in (1..).zip(&target.hops) {
+                let at = format!("target {i} hop {ttl}");
+                if hop.responders.is_empty() && !hop.silent {
+                    return Err(format!("{at}: no responder and not silent"));
+                }
+                if hop.mpls.len() > 8 {
+                    return Err(format!("{at}: more than 8 MPLS entries"));
+                }
+                for m in &hop.mpls {
+                    mpls(*m).map_err(|e| format!("{at}: {e}"))?;
+                }
+                if !(0.0..=1.0).contains(&hop.timing.loss) {
+                    return Err(format!("{at}: loss must be within 0..=1"));
+                }
+            }
+        }
+        Ok(scenario)
+    }
+
+    /// Every target address, `count` expanded.
+    pub fn target_addresses(&self) -> Vec<IpAddr> {
+        self.targets
+            .iter()
+            .flat_map(|t| (0..t.count).map(move |i| offset(t.address, i)))
+            .collect()
+    }
+}
+
+/// `addr + n`.
+pub fn offset(addr: IpAddr, n: u32) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a).wrapping_add(n)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a).wrapping_add(n.into())).into()),
+    }
+}
+
+/// An MPLS entry from its four scenario values.
+pub fn mpls([label, tc, s, ttl]: [u32; 4]) -> Result<Mpls, String> {
+    let small =
+        |v: u32, what: &str| u8::try_from(v).map_err(|_| format!("{what} {v} out of range"));
+    Mpls::new(
+        label,
+        small(tc, "traffic class")?,
+        s == 1,
+        small(ttl, "ttl")?,
+    )
+    .map_err(|e| e.to_string())
+}
+
+impl Timing {
+    /// The delay for one answer, given a uniform random number in 0..1.
+    pub fn delay(&self, uniform: f64) -> Duration {
+        Duration::from_secs_f64(((self.delay_ms + self.jitter_ms * uniform) / 1000.0).max(0.0))
+    }
+}
