@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-m MAX_HOPS]
-//!     [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST
+//!     [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST
 //! ```
 //!
 //! `--wide` lists every responder of a hop and the MPLS labels they returned; with `--json`
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use mtrproto::{ReportMeta, TraceStats, text_report};
 use mtrproto_blocking::{Error, ProbeOptions, Session};
 
-const USAGE: &str = "trace [-c CYCLES] [-i INTERVAL_S] [-m MAX_HOPS] [-p icmp|udp|tcp] [--port N] \
+const USAGE: &str = "trace [-c CYCLES] [-i INTERVAL_S] [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] \
                      [-4|-6] [--json] [--wide] HOST";
 
 fn main() -> ExitCode {

@@ -89,10 +89,15 @@ fn push_label(out: &mut String, label: &str, width: usize) {
     let _ = write!(out, "{cut:<width$}");
 }
 
-/// The other responders of a hop and every MPLS stack, after mtr's `--mpls` layout.
+/// The MPLS stack of the hop's host, then every other responder with its own, after mtr's
+/// `--mpls` layout, then the error outcomes.
 fn push_details(out: &mut String, hop: &Hop) {
-    for (i, responder) in hop.responders().iter().enumerate() {
-        if i > 0 {
+    let (shown, others): (Vec<_>, Vec<_>) = hop
+        .responders()
+        .iter()
+        .partition(|r| Some(r.address) == hop.host());
+    for responder in shown.into_iter().chain(others) {
+        if Some(responder.address) != hop.host() {
             let _ = writeln!(
                 out,
                 "    |  `|-- {} ({} answers)",

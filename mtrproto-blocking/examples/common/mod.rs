@@ -16,7 +16,7 @@ pub(crate) struct Args {
     pub(crate) flags: Vec<String>,
 }
 
-/// Parses `[-c N] [-i SECONDS] [-m HOPS] [-t TTL] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6]
+/// Parses `[-c N] [-i SECONDS] [-m HOPS] [-w TIMEOUT_S] [-t TTL] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6]
 /// [--FLAG...] HOST`; `flags` lists the `--FLAG`s this example accepts.
 pub(crate) fn parse(usage: &str, flags: &[&str]) -> Args {
     match try_parse(flags) {
@@ -40,6 +40,7 @@ fn try_parse(flags: &[&str]) -> Result<Args, String> {
                 args.interval = Some(Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?);
             }
             "-m" => args.max_hops = Some(number(&value("-m")?)?),
+            "-w" => args.options.timeout = Some(Duration::from_secs(number(&value("-w")?)?)),
             "-t" => args.options.ttl = Some(number(&value("-t")?)?),
             "--port" => args.options.port = Some(number(&value("--port")?)?),
             "-p" => {

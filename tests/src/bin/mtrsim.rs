@@ -65,7 +65,8 @@ fn run(
     // From here on this thread, the threads it starts and the commands it runs are inside.
     enter_netns(netns.name())?;
     let tun = Arc::new(open_tun(TUN)?);
-    ip(&["link", "set", TUN, "up"])?;
+    // A deep queue: mtr-packet sends a whole window of probes at once.
+    ip(&["link", "set", TUN, "up", "txqueuelen", "10000"])?;
     ip(&[
         "addr",
         "add",

@@ -121,7 +121,7 @@ impl Probe<'_> {
         })
     }
 
-    /// A hash of the flow: addresses, protocol and ports (FNV-1a), as an ECMP router uses.
+    /// A hash of the flow: addresses, protocol and ports, as an ECMP router uses.
     pub fn flow_hash(&self) -> u64 {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         let mut feed = |bytes: &[u8]| {
@@ -140,7 +140,10 @@ impl Probe<'_> {
             feed(&src_port.to_be_bytes());
             feed(&dst_port.to_be_bytes());
         }
-        hash
+        // FNV's low bits follow the last bytes closely; mix them (SplitMix64's finaliser).
+        hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        hash ^ (hash >> 31)
     }
 }
 

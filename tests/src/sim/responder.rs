@@ -60,9 +60,16 @@ impl Responder {
         if ttl == 0 {
             return None;
         }
-        if let Some(hop) = target.hops.get(ttl - 1) {
-            let hop = hop.clone();
-            return self.router_answer(&probe, index, ttl - 1, &hop, now);
+        // A router that answers unreachable ends the path: probes with a larger TTL reach it
+        // and get the same answer. Otherwise the router at the TTL answers, if there is one.
+        let ends = target.hops.iter().position(|h| h.unreachable.is_some());
+        let answering = match ends {
+            Some(end) if end < ttl - 1 => Some(end),
+            _ => (ttl <= target.hops.len()).then_some(ttl - 1),
+        };
+        if let Some(hop_index) = answering {
+            let hop = target.hops[hop_index].clone();
+            return self.router_answer(&probe, index, hop_index, &hop, now);
         }
         let destination = target.destination.clone();
         if self.random.uniform() < destination.timing.loss {

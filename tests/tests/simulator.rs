@@ -1,0 +1,519 @@
+//! The real mtr-packet against the simulated network (`mtrsim`): every result is checked
+//! against the scenario's ground truth. Needs root (namespaces, TUN) and mtr-packet.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use mtrproto_tests::netns;
+
+/// How far above its configured delay an answer may arrive: scheduling on a shared 2-core
+/// machine, mtr-packet's own latency, and the unoptimised test build.
+const TOLERANCE_US: u64 = 50_000;
+/// z for a two-sided 99.9% interval.
+const Z: f64 = 3.29;
+
+/// One line of `sim-probe`.
+#[derive(Debug, Clone, PartialEq)]
+struct Result {
+    target: IpAddr,
+    ttl: u8,
+    kind: String,
+    from: Option<IpAddr>,
+    rtt_us: Option<u64>,
+    mpls: Vec<[u32; 4]>,
+}
+
+/// Whether the simulator can run here; prints why not.
+fn can_simulate() -> bool {
+    if !netns::available() {
+        println!("skipped: needs root and iproute2 for network namespaces and TUN devices");
+        return false;
+    }
+    if mtrproto_tests::real_mtr_packet().is_none() {
+        println!("skipped: mtr-packet is not installed (apt-get install mtr-tiny)");
+        return false;
+    }
+    true
+}
+
+/// Runs `sim-probe ARGS` inside `mtrsim tests/scenarios/SCENARIO`.
+fn simulate(scenario: &str, args: &[&str]) -> Vec<Result> {
+    let path = format!("{}/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
+        .arg(&path)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_sim-probe"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{scenario}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Result {
+    let f: Vec<&str> = line.split(' ').collect();
+    let opt = |v: &str| (v != "-").then(|| v.to_owned());
+    Result {
+        target: f[0].parse().unwrap(),
+        ttl: f[1].parse().unwrap(),
+        kind: f[2].to_owned(),
+        from: opt(f[3]).map(|v| v.parse().unwrap()),
+        rtt_us: opt(f[4]).map(|v| v.parse().unwrap()),
+        mpls: opt(f[5]).map_or_else(Vec::new, |v| {
+            v.split(';')
+                .map(|e| {
+                    let n: Vec<u32> = e.split(',').map(|x| x.parse().unwrap()).collect();
+                    [n[0], n[1], n[2], n[3]]
+                })
+                .collect()
+        }),
+    }
+}
+
+fn ip(text: &str) -> Option<IpAddr> {
+    Some(text.parse().unwrap())
+}
+
+/// Asserts `hits` of `n` is inside the 99.9% binomial interval around probability `p`.
+fn assert_binomial(what: &str, hits: usize, n: usize, p: f64) {
+    let mean = n as f64 * p;
+    let margin = Z * (n as f64 * p * (1.0 - p)).sqrt();
+    assert!(
+        (hits as f64 - mean).abs() <= margin,
+        "{what}: {hits} of {n}, expected {mean:.0} +- {margin:.0}"
+    );
+}
+
+#[test]
+fn mpls_v4_responders_stack_and_delays() {
+    if !can_simulate() {
+        return;
+    }
+    let results = simulate(
+        "mpls-v4.toml",
+        &["--ttls", "1-4", "--count", "5", "198.18.10.1"],
+    );
+    assert_eq!(results.len(), 20);
+    let truth = [
+        (1, "ttl-expired", "198.18.1.1", 1000, vec![]),
+        (2, "ttl-expired", "198.18.2.1", 2000, vec![[1234, 5, 1, 7]]),
+        (3, "ttl-expired", "198.18.3.1", 2500, vec![]),
+        (4, "reply", "198.18.10.1", 3000, vec![]),
+    ];
+    for r in &results {
+        let (_, kind, from, delay, mpls) = &truth[usize::from(r.ttl) - 1];
+        assert_eq!(
+            (r.kind.as_str(), r.from, &r.mpls),
+            (*kind, ip(from), mpls),
+            "{r:?}"
+        );
+        let rtt = r.rtt_us.unwrap();
+        assert!(
+            rtt >= *delay && rtt <= delay + TOLERANCE_US,
+            "{r:?}: configured {delay} us"
+        );
+    }
+}
+
+#[test]
+fn mpls_v6_eight_entries() {
+    if !can_simulate() {
+        return;
+    }
+    let results = simulate(
+        "mpls-v6-eight.toml",
+        &["--ttls", "1-3", "--count", "3", "2001:db8:10::1"],
+    );
+    let eight = vec![
+        [16, 0, 0, 255],
+        [17, 1, 0, 254],
+        [18, 2, 0, 253],
+        [19, 3, 0, 252],
+        [20, 4, 0, 251],
+        [21, 5, 0, 250],
+        [22, 6, 0, 249],
+        [1048575, 7, 1, 1],
+    ];
+    for r in &results {
+        match r.ttl {
+            1 => assert_eq!((r.from, r.mpls.len()), (ip("2001:db8:1::1"), 0), "{r:?}"),
+            2 => assert_eq!((r.from, &r.mpls), (ip("2001:db8:2::1"), &eight), "{r:?}"),
+            _ => assert_eq!(
+                (r.kind.as_str(), r.from),
+                ("reply", ip("2001:db8:10::1")),
+                "{r:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn unreachable_codes_surface_as_no_route() {
+    if !can_simulate() {
+        return;
+    }
+    let targets = [
+        "198.18.20.1",
+        "198.18.20.2",
+        "198.18.20.3",
+        "2001:db8:20::1",
+        "198.18.20.4",
+    ];
+    let mut args = vec!["--ttls", "1-3"];
+    args.extend(targets);
+    let results = simulate("unreachable.toml", &args);
+    let router = |t: &str| match t {
+        "198.18.20.1" => "198.18.21.2",
+        "198.18.20.2" => "198.18.21.3",
+        "198.18.20.3" => "198.18.21.4",
+        "2001:db8:20::1" => "2001:db8:21::2",
+        // The destination itself refuses echo.
+        _ => "198.18.20.4",
+    };
+    for r in &results {
+        if r.ttl == 1 {
+            assert_eq!(r.kind, "ttl-expired", "{r:?}");
+            continue;
+        }
+        // mtr 0.95 names every destination unreachable `no-route`; the path ends there.
+        assert_eq!(
+            (r.kind.as_str(), r.from),
+            ("no-route", ip(router(&r.target.to_string()))),
+            "{r:?}"
+        );
+    }
+    // UDP to the destination that refuses echo still gets its port unreachable: `reply`.
+    let udp = simulate(
+        "unreachable.toml",
+        &[
+            "--ttls",
+            "2-2",
+            "--protocol",
+            "udp",
+            "--ports",
+            "9-9",
+            "198.18.20.4",
+        ],
+    );
+    assert_eq!(udp[0].kind, "reply");
+}
+
+#[test]
+fn ecmp_per_flow_spreads_udp_flows_by_weight() {
+    if !can_simulate() {
+        return;
+    }
+    let n = 1200;
+    let count = n.to_string();
+    let results = simulate(
+        "ecmp-flow.toml",
+        &[
+            "--ttls",
+            "2-2",
+            "--count",
+            &count,
+            "--protocol",
+            "udp",
+            "--ports",
+            "1000-2199",
+            "198.18.30.1",
+        ],
+    );
+    assert_eq!(results.len(), n);
+    for (address, weight) in [
+        ("198.18.32.1", 0.25),
+        ("198.18.32.2", 0.25),
+        ("198.18.32.3", 0.5),
+    ] {
+        let hits = results.iter().filter(|r| r.from == ip(address)).count();
+        assert_binomial(address, hits, n, weight);
+    }
+    // One flow (ICMP has no ports) always takes the same path.
+    let icmp = simulate(
+        "ecmp-flow.toml",
+        &["--ttls", "2-2", "--count", "50", "198.18.30.1"],
+    );
+    assert!(icmp.iter().all(|r| r.from == icmp[0].from), "{icmp:?}");
+}
+
+#[test]
+fn ecmp_per_packet_shares_follow_weights_v6() {
+    if !can_simulate() {
+        return;
+    }
+    let n = 2000;
+    let results = simulate(
+        "ecmp-packet.toml",
+        &["--ttls", "1-1", "--count", "2000", "2001:db8:30::1"],
+    );
+    let first = results
+        .iter()
+        .filter(|r| r.from == ip("2001:db8:31::1"))
+        .count();
+    let second = results
+        .iter()
+        .filter(|r| r.from == ip("2001:db8:31::2"))
+        .count();
+    assert_eq!(first + second, n);
+    assert_binomial("weight 3", first, n, 0.75);
+}
+
+#[test]
+fn loss_ratios_match_the_scenario() {
+    if !can_simulate() {
+        return;
+    }
+    let n = 2000;
+    // A window of 64: a burst of hundreds of answers at one instant overflows mtr-packet's
+    // socket buffer, a loss the scenario did not ask for.
+    let results = simulate(
+        "loss.toml",
+        &[
+            "--ttls",
+            "1-3",
+            "--count",
+            "2000",
+            "--timeout",
+            "1",
+            "--window",
+            "64",
+            "198.18.40.1",
+        ],
+    );
+    for (ttl, loss) in [(1, 0.0), (2, 0.2), (3, 0.05)] {
+        let answered = results
+            .iter()
+            .filter(|r| r.ttl == ttl && r.from.is_some())
+            .count();
+        let lost = results
+            .iter()
+            .filter(|r| r.ttl == ttl && r.kind == "no-reply")
+            .count();
+        assert_eq!(answered + lost, n, "ttl {ttl}");
+        if loss == 0.0 {
+            assert_eq!(lost, 0);
+        } else {
+            assert_binomial(&format!("ttl {ttl} lost"), lost, n, loss);
+        }
+    }
+}
+
+#[test]
+fn delays_jitter_and_a_silent_hop() {
+    if !can_simulate() {
+        return;
+    }
+    let results = simulate(
+        "delay.toml",
+        &[
+            "--ttls",
+            "1-4",
+            "--count",
+            "20",
+            "--timeout",
+            "1",
+            "198.18.50.1",
+        ],
+    );
+    for r in &results {
+        let (low, high) = match r.ttl {
+            1 => (10_000, 10_000),
+            2 => {
+                assert_eq!((r.kind.as_str(), r.from), ("no-reply", None), "{r:?}");
+                continue;
+            }
+            3 => (25_000, 30_000),
+            _ => (40_000, 50_000),
+        };
+        let rtt = r.rtt_us.unwrap();
+        assert!(
+            rtt >= low && rtt <= high + TOLERANCE_US,
+            "{r:?}: configured {low}..{high} us"
+        );
+    }
+}
+
+#[test]
+fn the_icmp_rate_limit_holds() {
+    if !can_simulate() {
+        return;
+    }
+    let results = simulate(
+        "rate-limit.toml",
+        &[
+            "--ttls",
+            "1-1",
+            "--count",
+            "100",
+            "--timeout",
+            "1",
+            "198.18.60.1",
+        ],
+    );
+    let answered = results.iter().filter(|r| r.from.is_some()).count();
+    // 20 per second; a burst that straddles a second boundary may get two windows' worth.
+    assert!((20..=40).contains(&answered), "{answered} answered");
+}
+
+#[test]
+fn tcp_closed_and_open_ports() {
+    if !can_simulate() {
+        return;
+    }
+    let closed = simulate(
+        "mpls-v4.toml",
+        &[
+            "--ttls",
+            "3-4",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "80-80",
+            "198.18.10.1",
+        ],
+    );
+    let kinds: Vec<_> = closed.iter().map(|r| (r.ttl, r.kind.as_str())).collect();
+    assert!(
+        kinds.contains(&(3, "ttl-expired")) && kinds.contains(&(4, "reply")),
+        "{closed:?}"
+    );
+    let open = simulate(
+        "tcp-open.toml",
+        &[
+            "--ttls",
+            "2-2",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "443-443",
+            "198.18.70.1",
+            "2001:db8:70::1",
+        ],
+    );
+    assert_eq!(open.len(), 2);
+    assert!(
+        open.iter()
+            .all(|r| r.kind == "reply" && r.from == Some(r.target)),
+        "{open:?}"
+    );
+}
+
+#[test]
+fn a_thirty_hop_path_v4_and_v6() {
+    if !can_simulate() {
+        return;
+    }
+    let results = simulate(
+        "long-path.toml",
+        &["--ttls", "1-30", "198.18.111.1", "2001:db8:111::1"],
+    );
+    assert_eq!(results.len(), 60);
+    for r in &results {
+        let want = match (r.target.is_ipv4(), r.ttl) {
+            (_, 30) => r.target,
+            (true, ttl) => format!("198.18.110.{ttl}").parse().unwrap(),
+            (false, ttl) => format!("2001:db8:110::{ttl:x}").parse().unwrap(),
+        };
+        assert_eq!(r.from, Some(want), "{r:?}");
+        assert_eq!(r.kind, if r.ttl == 30 { "reply" } else { "ttl-expired" });
+    }
+}
+
+#[test]
+fn two_hundred_targets_traced_at_once() {
+    if !can_simulate() {
+        return;
+    }
+    let targets: Vec<String> = (1..=200).map(|i| format!("198.18.100.{i}")).collect();
+    let mut args = vec!["--ttls", "1-4"];
+    args.extend(targets.iter().map(String::as_str));
+    let results = simulate("many-targets.toml", &args);
+    assert_eq!(results.len(), 800);
+    for r in &results {
+        let want = match r.ttl {
+            1 => ip("198.18.101.1"),
+            2 => ip("198.18.101.2"),
+            3 => ip("198.18.101.3"),
+            _ => Some(r.target),
+        };
+        assert_eq!(r.from, want, "{r:?}");
+        assert_eq!(r.mpls.len(), usize::from(r.ttl == 2), "{r:?}");
+    }
+}
+
+/// The trace example inside the simulator shows the MPLS labels, both responders of the
+/// load-balanced hop, and the loss of the lossy one.
+#[test]
+fn the_trace_example_shows_what_the_scenario_holds() {
+    if !can_simulate() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let trace = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples/trace");
+    assert!(
+        trace.exists(),
+        "{}: build with cargo build -p mtrproto-blocking --example trace",
+        trace.display()
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
+        .arg(format!(
+            "{}/scenarios/showcase.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([
+            "--",
+            trace.to_str().unwrap(),
+            "--wide",
+            "-w",
+            "1",
+            "-c",
+            "20",
+            "-i",
+            "0",
+            "198.18.120.1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("[MPLS: Lbl 24001 Exp 0 S 0 TTL 254]"),
+        "{text}"
+    );
+    assert!(text.contains("[MPLS: Lbl 16 Exp 0 S 1 TTL 1]"), "{text}");
+    assert!(
+        text.contains("198.18.122.1") && text.contains("198.18.122.2"),
+        "{text}"
+    );
+    let hop3 = text
+        .lines()
+        .find(|l| l.contains("3.|-- 198.18.123.1"))
+        .expect(&text);
+    let loss: f64 = hop3
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    // 30% of 20: the 99.9% binomial interval is 0..=12 lost probes.
+    assert!(loss <= 60.0, "{hop3}");
+    let hop1 = text
+        .lines()
+        .find(|l| l.contains("1.|-- 198.18.121.1"))
+        .expect(&text);
+    assert!(hop1.contains(" 0.0%"), "{hop1}");
+}
