@@ -94,10 +94,17 @@ fn run(
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         while let Ok(n) = (&*reader_tun).read(&mut buf) {
-            if let Some(answer) = responder.answer(&buf[..n], Instant::now()) {
-                if to_writer.send(answer).is_err() {
-                    return;
+            match responder.answer(&buf[..n], Instant::now()) {
+                // Due now: answer from here, sparing the writer thread a wake-up.
+                Some((due, packet)) if due <= Instant::now() => {
+                    let _ = (&*reader_tun).write(&packet);
                 }
+                Some(answer) => {
+                    if to_writer.send(answer).is_err() {
+                        return;
+                    }
+                }
+                None => {}
             }
         }
     });

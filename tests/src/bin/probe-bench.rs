@@ -9,7 +9,7 @@
 //! Opens one session, sends one warm-up probe, then keeps W probes in flight (per helper)
 //! until N complete; `--submit-all` hands all N to the session at once instead. The last
 //! line is `key=value` pairs; exit 0 only if every probe completed. Refuses any target but
-//! loopback.
+//! loopback, or simulated addresses when run inside `mtrsim`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -190,10 +190,13 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    // Network safety: this tool floods its target; only loopback is allowed.
-    if !args.target.is_loopback() {
+    // Network safety: this tool floods its target. Only loopback, or a simulated address
+    // from inside mtrsim's namespace (which has no interface out), is allowed.
+    let simulated =
+        mtrproto_tests::sim::is_simulated(args.target) && mtrproto_tests::sim::inside_simulation();
+    if !args.target.is_loopback() && !simulated {
         return Err(format!(
-            "refusing target {}: only 127.0.0.0/8 and ::1 are allowed",
+            "refusing target {}: only 127.0.0.0/8 and ::1, or simulated addresses inside mtrsim",
             args.target
         ));
     }
