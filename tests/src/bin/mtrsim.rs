@@ -99,12 +99,8 @@ fn run(
                 Some((due, packet)) if due <= Instant::now() => {
                     let _ = (&*reader_tun).write(&packet);
                 }
-                Some(answer) => {
-                    if to_writer.send(answer).is_err() {
-                        return;
-                    }
-                }
-                None => {}
+                Some(answer) if to_writer.send(answer).is_err() => return,
+                _ => {}
             }
         }
     });
