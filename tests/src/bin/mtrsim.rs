@@ -94,13 +94,14 @@ fn run(
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         while let Ok(n) = (&*reader_tun).read(&mut buf) {
-            match responder.answer(&buf[..n], Instant::now()) {
-                // Due now: answer from here, sparing the writer thread a wake-up.
-                Some((due, packet)) if due <= Instant::now() => {
-                    let _ = (&*reader_tun).write(&packet);
-                }
-                Some(answer) if to_writer.send(answer).is_err() => return,
-                _ => {}
+            let Some((due, packet)) = responder.answer(&buf[..n], Instant::now()) else {
+                continue;
+            };
+            // Due now: answer from here, sparing the writer thread a wake-up.
+            if due <= Instant::now() {
+                let _ = (&*reader_tun).write(&packet);
+            } else if to_writer.send((due, packet)).is_err() {
+                return;
             }
         }
     });
