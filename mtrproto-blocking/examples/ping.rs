@@ -13,20 +13,12 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mtrproto_blocking::Session;
-
 const USAGE: &str =
     "ping [-c COUNT] [-i SECONDS] [-p icmp|udp|tcp] [--port N] [-t TTL] [-4|-6] HOST";
 
 fn main() -> ExitCode {
     let args = common::parse(USAGE, &[]);
-    let session = match Session::open() {
-        Ok(session) => session,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let session = common::open_session();
     let count = args.count.unwrap_or(4);
     let interval = args.interval.unwrap_or(Duration::from_secs(1));
     println!("PING {} via mtr-packet {}", args.host, session.version());

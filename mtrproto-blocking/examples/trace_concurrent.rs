@@ -12,19 +12,13 @@ mod common;
 
 use std::process::ExitCode;
 
-use mtrproto_blocking::{ProbeOptions, Session};
+use mtrproto_blocking::ProbeOptions;
 
 const USAGE: &str = "trace_concurrent [-m MAX_HOPS] [-p icmp|udp|tcp] [--port N] [-4|-6] HOST";
 
 fn main() -> ExitCode {
     let args = common::parse(USAGE, &[]);
-    let session = match Session::open() {
-        Ok(session) => session,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let session = common::open_session();
     let max_hops = args.max_hops.unwrap_or(30).max(1);
     let handles: Result<Vec<_>, _> = (1..=max_hops)
         .map(|ttl| {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mtrproto_blocking::{IpVersion, ProbeOptions, Protocol};
+use mtrproto_blocking::{IpVersion, ProbeOptions, Protocol, Session};
 
 /// Options common to every example, plus the ones it asked for by name.
 #[derive(Debug, Default)]
@@ -74,4 +74,12 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
 /// A duration in milliseconds with three decimals.
 pub(crate) fn ms(duration: Duration) -> String {
     format!("{:.3}", duration.as_secs_f64() * 1e3)
+}
+
+/// Opens a session, or prints why it cannot and exits non-zero.
+pub(crate) fn open_session() -> Session {
+    Session::open().unwrap_or_else(|error| {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    })
 }
