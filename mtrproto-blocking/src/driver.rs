@@ -216,7 +216,10 @@ impl Driver {
     /// exits when its probes are answered; it is killed if it has not after `grace`.
     fn begin_close(&mut self, now: Instant, grace: Duration) {
         if self.kill_at.is_none() {
-            self.kill_at = Some(now + grace);
+            self.kill_at = Some(
+                now.checked_add(grace)
+                    .unwrap_or(now + Duration::from_secs(86_400)),
+            );
         }
     }
 

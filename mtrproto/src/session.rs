@@ -532,7 +532,11 @@ impl Session {
                 Request::SendProbe(args) => args.effective_timeout(),
                 Request::CheckSupport(_) => Duration::ZERO,
             };
-            let deadline = now + timeout + self.config.grace;
+            // A grace too large to add means, in effect, no watchdog.
+            let wait = timeout.saturating_add(self.config.grace);
+            let deadline = now
+                .checked_add(wait)
+                .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)));
             pending.state = State::InFlight { deadline };
             pending.request.encode(token, &mut self.transmit);
             self.deadlines.insert((deadline, token));

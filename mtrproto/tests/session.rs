@@ -464,3 +464,15 @@ fn partial_writes_resume_where_they_stopped() {
     peer.session.consume(all.len() - 5);
     assert_eq!(peer.session.poll_transmit(), None);
 }
+
+#[test]
+fn a_huge_grace_does_not_overflow() {
+    let config = SessionConfig {
+        grace: Duration::MAX,
+        ..SessionConfig::default()
+    };
+    let mut peer = Peer::new(config);
+    let a = peer.probe();
+    assert_eq!(peer.read(), [a]);
+    assert!(peer.session.poll_timeout().is_some());
+}
