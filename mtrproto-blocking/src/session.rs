@@ -118,7 +118,7 @@ impl SessionBuilder {
     }
 
     /// How long [`Session::close`] lets in-flight probes finish before killing the helper
-    /// (default 1 s).
+    /// (default 1 s; a grace too large for the clock waits a day).
     pub fn close_grace(mut self, grace: Duration) -> Self {
         self.close_grace = grace;
         self
