@@ -48,7 +48,8 @@ row "udp port 9 W=256"      "$common --window 256 --protocol udp --port 9" "$com
 row "tcp closed port W=256" "$common --window 256 --protocol tcp --port 9" "$common --window 256 --protocol tcp --port 9"
 row "icmp ::1 W=256"        "$common --target ::1 --window 256 --protocol icmp" "$common --target ::1 --window 256 --protocol icmp"
 row "icmp W=512 K=1"        "$common --window 512 --protocol icmp" "$common --window 512 --protocol icmp"
-row "icmp W=512 K=2 (256 each)" "$common --window 256 --helpers 2 --protocol icmp" ""
+row "icmp K=2 (256 each)"       "$common --window 256 --helpers 2 --protocol icmp" ""
+row "tcp K=2 (256 each)"        "$common --window 256 --helpers 2 --protocol tcp --port 9" ""
 row "icmp 20000 submitted at once" "--count 20000 --timeout 5 --window 256 --submit-all --protocol icmp" ""
 
 # W=1: per-probe overhead next to the raw helper's own.
