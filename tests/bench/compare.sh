@@ -52,6 +52,22 @@ row "icmp K=2 (256 each)"       "$common --window 256 --helpers 2 --protocol icm
 row "tcp K=2 (256 each)"        "$common --window 256 --helpers 2 --protocol tcp --port 9" ""
 row "icmp 20000 submitted at once" "--count 20000 --timeout 5 --window 256 --submit-all --protocol icmp" ""
 
+# Ours against the PyPI mtrpacket package (asyncio), where it is installed.
+if python3 -c "import mtrpacket" 2>/dev/null; then
+    ours=() py=()
+    for _ in $(seq "$rounds"); do
+        ours+=("$($bin/probe-bench --count "$count" --timeout 5 --window 256 | field probes_per_s)")
+        py+=("$(python3 tests/bench/python_mtrpacket.py "$count" 256 | field probes_per_s)")
+    done
+    o="$(printf '%s\n' "${ours[@]}" | median)"
+    p="$(printf '%s\n' "${py[@]}" | median)"
+    echo
+    echo "icmp W=256: ours $o probes/s, PyPI mtrpacket $p probes/s, ours/mtrpacket $(awk "BEGIN{print $o/$p}")"
+else
+    echo
+    echo "skipped the mtrpacket comparison: pip install mtrpacket"
+fi
+
 # W=1: per-probe overhead next to the raw helper's own.
 ours="$($bin/probe-bench --count 5000 --timeout 5 --window 1 --protocol icmp)"
 raw="$($bin/raw-bench --count 5000 --timeout 5 --window 1 --protocol icmp)"
