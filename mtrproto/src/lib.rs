@@ -13,7 +13,9 @@
 //! - [`LineFramer`]: byte chunks in, bounded lines out;
 //! - [`ProbeResult`]: the owned outcome of one probe;
 //! - [`Session`]: the state machine a driver runs: tokens, an in-flight window with a queue
-//!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events.
+//!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events;
+//! - [`TraceStats`], [`text_report`] and (feature `serde`) `JsonReport`: mtr's per-hop
+//!   statistics and its `--report` / `--json` output.
 //!
 //! It never reads a clock, starts a thread or touches a socket: see [`session`] for the
 //! driving contract, and `mtrproto-blocking` for a ready driver.
