@@ -38,21 +38,22 @@ fn can_simulate() -> bool {
 
 /// Runs `sim-probe ARGS` inside `mtrsim tests/scenarios/SCENARIO`.
 fn simulate(scenario: &str, args: &[&str]) -> Vec<Result> {
+    let stdout = run_in_simulation(scenario, env!("CARGO_BIN_EXE_sim-probe"), args);
+    stdout.lines().map(parse_line).collect()
+}
+
+/// Runs `program ARGS` inside `mtrsim tests/scenarios/SCENARIO`; its stdout, once it succeeded.
+fn run_in_simulation(scenario: &str, program: &str, args: &[&str]) -> String {
     let path = format!("{}/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
-        .arg(&path)
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_sim-probe"))
+        .args([path.as_str(), "--", program])
         .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{scenario}: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.lines().map(parse_line).collect()
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{scenario}: {stderr}\n{stdout}");
+    stdout
 }
 
 fn parse_line(line: &str) -> Result {
@@ -458,31 +459,8 @@ fn the_trace_example_shows_what_the_scenario_holds() {
         "{}: build with cargo build -p mtrproto-blocking --example trace",
         trace.display()
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
-        .arg(format!(
-            "{}/scenarios/showcase.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .args([
-            "--",
-            trace.to_str().unwrap(),
-            "--wide",
-            "-w",
-            "1",
-            "-c",
-            "20",
-            "-i",
-            "0",
-            "198.18.120.1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = ["--wide", "-w", "1", "-c", "20", "-i", "0", "198.18.120.1"];
+    let text = run_in_simulation("showcase.toml", trace.to_str().unwrap(), &args);
     assert!(
         text.contains("[MPLS: Lbl 24001 Exp 0 S 0 TTL 254]"),
         "{text}"
