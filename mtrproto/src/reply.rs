@@ -182,8 +182,12 @@ pub struct Reply<'a> {
     pub kind: ReplyKind<'a>,
     /// `ip-4` / `ip-6`: who answered.
     pub address: Option<IpAddr>,
-    /// `round-trip-time`, in microseconds.
-    pub round_trip_time_us: Option<u64>,
+    /// `round-trip-time`, in microseconds, as written.
+    ///
+    /// Negative when mtr-packet's clock stepped back while the probe was out: it prints the
+    /// unsigned difference of two `gettimeofday` readings with `%d`.
+    /// [`ProbeResult`](crate::ProbeResult) turns such a value into an unusable time.
+    pub round_trip_time_us: Option<i64>,
     /// `mpls`: the label stack a router quoted; empty when absent.
     pub mpls: MplsStack,
     /// `reason` of an `invalid-argument`.
@@ -242,7 +246,7 @@ impl<'a> Reply<'a> {
             "round-trip-time" => set_once(
                 &mut self.round_trip_time_us,
                 "round-trip-time",
-                grammar::value("round-trip-time", value, grammar::unsigned)?,
+                grammar::value("round-trip-time", value, grammar::signed)?,
             ),
             "mpls" => {
                 if !self.mpls.is_empty() {

@@ -19,6 +19,11 @@ use crate::reply::{Reply, ReplyKind};
 /// let lost = ProbeResult::from_reply(&Reply::parse("6 no-reply")?);
 /// assert!(!lost.success);
 /// assert_eq!((lost.time, lost.responder), (None, None));
+///
+/// // mtr-packet's clock stepped back: the target answered, but the time is unknown.
+/// let stepped = ProbeResult::from_reply(&Reply::parse("7 reply ip-4 127.0.0.1 round-trip-time -39772")?);
+/// assert!(stepped.success);
+/// assert_eq!((stepped.time, stepped.unusable_time_us), (None, Some(-39772)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +32,13 @@ pub struct ProbeResult {
     pub success: bool,
     /// The reply name; unknown names are kept as text.
     pub result: ReplyKind<'static>,
-    /// The round-trip time, when the reply carries one.
+    /// The round-trip time, when the reply carries a usable one.
     pub time: Option<Duration>,
+    /// A `round-trip-time` that is no duration, in microseconds as mtr-packet wrote it;
+    /// `time` is then `None`. It is negative: mtr-packet's clock stepped back while the probe
+    /// was out. The answer itself (who answered, `success`) still holds; only its time is
+    /// unknown, so statistics should count the answer and leave the time out.
+    pub unusable_time_us: Option<i64>,
     /// Who answered (the target or a router), when the reply says.
     pub responder: Option<IpAddr>,
     /// The MPLS label stack quoted by a router; empty when none.
@@ -38,10 +48,16 @@ pub struct ProbeResult {
 impl ProbeResult {
     /// The result a reply stands for.
     pub fn from_reply(reply: &Reply<'_>) -> ProbeResult {
+        let (usable, unusable) = match reply.round_trip_time_us.map(u64::try_from) {
+            Some(Ok(micros)) => (Some(micros), None),
+            Some(Err(_)) => (None, reply.round_trip_time_us),
+            None => (None, None),
+        };
         ProbeResult {
             success: reply.kind == ReplyKind::Reply,
             result: reply.kind.clone().into_owned(),
-            time: reply.round_trip_time_us.map(Duration::from_micros),
+            time: usable.map(Duration::from_micros),
+            unusable_time_us: unusable,
             responder: reply.address,
             mpls: reply.mpls,
         }
@@ -53,6 +69,7 @@ impl ProbeResult {
             success: result == ReplyKind::Reply,
             result,
             time: None,
+            unusable_time_us: None,
             responder: None,
             mpls: MplsStack::new(),
         }

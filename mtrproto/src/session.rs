@@ -51,10 +51,12 @@ use thiserror::Error;
 use crate::command::{Feature, ProbeArgs, Request};
 use crate::error::{FrameError, ParseError};
 use crate::framer::LineFramer;
+use crate::grammar;
 use crate::pacer::Pacer;
 use crate::reply::{Reply, ReplyKind};
 use crate::result::ProbeResult;
 use crate::token::{Token, TokenMap};
+use crate::word::Word;
 
 /// How a [`Session`] paces, bounds and watches its requests.
 ///
@@ -135,6 +137,16 @@ pub enum Failure {
     /// A `check-support` was answered with something other than `feature-support`.
     #[error("unexpected answer `{0}` to check-support")]
     UnexpectedReply(ReplyKind<'static>),
+    /// mtr-packet answered, but an argument of its line does not parse (the line is
+    /// [`ParseError`]'s subject). The request completes at once rather than waiting for
+    /// the watchdog.
+    #[error("mtr-packet answered `{kind}` in a line that does not parse: {error}")]
+    Malformed {
+        /// The reply name of the line.
+        kind: ReplyKind<'static>,
+        /// What is wrong with the rest of it.
+        error: ParseError,
+    },
 }
 
 /// Something the caller should know about, from [`Session::poll_event`].
@@ -192,6 +204,8 @@ pub struct Counters {
     pub sent: u64,
     /// Probes completed with mtr-packet's answer.
     pub answered: u64,
+    /// Requests completed by an answer whose arguments do not parse ([`Failure::Malformed`]).
+    pub malformed: u64,
     /// ... of which `reply` (the target answered).
     pub succeeded: u64,
     /// Feature checks completed with an answer.
@@ -368,11 +382,8 @@ impl Session {
         let mut framer = std::mem::take(&mut self.framer);
         framer.feed(bytes, |line| match line {
             Ok(line) => match Reply::parse(line) {
-                Ok(reply) => self.handle_reply(reply),
-                Err(error) => self.diagnostic(Diagnostic::Unparsable {
-                    line: line.to_owned(),
-                    error,
-                }),
+                Ok(reply) => self.handle_reply(reply, None),
+                Err(error) => self.handle_unparsable(line, error),
             },
             Err(error) => self.diagnostic(Diagnostic::Frame(error)),
         });
@@ -380,7 +391,29 @@ impl Session {
         self.release(now);
     }
 
-    fn handle_reply(&mut self, reply: Reply<'_>) {
+    /// A line that does not parse. When its token and name do and the token is in flight,
+    /// the request completes now with [`Failure::Malformed`] instead of waiting for the
+    /// watchdog; a `probes-exhausted` keeps its meaning whatever its arguments.
+    fn handle_unparsable(&mut self, line: &str, error: ParseError) {
+        if let Ok((token, name, _)) = grammar::head(line) {
+            let sent = self
+                .requests
+                .get(&token)
+                .is_some_and(|p| p.state != State::Queued);
+            if token != Token::UNSOLICITED && sent {
+                let reply = Reply::new(token, ReplyKind::from_name(Word::parsed(name)));
+                let error = (reply.kind != ReplyKind::ProbesExhausted).then_some(error);
+                return self.handle_reply(reply, error);
+            }
+        }
+        self.diagnostic(Diagnostic::Unparsable {
+            line: line.to_owned(),
+            error,
+        });
+    }
+
+    /// An answer to a token; `malformed` says what did not parse in its line.
+    fn handle_reply(&mut self, reply: Reply<'_>, malformed: Option<ParseError>) {
         if reply.token == Token::UNSOLICITED {
             return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
         }
@@ -424,6 +457,13 @@ impl Session {
         }
         self.resent.remove(&pending.origin);
         let token = pending.origin;
+        if let Some(error) = malformed {
+            self.counters.malformed += 1;
+            let kind = reply.kind.into_owned();
+            return self
+                .events
+                .push_back(failed(pending, Failure::Malformed { kind, error }));
+        }
         let event = match pending.request {
             Request::SendProbe(_) => {
                 self.counters.answered += 1;

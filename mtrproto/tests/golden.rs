@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use mtrproto::{
-    Feature, Mpls, MplsError, ParseError, ProbeArgs, Protocol, Reply, ReplyKind, Request, Token,
-    Word,
+    Feature, Mpls, MplsError, ParseError, ProbeArgs, ProbeResult, Protocol, Reply, ReplyKind,
+    Request, Token, Word,
 };
 
 fn addr(text: &str) -> Option<IpAddr> {
@@ -108,6 +108,38 @@ fn real_lines() {
     assert_eq!(Reply::parse("0 command-parse-error"), Ok(r));
 }
 
+/// mtr-packet prints an unsigned difference of two `gettimeofday` readings with `%d`: when
+/// the clock steps back while a probe is out, the time it prints is negative.
+#[test]
+fn a_negative_round_trip_time_parses_and_is_unusable() {
+    let line = "7 reply ip-4 127.0.0.1 round-trip-time -39772";
+    let reply = Reply::parse(line).unwrap();
+    assert_eq!(reply.round_trip_time_us, Some(-39772));
+    let mut encoded = String::new();
+    reply.encode(&mut encoded);
+    assert_eq!(encoded, format!("{line}\n"));
+
+    let result = ProbeResult::from_reply(&reply);
+    assert!(result.success);
+    assert_eq!(result.responder, addr("127.0.0.1"));
+    assert_eq!(result.time, None);
+    assert_eq!(result.unusable_time_us, Some(-39772));
+
+    let result =
+        ProbeResult::from_reply(&Reply::parse("7 reply ip-4 127.0.0.1 round-trip-time 0").unwrap());
+    assert_eq!(
+        (result.time, result.unusable_time_us),
+        (Some(std::time::Duration::ZERO), None)
+    );
+    assert_eq!(
+        Reply::parse("7 reply round-trip-time -9223372036854775809"),
+        Err(ParseError::InvalidValue {
+            argument: "round-trip-time",
+            value: "-9223372036854775809".into(),
+        })
+    );
+}
+
 #[test]
 fn unknown_names_and_arguments_are_kept() {
     let reply = Reply::parse("4 no-route-host ip-4 10.0.0.1 winerror 1231 future x").unwrap();
@@ -139,10 +171,10 @@ fn bad_reply_lines_are_typed_errors() {
             ParseError::DuplicateArgument("ip-4/ip-6"),
         ),
         (
-            "5 reply ip-4 1.2.3.4 round-trip-time -3",
+            "5 reply ip-4 1.2.3.4 round-trip-time -",
             ParseError::InvalidValue {
                 argument: "round-trip-time",
-                value: "-3".into(),
+                value: "-".into(),
             },
         ),
         (

@@ -140,7 +140,7 @@ fn reply() -> impl Strategy<Value = Reply<'static>> {
             Just(ReplyKind::TtlExpired)
         ],
         prop::option::of(any::<IpAddr>()),
-        prop::option::of(any::<u64>()),
+        prop::option::of(any::<i64>()),
         mpls(),
         (
             prop::option::of(word()),

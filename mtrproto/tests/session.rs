@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use mtrproto::{
-    Diagnostic, Event, Failure, Feature, FrameError, ProbeArgs, Rate, ReplyKind, Request,
-    SendError, Session, SessionConfig, Token,
+    Diagnostic, Event, Failure, Feature, FrameError, ParseError, ProbeArgs, Rate, ReplyKind,
+    Request, SendError, Session, SessionConfig, Token,
 };
 
 /// The scripted helper: what the session sent it, in order.
@@ -138,8 +138,7 @@ fn duplicates_garbage_and_strangers_are_diagnostics_only() {
     peer.read();
     peer.answer(&reply(a));
     peer.answer(&reply(a));
-    peer.answer("this is not a reply\n0 command-parse-error\n999 reply\n");
-    peer.answer(&format!("{b} reply ip-4 1.2.3.999\n"));
+    peer.answer("this is not a reply\n0 command-parse-error\n999 reply\n999 reply ip-4 x\n");
     let events = peer.events();
     assert_eq!(events.len(), 6, "{events:#?}");
     assert_eq!(probe_token(&events[0]), Some(a));
@@ -154,6 +153,7 @@ fn duplicates_garbage_and_strangers_are_diagnostics_only() {
     assert!(
         matches!(&events[4], Event::Diagnostic(Diagnostic::UnknownToken(r)) if r.token.get() == 999)
     );
+    // A bad line for a token nobody waits for stays a diagnostic.
     assert!(matches!(
         &events[5],
         Event::Diagnostic(Diagnostic::Unparsable { .. })
@@ -169,6 +169,59 @@ fn duplicates_garbage_and_strangers_are_diagnostics_only() {
         [b]
     );
     assert_eq!(peer.session.counters().diagnostics, 5);
+}
+
+#[test]
+fn a_negative_round_trip_time_completes_the_probe_with_an_unusable_time() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let a = peer.probe();
+    peer.read();
+    peer.answer(&format!(
+        "{a} reply ip-4 127.0.0.1 round-trip-time -39772\n"
+    ));
+    let events = peer.events();
+    let [
+        Event::Probe {
+            token,
+            outcome: Ok(result),
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:#?}")
+    };
+    assert_eq!(*token, a);
+    assert!(result.success);
+    assert_eq!(result.responder, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!((result.time, result.unusable_time_us), (None, Some(-39772)));
+    assert_eq!(peer.session.in_flight(), 0);
+    assert_eq!(peer.session.counters().answered, 1);
+}
+
+#[test]
+fn an_answer_with_a_bad_argument_completes_its_probe_at_once() {
+    let mut peer = Peer::new(SessionConfig::default());
+    let a = peer.probe();
+    let b = peer.probe();
+    let c = peer.probe();
+    peer.read();
+    peer.answer(&format!(
+        "{a} reply ip-4 1.2.3.999\n{b} ttl-expired ip-4 10.0.0.1 mpls 1,2\n{c} probes-exhausted ip-4 x\n"
+    ));
+    let events = peer.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(matches!(
+        &events[0],
+        Event::Probe { token, outcome: Err(Failure::Malformed { kind: ReplyKind::Reply, error: ParseError::InvalidValue { argument: "ip-4", .. } }) } if *token == a
+    ));
+    assert!(matches!(
+        &events[1],
+        Event::Probe { token, outcome: Err(Failure::Malformed { kind: ReplyKind::TtlExpired, error: ParseError::Mpls(_) }) } if *token == b
+    ));
+    // probes-exhausted keeps its meaning whatever follows it: c is queued again.
+    assert_eq!(peer.session.counters().retries, 1);
+    assert_eq!(peer.session.counters().malformed, 2);
+    assert_eq!(peer.session.counters().diagnostics, 0);
+    assert_eq!(peer.read().len(), 1);
 }
 
 #[test]
