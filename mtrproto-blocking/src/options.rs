@@ -51,7 +51,8 @@ pub struct ProbeOptions {
     pub timeout: Option<Duration>,
     /// IP TTL / hop limit, 1..=255.
     pub ttl: Option<u8>,
-    /// Packet size in bytes, IP header included.
+    /// Packet size in bytes, IP header included: at most 9000 for IPv4 and 9040 for IPv6,
+    /// as mtr-packet allows (`ProbeArgs::size`).
     pub size: Option<u16>,
     /// Payload fill byte.
     pub bit_pattern: Option<u8>,
@@ -88,7 +89,7 @@ impl ProbeOptions {
             args = args.ttl(ttl)?;
         }
         if let Some(size) = self.size {
-            args = args.size(size);
+            args = args.size(size)?;
         }
         if let Some(pattern) = self.bit_pattern {
             args = args.bit_pattern(pattern);

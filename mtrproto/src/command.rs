@@ -190,6 +190,15 @@ impl ProbeArgs {
     pub const MIN_LOCAL_PORT: u16 = 1024;
     /// The largest timeout: mtr-packet stores it in a C `int`.
     pub const MAX_TIMEOUT_SECS: u32 = i32::MAX as u32;
+    /// The largest IPv4 `size`: mtr-packet builds each probe, IP header included, in a
+    /// 9000-byte buffer (`PACKET_BUFFER_SIZE` in `packet/probe.h`, releases 0.92 to 0.96)
+    /// and answers `invalid-argument` past it.
+    pub const MAX_SIZE_IPV4: u16 = 9000;
+    /// The largest IPv6 `size`: the same 9000-byte buffer, without the 40-byte IPv6 header
+    /// the kernel adds (`compute_packet_size` in `packet/construct_unix.c`). mtr-packet
+    /// without raw sockets (ICMP datagram sockets) counts that header in, and refuses sizes
+    /// past 9000 with `invalid-argument`.
+    pub const MAX_SIZE_IPV6: u16 = 9040;
 
     /// An ICMP probe to `target` with mtr-packet's defaults for everything else.
     pub fn new(target: IpAddr) -> ProbeArgs {
@@ -292,10 +301,29 @@ impl ProbeArgs {
         Ok(self)
     }
 
-    /// Sets the packet size in bytes, IP header included (`size`).
-    pub fn size(mut self, size: u16) -> ProbeArgs {
+    /// Sets the packet size in bytes, IP header included (`size`), at most
+    /// [`MAX_SIZE_IPV4`](ProbeArgs::MAX_SIZE_IPV4) or
+    /// [`MAX_SIZE_IPV6`](ProbeArgs::MAX_SIZE_IPV6) by the target's IP version.
+    ///
+    /// mtr-packet raises a size smaller than the headers to their size, and TCP and SCTP
+    /// probes ignore it; the limit applies to every protocol all the same, so that it does
+    /// not depend on the order of the setters.
+    ///
+    /// ```
+    /// use mtrproto::{ArgumentError, ProbeArgs};
+    /// let args = ProbeArgs::new("127.0.0.1".parse()?);
+    /// assert!(args.clone().size(9000).is_ok());
+    /// assert!(matches!(args.size(9001), Err(ArgumentError::OutOfRange { max: 9000, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn size(mut self, size: u16) -> Result<ProbeArgs, ArgumentError> {
+        let (what, max) = match self.target {
+            IpAddr::V4(_) => ("IPv4 packet size", ProbeArgs::MAX_SIZE_IPV4),
+            IpAddr::V6(_) => ("IPv6 packet size", ProbeArgs::MAX_SIZE_IPV6),
+        };
+        range(what, size.into(), 0, max.into())?;
         self.size = Some(size);
-        self
+        Ok(self)
     }
 
     /// Sets the payload fill byte (`bit-pattern`).
@@ -430,7 +458,7 @@ impl ProbeArgs {
             args = args.ttl(number("ttl", v)?)?;
         }
         if let Some(v) = get("size") {
-            args = args.size(number("size", v)?);
+            args = args.size(number("size", v)?)?;
         }
         if let Some(v) = get("bit-pattern") {
             args = args.bit_pattern(number("bit-pattern", v)?);

@@ -120,9 +120,10 @@ fn arbitrary_request(input: &mut arbitrary::Unstructured<'_>) -> Built<(Token, R
             Err(_) => return Ok(None),
         }
     }
-    args = args
-        .size(input.arbitrary()?)
-        .bit_pattern(input.arbitrary()?);
+    // A size mtr-packet would refuse is left out rather than ending the case.
+    let size = input.arbitrary()?;
+    args = args.clone().size(size).unwrap_or(args);
+    args = args.bit_pattern(input.arbitrary()?);
     args = args.tos(input.arbitrary()?).mark(input.arbitrary()?);
     Ok(Some((token, Request::SendProbe(args))))
 }

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use mtrproto::{
-    Feature, Mpls, MplsError, ParseError, ProbeArgs, ProbeResult, Protocol, Reply, ReplyKind,
-    Request, Token, Word,
+    ArgumentError, Feature, Mpls, MplsError, ParseError, ProbeArgs, ProbeResult, Protocol, Reply,
+    ReplyKind, Request, Token, Word,
 };
 
 fn addr(text: &str) -> Option<IpAddr> {
@@ -214,6 +214,7 @@ fn probe_requests_encode_every_argument() {
         .ttl(64)
         .unwrap()
         .size(128)
+        .unwrap()
         .bit_pattern(255)
         .tos(16)
         .mark(7);
@@ -271,6 +272,48 @@ fn invalid_request_values_are_refused_when_built() {
     assert!(mtrproto::DeviceName::new("a/b").is_err());
     assert!(Feature::from_name("version\n2 send-probe").is_err());
     assert!(Feature::from_name(&"x".repeat(256)).is_err());
+}
+
+/// mtr-packet builds a probe in a 9000-byte buffer (`PACKET_BUFFER_SIZE`, every release from
+/// 0.92 to 0.96): `size 9001` is `invalid-argument` for IPv4. For IPv6 the 40-byte header
+/// the kernel adds is not in that buffer, so 9040 is the largest. There is no minimum:
+/// smaller sizes are raised to the headers' size.
+#[test]
+fn packet_sizes_are_refused_as_mtr_packet_refuses_them() {
+    let v4 = ProbeArgs::new("127.0.0.1".parse().unwrap());
+    let v6 = ProbeArgs::new("::1".parse().unwrap());
+    assert!(v4.clone().size(0).is_ok());
+    assert!(v4.clone().size(9000).is_ok());
+    assert_eq!(
+        v4.clone().size(9001),
+        Err(ArgumentError::OutOfRange {
+            what: "IPv4 packet size",
+            value: 9001,
+            min: 0,
+            max: 9000,
+        })
+    );
+    assert_eq!(
+        v4.clone().size(9001).unwrap_err().to_string(),
+        "IPv4 packet size must be in 0..=9000, got 9001"
+    );
+    assert!(v6.clone().size(9040).is_ok());
+    assert_eq!(
+        v6.clone().size(u16::MAX),
+        Err(ArgumentError::OutOfRange {
+            what: "IPv6 packet size",
+            value: 65535,
+            min: 0,
+            max: 9040,
+        })
+    );
+    assert_eq!(ProbeArgs::MAX_SIZE_IPV4, 9000);
+    assert_eq!(ProbeArgs::MAX_SIZE_IPV6, 9040);
+    assert!(matches!(
+        Request::parse("1 send-probe ip-4 127.0.0.1 size 9001"),
+        Err(ParseError::Argument(ArgumentError::OutOfRange { .. }))
+    ));
+    assert!(Request::parse("1 send-probe ip-6 ::1 size 9040").is_ok());
 }
 
 #[test]

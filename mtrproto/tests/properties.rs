@@ -71,7 +71,7 @@ fn probe_args() -> impl Strategy<Value = ProbeArgs> {
                         args = args.ttl(t).unwrap();
                     }
                     if let Some(s) = size {
-                        args = args.size(s);
+                        args = args.size(s).ok()?;
                     }
                     if let Some(p) = pattern {
                         args = args.bit_pattern(p);
