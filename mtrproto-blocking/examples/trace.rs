@@ -68,6 +68,10 @@ fn run(args: &common::Args) -> Result<bool, Error> {
             let result = result?;
             stats.record(ttl, &result);
         }
+        if cycle == cycles {
+            // As mtr does before its report: nothing is in flight any more.
+            stats.end_transit();
+        }
         // Hops past the target are not probed again.
         if let Some(destination) = stats.destination_ttl() {
             max_ttl = destination;

@@ -62,6 +62,6 @@ pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use report::{ReportMeta, text_report};
 pub use result::ProbeResult;
 pub use session::{Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig};
-pub use stats::{Hop, Responder, TraceStats};
+pub use stats::{Hop, Responder, Rounds, TraceStats};
 pub use token::{Token, TokenHasher, TokenMap};
 pub use word::{MAX_WORD_LEN, Word};

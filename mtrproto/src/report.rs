@@ -28,54 +28,111 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// The first column: mtr prints a 33-character label and lets the fields overwrite what
-/// does not fit; the wide form widens it to the longest label instead.
+/// The host column of the plain report (`len_hosts` in mtr's `report_close`).
 const LABEL: usize = 33;
 
-/// The text of `mtr --report` (without its `Start:` line).
+/// mtr keeps at most this many responders per hop (`MAX_PATH` in `ui/mtr.h`).
+const MAX_PATH: usize = 8;
+
+/// mtr's default report fields (`LS NABWV`): title and column width, from `data_fields` in
+/// `ui/mtr.c`.
+const FIELDS: [(&str, usize); 8] = [
+    ("Loss%", 6),
+    ("Snt", 6),
+    (" ", 1),
+    ("Last", 6),
+    ("Avg", 6),
+    ("Best", 6),
+    ("Wrst", 6),
+    ("StDev", 6),
+];
+
+/// One report line built as mtr builds it: each field is printed at its column, over
+/// whatever the previous field wrote past it (`snprintf(buf + len, ...)` then
+/// `len += width`). So `100.0%` loses its `%` to the next field and ` 2345.7` is cut to
+/// ` 2345.`; the last field is printed whole.
+struct Columns {
+    line: Vec<u8>,
+    at: usize,
+}
+
+impl Columns {
+    fn new(start: String, at: usize) -> Columns {
+        Columns {
+            line: start.into_bytes(),
+            at,
+        }
+    }
+
+    fn put(&mut self, text: &str, width: usize) {
+        self.line.truncate(self.at);
+        self.line.resize(self.at, b' ');
+        self.line.extend_from_slice(text.as_bytes());
+        self.at += width;
+    }
+
+    fn end(self, out: &mut String) {
+        out.push_str(&String::from_utf8_lossy(&self.line));
+        out.push('\n');
+    }
+}
+
+/// The text of `mtr --report -n`, byte for byte, without its `Start:` line.
 ///
 /// ```text
 /// HOST: vm                          Loss%   Snt   Last   Avg  Best  Wrst StDev
-///   1.|-- 127.0.0.1                  0.0%     3    0.0   0.1   0.0   0.1   0.0
+///   1.|-- 198.18.1.1                 0.0%     3    0.1   0.1   0.0   0.1   0.0
+///         198.18.1.9
+///   2.|-- ???                       100.0     3    0.0   0.0   0.0   0.0   0.0
 /// ```
 ///
-/// A silent hop shows `???`. With `wide`, the label column grows to fit, and every further
-/// responder of a hop and the MPLS labels each returned follow their hop, as
-/// `mtr --report-wide --mpls` prints them.
+/// A silent hop shows `???`; a hop's other responders follow it on their own lines (padded
+/// to the host column, as mtr pads them). With `wide`, the host column fits the longest name
+/// as in `mtr --report-wide`, and lines starting with `    |` are added after each hop: every
+/// responder with its count and the MPLS label stack of its first answer, then the hop's
+/// error outcomes. Without those added lines, the wide text is `mtr --report-wide -n`'s.
 pub fn text_report(stats: &TraceStats, src: &str, wide: bool) -> String {
     let hops = stats.hops();
-    let labels: Vec<String> = hops
-        .iter()
-        .map(|h| format!(" {:>2}.|-- {}", h.ttl(), host(h)))
-        .collect();
-    let header = format!("HOST: {src}");
-    let width = if wide {
-        labels
-            .iter()
-            .map(String::len)
-            .chain([header.len()])
+    let hosts = if wide {
+        hops.iter()
+            .map(|h| host(h).len())
+            .chain([src.len()])
             .max()
-            .unwrap_or(LABEL)
-            .max(LABEL)
+            .unwrap_or(0)
     } else {
         LABEL
     };
     let mut out = String::new();
-    push_label(&mut out, &header, width);
-    out.push_str(" Loss%   Snt   Last   Avg  Best  Wrst StDev\n");
-    for (hop, label) in hops.iter().zip(&labels) {
-        push_label(&mut out, label, width);
-        let _ = writeln!(
-            out,
-            " {:4.1}% {:5}  {:5.1} {:5.1} {:5.1} {:5.1} {:5.1}",
-            hop.loss_percent(),
-            hop.sent(),
-            ms(hop.last_us()),
-            ms(hop.avg_us()),
-            ms(hop.best_us()),
-            ms(hop.worst_us()),
-            ms(hop.stdev_us()),
-        );
+    let header = format!("HOST: {src:<hosts$}");
+    let at = if wide { header.len() } else { hosts };
+    let mut line = Columns::new(header, at);
+    for (title, width) in FIELDS {
+        line.put(&format!("{title:>width$}"), width);
+    }
+    line.end(&mut out);
+    for hop in hops {
+        let label = format!(" {:>2}.|-- {:<hosts$}", hop.ttl(), host(hop));
+        let at = if wide { label.len() } else { hosts };
+        let mut line = Columns::new(label, at);
+        let values = [
+            format!(" {:4.1}%", hop.loss_percent()),
+            format!(" {:5}", hop.sent()),
+            " ".to_owned(),
+            format!(" {:5.1}", ms(hop.last_us())),
+            format!(" {:5.1}", ms(hop.avg_us())),
+            format!(" {:5.1}", ms(hop.best_us())),
+            format!(" {:5.1}", ms(hop.worst_us())),
+            format!(" {:5.1}", ms(hop.stdev_us())),
+        ];
+        for (value, (_, width)) in values.iter().zip(FIELDS) {
+            line.put(value, width);
+        }
+        line.end(&mut out);
+        for other in hop.responders().iter().take(MAX_PATH) {
+            if Some(other.address) != hop.host() {
+                let _ = writeln!(out, "        {:<hosts$}", other.address.to_string());
+            }
+        }
         if wide {
             push_details(&mut out, hop);
         }
@@ -83,31 +140,18 @@ pub fn text_report(stats: &TraceStats, src: &str, wide: bool) -> String {
     out
 }
 
-/// Pads or cuts `label` to `width` characters.
-fn push_label(out: &mut String, label: &str, width: usize) {
-    let cut: String = label.chars().take(width).collect();
-    let _ = write!(out, "{cut:<width$}");
-}
-
-/// The MPLS stack of the hop's host, then every other responder with its own, after mtr's
-/// `--mpls` layout, then the error outcomes.
+/// Every responder of the hop with its count and MPLS stack, then the error outcomes.
 fn push_details(out: &mut String, hop: &Hop) {
-    let (shown, others): (Vec<_>, Vec<_>) = hop
-        .responders()
-        .iter()
-        .partition(|r| Some(r.address) == hop.host());
-    for responder in shown.into_iter().chain(others) {
-        if Some(responder.address) != hop.host() {
-            let _ = writeln!(
-                out,
-                "    |  `|-- {} ({} answers)",
-                responder.address, responder.count
-            );
-        }
+    for responder in hop.responders() {
+        let _ = writeln!(
+            out,
+            "    |  `|-- {} ({} answers)",
+            responder.address, responder.count
+        );
         for entry in &responder.mpls {
             let _ = writeln!(
                 out,
-                "    |   +-- [MPLS: Lbl {} Exp {} S {} TTL {}]",
+                "    |   +-- [MPLS: Lbl {} TC {} S {} TTL {}]",
                 entry.label(),
                 entry.traffic_class(),
                 u8::from(entry.bottom_of_stack()),
@@ -149,6 +193,10 @@ mod json {
 
     /// One hop, with the keys of `mtr --json` (times in ms), and in the extended form every
     /// responder with its MPLS stack and the error outcomes.
+    ///
+    /// The mtr form has mtr's values: it dumps them with 5 significant digits
+    /// (`JSON_REAL_PRECISION(5)`), so a Wrst of 150001 µs is `150.0`. The extended form keeps
+    /// every microsecond (`150.001`).
     #[derive(Debug, Clone, Serialize)]
     #[allow(non_snake_case)]
     pub struct JsonHub {
@@ -186,7 +234,7 @@ mod json {
         pub host: String,
         /// Answers from it.
         pub count: u64,
-        /// Its latest MPLS label stack.
+        /// The MPLS label stack of its first answer.
         pub mpls: Vec<JsonMpls>,
     }
 
@@ -203,22 +251,31 @@ mod json {
         pub ttl: u8,
     }
 
+    /// `value` to 5 significant digits, as jansson prints it (`%.5g`, ties to even).
+    fn significant(value: f64) -> f64 {
+        format!("{value:.4e}").parse().unwrap_or(value)
+    }
+
     impl JsonReport {
-        /// The report; `extended` adds responders, MPLS stacks and errors to every hub.
+        /// The report; `extended` adds responders, MPLS stacks and errors to every hub and
+        /// keeps times to the microsecond.
         pub fn new(stats: &TraceStats, meta: ReportMeta, extended: bool) -> JsonReport {
+            let real = |value: f64| {
+                if extended { value } else { significant(value) }
+            };
             let hubs = stats
                 .hops()
                 .iter()
                 .map(|hop| JsonHub {
                     count: hop.ttl(),
                     host: host(hop),
-                    loss: hop.loss_percent(),
+                    loss: real(hop.loss_percent()),
                     Snt: hop.sent(),
-                    Last: ms(hop.last_us()),
-                    Avg: ms(hop.avg_us()),
-                    Best: ms(hop.best_us()),
-                    Wrst: ms(hop.worst_us()),
-                    StDev: ms(hop.stdev_us()),
+                    Last: real(ms(hop.last_us())),
+                    Avg: real(ms(hop.avg_us())),
+                    Best: real(ms(hop.best_us())),
+                    Wrst: real(ms(hop.worst_us())),
+                    StDev: real(ms(hop.stdev_us())),
                     responders: extended.then(|| {
                         hop.responders()
                             .iter()

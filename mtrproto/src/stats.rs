@@ -40,7 +40,8 @@ pub struct Responder {
     pub address: IpAddr,
     /// How many answers came from it.
     pub count: u64,
-    /// The MPLS label stack of its latest answer; empty when none.
+    /// The MPLS label stack of its first answer, as mtr keeps it (`mplss` in `net.c`); empty
+    /// when none.
     pub mpls: MplsStack,
 }
 
@@ -52,7 +53,8 @@ pub struct Hop {
     returned: u64,
     transit: bool,
     latest: Option<IpAddr>,
-    terminal: Option<ReplyKind<'static>>,
+    /// The error of the latest answer (mtr's `nh->err`), `None` after a plain answer.
+    err: Option<ReplyKind<'static>>,
     last: i64,
     best: i64,
     worst: i64,
@@ -92,13 +94,25 @@ impl TraceStats {
         }
     }
 
-    /// The probe with this TTL completed with `result`. A `no-reply` counts as lost; a reply
-    /// with an address and a round-trip time counts as received; any other outcome is
-    /// counted among the hop's errors.
+    /// The probe with this TTL completed with `result`. As mtr 0.95 counts it
+    /// (`handle_command_reply` in `ui/cmdpipe.c`), an answer is a `reply`, `ttl-expired`,
+    /// `no-route` or `network-down` (or 0.96's `no-route-host`, `no-route-network`,
+    /// `host-down`) that carries an address of the target's family and a round-trip time;
+    /// only an answer counts as received, ends the probe's transit and sets the hop's latest
+    /// error. Every outcome other than an answer or `no-reply` is also counted among the hop's
+    /// [`errors`](Hop::errors).
     pub fn record(&mut self, ttl: u8, result: &ProbeResult) {
         let target = self.target;
         if let Some(hop) = self.hop_mut(ttl) {
             hop.record(target, result);
+        }
+    }
+
+    /// Marks every probe as no longer in flight, as mtr does before printing its report
+    /// (`net_end_transit`): Loss% is then `100 - 100 * Rcv / Snt`.
+    pub fn end_transit(&mut self) {
+        for hop in &mut self.hops {
+            hop.transit = false;
         }
     }
 
@@ -107,12 +121,13 @@ impl TraceStats {
     }
 
     /// The hops to report, as mtr's `net_max` picks them: up to the first hop where the
-    /// target answered or an unreachable error ended the path; with neither, up to one past
-    /// the last hop that answered at all.
+    /// target answered or whose latest answer was an error (one transient unreachable does
+    /// not end the path once a later answer clears it); with neither, up to one past the
+    /// last hop that answered at all.
     pub fn hops(&self) -> &[Hop] {
         let mut max = 0;
         for (i, hop) in self.hops.iter().enumerate() {
-            if hop.latest == Some(self.target) || hop.terminal.is_some() {
+            if hop.latest == Some(self.target) || hop.err.is_some() {
                 return &self.hops[..=i];
             }
             if hop.latest.is_some() {
@@ -131,30 +146,129 @@ impl TraceStats {
     }
 }
 
-impl Hop {
-    fn record(&mut self, target: IpAddr, result: &ProbeResult) {
-        self.transit = false;
-        let answered = matches!(result.result, ReplyKind::Reply | ReplyKind::TtlExpired)
-            || result.responder.is_some();
-        let (Some(address), Some(time), true) = (result.responder, result.time, answered) else {
-            if result.result != ReplyKind::NoReply {
-                self.count_error(&result.result);
+/// mtr's probing order (`net_send_batch` in `ui/net.c`): one probe at a time, TTL 1, 2, and
+/// so on; a round ends after the probe to a hop where the target answered, after the probe
+/// past a hop where it answered, when more than 12 hops before are silent, or at the last
+/// TTL. The next round starts again at TTL 1.
+///
+/// mtr sends a probe every `interval / hosts` ([`Rounds::gap`]), `hosts` being the length of
+/// the previous round (10 before the first one ends), and records whatever answers came back
+/// in between. A driver that does the same sends exactly the probes mtr sends.
+///
+/// ```
+/// use std::time::Duration;
+/// use mtrproto::{ProbeResult, Reply, Rounds, TraceStats};
+/// let mut trace = TraceStats::new("127.0.0.1".parse()?, 30);
+/// let mut rounds = Rounds::new(&trace);
+/// let mut sent = Vec::new();
+/// loop {
+///     let ttl = rounds.next_ttl();
+///     trace.sent(ttl);
+///     sent.push(ttl);
+///     // The target is at TTL 2; its answer came back before the next probe.
+///     let line = if ttl >= 2 { "1 reply ip-4 127.0.0.1 round-trip-time 90" } else { "1 no-reply" };
+///     let ended = rounds.advance(&trace);
+///     trace.record(ttl, &ProbeResult::from_reply(&Reply::parse(line)?));
+///     if ended && sent.len() > 3 {
+///         break;
+///     }
+/// }
+/// // TTL 2's first answer was not in when TTL 3 went out; from then on, rounds of two.
+/// assert_eq!(sent, [1, 2, 3, 1, 2]);
+/// assert_eq!(rounds.gap(Duration::from_secs(1)), Duration::from_millis(500));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rounds {
+    /// mtr's `batch_at`: the index of the next TTL.
+    at: usize,
+    /// mtr's `numhosts`.
+    hosts: usize,
+    max_ttl: usize,
+}
+
+impl Rounds {
+    /// mtr's `maxUnknown` default (`-U`).
+    const MAX_UNKNOWN: usize = 12;
+
+    /// Rounds over the TTLs of `stats`, before the first probe.
+    pub fn new(stats: &TraceStats) -> Rounds {
+        Rounds {
+            at: 0,
+            hosts: 10,
+            max_ttl: stats.hops.len().max(1),
+        }
+    }
+
+    /// The TTL of the next probe.
+    pub fn next_ttl(&self) -> u8 {
+        u8::try_from(self.at + 1).unwrap_or(u8::MAX)
+    }
+
+    /// The pause before the next probe: `interval / hosts`, as `calc_deltatime` computes it.
+    pub fn gap(&self, interval: std::time::Duration) -> std::time::Duration {
+        interval / u32::try_from(self.hosts.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// After the probe to [`next_ttl`](Rounds::next_ttl) went out (and before its answer
+    /// is recorded): moves on, and tells whether that probe ended a round.
+    pub fn advance(&mut self, stats: &TraceStats) -> bool {
+        let target = Some(stats.target);
+        let latest = |i: usize| stats.hops.get(i).and_then(|h| h.latest);
+        let mut unknown = 0;
+        let mut restart = false;
+        for i in 0..self.at {
+            if latest(i).is_none() {
+                unknown += 1;
             }
-            return;
-        };
-        if !matches!(result.result, ReplyKind::Reply | ReplyKind::TtlExpired) {
-            // A router's unreachable: mtr ends the path here (`err` in `net_max`).
-            self.count_error(&result.result);
-            if address != target {
-                self.terminal = Some(result.result.clone());
+            if latest(i) == target {
+                restart = true;
+                self.hosts = i + 1;
+                break;
             }
         }
+        if latest(self.at) == target || unknown > Self::MAX_UNKNOWN || self.at + 1 >= self.max_ttl {
+            restart = true;
+            self.hosts = self.at + 1;
+        }
+        if restart {
+            self.at = 0;
+        } else {
+            self.at += 1;
+        }
+        restart
+    }
+}
+
+impl Hop {
+    fn record(&mut self, target: IpAddr, result: &ProbeResult) {
+        use ReplyKind::*;
+        let err = match result.result {
+            Reply | TtlExpired => None,
+            NoRoute | NoRouteHost | NoRouteNetwork | NetworkDown | HostDown => {
+                Some(result.result.clone())
+            }
+            NoReply => return,
+            _ => {
+                self.count_error(&result.result);
+                return;
+            }
+        };
+        if let Some(kind) = &err {
+            self.count_error(kind);
+        }
+        // mtr reads only the address of its own family and needs a time to record anything.
+        let (Some(address), Some(time)) = (result.responder, result.time) else {
+            return;
+        };
+        if address.is_ipv4() != target.is_ipv4() {
+            return;
+        }
+        self.transit = false;
+        self.err = err;
         self.latest = Some(address);
         match self.responders.iter_mut().find(|r| r.address == address) {
-            Some(r) => {
-                r.count += 1;
-                r.mpls = result.mpls;
-            }
+            Some(r) => r.count += 1,
             None => self.responders.push(Responder {
                 address,
                 count: 1,
@@ -224,9 +338,17 @@ impl Hop {
         self.returned
     }
 
-    /// Whether a probe to this hop is still in flight.
+    /// Whether a probe to this hop is still in flight: sent, and no answer recorded since
+    /// (a `no-reply` does not end it, as in mtr, which ignores that reply).
     pub fn in_flight(&self) -> bool {
         self.transit
+    }
+
+    /// The error of the hop's latest answer (`no-route`, `network-down`...), `None` when
+    /// its latest answer was a `reply` or `ttl-expired`. A hop with an error ends the path
+    /// in [`TraceStats::hops`], as in mtr.
+    pub fn error(&self) -> Option<&ReplyKind<'static>> {
+        self.err.as_ref()
     }
 
     /// Drop: probes lost, the one in flight excluded: `Snt - transit - Rcv`.

@@ -87,6 +87,7 @@ fn the_destination_ends_the_report_and_silent_hops_show() {
     stats.record(2, &result("1 no-reply"));
     answer(&mut stats, 3, "198.18.3.2", 300);
     answer(&mut stats, 4, "198.18.3.2", 300);
+    stats.end_transit();
     assert_eq!(stats.hops().len(), 3);
     assert_eq!(stats.destination_ttl(), Some(3));
     assert_eq!(stats.hops()[1].host(), None);
@@ -96,6 +97,45 @@ fn the_destination_ends_the_report_and_silent_hops_show() {
     let mut partial = TraceStats::new(target(), 30);
     answer(&mut partial, 1, "198.18.1.1", 100);
     assert_eq!(partial.hops().len(), 2);
+}
+
+#[test]
+fn a_transient_unreachable_does_not_end_the_path() {
+    // mtr keeps only the latest answer's error per hop (`nh->err = err`).
+    let mut stats = TraceStats::new(target(), 30);
+    answer(&mut stats, 1, "198.18.1.1", 100);
+    stats.sent(2);
+    stats.record(2, &result("1 no-route ip-4 198.18.1.2 round-trip-time 275"));
+    assert_eq!(stats.hops().len(), 2);
+    answer(&mut stats, 2, "198.18.1.2", 200);
+    answer(&mut stats, 3, "198.18.3.2", 300);
+    assert_eq!(stats.hops().len(), 3);
+    assert_eq!(stats.hops()[1].error(), None);
+    // The outcome is still counted for the extended forms.
+    assert_eq!(stats.hops()[1].errors()[0].1, 1);
+    // An unreachable as the latest answer ends it again.
+    stats.sent(2);
+    stats.record(2, &result("1 no-route ip-4 198.18.1.2 round-trip-time 275"));
+    assert_eq!(stats.hops().len(), 2);
+}
+
+#[test]
+fn replies_mtr_ignores_leave_the_probe_in_transit() {
+    let mut stats = TraceStats::new(target(), 30);
+    answer(&mut stats, 1, "198.18.3.2", 100);
+    stats.sent(1);
+    stats.record(1, &result("1 no-reply"));
+    assert!(stats.hops()[0].in_flight());
+    // mtr reads only the address of the target's family.
+    stats.sent(1);
+    stats.record(1, &result("1 reply ip-6 ::1 round-trip-time 5"));
+    assert_eq!(stats.hops()[0].received(), 1);
+    // 1 of the 2 probes no longer in flight.
+    assert_eq!(stats.hops()[0].loss_percent(), 50.0);
+    // Before its report mtr ends every transit: 1 of 3 received.
+    stats.end_transit();
+    assert!(!stats.hops()[0].in_flight());
+    assert_eq!(stats.hops()[0].loss_percent(), 66.666);
 }
 
 #[test]
@@ -130,16 +170,19 @@ fn every_responder_and_its_mpls_stack_are_kept() {
     }
     let responders = stats.hops()[0].responders();
     assert_eq!(responders.len(), 2);
+    // mtr keeps each responder's first stack (`mplss` in net.c), not its latest.
     assert_eq!(
         (responders[0].count, responders[0].mpls[0].label()),
-        (2, 18)
+        (2, 16)
     );
     assert_eq!(
         (responders[1].count, responders[1].mpls[0].traffic_class()),
         (1, 5)
     );
     let wide = text_report(&stats, "client", true);
-    assert!(wide.contains("[MPLS: Lbl 18 Exp 0 S 1 TTL 1]"), "{wide}");
+    // mtr 0.93 and later say TC (traffic class), not Exp.
+    assert!(wide.contains("[MPLS: Lbl 16 TC 0 S 0 TTL 1]"), "{wide}");
+    assert!(!wide.contains("Lbl 18"), "{wide}");
     assert!(wide.contains("198.18.1.9 (1 answers)"), "{wide}");
 }
 
@@ -157,6 +200,103 @@ HOST: vm                          Loss%   Snt   Last   Avg  Best  Wrst StDev
     assert_eq!(text_report(&stats, "vm", false), want);
 }
 
+/// The path of a run of Debian's `mtr --report -n -c 4 127.0.0.1` against a scripted
+/// helper; its report is the expected text below.
+fn scripted_run() -> TraceStats {
+    let mut stats = TraceStats::new("127.0.0.1".parse().unwrap(), 30);
+    for rtt in [2345678, 150001, 150001, 150001] {
+        answer(&mut stats, 1, "10.0.0.1", rtt);
+    }
+    for k in 0..4 {
+        stats.sent(2);
+        let line = match k {
+            0 => "1 ttl-expired ip-4 10.0.0.2 round-trip-time 1000 mpls 16,0,1,1",
+            2 => "1 ttl-expired ip-4 10.0.0.4 round-trip-time 1000 mpls 16,2,1,1",
+            _ => "1 no-reply",
+        };
+        stats.record(2, &result(line));
+        stats.sent(3);
+        stats.record(3, &result("1 no-reply"));
+        answer(&mut stats, 4, "127.0.0.1", 500);
+    }
+    stats.sent(5);
+    stats.end_transit();
+    stats
+}
+
+#[test]
+fn fields_sit_at_mtrs_columns_and_other_responders_follow() {
+    // Printed by mtr 0.95: `100.0` loses its `%` to the Snt column, 2345.678 ms is cut to
+    // `2345.`, the last column is whole, the other responder is padded to the host column.
+    let want = "\
+HOST: vm                          Loss%   Snt   Last   Avg  Best  Wrst StDev
+  1.|-- 10.0.0.1                   0.0%     4  150.0 698.9 150.0 2345. 1097.8
+  2.|-- 10.0.0.4                  50.0%     4    1.0   1.0   1.0   1.0   0.0
+        10.0.0.2                         
+  3.|-- ???                       100.0     4    0.0   0.0   0.0   0.0   0.0
+  4.|-- 127.0.0.1                  0.0%     4    0.5   0.5   0.5   0.5   0.0
+";
+    assert_eq!(text_report(&scripted_run(), "vm", false), want);
+}
+
+#[test]
+fn the_wide_report_has_mtrs_report_wide_rows() {
+    // Printed by `mtr --report-wide -n` for the same run: the host column fits the longest
+    // name, the header two columns short of the rows, as mtr lays it out.
+    let wide = text_report(&scripted_run(), "vm", true);
+    let mtr_lines: Vec<&str> = wide.lines().filter(|l| !l.starts_with("    |")).collect();
+    assert_eq!(
+        mtr_lines,
+        [
+            "HOST: vm        Loss%   Snt   Last   Avg  Best  Wrst StDev",
+            "  1.|-- 10.0.0.1   0.0%     4  150.0 698.9 150.0 2345. 1097.8",
+            "  2.|-- 10.0.0.4  50.0%     4    1.0   1.0   1.0   1.0   0.0",
+            "        10.0.0.2 ",
+            "  3.|-- ???       100.0     4    0.0   0.0   0.0   0.0   0.0",
+            "  4.|-- 127.0.0.1  0.0%     4    0.5   0.5   0.5   0.5   0.0",
+        ]
+    );
+    assert!(
+        wide.contains(
+            "    |  `|-- 10.0.0.2 (1 answers)\n    |   +-- [MPLS: Lbl 16 TC 0 S 1 TTL 1]\n"
+        ),
+        "{wide}"
+    );
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn json_values_have_mtrs_precision_and_the_extended_form_keeps_microseconds() {
+    let meta = ReportMeta {
+        src: "vm".into(),
+        dst: "127.0.0.1".into(),
+        tos: 0,
+        tests: 4,
+        psize: "64".into(),
+        bitpattern: "0x00".into(),
+    };
+    let stats = scripted_run();
+    let mtr = serde_json::to_value(mtrproto::JsonReport::new(&stats, meta.clone(), false)).unwrap();
+    // As mtr --json printed them: 5 significant digits.
+    let hub = &mtr["report"]["hubs"][0];
+    assert_eq!(
+        [
+            &hub["Last"],
+            &hub["Avg"],
+            &hub["Best"],
+            &hub["Wrst"],
+            &hub["StDev"]
+        ],
+        [150.0, 698.92, 150.0, 2345.7, 1097.8]
+    );
+    let extended = serde_json::to_value(mtrproto::JsonReport::new(&stats, meta, true)).unwrap();
+    let hub = &extended["report"]["hubs"][0];
+    assert_eq!(
+        [&hub["Last"], &hub["Avg"], &hub["Wrst"]],
+        [150.001, 698.92, 2345.678]
+    );
+}
+
 #[cfg(feature = "serde")]
 #[test]
 fn json_has_the_keys_and_nesting_of_mtr_json() {
@@ -165,6 +305,7 @@ fn json_has_the_keys_and_nesting_of_mtr_json() {
     stats.sent(2);
     stats.record(2, &result("1 no-reply"));
     answer(&mut stats, 3, "198.18.3.2", 2500);
+    stats.end_transit();
     let meta = ReportMeta {
         src: "client".into(),
         dst: "198.18.3.2".into(),
