@@ -3,7 +3,7 @@
 use std::io;
 use std::process::ExitStatus;
 
-use mtrproto::ArgumentError;
+use mtrproto::{ArgumentError, ConfigError};
 use thiserror::Error;
 
 /// Anything a probe or a session call can fail with.
@@ -22,6 +22,9 @@ pub enum Error {
     /// A probe option mtr-packet would refuse.
     #[error("invalid probe option: {0}")]
     Argument(#[from] ArgumentError),
+    /// A session setting out of range (window, queue, rate).
+    #[error("invalid session setting: {0}")]
+    Config(#[from] ConfigError),
     /// More probes are waiting than the session's queue holds.
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),

@@ -128,8 +128,10 @@ impl SessionBuilder {
         self
     }
 
-    /// Starts the helper, checks it supports `send-probe` and reads its version.
+    /// Starts the helper, checks it supports `send-probe` and reads its version. A setting
+    /// out of range (see [`SessionConfig::validate`]) is [`Error::Config`].
     pub fn open(self) -> Result<Session, Error> {
+        self.config.validate()?;
         let command = match self.command {
             Some(command) => command,
             None => command_from_env()?,

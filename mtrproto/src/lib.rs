@@ -61,7 +61,9 @@ pub use reply::{Reply, ReplyKind};
 pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use report::{ReportMeta, text_report};
 pub use result::ProbeResult;
-pub use session::{Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig};
+pub use session::{
+    ConfigError, Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig,
+};
 pub use stats::{Hop, Responder, Rounds, TraceStats};
 pub use token::{Token, TokenHasher, TokenMap};
 pub use word::{MAX_WORD_LEN, Word};

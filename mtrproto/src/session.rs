@@ -61,16 +61,20 @@ use crate::word::Word;
 /// How a [`Session`] paces, bounds and watches its requests.
 ///
 /// Build one with struct update syntax: `SessionConfig { window: 64, ..Default::default() }`.
+/// [`SessionConfig::validate`] says whether the values are in range; [`Session::try_new`]
+/// refuses a config that is not, and [`Session::new`] panics on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Requests in flight at most (sent and not yet answered).
+    /// Requests in flight at most (sent and not yet answered), `1..=MAX_WINDOW`.
     ///
     /// Default 256: mtr-packet 0.95 holds at most 1024 probes and aborts past about 1016
     /// TCP probes (each holds a socket below `FD_SETSIZE`), and 256 already reaches its full
-    /// speed on loopback.
+    /// speed on loopback. A larger window than the helper's table is held under the table's
+    /// size once the helper answers `probes-exhausted`.
     pub window: usize,
-    /// Requests waiting behind the window at most; past it, sending fails with
-    /// [`SendError::QueueFull`]. Default 65536.
+    /// Requests waiting behind the window at most, `0..=MAX_QUEUE`; past it, sending fails
+    /// with [`SendError::QueueFull`]. A request released at once does not wait, so with 0
+    /// a request is taken exactly when the window has room for it. Default 65536.
     pub max_queue: usize,
     /// Releases per second at most, with `burst` at once; `None` (the default) releases as
     /// fast as the window allows.
@@ -87,6 +91,65 @@ pub struct SessionConfig {
     /// How many completed tokens are remembered, to tell a late or second answer from an
     /// unknown token. Default 1024.
     pub history: usize,
+}
+
+impl SessionConfig {
+    /// The largest `window`: ten times mtr-packet 0.96's table of 10240 probes, rounded up to
+    /// a power of two.
+    pub const MAX_WINDOW: usize = 1 << 17;
+    /// The largest `max_queue`. With `MAX_WINDOW`, it keeps the tokens in use (at most two
+    /// per request) far below the 2^31 tokens there are.
+    pub const MAX_QUEUE: usize = 1 << 24;
+
+    /// Checks every value is in its range: `window` in `1..=MAX_WINDOW` (0 could never send),
+    /// `max_queue` in `0..=MAX_QUEUE`, and a `rate` of at least one release per second and
+    /// a burst of at least one.
+    ///
+    /// ```
+    /// use mtrproto::{ConfigError, SessionConfig};
+    /// let config = SessionConfig { window: 0, ..Default::default() };
+    /// assert!(matches!(config.validate(), Err(ConfigError::OutOfRange { field: "window", .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |field, value: usize, min: usize, max: usize| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    field,
+                    value: value as u64,
+                    min: min as u64,
+                    max: max as u64,
+                })
+            }
+        };
+        check("window", self.window, 1, SessionConfig::MAX_WINDOW)?;
+        check("max_queue", self.max_queue, 0, SessionConfig::MAX_QUEUE)?;
+        if let Some(rate) = self.rate {
+            let max = u32::MAX as usize;
+            check("rate.per_second", rate.per_second as usize, 1, max)?;
+            check("rate.burst", rate.burst as usize, 1, max)?;
+        }
+        Ok(())
+    }
+}
+
+/// A [`SessionConfig`] value out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value outside the range the session accepts.
+    #[error("SessionConfig::{field} must be in {min}..={max}, got {value}")]
+    OutOfRange {
+        /// The field, as `window` or `rate.burst`.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
 }
 
 /// A release rate for [`SessionConfig::rate`].
@@ -281,13 +344,19 @@ impl Session {
     ///
     /// # Panics
     ///
-    /// If `config.window` is 0 (a caller's mistake, not a runtime condition).
+    /// If [`SessionConfig::validate`] refuses `config` (a caller's mistake, not a runtime
+    /// condition); [`Session::try_new`] returns that error instead.
     pub fn new(config: SessionConfig) -> Session {
-        assert!(
-            config.window > 0,
-            "SessionConfig::window must be at least 1"
-        );
-        Session {
+        match Session::try_new(config) {
+            Ok(session) => session,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// A session with no request yet, or why `config` is refused.
+    pub fn try_new(config: SessionConfig) -> Result<Session, ConfigError> {
+        config.validate()?;
+        Ok(Session {
             pacer: config.rate.map(|r| Pacer::new(r.per_second, r.burst)),
             framer: LineFramer::with_max_line(config.max_line),
             config,
@@ -304,7 +373,7 @@ impl Session {
             closed: false,
             counters: Counters::default(),
             last_now: None,
-        }
+        })
     }
 
     /// Queues a probe and returns the token its [`Event::Probe`] will carry.
@@ -321,9 +390,8 @@ impl Session {
         if self.closed {
             return Err(SendError::Closed);
         }
-        if self.queue.len() >= self.config.max_queue {
-            return Err(SendError::QueueFull(self.queue.len()));
-        }
+        // Requests waiting before this one, for the error.
+        let waiting = self.queue.len();
         let token = self.allocate_token();
         let pending = Pending {
             origin: token,
@@ -334,6 +402,12 @@ impl Session {
         self.requests.insert(token, pending);
         self.queue.push_back(token);
         self.release(now);
+        // Taken if released at once or if there is room to wait.
+        if self.queue.len() > self.config.max_queue && self.queue.back() == Some(&token) {
+            self.queue.pop_back();
+            self.requests.remove(&token);
+            return Err(SendError::QueueFull(waiting));
+        }
         Ok(token)
     }
 
@@ -590,7 +664,8 @@ impl Session {
     /// Without it, a helper that stops reading would let the watchdog free window slots for
     /// requests that were never written, and the buffer would grow without end.
     fn transmit_has_room(&self) -> bool {
-        self.transmit_buffered() + Request::MAX_LINE <= self.config.window * Request::MAX_LINE
+        let bound = self.config.window.saturating_mul(Request::MAX_LINE);
+        self.transmit_buffered().saturating_add(Request::MAX_LINE) <= bound
     }
 
     /// Bytes to write to the helper's stdin, if any. Call [`Session::consume`] after writing.

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use mtrproto::{
-    Diagnostic, Event, Failure, Feature, FrameError, ParseError, ProbeArgs, Rate, ReplyKind,
-    Request, SendError, Session, SessionConfig, Token,
+    ConfigError, Diagnostic, Event, Failure, Feature, FrameError, ParseError, ProbeArgs, Rate,
+    ReplyKind, Request, SendError, Session, SessionConfig, Token,
 };
 
 /// The scripted helper: what the session sent it, in order.
@@ -528,4 +528,84 @@ fn a_huge_grace_does_not_overflow() {
     let a = peer.probe();
     assert_eq!(peer.read(), [a]);
     assert!(peer.session.poll_timeout().is_some());
+}
+
+#[test]
+fn a_config_out_of_range_is_refused_with_its_limit() {
+    let config = |window, max_queue| SessionConfig {
+        window,
+        max_queue,
+        ..SessionConfig::default()
+    };
+    let refused = |config: SessionConfig, field: &str| match Session::try_new(config.clone()) {
+        Err(ConfigError::OutOfRange { field: f, .. }) if f == field => {
+            assert_eq!(config.validate(), Session::try_new(config).map(|_| ()));
+        }
+        other => panic!("{field}: {other:?}"),
+    };
+    refused(config(0, 10), "window");
+    refused(config(usize::MAX, 10), "window");
+    refused(config(SessionConfig::MAX_WINDOW + 1, 10), "window");
+    refused(config(1, SessionConfig::MAX_QUEUE + 1), "max_queue");
+    refused(
+        SessionConfig {
+            rate: Some(Rate {
+                per_second: 0,
+                burst: 1,
+            }),
+            ..SessionConfig::default()
+        },
+        "rate.per_second",
+    );
+    refused(
+        SessionConfig {
+            rate: Some(Rate {
+                per_second: 1,
+                burst: 0,
+            }),
+            ..SessionConfig::default()
+        },
+        "rate.burst",
+    );
+    assert_eq!(
+        Session::try_new(config(0, 10)).unwrap_err().to_string(),
+        format!(
+            "SessionConfig::window must be in 1..={}, got 0",
+            SessionConfig::MAX_WINDOW
+        )
+    );
+    assert_eq!(SessionConfig::default().validate(), Ok(()));
+}
+
+#[test]
+fn the_largest_window_works_without_overflow() {
+    let mut peer = Peer::new(SessionConfig {
+        window: SessionConfig::MAX_WINDOW,
+        max_queue: SessionConfig::MAX_QUEUE,
+        ..SessionConfig::default()
+    });
+    let tokens: Vec<Token> = (0..100).map(|_| peer.probe()).collect();
+    assert_eq!(peer.read(), tokens);
+    assert_eq!(peer.session.in_flight(), 100);
+}
+
+/// `max_queue` 0: a request is taken only when it can be released at once.
+#[test]
+fn max_queue_zero_means_no_waiting_not_no_sending() {
+    let mut peer = Peer::new(SessionConfig {
+        window: 1,
+        max_queue: 0,
+        ..SessionConfig::default()
+    });
+    let a = peer.probe();
+    let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+    assert_eq!(
+        peer.session.send_probe(peer.now, args.clone()),
+        Err(SendError::QueueFull(0))
+    );
+    assert_eq!(peer.read(), [a]);
+    peer.answer(&reply(a));
+    let b = peer.session.send_probe(peer.now, args).unwrap();
+    assert_eq!(peer.read(), [b]);
+    assert_eq!(peer.session.queued(), 0);
 }

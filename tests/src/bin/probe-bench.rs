@@ -54,7 +54,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         .program(words[0].clone(), words[1..].to_vec())
         .window(args.window)
         .helpers(args.helpers)
-        .max_queue(usize::MAX)
+        .max_queue(mtrproto::SessionConfig::MAX_QUEUE)
         .open()?;
     let options = ProbeOptions {
         protocol: args.protocol,
