@@ -1,26 +1,32 @@
-//! Traces the path to a host like `mtr --report`: every cycle probes all TTLs at once and
-//! the per-hop statistics are printed at the end, as text or as mtr's JSON.
+//! Traces the path to a host like `mtr --report -n`: the same probes in the same order, and
+//! the same report, as text or as mtr's JSON.
 //!
 //! ```text
-//! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-m MAX_HOPS]
-//!     [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST
+//! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S]
+//!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST
 //! ```
 //!
-//! `--wide` lists every responder of a hop and the MPLS labels they returned; with `--json`
-//! it adds them to each hub. When stdout is a terminal the table is redrawn after every
-//! cycle. Only trace hosts you are allowed to probe (try `localhost`).
+//! As mtr does, it sends one probe at a time, TTL 1, 2, ... up to the target, every
+//! `INTERVAL / hops` (see [`mtrproto::Rounds`]), runs `CYCLES` such rounds (default 10, one
+//! per second), then waits up to `GRACE` (default 5 s, as mtr's `--gracetime`) for answers
+//! still due, and prints the report. `--wide` lists every responder of a hop with the MPLS
+//! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
+//! When stdout is a terminal the table is redrawn after every round. Only trace hosts you
+//! are allowed to probe (try `localhost`).
 
 mod common;
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mtrproto::{ReportMeta, TraceStats, text_report};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use mtrproto::{ProbeResult, ReportMeta, Rounds, TraceStats, text_report};
 use mtrproto_blocking::{Error, ProbeOptions, Session};
 
-const USAGE: &str = "trace [-c CYCLES] [-i INTERVAL_S] [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] \
-                     [-4|-6] [--json] [--wide] HOST";
+const USAGE: &str = "trace [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S] [-m MAX_HOPS] [-w TIMEOUT_S] \
+                     [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST";
 
 fn main() -> ExitCode {
     let args = common::parse(USAGE, &["--json", "--wide"]);
@@ -34,56 +40,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the cycles and prints the report; `Ok(false)` if the target never answered.
+type Answer = (u8, Result<ProbeResult, Error>);
+
+/// Runs the rounds and prints the report; `Ok(false)` if the target never answered.
 fn run(args: &common::Args) -> Result<bool, Error> {
     let json = args.flags.iter().any(|f| f == "--json");
     let wide = args.flags.iter().any(|f| f == "--wide");
     let cycles = args.count.unwrap_or(10).max(1);
     let interval = args.interval.unwrap_or(Duration::from_secs(1));
-    let session = Session::open()?;
+    let grace = args.grace.unwrap_or(Duration::from_secs(5));
+    // Probes still out when the report is printed are abandoned, as mtr abandons them.
+    let session = Session::builder().close_grace(Duration::ZERO).open()?;
     let target = session.resolve(&args.host, args.options.ip_version)?;
     let mut stats = TraceStats::new(target, args.max_hops.unwrap_or(30).max(1));
-    let mut max_ttl = args.max_hops.unwrap_or(30).max(1);
     let live = std::io::stdout().is_terminal() && !json;
     let src = hostname();
-
-    for cycle in 1..=cycles {
-        let started = Instant::now();
-        let (done, results) = crossbeam_channel::unbounded();
-        for ttl in 1..=max_ttl {
-            let options = ProbeOptions {
-                ttl: Some(ttl),
-                timeout: Some(args.options.timeout.unwrap_or(Duration::from_secs(2))),
-                ..args.options.clone()
-            };
-            let done = done.clone();
-            stats.sent(ttl);
-            session.probe_with(&target.to_string(), &options, move |r| {
-                let _ = done.send((ttl, r));
-            })?;
-        }
-        drop(done);
-        for (ttl, result) in results {
-            // A helper failure ends the trace; anything mtr-packet answered is a result.
-            let result = result?;
-            stats.record(ttl, &result);
-        }
-        if cycle == cycles {
-            // As mtr does before its report: nothing is in flight any more.
-            stats.end_transit();
-        }
-        // Hops past the target are not probed again.
-        if let Some(destination) = stats.destination_ttl() {
-            max_ttl = destination;
-        }
-        if live {
-            print!("\x1b[H\x1b[2J{}", text_report(&stats, &src, wide));
-            println!("cycle {cycle}/{cycles}");
-        }
-        if cycle < cycles {
-            std::thread::sleep(interval.saturating_sub(started.elapsed()));
-        }
+    if !json {
+        println!("Start: {}", start_time());
     }
+
+    let (done, answers) = crossbeam_channel::unbounded::<Answer>();
+    let mut rounds = Rounds::new(&stats);
+    let mut completed = 0;
+    let mut in_flight = 0;
+    let mut tick = Instant::now() + rounds.gap(interval);
+    // mtr's select loop: answers are recorded as they come; at every tick one probe goes out.
+    while completed < cycles {
+        in_flight -= record_until(&answers, &mut stats, tick, in_flight, true)?;
+        let ttl = rounds.next_ttl();
+        stats.sent(ttl);
+        probe(&session, target, ttl, args, &done)?;
+        in_flight += 1;
+        if rounds.advance(&stats) {
+            completed += 1;
+            if live {
+                print!("\x1b[H\x1b[2J{}", text_report(&stats, &src, wide));
+                println!("round {completed}/{cycles}");
+            }
+        }
+        tick = Instant::now() + rounds.gap(interval);
+    }
+    // The next tick starts the grace period, which ends early once nothing is in flight.
+    in_flight -= record_until(&answers, &mut stats, tick, in_flight, true)?;
+    record_until(
+        &answers,
+        &mut stats,
+        Instant::now() + grace,
+        in_flight,
+        false,
+    )?;
+    stats.end_transit();
 
     if json {
         let meta = ReportMeta {
@@ -99,10 +105,65 @@ fn run(args: &common::Args) -> Result<bool, Error> {
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
-    } else if !live {
+    } else {
+        if live {
+            print!("\x1b[H\x1b[2J");
+        }
         print!("{}", text_report(&stats, &src, wide));
     }
     Ok(stats.destination_ttl().is_some())
+}
+
+/// Sends one probe at `ttl`; its answer goes to `done`.
+fn probe(
+    session: &Session,
+    target: IpAddr,
+    ttl: u8,
+    args: &common::Args,
+    done: &crossbeam_channel::Sender<Answer>,
+) -> Result<(), Error> {
+    let options = ProbeOptions {
+        ttl: Some(ttl),
+        timeout: Some(args.options.timeout.unwrap_or(Duration::from_secs(10))),
+        ..args.options.clone()
+    };
+    let done = done.clone();
+    session.probe_with(&target.to_string(), &options, move |r| {
+        let _ = done.send((ttl, r));
+    })
+}
+
+/// Records answers until `deadline` (until none of the `in_flight` probes is left, unless
+/// `whole`); returns how many came. A helper failure ends the trace.
+fn record_until(
+    answers: &Receiver<Answer>,
+    stats: &mut TraceStats,
+    deadline: Instant,
+    in_flight: usize,
+    whole: bool,
+) -> Result<usize, Error> {
+    let mut count = 0;
+    while count < in_flight {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match answers.recv_timeout(timeout) {
+            Ok((ttl, result)) => {
+                count += 1;
+                stats.record(ttl, &result?);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if whole {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    }
+    Ok(count)
+}
+
+/// The local time as mtr's `Start:` line shows it (ISO 8601, `iso_time` in mtr's utils.c).
+fn start_time() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%z")
+        .to_string()
 }
 
 /// The kernel's host name, as mtr's report header shows it.

@@ -1,4 +1,5 @@
-//! Test support for mtrproto: the fake mtr-packet (`src/bin/fake-mtr-packet.rs`) and helpers
+//! Test support for mtrproto: the fake mtr-packet (`src/bin/fake-mtr-packet.rs`), the seeded
+//! path scripts of the scripted one (`src/bin/scripted-mtr-packet.rs`), and helpers
 //! the integration tests in `tests/` share.
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub fn real_mtr_packet() -> Option<std::path::PathBuf> {
 }
 
 pub mod netns;
+pub mod script;
 
 /// CPU seconds (user + system) a `/proc/.../stat` line reports, `None` if unreadable.
 pub fn stat_cpu_seconds(path: &str) -> Option<f64> {

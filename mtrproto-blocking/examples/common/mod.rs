@@ -12,11 +12,12 @@ pub(crate) struct Args {
     pub(crate) options: ProbeOptions,
     pub(crate) count: Option<u32>,
     pub(crate) interval: Option<Duration>,
+    pub(crate) grace: Option<Duration>,
     pub(crate) max_hops: Option<u8>,
     pub(crate) flags: Vec<String>,
 }
 
-/// Parses `[-c N] [-i SECONDS] [-m HOPS] [-w TIMEOUT_S] [-t TTL] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6]
+/// Parses `[-c N] [-i SECONDS] [-G SECONDS] [-m HOPS] [-w TIMEOUT_S] [-t TTL] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6]
 /// [--FLAG...] HOST`; `flags` lists the `--FLAG`s this example accepts.
 pub(crate) fn parse(usage: &str, flags: &[&str]) -> Args {
     match try_parse(flags) {
@@ -35,10 +36,8 @@ fn try_parse(flags: &[&str]) -> Result<Args, String> {
         let mut value = |name: &str| words.next().ok_or(format!("{name} needs a value"));
         match word.as_str() {
             "-c" => args.count = Some(number(&value("-c")?)?),
-            "-i" => {
-                let secs: f64 = value("-i")?.parse().map_err(|_| "-i takes seconds")?;
-                args.interval = Some(Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?);
-            }
+            "-i" => args.interval = Some(seconds(&value("-i")?)?),
+            "-G" => args.grace = Some(seconds(&value("-G")?)?),
             "-m" => args.max_hops = Some(number(&value("-m")?)?),
             "-w" => args.options.timeout = Some(Duration::from_secs(number(&value("-w")?)?)),
             "-t" => args.options.ttl = Some(number(&value("-t")?)?),
@@ -64,6 +63,13 @@ fn try_parse(flags: &[&str]) -> Result<Args, String> {
         return Err("no HOST given".into());
     }
     Ok(args)
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text}: not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text}: {e}"))
 }
 
 fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
