@@ -55,9 +55,7 @@ fn run(args: &common::Args) -> Result<bool, Error> {
     let mut stats = TraceStats::new(target, args.max_hops.unwrap_or(30).max(1));
     let live = std::io::stdout().is_terminal() && !json;
     let src = hostname();
-    if !json {
-        println!("Start: {}", start_time());
-    }
+    let start = format!("Start: {}\n", start_time());
 
     let (done, answers) = crossbeam_channel::unbounded::<Answer>();
     let mut rounds = Rounds::new(&stats);
@@ -74,7 +72,7 @@ fn run(args: &common::Args) -> Result<bool, Error> {
         if rounds.advance(&stats) {
             completed += 1;
             if live {
-                print!("\x1b[H\x1b[2J{}", text_report(&stats, &src, wide));
+                print!("\x1b[H\x1b[2J{start}{}", text_report(&stats, &src, wide));
                 println!("round {completed}/{cycles}");
             }
         }
@@ -109,7 +107,7 @@ fn run(args: &common::Args) -> Result<bool, Error> {
         if live {
             print!("\x1b[H\x1b[2J");
         }
-        print!("{}", text_report(&stats, &src, wide));
+        print!("{start}{}", text_report(&stats, &src, wide));
     }
     Ok(stats.destination_ttl().is_some())
 }
