@@ -83,8 +83,14 @@ pub struct SessionConfig {
     /// completes it with [`Failure::Unanswered`]; a `check-support` gets this long in all.
     /// Default 5 s.
     pub grace: Duration,
-    /// How many times a probe answered `probes-exhausted` is queued again before that answer
-    /// is its result. Default 3.
+    /// How many times a probe answered `probes-exhausted` (mtr-packet's table of probes is
+    /// full) is sent again at most. Default 3.
+    ///
+    /// A refused probe waits, ahead of new requests, until a request in flight completes,
+    /// and the session keeps its window under the number in flight at that refusal (the
+    /// table's size, [`Session::helper_capacity`]). It ends with the `probes-exhausted`
+    /// answer only once its own timeout, counted from its first release, has passed
+    /// without an attempt being taken: with its re-sends spent it waits for that moment.
     pub max_retries: u8,
     /// The longest line accepted from the helper. Default [`LineFramer::DEFAULT_MAX_LINE`].
     pub max_line: usize,
@@ -295,7 +301,16 @@ pub struct Session {
     /// For re-sent probes: the caller's token to the token of the current attempt.
     resent: TokenMap<Token>,
     queue: VecDeque<Token>,
+    /// Probes refused with `probes-exhausted`, released before `queue`.
+    resend: VecDeque<Token>,
+    /// When each refused probe gives up: its first release plus its timeout.
+    expiries: BTreeSet<(Instant, Token)>,
     in_flight: usize,
+    /// The in-flight count at which mtr-packet last said `probes-exhausted`, the least seen.
+    capacity: Option<usize>,
+    /// Set by a `probes-exhausted` while other requests were in flight: nothing is released
+    /// until one of them completes.
+    held: bool,
     deadlines: BTreeSet<(Instant, Token)>,
     pacer: Option<Pacer>,
     transmit: Vec<u8>,
@@ -317,19 +332,19 @@ struct Pending {
     request: Request,
     state: State,
     retries: u8,
+    /// The first release plus the probe's timeout: a refused probe gives up then.
+    expires: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Waiting in `queue` or `resend`; or refused with its re-sends spent, waiting for its
+    /// expiry.
     Queued,
     /// Released to the transmit buffer; the watchdog fires at `deadline`.
-    InFlight {
-        deadline: Instant,
-    },
+    InFlight { deadline: Instant },
     /// Cancelled after release: still holds a slot of mtr-packet until answered or due.
-    Cancelled {
-        deadline: Instant,
-    },
+    Cancelled { deadline: Instant },
 }
 
 /// How a remembered token ended, to classify a later line for it.
@@ -364,7 +379,11 @@ impl Session {
             requests: TokenMap::default(),
             resent: TokenMap::default(),
             queue: VecDeque::new(),
+            resend: VecDeque::new(),
+            expiries: BTreeSet::new(),
             in_flight: 0,
+            capacity: None,
+            held: false,
             deadlines: BTreeSet::new(),
             transmit: Vec::new(),
             transmitted: 0,
@@ -398,6 +417,7 @@ impl Session {
             request,
             state: State::Queued,
             retries: 0,
+            expires: None,
         };
         self.requests.insert(token, pending);
         self.queue.push_back(token);
@@ -440,9 +460,13 @@ impl Session {
         };
         match pending.state {
             State::Queued => {
+                if let Some(expires) = pending.expires {
+                    self.expiries.remove(&(expires, wire));
+                }
                 self.requests.remove(&wire);
                 self.resent.remove(&token);
                 self.queue.retain(|&t| t != wire);
+                self.resend.retain(|&t| t != wire);
             }
             State::InFlight { deadline } => pending.state = State::Cancelled { deadline },
             State::Cancelled { .. } => return false,
@@ -456,8 +480,8 @@ impl Session {
         let mut framer = std::mem::take(&mut self.framer);
         framer.feed(bytes, |line| match line {
             Ok(line) => match Reply::parse(line) {
-                Ok(reply) => self.handle_reply(reply, None),
-                Err(error) => self.handle_unparsable(line, error),
+                Ok(reply) => self.handle_reply(now, reply, None),
+                Err(error) => self.handle_unparsable(now, line, error),
             },
             Err(error) => self.diagnostic(Diagnostic::Frame(error)),
         });
@@ -468,7 +492,7 @@ impl Session {
     /// A line that does not parse. When its token and name do and the token is in flight,
     /// the request completes now with [`Failure::Malformed`] instead of waiting for the
     /// watchdog; a `probes-exhausted` keeps its meaning whatever its arguments.
-    fn handle_unparsable(&mut self, line: &str, error: ParseError) {
+    fn handle_unparsable(&mut self, now: Instant, line: &str, error: ParseError) {
         if let Ok((token, name, _)) = grammar::head(line) {
             let sent = self
                 .requests
@@ -477,7 +501,7 @@ impl Session {
             if token != Token::UNSOLICITED && sent {
                 let reply = Reply::new(token, ReplyKind::from_name(Word::parsed(name)));
                 let error = (reply.kind != ReplyKind::ProbesExhausted).then_some(error);
-                return self.handle_reply(reply, error);
+                return self.handle_reply(now, reply, error);
             }
         }
         self.diagnostic(Diagnostic::Unparsable {
@@ -487,7 +511,7 @@ impl Session {
     }
 
     /// An answer to a token; `malformed` says what did not parse in its line.
-    fn handle_reply(&mut self, reply: Reply<'_>, malformed: Option<ParseError>) {
+    fn handle_reply(&mut self, now: Instant, reply: Reply<'_>, malformed: Option<ParseError>) {
         if reply.token == Token::UNSOLICITED {
             return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
         }
@@ -512,22 +536,28 @@ impl Session {
             }
             State::InFlight { deadline } => deadline,
         };
-        let retry = reply.kind == ReplyKind::ProbesExhausted
-            && matches!(pending.request, Request::SendProbe(_))
-            && pending.retries < self.config.max_retries;
+        let refused = reply.kind == ReplyKind::ProbesExhausted
+            && matches!(pending.request, Request::SendProbe(_));
         let mut pending = entry.remove();
         self.settle(token, deadline, Ended::Answered);
-        if retry {
-            // A fresh wire token, so that a stray second answer to this attempt cannot be
-            // taken for the answer to the next one.
-            let wire = self.allocate_token();
-            self.resent.insert(pending.origin, wire);
-            pending.retries += 1;
-            pending.state = State::Queued;
-            self.requests.insert(wire, pending);
-            self.queue.push_front(wire);
-            self.counters.retries += 1;
-            return;
+        if refused {
+            self.back_off();
+            let expires = pending.expires.unwrap_or(now);
+            if now < expires {
+                // A fresh wire token, so that a stray second answer to this attempt cannot be
+                // taken for the answer to the next one.
+                let wire = self.allocate_token();
+                self.resent.insert(pending.origin, wire);
+                pending.state = State::Queued;
+                if pending.retries < self.config.max_retries {
+                    pending.retries += 1;
+                    self.resend.push_back(wire);
+                    self.counters.retries += 1;
+                }
+                self.requests.insert(wire, pending);
+                self.expiries.insert((expires, wire));
+                return;
+            }
         }
         self.resent.remove(&pending.origin);
         let token = pending.origin;
@@ -563,10 +593,35 @@ impl Session {
         self.events.push_back(event);
     }
 
+    /// mtr-packet's table is full: its size is at most the requests still in flight, and
+    /// nothing more goes out until one of them completes. A refusal with nothing else in
+    /// flight says nothing about the table (and holding would wait forever).
+    fn back_off(&mut self) {
+        if self.in_flight > 0 {
+            let capacity = self
+                .capacity
+                .map_or(self.in_flight, |c| c.min(self.in_flight));
+            self.capacity = Some(capacity);
+            self.held = true;
+        }
+    }
+
+    /// The window in effect: the configured one, under the helper's table once known.
+    fn window(&self) -> usize {
+        self.capacity
+            .map_or(self.config.window, |c| c.min(self.config.window))
+    }
+
+    /// Whether the window lets one more request go out.
+    fn window_open(&self) -> bool {
+        self.in_flight < self.window() && !(self.held && self.in_flight > 0)
+    }
+
     /// Frees the window slot of a request that left flight, and remembers how it ended.
     fn settle(&mut self, token: Token, deadline: Instant, ended: Ended) {
         self.deadlines.remove(&(deadline, token));
         self.in_flight -= 1;
+        self.held = false;
         if self.config.history > 0 {
             if self.recent.len() >= self.config.history {
                 self.recent.pop_front();
@@ -588,6 +643,9 @@ impl Session {
         }
         self.closed = true;
         self.queue.clear();
+        self.resend.clear();
+        self.expiries.clear();
+        self.held = false;
         self.resent.clear();
         self.deadlines.clear();
         self.in_flight = 0;
@@ -606,6 +664,25 @@ impl Session {
     /// Completes requests whose deadline passed and releases paced ones that are due.
     /// Harmless when called early or twice.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Refused probes whose own timeout passed without a slot: mtr-packet's answer stands.
+        while let Some(&(expires, wire)) = self.expiries.first() {
+            if expires > now {
+                break;
+            }
+            self.expiries.pop_first();
+            let Some(pending) = self.requests.remove(&wire) else {
+                continue;
+            };
+            if let Some(i) = self.resend.iter().position(|&t| t == wire) {
+                self.resend.remove(i);
+            }
+            self.resent.remove(&pending.origin);
+            self.counters.answered += 1;
+            self.events.push_back(Event::Probe {
+                token: pending.origin,
+                outcome: Ok(ProbeResult::outcome(ReplyKind::ProbesExhausted)),
+            });
+        }
         while let Some(&(deadline, token)) = self.deadlines.first() {
             if deadline > now {
                 break;
@@ -629,8 +706,9 @@ impl Session {
     /// the pacer allow.
     fn release(&mut self, now: Instant) {
         self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
-        while self.in_flight < self.config.window && self.transmit_has_room() {
-            let Some(&token) = self.queue.front() else {
+        while self.window_open() && self.transmit_has_room() {
+            let resend = !self.resend.is_empty();
+            let Some(&token) = self.resend.front().or(self.queue.front()) else {
                 return;
             };
             if let Some(pacer) = &mut self.pacer
@@ -638,19 +716,31 @@ impl Session {
             {
                 return;
             }
-            self.queue.pop_front();
+            if resend {
+                self.resend.pop_front();
+            } else {
+                self.queue.pop_front();
+            }
             let Some(pending) = self.requests.get_mut(&token) else {
                 continue;
             };
+            // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
+            // it with mtr-packet's answer.
+            if resend && pending.expires.is_some_and(|expires| expires <= now) {
+                continue;
+            }
             let timeout = match &pending.request {
                 Request::SendProbe(args) => args.effective_timeout(),
                 Request::CheckSupport(_) => Duration::ZERO,
             };
+            match pending.expires {
+                Some(expires) => {
+                    self.expiries.remove(&(expires, token));
+                }
+                None => pending.expires = Some(later(now, timeout)),
+            }
             // A grace too large to add means, in effect, no watchdog.
-            let wait = timeout.saturating_add(self.config.grace);
-            let deadline = now
-                .checked_add(wait)
-                .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)));
+            let deadline = later(now, timeout.saturating_add(self.config.grace));
             pending.state = State::InFlight { deadline };
             pending.request.encode(token, &mut self.transmit);
             self.deadlines.insert((deadline, token));
@@ -697,8 +787,12 @@ impl Session {
 
     /// When [`Session::handle_timeout`] should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let watchdog = self.deadlines.first().map(|&(deadline, _)| deadline);
-        let releasable = !self.queue.is_empty() && self.in_flight < self.config.window;
+        let watchdog = [self.deadlines.first(), self.expiries.first()]
+            .into_iter()
+            .flatten()
+            .map(|&(deadline, _)| deadline)
+            .min();
+        let releasable = self.queued() > 0 && self.window_open();
         let paced = match &self.pacer {
             _ if !releasable => None,
             // The transmit buffer drained since the last release: come back at once.
@@ -722,9 +816,16 @@ impl Session {
         self.in_flight
     }
 
-    /// Requests waiting behind the window.
+    /// Requests waiting behind the window, refused probes waiting to be sent again included.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.resend.len()
+    }
+
+    /// The size of mtr-packet's table of probes, as learned from its `probes-exhausted`
+    /// answers: the fewest requests in flight when it refused one. `None` until it has.
+    /// The window stays at most this.
+    pub fn helper_capacity(&self) -> Option<usize> {
+        self.capacity
     }
 
     /// Whether the helper's output has ended.
@@ -751,6 +852,12 @@ impl Session {
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
+}
+
+/// `now + by`, or 136 years on when that is past what an `Instant` holds.
+fn later(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by)
+        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)))
 }
 
 /// The event for a request that ended without an answer.

@@ -308,7 +308,7 @@ fn the_window_holds_requests_back_and_the_queue_is_bounded() {
 }
 
 #[test]
-fn probes_exhausted_is_retried_under_a_fresh_token_then_surfaced() {
+fn probes_exhausted_is_retried_under_a_fresh_token_then_surfaced_at_its_timeout() {
     let config = SessionConfig {
         max_retries: 2,
         ..SessionConfig::default()
@@ -329,19 +329,31 @@ fn probes_exhausted_is_retried_under_a_fresh_token_then_surfaced() {
     // A stray second answer to the first attempt completes nothing.
     peer.answer(&format!("{a} probes-exhausted\n"));
     let events = peer.events();
-    assert_eq!(events.len(), 2, "{events:#?}");
-    let Event::Probe {
-        token,
-        outcome: Ok(result),
-    } = &events[0]
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert!(matches!(&events[0], Event::Diagnostic(Diagnostic::Duplicate(r)) if r.token == a));
+    // Its re-sends are spent, but it ends only when its own timeout (10 s) has passed.
+    assert_eq!(
+        peer.session.poll_timeout(),
+        Some(peer.now + ProbeArgs::DEFAULT_TIMEOUT)
+    );
+    peer.advance(ProbeArgs::DEFAULT_TIMEOUT - Duration::from_millis(1));
+    assert!(peer.events().is_empty());
+    peer.advance(Duration::from_millis(1));
+    let events = peer.events();
+    let [
+        Event::Probe {
+            token,
+            outcome: Ok(result),
+        },
+    ] = &events[..]
     else {
-        panic!()
+        panic!("{events:#?}")
     };
     assert_eq!(*token, a, "the caller's token");
     assert_eq!(result.result, ReplyKind::ProbesExhausted);
-    assert!(matches!(&events[1], Event::Diagnostic(Diagnostic::Duplicate(r)) if r.token == a));
     assert_eq!(peer.session.counters().retries, 2);
     assert_eq!(peer.session.counters().sent, 3);
+    assert_eq!(peer.session.poll_timeout(), None);
 }
 
 #[test]
@@ -608,4 +620,147 @@ fn max_queue_zero_means_no_waiting_not_no_sending() {
     let b = peer.session.send_probe(peer.now, args).unwrap();
     assert_eq!(peer.read(), [b]);
     assert_eq!(peer.session.queued(), 0);
+}
+
+/// Answers a refusal for each of `tokens`.
+fn refuse(tokens: &[Token]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("{t} probes-exhausted\n"))
+        .collect()
+}
+
+#[test]
+fn probes_exhausted_holds_resends_until_a_slot_frees_and_learns_the_table_size() {
+    let mut peer = Peer::new(SessionConfig {
+        window: 8,
+        ..SessionConfig::default()
+    });
+    let tokens: Vec<Token> = (0..10).map(|_| peer.probe()).collect();
+    assert_eq!(peer.read(), tokens[..8]);
+    // The helper holds three; the five after them meet a full table.
+    peer.answer(&refuse(&tokens[3..8]));
+    assert_eq!(peer.read(), [], "nothing goes out before a slot frees");
+    assert!(peer.events().is_empty(), "a refused probe does not end yet");
+    assert_eq!(peer.session.helper_capacity(), Some(3));
+    assert_eq!(peer.session.in_flight(), 3);
+    assert_eq!(peer.session.queued(), 7);
+    assert_eq!(
+        peer.session.poll_timeout(),
+        Some(peer.now + ProbeArgs::DEFAULT_TIMEOUT)
+    );
+    // Each answer frees one slot, taken by the earliest refused probe, under a new token.
+    for (i, &done) in tokens[..3].iter().enumerate() {
+        peer.answer(&reply(done));
+        let resent = peer.read();
+        assert_eq!(resent.len(), 1, "answer {i}");
+        assert!(!tokens.contains(&resent[0]));
+        assert_eq!(peer.session.in_flight(), 3);
+    }
+    assert_eq!(peer.session.counters().retries, 5);
+    assert_eq!(peer.session.counters().sent, 8 + 3);
+    assert_eq!(
+        peer.events()
+            .iter()
+            .filter_map(probe_token)
+            .collect::<Vec<_>>(),
+        tokens[..3]
+    );
+}
+
+#[test]
+fn a_refused_probe_ends_probes_exhausted_only_when_its_own_timeout_passed() {
+    let mut peer = Peer::new(SessionConfig {
+        window: 2,
+        ..SessionConfig::default()
+    });
+    let a = peer.probe();
+    let short = ProbeArgs::new("127.0.0.1".parse().unwrap())
+        .timeout_secs(2)
+        .unwrap();
+    let b = peer.session.send_probe(peer.now, short).unwrap();
+    assert_eq!(peer.read(), [a, b]);
+    peer.advance(Duration::from_millis(500));
+    peer.answer(&refuse(&[b]));
+    peer.advance(Duration::from_millis(1499));
+    assert!(peer.events().is_empty());
+    assert_eq!(peer.read(), []);
+    peer.advance(Duration::from_millis(1));
+    let events = peer.events();
+    assert!(
+        matches!(&events[..], [Event::Probe { token, outcome: Ok(r) }] if *token == b && r.result == ReplyKind::ProbesExhausted),
+        "{events:#?}"
+    );
+    // a still holds its slot; b never went out again.
+    assert_eq!(peer.session.in_flight(), 1);
+    assert_eq!(peer.session.counters().sent, 2);
+    assert!(!peer.session.cancel(b));
+}
+
+/// The measurement against the real mtr-packet 0.95 that showed the defect, on a virtual
+/// clock: 3000 unanswered probes, window 1500, timeout 2 s, a table of 1024 probes.
+#[test]
+fn a_full_table_is_back_pressure_on_a_virtual_clock() {
+    const TABLE: usize = 1024;
+    let timeout = Duration::from_secs(2);
+    let mut peer = Peer::new(SessionConfig {
+        window: 1500,
+        max_queue: 3000,
+        ..SessionConfig::default()
+    });
+    let start = peer.now;
+    let args = ProbeArgs::new("127.0.0.1".parse().unwrap())
+        .timeout(timeout)
+        .unwrap();
+    for _ in 0..3000 {
+        peer.session.send_probe(peer.now, args.clone()).unwrap();
+    }
+    // The helper's table: tokens held and when each times out.
+    let mut table: Vec<(Token, std::time::Instant)> = Vec::new();
+    let (mut refused, mut no_reply, mut exhausted) = (0, 0, 0);
+    for step in 0..100 {
+        if step > 0 {
+            peer.advance(Duration::from_millis(100));
+        }
+        let mut answers = String::new();
+        for token in peer.read() {
+            if table.len() < TABLE {
+                table.push((token, peer.now + timeout));
+            } else {
+                refused += 1;
+                answers.push_str(&refuse(&[token]));
+            }
+        }
+        table.retain(|&(token, due)| {
+            let keep = due > peer.now;
+            if !keep {
+                answers.push_str(&format!("{token} no-reply\n"));
+            }
+            keep
+        });
+        peer.answer(&answers);
+        for event in peer.events() {
+            let Event::Probe {
+                outcome: Ok(result),
+                ..
+            } = event
+            else {
+                panic!("{event:?}")
+            };
+            match result.result {
+                ReplyKind::NoReply => no_reply += 1,
+                ReplyKind::ProbesExhausted => {
+                    exhausted += 1;
+                    assert!(peer.now >= start + timeout, "ended early");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        assert!(peer.session.in_flight() <= 1500);
+    }
+    assert_eq!(no_reply + exhausted, 3000);
+    // Only the first burst met a full table; after it, nothing was sent past the table.
+    assert_eq!(refused, 1500 - TABLE);
+    assert_eq!(exhausted, refused);
+    assert_eq!(peer.session.helper_capacity(), Some(TABLE));
 }
