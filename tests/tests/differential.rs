@@ -3,7 +3,8 @@
 //! hops, ECMP with MPLS, round-trip times from 0 to 5 s, transient and lasting
 //! unreachables, IPv4 and IPv6. `mtr --report -n` and `trace` must print the same text byte
 //! for byte (the `Start:` line's time aside); `mtr --report --json -n` and `trace --json`
-//! the same values. No packet is sent: the targets are 127.0.0.1 and ::1, and the helper
+//! the same values; `mtr --report-wide -n` and `trace --wide` the same text once the lines
+//! `trace` adds (starting with `    |`) are left out. No packet is sent: the targets are 127.0.0.1 and ::1, and the helper
 //! only writes answers.
 //!
 //! mtr sends one probe every `interval / hops` and records whatever answered in between;
@@ -18,7 +19,7 @@ use mtrproto_tests::script::{HopPlan, SEED_ENV, Script};
 use serde_json::Value;
 
 const SEEDS: u64 = 60;
-/// Seeds run at once (four processes each, mostly asleep).
+/// Seeds run at once (six processes each, mostly asleep).
 const PARALLEL: usize = 3;
 /// The options both programs get: 3 rounds, 0.2 s apart, 50 ms of grace, 10 hops at most.
 const OPTIONS: [&str; 8] = ["-c", "3", "-i", "0.2", "-G", "0.05", "-m", "10"];
@@ -100,8 +101,11 @@ fn compare(mtr: &Path, trace: &Path, seed: u64) -> Result<(), String> {
         run(trace, seed, &[]),
         run(mtr, seed, &["--report", "--json", "-n"]),
         run(trace, seed, &["--json"]),
+        run(mtr, seed, &["--report-wide", "-n"]),
+        run(trace, seed, &["--wide"]),
     ];
-    let [mtr_text, our_text, mtr_json, our_json] = runs.map(|r| r.join().unwrap());
+    let [mtr_text, our_text, mtr_json, our_json, mtr_wide, our_wide] =
+        runs.map(|r| r.join().unwrap());
     let (theirs, ours) = (without_start(&mtr_text)?, without_start(&our_text)?);
     if theirs != ours {
         return Err(format!(
