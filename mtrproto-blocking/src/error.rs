@@ -25,6 +25,15 @@ pub enum Error {
     /// A session setting out of range (window, queue, rate).
     #[error("invalid session setting: {0}")]
     Config(#[from] ConfigError),
+    /// A probe option this mtr-packet release would ignore or never answer (see
+    /// [`compat`](crate::compat)).
+    #[error("mtr-packet {version} cannot send {what}; see the compatibility table in the README")]
+    Unsupported {
+        /// The helper's version.
+        version: String,
+        /// What it cannot do.
+        what: &'static str,
+    },
     /// More probes are waiting than the session's queue holds.
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),

@@ -27,6 +27,7 @@
 //!
 //! Probe only hosts you are allowed to probe; the examples here use localhost.
 
+pub mod compat;
 mod driver;
 mod error;
 mod handle;

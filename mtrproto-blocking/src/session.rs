@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, bounded, unbounded};
 use mtrproto::{Failure, Feature, ProbeResult, Rate, SessionConfig};
 
+use crate::compat::{self, Release};
 use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
@@ -36,6 +37,8 @@ pub struct Session {
     closed: AtomicBool,
     resolver: Resolver,
     version: String,
+    release: &'static Release,
+    window: usize,
     helper_pid: u32,
     close_grace: Duration,
 }
@@ -128,14 +131,28 @@ impl SessionBuilder {
         self
     }
 
-    /// Starts the helper, checks it supports `send-probe` and reads its version. A setting
-    /// out of range (see [`SessionConfig::validate`]) is [`Error::Config`].
+    /// Starts the helper, checks it supports `send-probe` and reads its version, then looks
+    /// the release up in [`compat`] (by behaviour if the version does not say) and clamps the
+    /// window to its probe table. A setting out of range (see [`SessionConfig::validate`]) is
+    /// [`Error::Config`].
     pub fn open(self) -> Result<Session, Error> {
         self.config.validate()?;
+        let session = self.clone().open_once()?;
+        let capacity = session.release.capacity;
+        if self.config.window <= capacity {
+            return Ok(session);
+        }
+        // The window is fixed when the helper starts: start again within the table.
+        session.close_within(Duration::ZERO);
+        self.window(capacity).open_once()
+    }
+
+    fn open_once(self) -> Result<Session, Error> {
         let command = match self.command {
             Some(command) => command,
             None => command_from_env()?,
         };
+        let window = self.config.window;
         let (commands, receiver) = unbounded();
         let (driver, waker, helper_pid) =
             Driver::start(command.clone(), self.helpers, self.config, receiver)?;
@@ -150,6 +167,8 @@ impl SessionBuilder {
             closed: AtomicBool::new(false),
             resolver: Resolver::default(),
             version: String::new(),
+            release: &compat::UNKNOWN,
+            window,
             helper_pid,
             close_grace: self.close_grace,
         };
@@ -169,6 +188,10 @@ impl SessionBuilder {
             });
         match opened {
             Ok(version) => {
+                session.release = match Release::for_version(&version) {
+                    Some(release) => release,
+                    None => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o)),
+                };
                 session.version = version;
                 Ok(session)
             }
@@ -251,10 +274,17 @@ impl Session {
     ) -> Result<(), Error> {
         self.check_open()?;
         let target = self.resolver.resolve(host, options.ip_version)?;
+        if let Some(what) = self.release.refusal(options, target) {
+            return Err(Error::Unsupported {
+                version: self.version.clone(),
+                what,
+            });
+        }
         let local = match &options.local_ip {
             Some(local) => Some(self.resolver.resolve(local, Some(family(target)))?),
-            // mtr-packet 0.93 refuses probes that name no source address.
-            None if self.version == "0.93" => {
+            // mtr-packet 0.93 refuses probes that name no source address; the address comes
+            // from this process's routing table (give `local_ip` if the helper runs elsewhere).
+            None if self.release.needs_source_address => {
                 Some(source_address_for(target).map_err(|e| HostResolveError {
                     host: host.to_owned(),
                     ip_version: options.ip_version,
@@ -319,6 +349,18 @@ impl Session {
     /// The helper's version, as it answered `check-support feature version` (`0.95` here).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The helper's release as this crate knows it (from its version, or its behaviour when
+    /// the version is not a known release).
+    pub fn release(&self) -> &'static Release {
+        self.release
+    }
+
+    /// Probes in flight at most per helper: the builder's window, clamped to the release's
+    /// probe table.
+    pub fn window(&self) -> usize {
+        self.window
     }
 
     /// The helper's process id.

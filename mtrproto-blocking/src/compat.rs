@@ -1,0 +1,306 @@
+//! What differs between mtr-packet releases, as data: one [`Release`] row per release.
+//!
+//! The session looks its helper up here when it opens ([`Release::for_version`]) and adapts:
+//! the window stays within the probe table, a source address is added where the helper
+//! needs one, and options the helper would ignore or never answer are refused with
+//! [`Error::Unsupported`]. Every row was checked against the
+//! release's own build (`tests/tests/releases.rs`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mtrproto::{ProbeResult, Protocol, ReplyKind};
+
+use crate::error::Error;
+use crate::options::ProbeOptions;
+
+/// One mtr-packet release's behaviour where releases differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Release {
+    /// The version as `check-support feature version` answers it, or `unknown`.
+    pub version: &'static str,
+    /// Probes mtr-packet keeps in flight at most (its `MAX_PROBES`); more are answered
+    /// `probes-exhausted`. The session's window is clamped to it.
+    pub capacity: usize,
+    /// A probe naming no source address is answered `invalid-argument` (0.93): the session
+    /// adds the address the local routing table picks.
+    pub needs_source_address: bool,
+    /// `local-device` binds the probe to an interface (0.96). Older releases ignore the
+    /// argument silently, and every release's `check-support` says `no` for it.
+    pub local_device: bool,
+    /// UDP probes over IPv6 are accepted (0.93 refuses every one).
+    pub udp_ipv6: bool,
+    /// A UDP probe with both `port` and `local-port` gets an answer, per family
+    /// `[IPv4, IPv6]` (0.92 gets none; 0.94 and 0.95 none over IPv6).
+    pub udp_port_and_local_port: [bool; 2],
+    /// A router's destination-unreachable is reported (0.92 ignores it: `no-reply`).
+    pub reports_unreachable: bool,
+    /// `no-route` is split into `no-route-host` and `no-route-network`, and `host-down`
+    /// exists (0.96).
+    pub split_no_route: bool,
+    /// The helper dies of SIGSEGV when a probe without a source address goes to a
+    /// destination whose route is `unreachable` (0.94 to 0.96); the probe fails with
+    /// [`ProcessError::Exited`](crate::ProcessError::Exited).
+    pub crashes_on_unreachable_route: bool,
+    /// Every reply name the release writes.
+    pub reply_names: &'static [&'static str],
+}
+
+/// Reply names every release writes.
+const NAMES_0_92: &[&str] = &[
+    "reply",
+    "ttl-expired",
+    "no-reply",
+    "no-route",
+    "network-down",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "probes-exhausted",
+    "invalid-argument",
+    "unexpected-error",
+    "unknown-command",
+    "feature-support",
+    "command-parse-error",
+    "command-buffer-overflow",
+];
+
+/// 0.96 splits `no-route` and adds `host-down` and the TCP connect timeout.
+const NAMES_0_96: &[&str] = &[
+    "reply",
+    "ttl-expired",
+    "no-reply",
+    "no-route-host",
+    "no-route-network",
+    "host-down",
+    "wait-tcp-respone-timeout",
+    "network-down",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "probes-exhausted",
+    "invalid-argument",
+    "unexpected-error",
+    "unknown-command",
+    "feature-support",
+    "command-parse-error",
+    "command-buffer-overflow",
+];
+
+/// The releases in use (2026), oldest first; the newest row also stands for later versions.
+pub const RELEASES: [Release; 5] = [
+    Release {
+        version: "0.92",
+        capacity: 1024,
+        needs_source_address: false,
+        local_device: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [false, false],
+        reports_unreachable: false,
+        split_no_route: false,
+        crashes_on_unreachable_route: false,
+        reply_names: NAMES_0_92,
+    },
+    Release {
+        version: "0.93",
+        capacity: 1024,
+        needs_source_address: true,
+        local_device: false,
+        udp_ipv6: false,
+        udp_port_and_local_port: [true, false],
+        reports_unreachable: true,
+        split_no_route: false,
+        crashes_on_unreachable_route: false,
+        reply_names: NAMES_0_92,
+    },
+    Release {
+        version: "0.94",
+        capacity: 1024,
+        needs_source_address: false,
+        local_device: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, false],
+        reports_unreachable: true,
+        split_no_route: false,
+        crashes_on_unreachable_route: true,
+        reply_names: NAMES_0_92,
+    },
+    Release {
+        version: "0.95",
+        capacity: 1024,
+        needs_source_address: false,
+        local_device: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, false],
+        reports_unreachable: true,
+        split_no_route: false,
+        crashes_on_unreachable_route: true,
+        reply_names: NAMES_0_92,
+    },
+    Release {
+        version: "0.96",
+        capacity: 10240,
+        needs_source_address: false,
+        local_device: true,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, true],
+        reports_unreachable: true,
+        split_no_route: true,
+        crashes_on_unreachable_route: true,
+        reply_names: NAMES_0_96,
+    },
+];
+
+/// A helper whose version is not a release above (a build without its tarball's version
+/// says `UNKNOWN`): the smallest table, nothing refused that the helper might do.
+pub const UNKNOWN: Release = Release {
+    version: "unknown",
+    capacity: 1024,
+    needs_source_address: false,
+    local_device: false,
+    udp_ipv6: true,
+    udp_port_and_local_port: [true, true],
+    reports_unreachable: true,
+    split_no_route: false,
+    crashes_on_unreachable_route: true,
+    reply_names: NAMES_0_96,
+};
+
+impl Release {
+    /// The row for a version string: an exact release, the newest row for a later version
+    /// (`0.97`, `0.96.1`, `1.0`), `None` for anything else (`UNKNOWN`, `0.91`).
+    ///
+    /// ```
+    /// use mtrproto_blocking::compat::Release;
+    /// assert_eq!(Release::for_version("0.93").unwrap().needs_source_address, true);
+    /// assert_eq!(Release::for_version("0.97").unwrap().capacity, 10240);
+    /// assert!(Release::for_version("UNKNOWN").is_none());
+    /// ```
+    pub fn for_version(version: &str) -> Option<&'static Release> {
+        let (major, minor) = major_minor(version)?;
+        let newest = RELEASES.last()?;
+        RELEASES
+            .iter()
+            .find(|r| major_minor(r.version) == Some((major, minor)))
+            .or_else(|| (Some((major, minor)) > major_minor(newest.version)).then_some(newest))
+    }
+
+    /// The 0.93 row: what an unknown build that refuses probes without a source address is
+    /// taken for.
+    pub(crate) fn needing_source_address() -> &'static Release {
+        &RELEASES[1]
+    }
+
+    /// Why this release cannot carry a probe with `options` to `target`, or `None`.
+    pub(crate) fn refusal(&self, options: &ProbeOptions, target: IpAddr) -> Option<&'static str> {
+        let family = usize::from(target.is_ipv6());
+        let udp = options.protocol == Protocol::Udp;
+        if options.local_device.is_some() && !self.local_device {
+            Some("local_device (mtr-packet before 0.96 ignores it)")
+        } else if udp && target.is_ipv6() && !self.udp_ipv6 {
+            Some("UDP over IPv6 (this mtr-packet refuses it)")
+        } else if udp
+            && options.port.is_some()
+            && options.local_port.is_some()
+            && !self.udp_port_and_local_port[family]
+        {
+            Some(
+                "UDP with both port and local_port here (this mtr-packet never matches the answer)",
+            )
+        } else {
+            None
+        }
+    }
+}
+
+/// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour: a probe
+/// to 127.0.0.1 without a source address, answered `invalid-argument` by 0.93 only.
+pub(crate) fn by_behaviour(
+    probe: impl FnOnce(&ProbeOptions) -> Result<ProbeResult, Error>,
+) -> &'static Release {
+    let options = ProbeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..ProbeOptions::default()
+    };
+    match probe(&options) {
+        Ok(result) if result.result == ReplyKind::InvalidArgument => {
+            Release::needing_source_address()
+        }
+        _ => &UNKNOWN,
+    }
+}
+
+/// `MAJOR.MINOR` at the start of a version string.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtrproto::Word;
+
+    #[test]
+    fn versions_find_their_rows() {
+        for release in &RELEASES {
+            assert_eq!(Release::for_version(release.version), Some(release));
+        }
+        assert_eq!(Release::for_version("0.95.1").unwrap().version, "0.95");
+        assert_eq!(Release::for_version("0.97").unwrap().version, "0.96");
+        assert_eq!(Release::for_version("1.0").unwrap().version, "0.96");
+        for other in ["UNKNOWN", "", "0.91", "0", "x.y", "0.9"] {
+            assert_eq!(Release::for_version(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn every_release_reply_name_is_a_known_kind() {
+        for release in RELEASES.iter().chain([&UNKNOWN]) {
+            for name in release.reply_names {
+                let kind = ReplyKind::from_name(Word::new(name).unwrap());
+                assert!(!matches!(kind, ReplyKind::Other(_)), "{name}");
+                assert_eq!(kind.as_str(), *name);
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_follow_the_table() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        let udp = ProbeOptions {
+            protocol: Protocol::Udp,
+            port: Some(9),
+            local_port: Some(2000),
+            ..ProbeOptions::default()
+        };
+        let device = ProbeOptions {
+            local_device: Some("eth0".into()),
+            ..ProbeOptions::default()
+        };
+        let refused = |version: &str, options: &ProbeOptions, target| {
+            Release::for_version(version)
+                .unwrap()
+                .refusal(options, target)
+                .is_some()
+        };
+        assert!(refused("0.92", &udp, v4));
+        assert!(!refused("0.93", &udp, v4));
+        assert!(refused("0.95", &udp, v6));
+        assert!(!refused("0.96", &udp, v6));
+        let plain_udp6 = ProbeOptions {
+            local_port: None,
+            ..udp.clone()
+        };
+        assert!(refused("0.93", &plain_udp6, v6));
+        assert!(!refused("0.94", &plain_udp6, v6));
+        assert!(refused("0.95", &device, v4));
+        assert!(!refused("0.96", &device, v4));
+        assert!(UNKNOWN.refusal(&device, v4).is_some());
+        assert!(UNKNOWN.refusal(&udp, v6).is_none());
+    }
+}

@@ -1,0 +1,654 @@
+//! Every mtr-packet release, 0.92 to 0.96, as built by `scripts/build-mtr-versions` into
+//! `$MTR_VERSIONS/VERSION/mtr-packet` (default `target/mtr-versions`): each release's
+//! behaviour where releases differ, as one row of `EXPECTED`, checked both on the raw helper
+//! and through the session that adapts to it. Needs root (raw sockets, namespaces); probes
+//! go to loopback and to addresses inside the namespaces made here only.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mtrproto_blocking::{
+    Error, Feature, ProbeOptions, ProcessError, Protocol, ReplyKind, Session, SessionBuilder,
+};
+use mtrproto_tests::netns::{self, Netns, veth};
+
+/// What one release does where releases differ, each checked against its build below.
+struct Expected {
+    version: &'static str,
+    /// Probes in flight before `probes-exhausted` (`MAX_PROBES`).
+    capacity: usize,
+    /// A probe naming no source address is answered `invalid-argument`.
+    needs_source: bool,
+    /// UDP over IPv6 is accepted at all.
+    udp_ipv6: bool,
+    /// A UDP probe with both `port` and `local-port` is answered, `[IPv4, IPv6]`.
+    udp_port_and_local_port: [bool; 2],
+    /// A router's destination-unreachable (`no-reply`: not reported).
+    router_unreachable: ReplyKind<'static>,
+    /// A destination whose local route is `unreachable` (EHOSTUNREACH), source given.
+    host_unreachable: ReplyKind<'static>,
+    /// A destination with no route at all (ENETUNREACH), source given.
+    network_unreachable: ReplyKind<'static>,
+    /// Without a source address, an `unreachable` route kills the helper (SIGSEGV);
+    /// otherwise the probe is answered `invalid-argument`.
+    crashes_on_unreachable_route: bool,
+    /// `local-device` binds the probe to an interface (else it is ignored).
+    local_device: bool,
+}
+
+use ReplyKind::{NoReply, NoRoute, NoRouteHost, NoRouteNetwork};
+
+const EXPECTED: [Expected; 5] = [
+    Expected {
+        version: "0.92",
+        capacity: 1024,
+        needs_source: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [false, false],
+        router_unreachable: NoReply,
+        host_unreachable: NoRoute,
+        network_unreachable: NoRoute,
+        crashes_on_unreachable_route: false,
+        local_device: false,
+    },
+    Expected {
+        version: "0.93",
+        capacity: 1024,
+        needs_source: true,
+        udp_ipv6: false,
+        udp_port_and_local_port: [true, false],
+        router_unreachable: NoRoute,
+        host_unreachable: NoRoute,
+        network_unreachable: NoRoute,
+        crashes_on_unreachable_route: false,
+        local_device: false,
+    },
+    Expected {
+        version: "0.94",
+        capacity: 1024,
+        needs_source: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, false],
+        router_unreachable: NoRoute,
+        host_unreachable: NoRoute,
+        network_unreachable: NoRoute,
+        crashes_on_unreachable_route: true,
+        local_device: false,
+    },
+    Expected {
+        version: "0.95",
+        capacity: 1024,
+        needs_source: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, false],
+        router_unreachable: NoRoute,
+        host_unreachable: NoRoute,
+        network_unreachable: NoRoute,
+        crashes_on_unreachable_route: true,
+        local_device: false,
+    },
+    Expected {
+        version: "0.96",
+        capacity: 10240,
+        needs_source: false,
+        udp_ipv6: true,
+        udp_port_and_local_port: [true, true],
+        router_unreachable: NoRouteHost,
+        host_unreachable: NoRouteHost,
+        network_unreachable: NoRouteNetwork,
+        crashes_on_unreachable_route: true,
+        local_device: true,
+    },
+];
+
+/// The release's row and its binary, or `None` (with a note) where the test cannot run.
+fn release(version: &str) -> Option<(&'static Expected, PathBuf)> {
+    let expected = EXPECTED.iter().find(|e| e.version == version).unwrap();
+    binary(version).map(|path| (expected, path))
+}
+
+fn binary(dir_name: &str) -> Option<PathBuf> {
+    if !netns::available() {
+        println!("skipped: needs root (raw sockets, network namespaces) and iproute2");
+        return None;
+    }
+    let (dir, required) = match std::env::var_os("MTR_VERSIONS") {
+        Some(dir) => (PathBuf::from(dir), true),
+        None => (
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
+            false,
+        ),
+    };
+    let path = dir.join(dir_name).join("mtr-packet");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !required,
+        "{} missing with MTR_VERSIONS set",
+        path.display()
+    );
+    println!(
+        "skipped: {} not built (scripts/build-mtr-versions)",
+        path.display()
+    );
+    None
+}
+
+/// Namespace and interface names unique to this release's tests, which run in parallel.
+fn tag(e: &Expected) -> String {
+    format!("v{}", e.version.replace('.', ""))
+}
+
+/// A session on `binary`, inside `ns` if given.
+fn builder(binary: &Path, ns: Option<&Netns>) -> SessionBuilder {
+    let binary = binary.to_str().unwrap().to_owned();
+    match ns {
+        Some(ns) => Session::builder().program(
+            "ip".to_owned(),
+            ["netns".into(), "exec".into(), ns.name().to_owned(), binary],
+        ),
+        None => Session::builder().program(binary, []),
+    }
+}
+
+/// Runs the helper on `lines` (inside `ns` if given) until it has answered them all and
+/// exited, within 30 s; returns each token's reply line without the token, and how it exited.
+fn raw(
+    binary: &Path,
+    ns: Option<&Netns>,
+    lines: Vec<String>,
+) -> (HashMap<u32, String>, std::process::ExitStatus) {
+    let mut command = Command::new("timeout");
+    command.arg("30");
+    if let Some(ns) = ns {
+        command.args(["ip", "netns", "exec", ns.name()]);
+    }
+    let mut child = command
+        .arg(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Written by another thread: the helper answers while it reads.
+    let writer = std::thread::spawn(move || {
+        for (i, line) in lines.iter().enumerate() {
+            let _ = writeln!(stdin, "{} {line}", i + 1);
+        }
+    });
+    let mut replies = HashMap::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let (token, rest) = line.split_once(' ').unwrap();
+        replies.insert(token.parse().unwrap(), rest.to_owned());
+    }
+    writer.join().unwrap();
+    (replies, child.wait().unwrap())
+}
+
+/// The reply name of each request, in order.
+fn raw_kinds(binary: &Path, ns: Option<&Netns>, lines: &[&str]) -> Vec<String> {
+    let (replies, status) = raw(binary, ns, lines.iter().map(|l| l.to_string()).collect());
+    assert!(status.success(), "{status}");
+    (1..=lines.len() as u32)
+        .map(|t| {
+            let reply = replies.get(&t).map_or("", String::as_str);
+            reply.split(' ').next().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn within(seconds: u64) -> ProbeOptions {
+    ProbeOptions {
+        timeout: Some(Duration::from_secs(seconds)),
+        ..ProbeOptions::default()
+    }
+}
+
+fn version_and_features(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    let session = builder(&binary, None).window(20_000).open().unwrap();
+    assert_eq!(session.version(), e.version);
+    assert_eq!(session.release().version, e.version);
+    assert_eq!(session.window(), e.capacity, "clamped to the probe table");
+    for feature in [
+        Feature::SendProbe,
+        Feature::Ip4,
+        Feature::Ip6,
+        Feature::Icmp,
+        Feature::Udp,
+        Feature::Tcp,
+    ] {
+        assert!(
+            session.check_support(feature.clone()).unwrap(),
+            "{feature:?}"
+        );
+    }
+    // No release says yes to local-device, not even 0.96 which has it.
+    let device = Feature::from_name("local-device").unwrap();
+    assert!(!session.check_support(device).unwrap());
+    let small = builder(&binary, None).window(64).open().unwrap();
+    assert_eq!(small.window(), 64);
+}
+
+fn loopback(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    // The raw helper: what the session has to work around.
+    let answered = |yes: bool| if yes { "reply" } else { "no-reply" };
+    let refused = |refuses: bool, otherwise: &'static str| {
+        if refuses {
+            "invalid-argument"
+        } else {
+            otherwise
+        }
+    };
+    let port = 20_000
+        + 10 * EXPECTED
+            .iter()
+            .position(|x| x.version == e.version)
+            .unwrap();
+    let kinds = raw_kinds(
+        &binary,
+        None,
+        &[
+            "send-probe ip-4 127.0.0.1 timeout 1",
+            "send-probe ip-6 ::1 local-ip-6 ::1 protocol udp port 9 timeout 1",
+            &format!(
+                "send-probe ip-4 127.0.0.1 local-ip-4 127.0.0.1 protocol udp port 9 local-port {port} timeout 1"
+            ),
+            &format!(
+                "send-probe ip-6 ::1 local-ip-6 ::1 protocol udp port 9 local-port {} timeout 1",
+                port + 1
+            ),
+        ],
+    );
+    let want = [
+        refused(e.needs_source, "reply"),
+        refused(!e.udp_ipv6, "reply"),
+        answered(e.udp_port_and_local_port[0]),
+        refused(!e.udp_ipv6, answered(e.udp_port_and_local_port[1])),
+    ];
+    assert_eq!(kinds, want, "raw helper");
+
+    // The session: every protocol on both loopbacks, without a source address.
+    let session = builder(&binary, None).open().unwrap();
+    for host in ["127.0.0.1", "::1"] {
+        let tcp_port = TcpListener::bind((host, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cases = [
+            (Protocol::Icmp, None, None),
+            (Protocol::Tcp, Some(tcp_port), None),
+            (Protocol::Udp, Some(9), None),
+            (Protocol::Udp, Some(9), Some(port as u16 + 2)),
+        ];
+        for (protocol, port, local_port) in cases {
+            let options = ProbeOptions {
+                protocol,
+                port,
+                local_port,
+                ..within(2)
+            };
+            let v6 = host == "::1";
+            let carried = protocol != Protocol::Udp
+                || ((!v6 || e.udp_ipv6)
+                    && (local_port.is_none() || e.udp_port_and_local_port[usize::from(v6)]));
+            match session.probe_blocking(host, &options) {
+                Ok(result) => {
+                    assert!(carried, "{host} {options:?}: {result:?}");
+                    assert_eq!(result.result, ReplyKind::Reply, "{host} {options:?}");
+                    assert_eq!(result.responder, Some(host.parse().unwrap()));
+                }
+                Err(Error::Unsupported { version, .. }) => {
+                    assert!(!carried, "{host} {options:?} refused");
+                    assert_eq!(version, e.version);
+                }
+                Err(other) => panic!("{host} {options:?}: {other}"),
+            }
+        }
+    }
+}
+
+/// client 198.18.1.2 -- r1 -- r2 -- target 198.18.3.2 (and 2001:db8:N::), as in
+/// `trace_netns.rs`; the client routes 198.18.0.0/18 and 2001:db8::/40 only, has an
+/// `unreachable` route to 198.18.70.0/24 and 2001:db8:70::/48, and r1 one to 198.18.60.0/24
+/// and 2001:db8:60::/48.
+fn build_line(tag: &str) -> std::io::Result<[Netns; 4]> {
+    let client = Netns::new(&format!("{tag}-client"))?;
+    let r1 = Netns::new(&format!("{tag}-r1"))?;
+    let r2 = Netns::new(&format!("{tag}-r2"))?;
+    let target = Netns::new(&format!("{tag}-target"))?;
+    for ns in [&client, &r1, &r2, &target] {
+        // No duplicate address detection: IPv6 works as soon as the links are up.
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+    }
+    let dev = |name: &str| format!("{tag}{name}");
+    veth(&client, &dev("c0"), &r1, &dev("r1a"))?;
+    veth(&r1, &dev("r1b"), &r2, &dev("r2a"))?;
+    veth(&r2, &dev("r2b"), &target, &dev("t0"))?;
+    let addr = |ns: &Netns, name: &str, v4: &str, v6: &str| -> std::io::Result<()> {
+        ns.ip(&["addr", "add", v4, "dev", &dev(name)])?;
+        ns.ip(&["-6", "addr", "add", v6, "dev", &dev(name), "nodad"])
+    };
+    addr(&client, "c0", "198.18.1.2/24", "2001:db8:1::2/64")?;
+    addr(&r1, "r1a", "198.18.1.1/24", "2001:db8:1::1/64")?;
+    addr(&r1, "r1b", "198.18.2.1/24", "2001:db8:2::1/64")?;
+    addr(&r2, "r2a", "198.18.2.2/24", "2001:db8:2::2/64")?;
+    addr(&r2, "r2b", "198.18.3.1/24", "2001:db8:3::1/64")?;
+    addr(&target, "t0", "198.18.3.2/24", "2001:db8:3::2/64")?;
+    let routes: [(&Netns, &[&str]); 12] = [
+        (
+            &client,
+            &["route", "add", "198.18.0.0/18", "via", "198.18.1.1"],
+        ),
+        (
+            &client,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8::/40",
+                "via",
+                "2001:db8:1::1",
+            ],
+        ),
+        (&client, &["route", "add", "unreachable", "198.18.70.0/24"]),
+        (
+            &client,
+            &["-6", "route", "add", "unreachable", "2001:db8:70::/48"],
+        ),
+        (&r1, &["route", "add", "198.18.3.0/24", "via", "198.18.2.2"]),
+        (
+            &r1,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8:3::/64",
+                "via",
+                "2001:db8:2::2",
+            ],
+        ),
+        (&r1, &["route", "add", "unreachable", "198.18.60.0/24"]),
+        (
+            &r1,
+            &["-6", "route", "add", "unreachable", "2001:db8:60::/48"],
+        ),
+        (&r2, &["route", "add", "198.18.1.0/24", "via", "198.18.2.1"]),
+        (
+            &r2,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8:1::/64",
+                "via",
+                "2001:db8:2::1",
+            ],
+        ),
+        (
+            &target,
+            &["route", "add", "198.18.0.0/16", "via", "198.18.3.1"],
+        ),
+        (
+            &target,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8::/32",
+                "via",
+                "2001:db8:3::1",
+            ],
+        ),
+    ];
+    for (ns, args) in routes {
+        ns.ip(args)?;
+    }
+    for router in [&r1, &r2] {
+        router.sysctl("net.ipv4.ip_forward", "1")?;
+        router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        // Every probe must get its ICMP answer: no rate limit on the routers.
+        router.sysctl("net.ipv4.icmp_ratelimit", "0")?;
+        router.sysctl("net.ipv6.icmp.ratelimit", "0")?;
+    }
+    Ok([client, r1, r2, target])
+}
+
+fn line_of_routers(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    let line = build_line(&tag(e)).expect("namespaces");
+    let session = builder(&binary, Some(&line[0])).open().unwrap();
+    let families = [
+        (
+            "198.18.1.2",
+            ["198.18.1.1", "198.18.2.2", "198.18.3.2"],
+            ["198.18.60.1", "198.18.70.1", "198.18.130.1"],
+        ),
+        (
+            "2001:db8:1::2",
+            ["2001:db8:1::1", "2001:db8:2::2", "2001:db8:3::2"],
+            ["2001:db8:60::1", "2001:db8:70::1", "2001:db8:9000::1"],
+        ),
+    ];
+    for (source, hops, [behind_router, unreachable, no_route]) in families {
+        // Unreachables first: a router's route error shares the ICMP rate limit of its
+        // time-exceeded messages, which the trace would exhaust for a second.
+        let sourced = ProbeOptions {
+            local_ip: Some(source.to_owned()),
+            ..within(1)
+        };
+        let cases = [
+            (behind_router, &e.router_unreachable, Some(hops[0])),
+            (unreachable, &e.host_unreachable, None),
+            (no_route, &e.network_unreachable, None),
+        ];
+        for (target, kind, responder) in cases {
+            let result = session.probe_blocking(target, &sourced).unwrap();
+            assert_eq!(&result.result, kind, "{target}: {result:?}");
+            if *kind != NoReply {
+                assert_eq!(result.responder, responder.map(|r| r.parse().unwrap()));
+            }
+        }
+        // The session adds a source address for 0.93 from this process's routing table,
+        // not the client namespace's: there it must be given.
+        let local_ip = e.needs_source.then(|| source.to_owned());
+        for (ttl, hop) in hops.iter().enumerate() {
+            let options = ProbeOptions {
+                ttl: Some(ttl as u8 + 1),
+                local_ip: local_ip.clone(),
+                ..within(2)
+            };
+            let result = session.probe_blocking(hops[2], &options).unwrap();
+            let kind = if ttl == 2 {
+                ReplyKind::Reply
+            } else {
+                ReplyKind::TtlExpired
+            };
+            assert_eq!(
+                result.result,
+                kind,
+                "{} ttl {}: {result:?}",
+                hops[2],
+                ttl + 1
+            );
+            assert_eq!(result.responder, Some(hop.parse().unwrap()), "{result:?}");
+        }
+    }
+}
+
+fn crash_on_unreachable_route(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    let ns = Netns::new(&format!("{}-unreach", tag(e))).expect("namespace");
+    ns.ip(&["route", "add", "unreachable", "198.18.70.0/24"])
+        .unwrap();
+    let probe = "send-probe ip-4 198.18.70.1 timeout 1";
+    let (replies, status) = raw(&binary, Some(&ns), vec![probe.into()]);
+    // `timeout` passes the signal on as 128 + its number.
+    let segv = status.signal() == Some(11) || status.code() == Some(128 + 11);
+    assert_eq!(segv, e.crashes_on_unreachable_route, "{status}");
+    if !segv {
+        assert_eq!(replies[&1], "invalid-argument");
+    }
+
+    // The session reports the crash as the probe's error.
+    let session = builder(&binary, Some(&ns)).open().unwrap();
+    let outcome = session.probe_blocking("198.18.70.1", &within(1));
+    let crashed = matches!(outcome, Err(Error::Process(ProcessError::Exited { .. })));
+    assert_eq!(crashed, e.crashes_on_unreachable_route, "{outcome:?}");
+}
+
+/// Unanswered probes in a namespace whose loopback ignores echo requests: the raw helper
+/// takes `capacity` and refuses the rest; the session, asked for a larger window, stays
+/// within the table.
+fn probe_table(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    let ns = Netns::new(&format!("{}-quiet", tag(e))).expect("namespace");
+    ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1").unwrap();
+    let extra = 16;
+    let probe = "send-probe ip-4 127.0.0.1 local-ip-4 127.0.0.1 timeout 3".to_owned();
+    let (replies, status) = raw(&binary, Some(&ns), vec![probe; e.capacity + extra]);
+    assert!(status.success(), "{status}");
+    let count = |name: &str| replies.values().filter(|r| r.as_str() == name).count();
+    assert_eq!(
+        (count("no-reply"), count("probes-exhausted")),
+        (e.capacity, extra)
+    );
+
+    let session = builder(&binary, Some(&ns)).window(20_000).open().unwrap();
+    assert_eq!(session.window(), e.capacity);
+    let options = ProbeOptions {
+        local_ip: Some("127.0.0.1".into()),
+        ..within(1)
+    };
+    let handles: Vec<_> = (0..e.capacity + extra)
+        .map(|_| session.probe("127.0.0.1", &options).unwrap())
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.wait().unwrap().result, NoReply);
+    }
+}
+
+/// `local_device` on a namespace's veth: a (ld0) -- b 198.18.5.2, and a (le0) -- c.
+fn local_device(version: &str) {
+    let Some((e, binary)) = release(version) else {
+        return;
+    };
+    let tag = tag(e);
+    let [a, b, c] = ["a", "b", "c"].map(|n| Netns::new(&format!("{tag}-dev{n}")).unwrap());
+    let (ld0, le0) = (format!("{tag}ld0"), format!("{tag}le0"));
+    veth(&a, &ld0, &b, &format!("{tag}ld1")).unwrap();
+    veth(&a, &le0, &c, &format!("{tag}le1")).unwrap();
+    a.ip(&["addr", "add", "198.18.5.1/24", "dev", &ld0])
+        .unwrap();
+    a.ip(&["addr", "add", "198.18.6.1/24", "dev", &le0])
+        .unwrap();
+    b.ip(&["addr", "add", "198.18.5.2/24", "dev", &format!("{tag}ld1")])
+        .unwrap();
+
+    // Bound to the wrong interface, the probe gets lost; a release that ignores the
+    // argument gets its reply anyway.
+    let kinds = raw_kinds(
+        &binary,
+        Some(&a),
+        &[&format!(
+            "send-probe ip-4 198.18.5.2 local-ip-4 198.18.5.1 local-device {le0} timeout 1"
+        )],
+    );
+    let ignored = if e.local_device { "no-reply" } else { "reply" };
+    assert_eq!(kinds, [ignored]);
+
+    let session = builder(&binary, Some(&a)).open().unwrap();
+    for (device, kind) in [(&ld0, ReplyKind::Reply), (&le0, NoReply)] {
+        let options = ProbeOptions {
+            local_device: Some(device.clone()),
+            local_ip: e.needs_source.then(|| "198.18.5.1".to_owned()),
+            ..within(1)
+        };
+        match session.probe_blocking("198.18.5.2", &options) {
+            Ok(result) => {
+                assert!(e.local_device, "{result:?}");
+                assert_eq!(result.result, kind, "{device}");
+            }
+            Err(Error::Unsupported { .. }) => assert!(!e.local_device),
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+/// 0.93 built without its version (`UNKNOWN`): the session tells it by behaviour and adds
+/// the source address it needs.
+#[test]
+fn unknown_build_is_told_by_behaviour() {
+    let Some(binary) = binary("0.93-UNKNOWN") else {
+        return;
+    };
+    let kinds = raw_kinds(
+        &binary,
+        None,
+        &[
+            "check-support feature version",
+            "send-probe ip-4 127.0.0.1 timeout 1",
+        ],
+    );
+    assert_eq!(kinds, ["feature-support", "invalid-argument"]);
+    let session = builder(&binary, None).open().unwrap();
+    assert_eq!(session.version(), "UNKNOWN");
+    assert!(session.release().needs_source_address);
+    for host in ["127.0.0.1", "::1"] {
+        let result = session.probe_blocking(host, &within(1)).unwrap();
+        assert!(result.success, "{host}: {result:?}");
+    }
+}
+
+/// One module per release, one test per area.
+macro_rules! releases {
+    ($($module:ident => $version:literal),* $(,)?) => {$(
+        mod $module {
+            #[test]
+            fn version_and_features() {
+                super::version_and_features($version);
+            }
+            #[test]
+            fn loopback() {
+                super::loopback($version);
+            }
+            #[test]
+            fn line_of_routers() {
+                super::line_of_routers($version);
+            }
+            #[test]
+            fn crash_on_unreachable_route() {
+                super::crash_on_unreachable_route($version);
+            }
+            #[test]
+            fn probe_table() {
+                super::probe_table($version);
+            }
+            #[test]
+            fn local_device() {
+                super::local_device($version);
+            }
+        }
+    )*};
+}
+
+releases!(v0_92 => "0.92", v0_93 => "0.93", v0_94 => "0.94", v0_95 => "0.95", v0_96 => "0.96");
