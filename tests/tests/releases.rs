@@ -498,6 +498,12 @@ fn crash_on_unreachable_route(version: &str) {
     let ns = Netns::new(&format!("{}-unreach", tag(e))).expect("namespace");
     ns.ip(&["route", "add", "unreachable", "198.18.70.0/24"])
         .unwrap();
+    // A destination with no route at all is refused by every release.
+    let no_route = ["send-probe ip-4 198.18.130.1 timeout 1"];
+    assert_eq!(
+        raw_kinds(&binary, Some(&ns), &no_route),
+        ["invalid-argument"]
+    );
     let probe = "send-probe ip-4 198.18.70.1 timeout 1";
     let (replies, status) = raw(&binary, Some(&ns), vec![probe.into()]);
     // `timeout` passes the signal on as 128 + its number.
@@ -617,6 +623,36 @@ fn unknown_build_is_told_by_behaviour() {
         let result = session.probe_blocking(host, &within(1)).unwrap();
         assert!(result.success, "{host}: {result:?}");
     }
+}
+
+/// A helper of unknown version that takes probes without a source address (the fake one)
+/// gets the generic row: the smallest table, `local_device` refused.
+#[test]
+fn unknown_version_that_needs_no_source() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let session = Session::builder()
+        .program(fake, ["--version", "UNKNOWN"])
+        .window(5000)
+        .open()
+        .unwrap();
+    assert_eq!(session.version(), "UNKNOWN");
+    assert_eq!(session.release().version, "unknown");
+    assert!(!session.release().needs_source_address);
+    assert_eq!(session.window(), 1024);
+    let device = ProbeOptions {
+        local_device: Some("eth0".into()),
+        ..ProbeOptions::default()
+    };
+    assert!(matches!(
+        session.probe_blocking("127.0.0.1", &device),
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &within(1))
+            .unwrap()
+            .success
+    );
 }
 
 /// One module per release, one test per area.
