@@ -9,7 +9,8 @@ use crate::mpls::MplsStack;
 use crate::token::Token;
 use crate::word::Word;
 
-/// The name of a reply, one variant per name mtr 0.95 and 0.96 use.
+/// The name of a reply, one variant per name mtr-packet 0.92 to 0.96 use (each release's
+/// names: `mtrproto_blocking::compat`).
 ///
 /// Names this crate does not know are kept as [`ReplyKind::Other`]; the parser never puts a
 /// known name there.
@@ -20,8 +21,8 @@ pub enum ReplyKind<'a> {
     Reply,
     /// `ttl-expired`: a router on the path answered.
     TtlExpired,
-    /// `no-route`: mtr 0.95's name for a local routing error and for a router's
-    /// destination-unreachable.
+    /// `no-route`: mtr 0.93 to 0.95's name for a local routing error and for a router's
+    /// destination-unreachable (0.92 uses it for local routing errors only).
     NoRoute,
     /// `no-route-host`: mtr 0.96's name for a host unreachable.
     NoRouteHost,
