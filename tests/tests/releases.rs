@@ -530,7 +530,8 @@ fn probe_table(version: &str) {
     let ns = Netns::new(&format!("{}-quiet", tag(e))).expect("namespace");
     ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1").unwrap();
     let extra = 16;
-    let probe = "send-probe ip-4 127.0.0.1 local-ip-4 127.0.0.1 timeout 3".to_owned();
+    // Long enough for every request to be read before the first probe times out.
+    let probe = "send-probe ip-4 127.0.0.1 local-ip-4 127.0.0.1 timeout 4".to_owned();
     let (replies, status) = raw(&binary, Some(&ns), vec![probe; e.capacity + extra]);
     assert!(status.success(), "{status}");
     let count = |name: &str| replies.values().filter(|r| r.as_str() == name).count();
