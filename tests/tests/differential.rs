@@ -119,6 +119,16 @@ fn compare(mtr: &Path, trace: &Path, seed: u64) -> Result<(), String> {
             "JSON differs\n--- mtr\n{theirs:#}\n--- trace\n{ours:#}"
         ));
     }
+    let theirs = without_start(&mtr_wide)?;
+    let ours: String = without_start(&our_wide)?
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with("    |"))
+        .collect();
+    if theirs != ours {
+        return Err(format!(
+            "wide text differs\n--- mtr\n{theirs}--- trace\n{ours}"
+        ));
+    }
     Ok(())
 }
 
