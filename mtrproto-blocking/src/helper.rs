@@ -92,7 +92,7 @@ impl Helper {
 
     /// The slot whose stdout a poll token stands for, if it is one.
     pub(crate) fn slot_of_stdout(token: PollToken) -> Option<usize> {
-        (token.0 % 2 == 0).then_some(token.0 / 2)
+        token.0.is_multiple_of(2).then_some(token.0 / 2)
     }
 
     /// The process id.

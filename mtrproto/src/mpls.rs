@@ -166,7 +166,7 @@ impl MplsStack {
             })?;
             values[count % 4] = value;
             count += 1;
-            if count % 4 == 0 {
+            if count.is_multiple_of(4) {
                 stack.push(entry(values)?)?;
             }
             rest = after;
@@ -174,7 +174,7 @@ impl MplsStack {
                 break;
             }
         }
-        if count % 4 != 0 {
+        if !count.is_multiple_of(4) {
             return Err(MplsError::NotGroupsOfFour(count));
         }
         Ok(stack)

@@ -54,7 +54,11 @@ fn mtr() -> Option<PathBuf> {
 }
 
 fn target(seed: u64) -> &'static str {
-    if seed % 2 == 0 { "127.0.0.1" } else { "::1" }
+    if seed.is_multiple_of(2) {
+        "127.0.0.1"
+    } else {
+        "::1"
+    }
 }
 
 fn run(program: &Path, seed: u64, extra: &[&str]) -> std::thread::JoinHandle<Output> {
