@@ -36,6 +36,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// docs.rs: mark the items a feature gates (`JsonReport` needs `serde`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod command;
 mod error;
 mod framer;

@@ -180,6 +180,7 @@ mod json {
     use crate::stats::TraceStats;
 
     /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     pub struct JsonReport {
         report: Body,
@@ -197,6 +198,7 @@ mod json {
     /// The mtr form has mtr's values: it dumps them with 5 significant digits
     /// (`JSON_REAL_PRECISION(5)`), so a Wrst of 150001 µs is `150.0`. The extended form keeps
     /// every microsecond (`150.001`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     #[allow(non_snake_case)]
     pub struct JsonHub {
@@ -228,6 +230,7 @@ mod json {
     }
 
     /// A responder of a hop (extended form).
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     pub struct JsonResponder {
         /// Its address.
@@ -239,6 +242,7 @@ mod json {
     }
 
     /// One MPLS label stack entry (extended form).
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     pub struct JsonMpls {
         /// Label.
