@@ -1,9 +1,11 @@
 //! Pings a host through mtr-packet, like `ping`.
 //!
 //! ```text
-//! cargo run -p mtrproto-blocking --example ping -- [-c COUNT] [-i SECONDS] [-p icmp|udp|tcp]
-//!     [--port N] [-t TTL] [-4|-6] HOST
+//! cargo run -p mtrproto-blocking --example ping -- [-c COUNT] [-i SECONDS]
+//!     [-p icmp|udp|tcp|sctp] [--port N] [-t TTL] [-w TIMEOUT_S] [-4|-6] HOST
 //! ```
+//!
+//! `--help` lists every option.
 //!
 //! Prints one line per probe and a summary; exits non-zero when the session cannot open or
 //! no probe got a reply. Only ping hosts you are allowed to probe (try `localhost`).
@@ -13,19 +15,40 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "ping [-c COUNT] [-i SECONDS] [-p icmp|udp|tcp] [--port N] [-t TTL] [-4|-6] HOST";
+use clap::Parser;
+
+/// Pings a host through mtr-packet, like `ping`. Only ping hosts you are allowed to probe.
+#[derive(Debug, Parser)]
+#[command(name = "ping", allow_negative_numbers = true)]
+struct Cli {
+    /// Probes to send.
+    #[arg(short = 'c', long, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// Seconds between probes.
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1",
+          value_parser = common::seconds)]
+    interval: Duration,
+    /// Time to live of each probe.
+    #[arg(short = 't', long, value_parser = clap::value_parser!(u8).range(1..))]
+    ttl: Option<u8>,
+    #[command(flatten)]
+    probe: common::ProbeFlags,
+    /// Host name or address to ping (try localhost).
+    host: String,
+}
 
 fn main() -> ExitCode {
-    let args = common::parse(USAGE, &[]);
+    let cli = Cli::parse();
+    let mut options = cli.probe.options();
+    options.ttl = cli.ttl;
     let session = common::open_session();
-    let count = args.count.unwrap_or(4);
-    let interval = args.interval.unwrap_or(Duration::from_secs(1));
-    println!("PING {} via mtr-packet {}", args.host, session.version());
+    let (count, interval) = (cli.count, cli.interval);
+    println!("PING {} via mtr-packet {}", cli.host, session.version());
     let mut times = Vec::new();
     for seq in 1..=count {
         let started = Instant::now();
-        match session.probe_blocking(&args.host, &args.options) {
+        match session.probe_blocking(&cli.host, &options) {
             Ok(result) => {
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);
@@ -42,7 +65,7 @@ fn main() -> ExitCode {
     }
     let received = times.len() as u32;
     let loss = 100.0 * f64::from(count - received) / f64::from(count.max(1));
-    println!("--- {} ping statistics ---", args.host);
+    println!("--- {} ping statistics ---", cli.host);
     println!("{count} probes sent, {received} received, {loss:.0}% loss");
     if let (Some(min), Some(max)) = (times.iter().min(), times.iter().max()) {
         let avg = times.iter().sum::<Duration>() / received;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S]
-//!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST
+//!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6] [--json] [--wide]
+//!     HOST
 //! ```
 //!
 //! As mtr does, it sends one probe at a time, TTL 1, 2, ... up to the target, every
@@ -11,8 +12,8 @@
 //! per second), then waits up to `GRACE` (default 5 s, as mtr's `--gracetime`) for answers
 //! still due, and prints the report. `--wide` lists every responder of a hop with the MPLS
 //! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
-//! When stdout is a terminal the table is redrawn after every round. Only trace hosts you
-//! are allowed to probe (try `localhost`).
+//! When stdout is a terminal the table is redrawn after every round. `--help` lists every
+//! option. Only trace hosts you are allowed to probe (try `localhost`).
 
 mod common;
 
@@ -21,16 +22,47 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use mtrproto::{ProbeResult, ReportMeta, Rounds, TraceStats, text_report};
 use mtrproto_blocking::{Error, ProbeOptions, Session};
 
-const USAGE: &str = "trace [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S] [-m MAX_HOPS] [-w TIMEOUT_S] \
-                     [-p icmp|udp|tcp] [--port N] [-4|-6] [--json] [--wide] HOST";
+/// Traces the path to a host like `mtr --report`: mtr's probes, in mtr's order, and its
+/// report. Only trace hosts you are allowed to probe.
+#[derive(Debug, Parser)]
+#[command(name = "trace", allow_negative_numbers = true)]
+struct Cli {
+    /// Rounds of probes (one probe per hop each).
+    #[arg(short = 'c', long = "report-cycles", value_name = "CYCLES", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    cycles: u32,
+    /// Seconds per round.
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1",
+          value_parser = common::seconds)]
+    interval: Duration,
+    /// Seconds to wait for answers after the last round (mtr's --gracetime).
+    #[arg(short = 'G', long = "gracetime", value_name = "SECONDS", default_value = "5",
+          value_parser = common::seconds)]
+    grace: Duration,
+    /// Highest TTL probed.
+    #[arg(short = 'm', long = "max-ttl", value_name = "HOPS", default_value_t = 30,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    max_hops: u8,
+    /// Print mtr's JSON report instead of the text.
+    #[arg(long)]
+    json: bool,
+    /// Every responder of a hop with its MPLS labels; the host column fits the longest name.
+    #[arg(long)]
+    wide: bool,
+    #[command(flatten)]
+    probe: common::ProbeFlags,
+    /// Host name or address to trace (try localhost).
+    host: String,
+}
 
 fn main() -> ExitCode {
-    let args = common::parse(USAGE, &["--json", "--wide"]);
-    match run(&args) {
+    let cli = Cli::parse();
+    match run(&cli) {
         Ok(reached) if reached => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
@@ -43,16 +75,14 @@ fn main() -> ExitCode {
 type Answer = (u8, Result<ProbeResult, Error>);
 
 /// Runs the rounds and prints the report; `Ok(false)` if the target never answered.
-fn run(args: &common::Args) -> Result<bool, Error> {
-    let json = args.flags.iter().any(|f| f == "--json");
-    let wide = args.flags.iter().any(|f| f == "--wide");
-    let cycles = args.count.unwrap_or(10).max(1);
-    let interval = args.interval.unwrap_or(Duration::from_secs(1));
-    let grace = args.grace.unwrap_or(Duration::from_secs(5));
+fn run(cli: &Cli) -> Result<bool, Error> {
+    let (json, wide, cycles) = (cli.json, cli.wide, cli.cycles);
+    let (interval, grace) = (cli.interval, cli.grace);
+    let options = cli.probe.options();
     // Probes still out when the report is printed are abandoned, as mtr abandons them.
     let session = Session::builder().close_grace(Duration::ZERO).open()?;
-    let target = session.resolve(&args.host, args.options.ip_version)?;
-    let mut stats = TraceStats::new(target, args.max_hops.unwrap_or(30).max(1));
+    let target = session.resolve(&cli.host, options.ip_version)?;
+    let mut stats = TraceStats::new(target, cli.max_hops);
     let live = std::io::stdout().is_terminal() && !json;
     let src = hostname();
     let start = format!("Start: {}\n", start_time());
@@ -67,7 +97,7 @@ fn run(args: &common::Args) -> Result<bool, Error> {
         in_flight -= record_until(&answers, &mut stats, tick, in_flight, true)?;
         let ttl = rounds.next_ttl();
         stats.sent(ttl);
-        probe(&session, target, ttl, args, &done)?;
+        probe(&session, target, ttl, &options, &done)?;
         in_flight += 1;
         if rounds.advance(&stats) {
             completed += 1;
@@ -92,11 +122,11 @@ fn run(args: &common::Args) -> Result<bool, Error> {
     if json {
         let meta = ReportMeta {
             src,
-            dst: args.host.clone(),
-            tos: args.options.tos.unwrap_or(0),
+            dst: cli.host.clone(),
+            tos: options.tos.unwrap_or(0),
             tests: cycles,
-            psize: args.options.size.unwrap_or(64).to_string(),
-            bitpattern: format!("0x{:02X}", args.options.bit_pattern.unwrap_or(0)),
+            psize: options.size.unwrap_or(64).to_string(),
+            bitpattern: format!("0x{:02X}", options.bit_pattern.unwrap_or(0)),
         };
         let report = mtrproto::JsonReport::new(&stats, meta, wide);
         println!(
@@ -117,13 +147,13 @@ fn probe(
     session: &Session,
     target: IpAddr,
     ttl: u8,
-    args: &common::Args,
+    options: &ProbeOptions,
     done: &crossbeam_channel::Sender<Answer>,
 ) -> Result<(), Error> {
     let options = ProbeOptions {
         ttl: Some(ttl),
-        timeout: Some(args.options.timeout.unwrap_or(Duration::from_secs(10))),
-        ..args.options.clone()
+        timeout: Some(options.timeout.unwrap_or(Duration::from_secs(10))),
+        ..options.clone()
     };
     let done = done.clone();
     session.probe_with(&target.to_string(), &options, move |r| {

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace_concurrent -- [-m MAX_HOPS]
-//!     [-p icmp|udp|tcp] [--port N] [-4|-6] HOST
+//!     [-p icmp|udp|tcp|sctp] [--port N] [-w TIMEOUT_S] [-4|-6] HOST
 //! ```
+//!
+//! `--help` lists every option.
 //!
 //! Hops past the first that the target itself answers are not shown. Only trace hosts you
 //! are allowed to probe (try `localhost`).
@@ -12,21 +14,36 @@ mod common;
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use mtrproto_blocking::ProbeOptions;
 
-const USAGE: &str = "trace_concurrent [-m MAX_HOPS] [-p icmp|udp|tcp] [--port N] [-4|-6] HOST";
+/// Traces the path to a host with every TTL probed at once, one line per hop. Only trace
+/// hosts you are allowed to probe.
+#[derive(Debug, Parser)]
+#[command(name = "trace_concurrent", allow_negative_numbers = true)]
+struct Cli {
+    /// Highest TTL probed.
+    #[arg(short = 'm', long = "max-ttl", value_name = "HOPS", default_value_t = 30,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    max_hops: u8,
+    #[command(flatten)]
+    probe: common::ProbeFlags,
+    /// Host name or address to trace (try localhost).
+    host: String,
+}
 
 fn main() -> ExitCode {
-    let args = common::parse(USAGE, &[]);
+    let cli = Cli::parse();
+    let base = cli.probe.options();
     let session = common::open_session();
-    let max_hops = args.max_hops.unwrap_or(30).max(1);
+    let max_hops = cli.max_hops;
     let handles: Result<Vec<_>, _> = (1..=max_hops)
         .map(|ttl| {
             let options = ProbeOptions {
                 ttl: Some(ttl),
-                ..args.options.clone()
+                ..base.clone()
             };
-            session.probe(&args.host, &options)
+            session.probe(&cli.host, &options)
         })
         .collect();
     let handles = match handles {

@@ -14,7 +14,13 @@ use std::io::{self, BufWriter, Read, Write};
 use mtrproto::{FrameError, LineFramer, ProbeResult, Reply};
 use serde_json::{Map, Value, json};
 
+/// Reads mtr-packet output on stdin and prints one JSON object per line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "decode")]
+struct Cli {}
+
 fn main() -> io::Result<()> {
+    <Cli as clap::Parser>::parse();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut framer = LineFramer::new();

@@ -1,7 +1,7 @@
 //! Drives a `Session` from tokio: the core needs nothing but bytes and instants.
 //!
 //! ```text
-//! cargo run -p mtrproto --example tokio -- [HOST...]    # default: 127.0.0.1 ::1
+//! cargo run -p mtrproto --example tokio -- [HOST...]    # default: 127.0.0.1 ::1 (--help)
 //! ```
 //!
 //! Starts `mtr-packet` (or `$MTR_PACKET`) with `tokio::process`, probes every host three
@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use clap::Parser;
 use mtrproto::{Event, ProbeArgs, Session, SessionConfig, Token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -19,9 +20,20 @@ use tokio::time::{Instant, sleep_until};
 
 const PROBES_PER_HOST: usize = 3;
 
+/// Probes hosts three times each through mtr-packet, driving the sans-IO session from tokio.
+/// Only probe your own machine or hosts you are allowed to probe.
+#[derive(Debug, Parser)]
+#[command(name = "tokio")]
+struct Cli {
+    /// IP addresses to probe.
+    #[arg(value_name = "HOST", default_values_t = ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()])]
+    hosts: Vec<IpAddr>,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
+    let cli = Cli::parse();
+    match run(cli.hosts).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -32,14 +44,7 @@ async fn main() -> ExitCode {
 }
 
 /// Probes every host; `Ok(false)` if any probe did not get a `reply`.
-async fn run() -> Result<bool, Box<dyn std::error::Error>> {
-    let mut hosts: Vec<IpAddr> = std::env::args()
-        .skip(1)
-        .map(|h| h.parse().map_err(|_| format!("{h}: not an IP address")))
-        .collect::<Result<_, _>>()?;
-    if hosts.is_empty() {
-        hosts = vec!["127.0.0.1".parse()?, "::1".parse()?];
-    }
+async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
     let program = std::env::var("MTR_PACKET").unwrap_or_else(|_| "mtr-packet".into());
     let mut child = Command::new(&program)
         .stdin(Stdio::piped())

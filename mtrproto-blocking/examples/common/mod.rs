@@ -1,80 +1,78 @@
-//! Command-line options shared by the examples; each example uses part of it.
+//! Command-line options shared by the examples (parsed with clap), and small helpers.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
+use clap::{Args, ValueEnum};
 use mtrproto_blocking::{IpVersion, ProbeOptions, Protocol, Session};
 
-/// Options common to every example, plus the ones it asked for by name.
-#[derive(Debug, Default)]
-pub(crate) struct Args {
-    pub(crate) host: String,
-    pub(crate) options: ProbeOptions,
-    pub(crate) count: Option<u32>,
-    pub(crate) interval: Option<Duration>,
-    pub(crate) grace: Option<Duration>,
-    pub(crate) max_hops: Option<u8>,
-    pub(crate) flags: Vec<String>,
+/// How probes are sent: protocol, port, address family and timeout.
+#[derive(Debug, Args)]
+pub(crate) struct ProbeFlags {
+    /// Probe protocol.
+    #[arg(short = 'p', long, value_enum, default_value_t = ProtocolArg::Icmp)]
+    pub(crate) protocol: ProtocolArg,
+    /// Destination port (UDP, TCP and SCTP).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub(crate) ipv6: bool,
+    /// Seconds to wait for each probe's answer (whole seconds, as mtr-packet counts them).
+    #[arg(short = 'w', long = "timeout", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: Option<u64>,
 }
 
-/// Parses `[-c N] [-i SECONDS] [-G SECONDS] [-m HOPS] [-w TIMEOUT_S] [-t TTL] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6]
-/// [--FLAG...] HOST`; `flags` lists the `--FLAG`s this example accepts.
-pub(crate) fn parse(usage: &str, flags: &[&str]) -> Args {
-    match try_parse(flags) {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("error: {error}\nusage: {usage}");
-            std::process::exit(2);
+/// The protocols mtr-packet probes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProtocolArg {
+    /// ICMP echo requests.
+    Icmp,
+    /// UDP datagrams.
+    Udp,
+    /// TCP SYNs.
+    Tcp,
+    /// SCTP INITs.
+    Sctp,
+}
+
+impl ProbeFlags {
+    /// The probe options these flags ask for.
+    pub(crate) fn options(&self) -> ProbeOptions {
+        ProbeOptions {
+            protocol: match self.protocol {
+                ProtocolArg::Icmp => Protocol::Icmp,
+                ProtocolArg::Udp => Protocol::Udp,
+                ProtocolArg::Tcp => Protocol::Tcp,
+                ProtocolArg::Sctp => Protocol::Sctp,
+            },
+            port: self.port,
+            ip_version: if self.ipv4 {
+                Some(IpVersion::V4)
+            } else if self.ipv6 {
+                Some(IpVersion::V6)
+            } else {
+                None
+            },
+            timeout: self.timeout.map(Duration::from_secs),
+            ..ProbeOptions::default()
         }
     }
 }
 
-fn try_parse(flags: &[&str]) -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut words = std::env::args().skip(1);
-    while let Some(word) = words.next() {
-        let mut value = |name: &str| words.next().ok_or(format!("{name} needs a value"));
-        match word.as_str() {
-            "-c" => args.count = Some(number(&value("-c")?)?),
-            "-i" => args.interval = Some(seconds(&value("-i")?)?),
-            "-G" => args.grace = Some(seconds(&value("-G")?)?),
-            "-m" => args.max_hops = Some(number(&value("-m")?)?),
-            "-w" => args.options.timeout = Some(Duration::from_secs(number(&value("-w")?)?)),
-            "-t" => args.options.ttl = Some(number(&value("-t")?)?),
-            "--port" => args.options.port = Some(number(&value("--port")?)?),
-            "-p" => {
-                args.options.protocol = match value("-p")?.as_str() {
-                    "icmp" => Protocol::Icmp,
-                    "udp" => Protocol::Udp,
-                    "tcp" => Protocol::Tcp,
-                    "sctp" => Protocol::Sctp,
-                    other => return Err(format!("unknown protocol {other}")),
-                }
-            }
-            "-4" => args.options.ip_version = Some(IpVersion::V4),
-            "-6" => args.options.ip_version = Some(IpVersion::V6),
-            flag if flags.contains(&flag) => args.flags.push(flag.to_owned()),
-            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
-            host if args.host.is_empty() => args.host = host.to_owned(),
-            extra => return Err(format!("unexpected argument {extra}")),
-        }
-    }
-    if args.host.is_empty() {
-        return Err("no HOST given".into());
-    }
-    Ok(args)
-}
-
-fn seconds(text: &str) -> Result<Duration, String> {
+/// Parses a number of seconds such as `0.2`: finite, not negative, at most a day.
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
-        .map_err(|_| format!("{text}: not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text}: {e}"))
-}
-
-fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{text}: not a valid number here"))
+        .map_err(|_| "not a number of seconds".to_owned())?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err("must be between 0 and 86400 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A duration in milliseconds with three decimals.
