@@ -38,6 +38,9 @@ fn closed_port(host: &str) -> u16 {
 fn version_and_features() {
     let Some(session) = open() else { return };
     assert_eq!(session.version(), "0.95");
+    // Debian's build is the 0.95 release: same row, same probe table.
+    assert_eq!(session.release().version, "0.95");
+    assert_eq!(session.window(), 256);
     for feature in [
         Feature::SendProbe,
         Feature::Ip4,
