@@ -795,10 +795,12 @@ impl Session {
         let releasable = self.queued() > 0 && self.window_open();
         let paced = match &self.pacer {
             _ if !releasable => None,
+            // Nothing can be released before the driver writes, which wakes it anyway: a
+            // pacing instant here would be in the past and make the driver spin.
+            _ if !self.transmit_has_room() => None,
             // The transmit buffer drained since the last release: come back at once.
-            _ if self.transmit_has_room() && self.pacer.is_none() => self.last_now,
+            None => self.last_now,
             Some(pacer) => pacer.due().max(self.last_now),
-            None => None,
         };
         match (watchdog, paced) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -892,5 +894,38 @@ mod tests {
             .map(|_| session.send_probe(now, args.clone()).unwrap().get())
             .collect();
         assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+
+    #[test]
+    fn a_paced_session_with_a_full_transmit_buffer_asks_for_no_past_wake_up() {
+        // The helper reads nothing: probes expire, freeing window slots, while their lines
+        // stay in the transmit buffer until it is full. The pacer would release more, but
+        // nothing can be released until the driver writes, so there is no reason to wake.
+        let config = SessionConfig {
+            window: 4,
+            rate: Some(crate::Rate {
+                per_second: 1000,
+                burst: 1,
+            }),
+            grace: Duration::ZERO,
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config);
+        let mut now = Instant::now();
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        for _ in 0..200 {
+            session.send_probe(now, args.clone()).unwrap();
+        }
+        for _ in 0..100 {
+            now += Duration::from_secs(4);
+            session.handle_timeout(now);
+        }
+        assert!(!session.transmit_has_room(), "the buffer filled up");
+        assert!(session.in_flight() < 4 && session.queued() > 0);
+        let wake = session.poll_timeout();
+        assert!(
+            wake.is_none_or(|at| at > now),
+            "{wake:?} is not after {now:?}"
+        );
     }
 }
