@@ -4,7 +4,8 @@
 //! ```text
 //! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
-//!     [--reply KIND]
+//!     [--reply KIND] [--close-stdout-after N] [--junk-after N] [--deaf-after N]
+//!     [--orphan-after N] [--chaos SEED]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -18,7 +19,18 @@
 //! - `--refuse FEATURE`: answer `no` for FEATURE;
 //! - `--require-local-ip`: like mtr 0.93, answer `invalid-argument` to probes without a
 //!   local address;
-//! - `--reply KIND`: the answer to probes (default `reply`, from the target with rtt 100).
+//! - `--reply KIND`: the answer to probes (default `reply`, from the target with rtt 100);
+//! - `--close-stdout-after N`: after reading N requests, close stdout and stay alive, reading
+//!   nothing, for a minute;
+//! - `--junk-after N`: after reading N requests, write junk lines as fast as it can for a
+//!   minute, reading nothing;
+//! - `--deaf-after N`: after reading N requests, stop reading stdin for a minute;
+//! - `--orphan-after N`: after reading N requests, start a child that keeps stdin and stdout
+//!   open for a minute, and exit;
+//! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED) exit, write a
+//!   burst of junk, or stop reading for up to two seconds.
+//!
+//! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -39,7 +51,15 @@ struct Scenario {
     refuse: Vec<String>,
     require_local_ip: bool,
     reply: String,
+    close_stdout_after: Option<usize>,
+    junk_after: Option<usize>,
+    deaf_after: Option<usize>,
+    orphan_after: Option<usize>,
+    chaos: Option<u64>,
 }
+
+/// How long a misbehaviour lasts at most.
+const MISBEHAVE_FOR: Duration = Duration::from_secs(60);
 
 fn main() {
     let scenario = match parse_args() {
@@ -53,10 +73,29 @@ fn main() {
     let partial = scenario.partial;
     let writer = std::thread::spawn(move || write_answers(writer_input, partial));
     let mut held = Vec::new();
+    let mut random = scenario.chaos.map(|seed| seed | 1);
     let stdin = std::io::stdin();
     for (n, line) in stdin.lock().lines().enumerate() {
         let Ok(line) = line else { break };
-        if scenario.exit_after.is_some_and(|limit| n >= limit) {
+        let reached = |limit: Option<usize>| limit.is_some_and(|limit| n >= limit);
+        if reached(scenario.exit_after) {
+            std::process::exit(0);
+        }
+        if reached(scenario.close_stdout_after) {
+            close_stdout();
+            std::thread::sleep(MISBEHAVE_FOR);
+            std::process::exit(0);
+        }
+        if reached(scenario.junk_after) {
+            flood_junk();
+        }
+        if reached(scenario.deaf_after) {
+            std::thread::sleep(MISBEHAVE_FOR);
+            std::process::exit(0);
+        }
+        if reached(scenario.orphan_after) {
+            // The child inherits stdin and stdout and outlives this process.
+            let _ = std::process::Command::new("sleep").arg("60").spawn();
             std::process::exit(0);
         }
         let Some((probe, answer)) = answer(&scenario, &line) else {
@@ -65,6 +104,17 @@ fn main() {
         if !probe {
             to_writer.send((Instant::now(), answer)).ok();
             continue;
+        }
+        if let Some(state) = &mut random {
+            match chaos_draw(state) {
+                Chaos::Exit => std::process::exit(3),
+                Chaos::Junk => {
+                    let junk = b"%% junk burst, not protocol\n".repeat(2000);
+                    to_writer.send((Instant::now(), junk)).ok();
+                }
+                Chaos::Deaf(pause) => std::thread::sleep(pause),
+                Chaos::None => {}
+            }
         }
         let mut bytes = Vec::new();
         if scenario.garbage {
@@ -93,6 +143,55 @@ fn main() {
     }
     drop(to_writer);
     writer.join().ok();
+}
+
+/// Closes fd 1 while the process goes on.
+#[allow(unsafe_code)]
+fn close_stdout() {
+    // SAFETY: closing a descriptor number has no memory effects; nothing uses stdout after.
+    unsafe {
+        libc::close(1);
+    }
+}
+
+/// Writes junk lines as fast as stdout takes them, then exits.
+fn flood_junk() -> ! {
+    let started = Instant::now();
+    // Its own handle on the pipe: the answer writer holds stdout's lock for good.
+    let Ok(mut out) = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/fd/1")
+    else {
+        std::process::exit(1);
+    };
+    let line = b"%% this is not protocol, it is a flood of junk lines\n".repeat(64);
+    while started.elapsed() < MISBEHAVE_FOR {
+        if out.write_all(&line).is_err() {
+            break;
+        }
+    }
+    std::process::exit(0);
+}
+
+enum Chaos {
+    None,
+    Exit,
+    Junk,
+    Deaf(Duration),
+}
+
+/// One draw of the chaos mode: about one probe in 2000 brings each misbehaviour.
+fn chaos_draw(state: &mut u64) -> Chaos {
+    // xorshift64: deterministic for a seed, good enough to scatter faults.
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    match *state % 6000 {
+        0..=2 => Chaos::Exit,
+        3..=5 => Chaos::Junk,
+        6..=8 => Chaos::Deaf(Duration::from_millis(*state / 6000 % 2000)),
+        _ => Chaos::None,
+    }
 }
 
 /// The answer to one request line, and whether it is a probe's. `None`: stay silent.
@@ -227,6 +326,11 @@ fn parse_args() -> Result<Scenario, String> {
             "--refuse" => s.refuse.push(value()?),
             "--require-local-ip" => s.require_local_ip = true,
             "--reply" => s.reply = value()?,
+            "--close-stdout-after" => s.close_stdout_after = Some(number(value()?)? as usize),
+            "--junk-after" => s.junk_after = Some(number(value()?)? as usize),
+            "--deaf-after" => s.deaf_after = Some(number(value()?)? as usize),
+            "--orphan-after" => s.orphan_after = Some(number(value()?)? as usize),
+            "--chaos" => s.chaos = Some(number(value()?)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
