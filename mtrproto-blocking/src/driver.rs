@@ -1,14 +1,18 @@
 //! The driver thread: one `mio::Poll` over every helper's pipes and a waker.
 //!
-//! It blocks in `poll` until a helper writes, a helper can take more input (interest in
-//! writability is registered only while output is pending), a caller sends a command (the
-//! waker), or the earliest deadline of the helpers' sessions. It never spins.
+//! It blocks in `poll`, and nowhere else, until a helper writes, a helper can take more input
+//! (interest in writability is registered only while output is pending), a caller sends a
+//! command (the waker), or the earliest deadline of the helpers: their sessions' timers, the
+//! watchdogs, and the timers that reap an ended helper. Every deadline it waits for is acted
+//! on when reached, so it never spins.
 //!
-//! With several helpers, each probe goes to the least loaded one. A helper that dies fails
-//! only its own requests and is started again if it had been working; with one helper, its
-//! death ends the session.
+//! With several helpers, each probe goes to the least loaded one (ties in turn). A helper
+//! that ends fails only its own requests and is started again: at once if it had been
+//! answering, after [`RESTART_PAUSE`] otherwise (if some helper of the session ever
+//! answered). With one helper, its end ends the session.
 
 use std::io;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,14 +21,24 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token as PollToken, Waker};
 use mtrproto::{Failure, Feature, ProbeArgs, SessionConfig};
 
+use crate::completion::Completion;
 use crate::error::ProcessError;
-use crate::helper::{Completion, Helper};
+use crate::helper::{Helper, Why};
+use crate::status::Shared;
+use crate::sys;
 
 /// The waker's poll token; helpers use `2 * slot` (stdout) and `2 * slot + 1` (stdin).
 const WAKER: PollToken = PollToken(usize::MAX);
 
 /// How long in-flight probes may take to finish when the session is closed or dropped.
 pub(crate) const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a helper that never answered waits before it is started again: a command that
+/// cannot work must not be restarted in a tight loop.
+pub(crate) const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// The size of one read from a helper.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Wakes the driver after a command is sent, once per batch: a caller wakes it only if no
 /// wake-up is pending since the driver last drained its commands. This saves an eventfd
@@ -67,116 +81,149 @@ pub(crate) enum Command {
     },
 }
 
+/// One helper slot: its current process and when to start the next.
+struct Slot {
+    helper: Helper,
+    restarts: u32,
+    restart_at: Option<Instant>,
+    last_exit: Option<ExitStatus>,
+}
+
 /// The thread's state.
 pub(crate) struct Driver {
     poll: Poll,
-    helpers: Vec<Helper>,
+    slots: Vec<Slot>,
     command: Vec<String>,
     config: SessionConfig,
     commands: Receiver<Command>,
     wakeup: Arc<Wakeup>,
+    shared: Arc<Shared>,
     /// Set once closing: the helpers are killed then if they have not exited.
     kill_at: Option<Instant>,
+    /// Where the search for the least loaded helper starts, so that ties take turns.
+    next_slot: usize,
+    /// Some helper answered a request: the command works, and a helper that ends is
+    /// started again.
+    any_answered: bool,
 }
 
 impl Driver {
-    /// Starts `count` helpers running `command`. Returns the driver, the wake-up callers use
-    /// after sending a command, and the first helper's process id.
+    /// Starts `count` helpers running `command`. Returns the driver and the wake-up callers
+    /// use after sending a command; `shared` then names the helpers.
     pub(crate) fn start(
         command: Vec<String>,
         count: usize,
         config: SessionConfig,
         commands: Receiver<Command>,
-    ) -> Result<(Driver, Arc<Wakeup>, u32), ProcessError> {
+        shared: Arc<Shared>,
+    ) -> Result<(Driver, Arc<Wakeup>), ProcessError> {
         let poll = Poll::new()?;
         let wakeup = Arc::new(Wakeup {
             waker: Waker::new(poll.registry(), WAKER)?,
             pending: AtomicBool::new(false),
         });
-        let mut helpers = Vec::with_capacity(count);
+        let mut slots = Vec::with_capacity(count);
         for slot in 0..count.max(1) {
             match Helper::spawn(&command, config.clone(), poll.registry(), slot) {
-                Ok(helper) => helpers.push(helper),
+                Ok(helper) => slots.push(Slot {
+                    helper,
+                    restarts: 0,
+                    restart_at: None,
+                    last_exit: None,
+                }),
                 Err(e) => {
-                    for mut helper in helpers {
-                        helper.kill();
-                        helper.reap();
+                    let now = Instant::now();
+                    for slot in &mut slots {
+                        slot.helper.end(now, Why::Closing);
+                        slot.helper.drive(now, poll.registry(), true);
                     }
                     return Err(e);
                 }
             }
         }
-        let pid = helpers[0].pid();
-        let driver = Driver {
+        let mut driver = Driver {
             poll,
-            helpers,
+            slots,
             command,
             config,
             commands,
             wakeup: Arc::clone(&wakeup),
+            shared,
             kill_at: None,
+            next_slot: 0,
+            any_answered: false,
         };
-        Ok((driver, wakeup, pid))
+        driver.publish();
+        Ok((driver, wakeup))
     }
 
-    /// Runs until every helper's output has ended, then reaps them.
+    /// Runs until the session is closed or its helpers are gone, then completes every
+    /// command still sent to it.
     pub(crate) fn run(mut self) {
+        // A write to a helper that exited then fails with EPIPE, in any host process.
+        sys::block_sigpipe();
         let mut events = Events::with_capacity(64);
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let now = Instant::now();
             self.take_commands(now);
+            let closing = self.kill_at.is_some();
             let kill = self.kill_at.is_some_and(|at| at <= now);
             let registry = self.poll.registry();
-            for helper in &mut self.helpers {
-                helper.handle_timeout(now);
+            for slot in &mut self.slots {
                 if kill {
-                    helper.kill();
+                    slot.helper.end(now, Why::Closing);
                 }
-                helper.flush(registry);
-                if self.kill_at.is_some() && !helper.has_output() {
-                    helper.close_stdin(registry);
-                }
-                helper.dispatch();
+                slot.helper.drive(now, registry, closing);
+                self.any_answered |= slot.helper.has_answered();
             }
-            self.restart_dead();
-            if self.helpers.iter().all(Helper::is_gone) {
+            self.restart(now);
+            self.publish();
+            if self.finished() {
                 break;
             }
             let registry = self.poll.registry();
-            for helper in &mut self.helpers {
-                helper.update_interest(registry);
+            for slot in &mut self.slots {
+                slot.helper.update_interest(registry);
             }
-            let deadline = self
-                .helpers
-                .iter()
-                .filter_map(Helper::deadline)
-                .chain(self.kill_at)
-                .min();
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.slots.iter().any(|s| s.helper.is_readable()) {
+                // Input was left unread for fairness: only look for other work.
+                Some(Duration::ZERO)
+            } else {
+                self.slots
+                    .iter()
+                    .filter_map(|s| s.helper.deadline())
+                    .chain(self.slots.iter().filter_map(|s| s.restart_at))
+                    // Once passed, the kill time has been acted on.
+                    .chain(self.kill_at.filter(|&at| at > now))
+                    .min()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout)
-                && e.kind() != std::io::ErrorKind::Interrupted
+                && e.kind() != io::ErrorKind::Interrupted
             {
                 // The poll itself failed: nothing can be driven any more.
-                for helper in &mut self.helpers {
-                    helper.kill();
+                let now = Instant::now();
+                for slot in &mut self.slots {
+                    slot.helper.end(now, Why::Failed);
                 }
+                self.kill_at.get_or_insert(now);
             }
             for event in &events {
-                if let Some(helper) =
-                    Helper::slot_of_stdout(event.token()).and_then(|s| self.helpers.get_mut(s))
+                if let Some(slot) =
+                    Helper::slot_of_stdout(event.token()).and_then(|s| self.slots.get_mut(s))
                 {
-                    helper.read(&mut buf);
+                    slot.helper.set_readable();
+                }
+            }
+            let now = Instant::now();
+            for slot in &mut self.slots {
+                if slot.helper.is_readable() {
+                    slot.helper.read(now, &mut buf);
                 }
             }
         }
-        let registry = self.poll.registry();
-        for helper in &mut self.helpers {
-            helper.dispatch();
-            helper.close_stdin(registry);
-            helper.kill();
-            helper.reap();
-        }
+        self.fail_remaining_commands();
     }
 
     /// Moves every queued command to a helper.
@@ -186,7 +233,7 @@ impl Driver {
             match self.commands.try_recv() {
                 Ok(Command::Probe { args, done }) => match self.least_loaded() {
                     Some(helper) => helper.probe(now, args, done),
-                    None => done(Err(ProcessError::Exited { status: None }.into())),
+                    None => done.complete(Err(self.exited().into())),
                 },
                 Ok(Command::Support { feature, done }) => match self.least_loaded() {
                     Some(helper) => helper.support(now, feature, done),
@@ -205,11 +252,36 @@ impl Driver {
         }
     }
 
+    /// After the loop: commands sent while it ended get the session's end as their result.
+    fn fail_remaining_commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Probe { done, .. } => done.complete(Err(self.exited().into())),
+                Command::Support { done, .. } => {
+                    let _ = done.send(Err(Failure::HelperGone));
+                }
+                Command::Close { .. } => {}
+            }
+        }
+    }
+
+    /// The error for a request no helper can take.
+    fn exited(&self) -> ProcessError {
+        ProcessError::Exited {
+            status: self.shared.last_exit(),
+        }
+    }
+
+    /// The least loaded helper that takes requests; among equals, the next in turn.
     fn least_loaded(&mut self) -> Option<&mut Helper> {
-        self.helpers
-            .iter_mut()
-            .filter(|h| !h.is_gone())
-            .min_by_key(|h| h.load())
+        let count = self.slots.len();
+        let start = self.next_slot % count;
+        let best = (0..count)
+            .map(|i| (start + i) % count)
+            .filter(|&i| self.slots[i].helper.accepts())
+            .min_by_key(|&i| self.slots[i].helper.load())?;
+        self.next_slot = best + 1;
+        Some(&mut self.slots[best].helper)
     }
 
     /// Starts closing: once what was sent is written, each helper's stdin closes so that it
@@ -221,25 +293,69 @@ impl Driver {
                     .unwrap_or(now + Duration::from_secs(86_400)),
             );
         }
+        for slot in &mut self.slots {
+            slot.restart_at = None;
+        }
     }
 
-    /// Reaps helpers whose output ended and, with several helpers and not closing, starts
-    /// again each that had been answering (one that never answered would only die again).
-    fn restart_dead(&mut self) {
-        let restart = self.helpers.len() > 1 && self.kill_at.is_none();
+    /// With several helpers and not closing, starts again each helper that ended: at once if
+    /// it had been answering, after [`RESTART_PAUSE`] if it never did (and some helper did).
+    fn restart(&mut self, now: Instant) {
+        if self.slots.len() < 2 || self.kill_at.is_some() {
+            return;
+        }
         let registry = self.poll.registry();
-        for (slot, helper) in self.helpers.iter_mut().enumerate() {
-            if !helper.is_gone() {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if !slot.helper.is_done() {
                 continue;
             }
-            helper.reap();
-            if !(restart && helper.has_answered()) {
+            if slot.restart_at.is_none() {
+                slot.restart_at = if slot.helper.has_answered() {
+                    Some(now)
+                } else if self.any_answered {
+                    Some(now + RESTART_PAUSE)
+                } else {
+                    None
+                };
+            }
+            if slot.restart_at.is_none_or(|at| at > now) {
                 continue;
             }
-            helper.deregister(registry);
-            if let Ok(fresh) = Helper::spawn(&self.command, self.config.clone(), registry, slot) {
-                *helper = fresh;
+            match Helper::spawn(&self.command, self.config.clone(), registry, index) {
+                Ok(fresh) => {
+                    if let Some(status) = slot.helper.exit_status() {
+                        slot.last_exit = Some(status);
+                    }
+                    slot.helper = fresh;
+                    slot.restarts += 1;
+                    slot.restart_at = None;
+                }
+                Err(_) => slot.restart_at = Some(now + RESTART_PAUSE),
             }
+        }
+    }
+
+    /// Whether every helper is done and none is to be started again.
+    fn finished(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.helper.is_done() && s.restart_at.is_none())
+    }
+
+    /// Updates what `Session::helpers` reports.
+    fn publish(&mut self) {
+        let mut helpers = self.shared.helpers();
+        helpers.resize_with(self.slots.len(), Default::default);
+        for (slot, published) in self.slots.iter_mut().zip(helpers.iter_mut()) {
+            let Some(mut status) = slot.helper.take_status() else {
+                continue;
+            };
+            if let Some(exit) = status.last_exit {
+                self.shared.set_last_exit(exit);
+            }
+            status.last_exit = status.last_exit.or(slot.last_exit);
+            status.restarts = slot.restarts;
+            *published = status;
         }
     }
 }

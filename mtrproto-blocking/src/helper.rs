@@ -1,21 +1,47 @@
-//! One mtr-packet process as the driver sees it: its pipes, its sans-IO session, and the
-//! callers waiting on it.
+//! One mtr-packet process as the driver sees it: its pipes, its sans-IO session, the callers
+//! waiting on it, the watchdogs that decide it is broken, and how it ends.
+//!
+//! Nothing here blocks: pipes are non-blocking, reads stop after a budget, and the process
+//! is reaped with `try_wait` on a timer after its whole process group was killed.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mio::unix::pipe;
 use mio::{Interest, Registry, Token as PollToken};
 use mtrproto::{
-    Event, Failure, Feature, ProbeArgs, ProbeResult, SendError, Session, SessionConfig, TokenMap,
+    Diagnostic, Event, Failure, Feature, ProbeArgs, SendError, Session, SessionConfig, TokenMap,
 };
 
+use crate::completion::Completion;
 use crate::error::{Error, ProcessError};
+use crate::status::{DIAGNOSTIC_TEXT, HelperStatus, RECENT_DIAGNOSTICS, cut};
+use crate::sys;
 
-/// Called once with a probe's result, on the driver thread: it must not block.
-pub(crate) type Completion = Box<dyn FnOnce(Result<ProbeResult, Error>) + Send>;
+/// How long a helper whose output ended may take to exit by itself before it is killed: its
+/// exit status then tells the callers why.
+const EXIT_WAIT: Duration = Duration::from_millis(20);
+
+/// How often a helper with requests pending is checked for having exited while something it
+/// started keeps its pipes open.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
+/// The first interval between two `try_wait`s of an ended helper; it doubles up to
+/// [`LIVENESS_CHECK`].
+const REAP_STEP: Duration = Duration::from_millis(1);
+
+/// How long an ended helper is waited for after SIGKILL before it is left to the system (a
+/// process in uninterruptible sleep cannot be reaped any sooner).
+const REAP_GIVE_UP: Duration = Duration::from_secs(2);
+
+/// Bytes read from one helper per wake-up: a helper flooding its output cannot starve the
+/// other helpers, the callers' commands or the timers.
+const READ_BUDGET: usize = 256 * 1024;
 
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
@@ -23,23 +49,66 @@ pub(crate) enum Waiter {
     Support(Sender<Result<String, Failure>>),
 }
 
-/// A running helper.
+/// Why a helper stopped being used: what its callers are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Its output ended.
+    OutputEnded,
+    /// The process exited while something it started kept its pipes open.
+    Exited,
+    /// It took no input for the grace while requests waited to be written.
+    Stalled,
+    /// For the grace, it wrote only lines that answer nothing.
+    Junk,
+    /// The session closed and the close grace ran out.
+    Closing,
+    /// Talking to it failed.
+    Failed,
+}
+
+/// A helper process and everything the driver tracks about it.
 pub(crate) struct Helper {
+    program: String,
     stdin_token: PollToken,
     child: Child,
+    pid: u32,
     stdin: Option<pipe::Sender>,
     stdin_registered: bool,
-    stdout: pipe::Receiver,
+    stdout: Option<pipe::Receiver>,
+    /// Its stdout may hold more bytes: it was readable and not read to `WouldBlock`.
+    readable: bool,
     session: Session,
     waiting: TokenMap<Waiter>,
+    grace: Duration,
+    /// Why it is being ended, and when it is killed if it has not exited by then.
+    ending: Option<(Why, Instant)>,
+    /// Its requests were completed: it takes no more.
+    finished: Option<Instant>,
     status: Option<ExitStatus>,
-    /// Requests it answered: a helper that never answered is not restarted.
+    /// Reaped, or given up on.
+    done: bool,
+    /// The next `try_wait` or liveness check.
+    next_check: Option<Instant>,
+    reap_step: Duration,
+    /// Bytes written to its stdin, and how many of them it had read at the last look.
+    written: u64,
+    read_seen: u64,
+    /// While bytes it has not read wait in its stdin: the last time it read some (or they
+    /// began to wait).
+    stdin_progress: Option<Instant>,
+    /// Since when it has written only lines that answer nothing.
+    junk_since: Option<Instant>,
+    /// Requests it answered: a helper that never answered is restarted only after a pause.
     answered: u64,
+    diagnostics: u64,
+    recent: VecDeque<String>,
+    /// Something [`Helper::status`] reports changed.
+    changed: bool,
 }
 
 impl Helper {
-    /// Starts `command` with piped, non-blocking stdin and stdout, and registers its stdout
-    /// with `registry` under the poll tokens of slot `slot`.
+    /// Starts `command` in a process group of its own, with piped, non-blocking stdin and
+    /// stdout, and registers its stdout with `registry` under the poll tokens of slot `slot`.
     pub(crate) fn spawn(
         command: &[String],
         config: SessionConfig,
@@ -51,6 +120,9 @@ impl Helper {
             .args(&command[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // Its own group: killing the group also kills what it started (a wrapper's child,
+            // a grandchild holding its pipes).
+            .process_group(0)
             .spawn()
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => ProcessError::NotFound {
@@ -61,10 +133,16 @@ impl Helper {
                     source,
                 },
             })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let pid = child.id();
+        let abandon = |mut child: Child, e: io::Error| {
+            let _ = sys::kill_group(pid);
             let _ = child.kill();
+            // Just killed: this wait is short.
             let _ = child.wait();
-            return Err(ProcessError::Io(io::Error::other("child has no pipes")));
+            ProcessError::Io(e)
+        };
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(abandon(child, io::Error::other("child has no pipes")));
         };
         let stdin = pipe::Sender::from(stdin);
         let mut stdout = pipe::Receiver::from(stdout);
@@ -73,20 +151,34 @@ impl Helper {
             .and_then(|()| stdout.set_nonblocking(true))
             .and_then(|()| registry.register(&mut stdout, PollToken(2 * slot), Interest::READABLE));
         if let Err(e) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ProcessError::Io(e));
+            return Err(abandon(child, e));
         }
         Ok(Helper {
+            program: program.clone(),
             stdin_token: PollToken(2 * slot + 1),
             child,
+            pid,
             stdin: Some(stdin),
             stdin_registered: false,
-            stdout,
+            stdout: Some(stdout),
+            readable: false,
+            grace: config.grace,
             session: Session::new(config),
             waiting: TokenMap::default(),
+            ending: None,
+            finished: None,
             status: None,
+            done: false,
+            next_check: None,
+            reap_step: REAP_STEP,
+            written: 0,
+            read_seen: 0,
+            stdin_progress: None,
+            junk_since: None,
             answered: 0,
+            diagnostics: 0,
+            recent: VecDeque::new(),
+            changed: true,
         })
     }
 
@@ -95,19 +187,19 @@ impl Helper {
         token.0.is_multiple_of(2).then_some(token.0 / 2)
     }
 
-    /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Requests in flight or queued: what "least loaded" compares.
     pub(crate) fn load(&self) -> usize {
         self.session.in_flight() + self.session.queued()
     }
 
-    /// Whether its output ended (it exited or was killed).
-    pub(crate) fn is_gone(&self) -> bool {
-        self.session.is_closed()
+    /// Whether it takes requests.
+    pub(crate) fn accepts(&self) -> bool {
+        self.ending.is_none() && !self.session.is_closed()
+    }
+
+    /// Whether it has ended, its requests are completed and it was reaped (or given up on).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
     }
 
     /// Whether it ever answered a request.
@@ -115,23 +207,49 @@ impl Helper {
         self.answered > 0
     }
 
-    /// Whether requests wait to be written.
-    pub(crate) fn has_output(&self) -> bool {
-        self.session.poll_transmit().is_some()
+    /// How it exited, once reaped.
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        self.status
     }
 
-    /// The session's next deadline.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+    /// Its stdout was reported readable.
+    pub(crate) fn set_readable(&mut self) {
+        self.readable = self.stdout.is_some();
     }
 
+    /// Whether its stdout may hold more bytes right now.
+    pub(crate) fn is_readable(&self) -> bool {
+        self.readable
+    }
+
+    /// What [`Session::helpers`](crate::Session::helpers) reports, if it changed since the
+    /// last call.
+    pub(crate) fn take_status(&mut self) -> Option<HelperStatus> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        Some(HelperStatus {
+            pid: self.pid,
+            running: self.accepts(),
+            last_exit: self.status,
+            restarts: 0,
+            diagnostics: self.diagnostics,
+            recent_diagnostics: self.recent.clone(),
+        })
+    }
+
+    /// Queues a probe, or completes it at once with the error of a helper that takes none.
     pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Completion) {
+        if !self.accepts() {
+            return done.complete(Err(self.gone()));
+        }
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done));
+                self.next_check.get_or_insert(now + LIVENESS_CHECK);
             }
-            Err(SendError::QueueFull(n)) => done(Err(Error::QueueFull(n))),
-            Err(_) => done(Err(self.exited())),
+            Err(SendError::QueueFull(n)) => done.complete(Err(Error::QueueFull(n))),
+            Err(_) => done.complete(Err(self.gone())),
         }
     }
 
@@ -141,6 +259,10 @@ impl Helper {
         feature: Feature,
         done: Sender<Result<String, Failure>>,
     ) {
+        if !self.accepts() {
+            let _ = done.send(Err(Failure::HelperGone));
+            return;
+        }
         match self.session.check_support(now, feature) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Support(done));
@@ -151,77 +273,296 @@ impl Helper {
         }
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
+    /// One turn of the driver loop: timers and watchdogs, writing, completing requests, and
+    /// the steps of ending. `closing`: close stdin once everything is written.
+    pub(crate) fn drive(&mut self, now: Instant, registry: &Registry, closing: bool) {
+        if self.ending.is_none() {
+            self.session.handle_timeout(now);
+            self.watch(now);
+        }
+        if self.ending.is_none() {
+            self.flush(registry);
+            if closing && self.session.poll_transmit().is_none() {
+                self.close_stdin(registry);
+            }
+        }
+        self.dispatch(now);
+        self.progress_end(now, registry);
+    }
+
+    /// The stdin watchdog and the liveness check.
+    fn watch(&mut self, now: Instant) {
+        self.look_at_stdin(now);
+        if let Some(since) = self.stdin_progress
+            && since.checked_add(self.grace).is_some_and(|at| at <= now)
+        {
+            return self.end(now, Why::Stalled);
+        }
+        match self.next_check {
+            Some(at) if at <= now && self.load() > 0 => {
+                if sys::has_exited(self.pid).unwrap_or(true) {
+                    return self.end(now, Why::Exited);
+                }
+                self.next_check = Some(now + LIVENESS_CHECK);
+            }
+            // Idle: no timer, so that an idle session sleeps.
+            Some(_) if self.load() == 0 => self.next_check = None,
+            _ => {}
+        }
+    }
+
+    /// Notes whether it reads its stdin: the pipe holds bytes it has not read, and how many
+    /// it read since the last look. A helper that reads nothing for the grace is stalled.
+    fn look_at_stdin(&mut self, now: Instant) {
+        let unread = match &self.stdin {
+            Some(stdin) if self.load() > 0 => sys::pipe_unread(stdin.as_raw_fd()).unwrap_or(0),
+            _ => 0,
+        };
+        if unread == 0 && self.session.poll_transmit().is_none() {
+            self.stdin_progress = None;
+            return;
+        }
+        let read = self.written.saturating_sub(unread as u64);
+        if read != self.read_seen || self.stdin_progress.is_none() {
+            self.read_seen = read;
+            self.stdin_progress = Some(now);
+        }
+    }
+
+    /// When the driver must come back for this helper, if ever.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        if self.finished.is_some() {
+            return self.next_check;
+        }
+        if let Some((_, kill_at)) = self.ending {
+            return Some(self.next_check.map_or(kill_at, |at| at.min(kill_at)));
+        }
+        let stdin = self
+            .stdin_progress
+            .and_then(|since| since.checked_add(self.grace));
+        [self.session.poll_timeout(), stdin, self.next_check]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Writes pending bytes until the pipe is full.
-    pub(crate) fn flush(&mut self, registry: &Registry) {
+    fn flush(&mut self, registry: &Registry) {
         let Some(stdin) = &mut self.stdin else {
             return;
         };
         while let Some(bytes) = self.session.poll_transmit() {
             match stdin.write(bytes) {
-                Ok(n) => self.session.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The helper closed its stdin (it died): its output's end completes everything.
-                Err(_) => return self.close_stdin(registry),
-            }
-        }
-    }
-
-    /// Reads until the pipe is empty or ends.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) {
-        loop {
-            match self.stdout.read(buf) {
-                Ok(0) => {
-                    self.status = self.child.try_wait().ok().flatten();
-                    return self.session.handle_eof(Instant::now());
+                Ok(0) => break,
+                Ok(n) => {
+                    self.session.consume(n);
+                    self.written += n as u64;
                 }
-                Ok(n) => self.session.handle_input(Instant::now(), &buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.fail(),
+                // It closed its stdin (it is exiting; SIGPIPE is blocked on this thread): its
+                // output's end or the liveness check completes everything.
+                Err(_) => {
+                    self.close_stdin(registry);
+                    break;
+                }
             }
         }
     }
 
-    /// Hands finished requests to their callers.
-    pub(crate) fn dispatch(&mut self) {
+    /// Reads at most [`READ_BUDGET`] bytes; if more may wait, stays readable for the next turn.
+    pub(crate) fn read(&mut self, now: Instant, buf: &mut [u8]) {
+        let mut total = 0;
+        while total < READ_BUDGET {
+            let Some(stdout) = &mut self.stdout else {
+                self.readable = false;
+                return;
+            };
+            match stdout.read(buf) {
+                Ok(0) => {
+                    self.readable = false;
+                    return self.end(now, Why::OutputEnded);
+                }
+                Ok(n) => {
+                    total += n;
+                    self.session.handle_input(now, &buf[..n]);
+                    // Completed at once, so that the session's event queue stays small.
+                    self.dispatch(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.readable = false;
+                    return self.end(now, Why::Failed);
+                }
+            }
+        }
+    }
+
+    /// Hands finished requests to their callers; counts diagnostics and ends a helper that
+    /// has written nothing else for the grace.
+    fn dispatch(&mut self, now: Instant) {
+        let mut junk_for_grace = false;
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Probe { token, outcome } => {
                     if let Some(Waiter::Probe(done)) = self.waiting.remove(&token) {
-                        self.answered += u64::from(outcome.is_ok());
+                        self.note_answer(outcome.is_ok());
                         let outcome = outcome.map_err(|f| self.failure(f));
-                        done(outcome);
+                        done.complete(outcome);
                     }
                 }
                 Event::Support { token, outcome, .. } => {
                     if let Some(Waiter::Support(done)) = self.waiting.remove(&token) {
-                        self.answered += u64::from(outcome.is_ok());
+                        self.note_answer(outcome.is_ok());
                         let _ = done.send(outcome);
                     }
                 }
-                // Counted by the session; a line for no request changes no caller's result.
+                Event::Diagnostic(diagnostic) => {
+                    junk_for_grace |= self.note_diagnostic(now, &diagnostic);
+                }
                 _ => {}
             }
         }
+        if junk_for_grace {
+            self.end(now, Why::Junk);
+        }
     }
 
+    fn note_answer(&mut self, answered: bool) {
+        if answered {
+            self.answered += 1;
+            self.junk_since = None;
+        }
+    }
+
+    /// Counts a diagnostic and keeps its text in the small ring. Returns whether the helper
+    /// has now written only junk for the grace.
+    fn note_diagnostic(&mut self, now: Instant, diagnostic: &Diagnostic) -> bool {
+        self.diagnostics += 1;
+        self.changed = true;
+        if self.recent.len() >= RECENT_DIAGNOSTICS {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back(cut(&format!("{diagnostic:?}"), DIAGNOSTIC_TEXT));
+        // A late or second answer is a slow helper, not a broken one.
+        if matches!(diagnostic, Diagnostic::Late(_) | Diagnostic::Duplicate(_)) {
+            return false;
+        }
+        let since = *self.junk_since.get_or_insert(now);
+        since.checked_add(self.grace).is_some_and(|at| at <= now)
+    }
+
+    /// The error for a request that ended without an answer.
     fn failure(&self, failure: Failure) -> Error {
         match failure {
             Failure::Unanswered => ProcessError::Unresponsive.into(),
-            _ => self.exited(),
+            _ => self.gone(),
         }
     }
 
-    fn exited(&self) -> Error {
-        ProcessError::Exited {
-            status: self.status,
+    /// The error for requests of a helper that ended (or is ending).
+    fn gone(&self) -> Error {
+        match self.ending {
+            Some((Why::Stalled, _)) => ProcessError::Unresponsive.into(),
+            Some((Why::Junk, _)) => ProcessError::NotMtrPacket {
+                program: self.program.clone(),
+                detail: format!(
+                    "for {:?} it wrote only lines that answer no request, the last: {}",
+                    self.grace,
+                    self.recent.back().map_or("", String::as_str)
+                ),
+            }
+            .into(),
+            _ => ProcessError::Exited {
+                status: self.status,
+            }
+            .into(),
         }
-        .into()
+    }
+
+    /// Stops using the helper: no more reading or writing. Its requests complete, and it is
+    /// killed and reaped, in [`Helper::progress_end`]. Idempotent: the first reason stays.
+    pub(crate) fn end(&mut self, now: Instant, why: Why) {
+        if self.ending.is_some() {
+            return;
+        }
+        // Whose output merely ended may exit by itself and say how; the others are killed
+        // at once.
+        let kill_at = match why {
+            Why::OutputEnded => now + EXIT_WAIT,
+            _ => now,
+        };
+        self.ending = Some((why, kill_at));
+        self.next_check = Some(now);
+        self.readable = false;
+        self.changed = true;
+    }
+
+    /// The steps of ending: wait a little for the process to exit by itself, kill its
+    /// whole group, complete its requests, reap it on a timer.
+    fn progress_end(&mut self, now: Instant, registry: &Registry) {
+        let Some((_, kill_at)) = self.ending else {
+            return;
+        };
+        if self.finished.is_none() {
+            self.close_stdin(registry);
+            if let Some(mut stdout) = self.stdout.take() {
+                let _ = registry.deregister(&mut stdout);
+            }
+            if !sys::has_exited(self.pid).unwrap_or(true) && now < kill_at {
+                self.next_check = Some((now + REAP_STEP).min(kill_at));
+                return;
+            }
+            // Killed while the process is unreaped, so that its group's id is still its own;
+            // this also ends whatever it started.
+            let _ = sys::kill_group(self.pid);
+            let _ = self.child.kill();
+            self.try_reap(now);
+            self.finished = Some(now);
+            self.session.handle_eof(now);
+            self.dispatch(now);
+            self.changed = true;
+        }
+        if self.next_check.is_some_and(|at| at <= now) {
+            self.try_reap(now);
+        }
+    }
+
+    /// One `try_wait`; schedules the next one, or gives up [`REAP_GIVE_UP`] after the end.
+    fn try_reap(&mut self, now: Instant) {
+        if self.status.is_none() {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.status = Some(status);
+                    self.changed = true;
+                }
+                Ok(None) => {
+                    let give_up = self
+                        .finished
+                        .is_some_and(|at| now.saturating_duration_since(at) >= REAP_GIVE_UP);
+                    if !give_up {
+                        self.next_check = Some(now + self.reap_step);
+                        self.reap_step = (self.reap_step * 2).min(LIVENESS_CHECK);
+                        return;
+                    }
+                }
+                // Not our child any more: nothing to reap.
+                Err(_) => {}
+            }
+        }
+        if self.finished.is_some() {
+            self.done = true;
+            self.next_check = None;
+            self.changed = true;
+        }
     }
 
     /// Registers interest in writability exactly while output is pending.
@@ -239,43 +580,18 @@ impl Helper {
         };
         match changed {
             Ok(()) => self.stdin_registered = want,
-            Err(_) => self.fail(),
+            Err(_) => self.end(Instant::now(), Why::Failed),
         }
     }
 
     /// Closes its stdin: mtr-packet then exits once its probes are answered.
-    pub(crate) fn close_stdin(&mut self, registry: &Registry) {
+    fn close_stdin(&mut self, registry: &Registry) {
         if let Some(mut stdin) = self.stdin.take()
             && self.stdin_registered
         {
             let _ = registry.deregister(&mut stdin);
         }
         self.stdin_registered = false;
-    }
-
-    /// Talking to it failed: end it, which completes every request.
-    fn fail(&mut self) {
-        self.kill();
-        self.reap();
-        self.session.handle_eof(Instant::now());
-    }
-
-    pub(crate) fn kill(&mut self) {
-        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-    }
-
-    /// Waits for it to exit; call after its output ended or it was killed.
-    pub(crate) fn reap(&mut self) {
-        if self.status.is_none() {
-            self.status = self.child.wait().ok();
-        }
-    }
-
-    /// Unregisters its stdout, so that its slot can take a new helper.
-    pub(crate) fn deregister(&mut self, registry: &Registry) {
-        self.close_stdin(registry);
-        let _ = registry.deregister(&mut self.stdout);
+        self.stdin_progress = None;
     }
 }

@@ -28,6 +28,7 @@
 //! Probe only hosts you are allowed to probe; the examples here use localhost.
 
 pub mod compat;
+mod completion;
 mod driver;
 mod error;
 mod handle;
@@ -35,9 +36,12 @@ mod helper;
 mod options;
 mod resolve;
 mod session;
+mod status;
+mod sys;
 
 pub use error::{Error, HostResolveError, ProcessError, StateError};
 pub use handle::ProbeHandle;
 pub use mtrproto::{Feature, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind};
 pub use options::{IpVersion, ProbeOptions};
 pub use session::{MTR_PACKET_ENV, Session, SessionBuilder};
+pub use status::HelperStatus;

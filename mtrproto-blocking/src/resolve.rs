@@ -6,6 +6,13 @@ use std::sync::Mutex;
 
 use crate::error::HostResolveError;
 use crate::options::IpVersion;
+use crate::status::cut;
+
+/// The longest host name kept in an error message, in bytes.
+const HOST_IN_ERROR: usize = 256;
+
+/// The longest DNS name (RFC 1035, section 3.1, in its dotted text form).
+const MAX_NAME: usize = 253;
 
 /// A cache of resolved names, keyed by name and requested IP version.
 #[derive(Debug, Default)]
@@ -22,10 +29,21 @@ impl Resolver {
         version: Option<IpVersion>,
     ) -> Result<IpAddr, HostResolveError> {
         let error = |reason: String| HostResolveError {
-            host: host.to_owned(),
+            host: cut(host, HOST_IN_ERROR),
             ip_version: version,
             reason,
         };
+        if let Some((addr, scope)) = host.split_once('%')
+            && addr.parse::<std::net::Ipv6Addr>().is_ok()
+        {
+            return Err(error(scope_refused(scope)));
+        }
+        if host.len() > MAX_NAME {
+            return Err(error(format!(
+                "{} bytes is longer than a DNS name can be ({MAX_NAME})",
+                host.len()
+            )));
+        }
         if let Ok(addr) = host.parse::<IpAddr>() {
             return match version {
                 Some(v) if !v.matches(addr) => {
@@ -39,13 +57,19 @@ impl Resolver {
             return Ok(*addr);
         }
         // Resolved without the lock held: a slow name must not hold up other callers.
-        let addrs = (host, 0)
+        let mut addrs = (host, 0)
             .to_socket_addrs()
             .map_err(|e| error(e.to_string()))?;
         let addr = addrs
-            .map(|a| a.ip())
-            .find(|a| version.is_none_or(|v| v.matches(*a)))
+            .find(|a| version.is_none_or(|v| v.matches(a.ip())))
             .ok_or_else(|| error("no address of that IP version".into()))?;
+        // A name can resolve to a scoped address too (from /etc/hosts).
+        if let std::net::SocketAddr::V6(v6) = addr
+            && v6.scope_id() != 0
+        {
+            return Err(error(scope_refused(&v6.scope_id().to_string())));
+        }
+        let addr = addr.ip();
         self.lock().insert(key, addr);
         Ok(addr)
     }
@@ -59,6 +83,15 @@ impl Resolver {
         // The map stays consistent even if a holder panicked.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Why a scoped IPv6 address is refused rather than probed without its scope.
+fn scope_refused(scope: &str) -> String {
+    format!(
+        "mtr-packet takes no scope id (%{}) with an address; give the address alone and the \
+         interface as ProbeOptions::local_device",
+        cut(scope, 32)
+    )
 }
 
 /// The source address the kernel would pick to reach `target`.

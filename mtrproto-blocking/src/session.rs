@@ -3,18 +3,20 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 use mtrproto::{Failure, Feature, ProbeResult, Rate, SessionConfig};
 
 use crate::compat::{self, Release};
+use crate::completion::Completion;
 use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
 use crate::options::ProbeOptions;
 use crate::resolve::{Resolver, source_address_for};
+use crate::status::{HelperStatus, Shared};
 
 /// The environment variable naming the helper program, with arguments.
 pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
@@ -34,12 +36,14 @@ pub struct Session {
     commands: Sender<Command>,
     waker: Arc<Wakeup>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The driver thread, which must never join itself.
+    driver_id: ThreadId,
+    shared: Arc<Shared>,
     closed: AtomicBool,
     resolver: Resolver,
     version: String,
     release: &'static Release,
     window: usize,
-    helper_pid: u32,
     close_grace: Duration,
 }
 
@@ -47,7 +51,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("version", &self.version)
-            .field("helper_pid", &self.helper_pid)
+            .field("helper_pids", &self.helper_pids())
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -74,6 +78,9 @@ impl Default for SessionBuilder {
 }
 
 impl SessionBuilder {
+    /// The most helper processes one session runs.
+    pub const MAX_HELPERS: usize = 64;
+
     /// Runs `program` with `args` instead of `$MTR_PACKET` or `mtr-packet`.
     pub fn program<S: Into<String>>(
         mut self,
@@ -86,39 +93,48 @@ impl SessionBuilder {
         self
     }
 
-    /// Runs `count` helper processes behind the one driver thread (default 1), to go past
-    /// one helper's CPU. Each probe goes to the least loaded helper; the window applies per
-    /// helper. If one of several helpers dies, only its probes fail and it is started again.
+    /// Runs `count` helper processes behind the one driver thread (default 1, at most
+    /// [`SessionBuilder::MAX_HELPERS`]), to go past one helper's CPU. Each probe goes to the
+    /// least loaded helper; the window applies per helper. If one of several helpers dies,
+    /// only its probes fail and it is started again.
     ///
     /// This pays off for TCP probes (1.8x with two helpers on loopback here), not for ICMP or
     /// UDP: every mtr-packet's raw ICMP socket receives every ICMP answer on the host, so
     /// each helper also reads the others' answers, and under load some are lost.
     pub fn helpers(mut self, count: usize) -> Self {
-        self.helpers = count.max(1);
+        self.helpers = count.clamp(1, SessionBuilder::MAX_HELPERS);
         self
     }
 
-    /// Probes in flight at most, per helper (default 256; see [`SessionConfig::window`]).
+    /// Probes in flight at most, per helper (default 256; see [`SessionConfig::window`]),
+    /// saturated to `1..=`[`SessionConfig::MAX_WINDOW`].
     pub fn window(mut self, window: usize) -> Self {
-        self.config.window = window.max(1);
+        self.config.window = window.clamp(1, SessionConfig::MAX_WINDOW);
         self
     }
 
-    /// Probes waiting behind the window at most (default 65536).
+    /// Probes waiting behind the window at most (default 65536), saturated to
+    /// [`SessionConfig::MAX_QUEUE`]. With 0, a probe is taken only while the window has room.
     pub fn max_queue(mut self, max_queue: usize) -> Self {
-        self.config.max_queue = max_queue;
+        self.config.max_queue = max_queue.min(SessionConfig::MAX_QUEUE);
         self
     }
 
-    /// At most `per_second` probes per second, `burst` at once.
+    /// At most `per_second` probes per second, `burst` at once (each at least 1).
     pub fn rate(mut self, per_second: u32, burst: u32) -> Self {
-        self.config.rate = Some(Rate { per_second, burst });
+        self.config.rate = Some(Rate {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        });
         self
     }
 
     /// How long past its timeout a probe may go unanswered before it fails with
     /// [`ProcessError::Unresponsive`] (default 5 s). Also bounds how long opening waits for
-    /// the helper's first answers.
+    /// the helper's first answers, how long a helper may take no input while probes wait to
+    /// be written (then every probe it holds fails with `Unresponsive` and it is killed), and
+    /// how long it may write only lines that answer nothing (then it is killed, and its
+    /// probes fail with [`ProcessError::NotMtrPacket`]).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.config.grace = grace;
         self
@@ -154,8 +170,14 @@ impl SessionBuilder {
         };
         let window = self.config.window;
         let (commands, receiver) = unbounded();
-        let (driver, waker, helper_pid) =
-            Driver::start(command.clone(), self.helpers, self.config, receiver)?;
+        let shared = Arc::new(Shared::default());
+        let (driver, waker) = Driver::start(
+            command.clone(),
+            self.helpers,
+            self.config,
+            receiver,
+            Arc::clone(&shared),
+        )?;
         let thread = std::thread::Builder::new()
             .name("mtr-packet driver".into())
             .spawn(move || driver.run())
@@ -163,13 +185,14 @@ impl SessionBuilder {
         let mut session = Session {
             commands,
             waker,
+            driver_id: thread.thread().id(),
             driver: Mutex::new(Some(thread)),
+            shared,
             closed: AtomicBool::new(false),
             resolver: Resolver::default(),
             version: String::new(),
             release: &compat::UNKNOWN,
             window,
-            helper_pid,
             close_grace: self.close_grace,
         };
         let program = &command[0];
@@ -296,7 +319,7 @@ impl Session {
         let args = options.to_args(target, local)?;
         self.send(Command::Probe {
             args,
-            done: Box::new(done),
+            done: Completion::new(done),
         })
     }
 
@@ -319,7 +342,9 @@ impl Session {
                 program: "mtr-packet".into(),
                 detail: describe(&f),
             },
-            _ => ProcessError::Exited { status: None },
+            _ => ProcessError::Exited {
+                status: self.shared.last_exit(),
+            },
         })?;
         Ok(answer != "no")
     }
@@ -332,10 +357,19 @@ impl Session {
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands
-            .send(command)
-            .map_err(|_| ProcessError::Exited { status: None })?;
-        self.waker.wake().map_err(ProcessError::Io)?;
+        if let Err(refused) = self.commands.send(command) {
+            // The driver has stopped: the caller gets this error instead of a callback.
+            if let Command::Probe { done, .. } = refused.into_inner() {
+                done.cancel();
+            }
+            return Err(ProcessError::Exited {
+                status: self.shared.last_exit(),
+            }
+            .into());
+        }
+        // The command is accepted. A waker that cannot be written is an eventfd already
+        // full of wake-ups: the driver is due to look anyway.
+        let _ = self.waker.wake();
         Ok(())
     }
 
@@ -363,9 +397,22 @@ impl Session {
         self.window
     }
 
-    /// The helper's process id.
+    /// The process id of the first helper slot's current process (see
+    /// [`Session::helper_pids`] for every helper).
     pub fn helper_pid(&self) -> u32 {
-        self.helper_pid
+        self.shared.helpers().first().map_or(0, |h| h.pid)
+    }
+
+    /// The process ids of every helper slot's current process, in slot order. A helper that
+    /// was started again has its new id here.
+    pub fn helper_pids(&self) -> Vec<u32> {
+        self.shared.helpers().iter().map(|h| h.pid).collect()
+    }
+
+    /// Every helper slot: process id, whether it is running, how its last process exited,
+    /// restarts, and the lines it wrote that answered no request (counted, the last few kept).
+    pub fn helpers(&self) -> Vec<HelperStatus> {
+        self.shared.helpers().clone()
     }
 
     /// Forgets resolved host names; the next probes resolve them again.
@@ -384,7 +431,11 @@ impl Session {
         self.closed.store(true, Ordering::Release);
         let _ = self.send(Command::Close { grace });
         let thread = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+        // Closed from a callback, on the driver thread itself: it cannot wait for itself; it
+        // ends on its own once this call returns, and kills and reaps the helpers then.
+        if let Some(thread) = thread
+            && std::thread::current().id() != self.driver_id
+        {
             let _ = thread.join();
         }
     }

@@ -284,3 +284,340 @@ fn one_dying_helper_of_several_fails_only_its_probes_and_is_restarted() {
             .success
     );
 }
+
+/// Probe options with a one-second timeout.
+fn one_second() -> ProbeOptions {
+    ProbeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..options()
+    }
+}
+
+/// The probe's result within `limit`, and how long it took.
+fn result_within(
+    handle: &mtrproto_blocking::ProbeHandle,
+    limit: Duration,
+) -> (Result<mtrproto_blocking::ProbeResult, Error>, Duration) {
+    let started = Instant::now();
+    let result = handle
+        .wait_timeout(limit)
+        .unwrap_or_else(|| panic!("no result within {limit:?}"));
+    (result, started.elapsed())
+}
+
+#[test]
+fn a_helper_that_closes_stdout_and_stays_alive_fails_its_probes_at_once() {
+    // Two opening checks and one probe are answered; at the next request it closes stdout.
+    let session = fake(&["--close-stdout-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    let pid = session.helper_pid();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&handle, Duration::from_secs(10));
+    println!("closed stdout: error after {waited:?}");
+    assert!(
+        matches!(result, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{result:?}"
+    );
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    // It was killed and reaped, not waited for.
+    let started = Instant::now();
+    while mtrproto_tests::process_exists(pid) && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!mtrproto_tests::process_exists(pid), "helper left running");
+}
+
+#[test]
+fn one_helper_closing_stdout_does_not_stall_the_others() {
+    let session = fake(&["--close-stdout-after", "3"])
+        .helpers(2)
+        .open()
+        .unwrap();
+    // Spread probes over both helpers: one of them reaches its fourth request and closes
+    // its stdout; the other's answers keep coming.
+    let started = Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|_| session.probe("127.0.0.1", &one_second()).unwrap())
+        .collect();
+    let mut answered = 0;
+    for handle in handles {
+        let (result, _) = result_within(&handle, Duration::from_secs(10));
+        answered += usize::from(result.is_ok());
+    }
+    println!(
+        "one of two closed stdout: 8 probes ended after {:?}",
+        started.elapsed()
+    );
+    assert!(answered >= 1, "the other helper answered nothing");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_helper_flooding_junk_is_killed_after_the_grace_and_memory_stays_bounded() {
+    let rss_before = rss_kb();
+    let session = fake(&["--junk-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&handle, Duration::from_secs(10));
+    let grown = rss_kb().saturating_sub(rss_before);
+    println!("junk flood: error after {waited:?}, RSS grew {grown} kB");
+    assert!(result.is_err(), "{result:?}");
+    // The junk began with this probe: it is killed one grace later.
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+    assert!(grown < 64 * 1024, "RSS grew {grown} kB");
+    // Later probes fail at once: it is gone.
+    let started = Instant::now();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_err());
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
+fn a_helper_that_stops_reading_fails_every_queued_probe_in_time() {
+    let session = fake(&["--deaf-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let started = Instant::now();
+    let handles: Vec<_> = (0..20_000)
+        .map(|_| session.probe("127.0.0.1", &one_second()).unwrap())
+        .collect();
+    // Timeout 1 s + grace 1 s, and one more for the stdin watchdog and the driver.
+    let limit = Duration::from_secs(4);
+    let mut ended = 0;
+    let mut unresponsive = 0;
+    for handle in &handles {
+        let left = limit.saturating_sub(started.elapsed());
+        if let Some(result) = handle.wait_timeout(left) {
+            ended += 1;
+            unresponsive += usize::from(matches!(
+                result,
+                Err(Error::Process(ProcessError::Unresponsive))
+            ));
+        }
+    }
+    println!(
+        "deaf helper: {ended} of 20000 probes ended ({unresponsive} unresponsive) after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ended, 20_000);
+    assert_eq!(unresponsive, 20_000);
+}
+
+#[test]
+fn an_orphan_holding_stdout_does_not_hang_probes_or_close() {
+    let session = fake(&["--orphan-after", "3"])
+        .grace(Duration::from_secs(1))
+        .close_grace(Duration::from_millis(200))
+        .open()
+        .unwrap();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&handle, Duration::from_secs(10));
+    println!("orphan holding stdout: error after {waited:?}");
+    assert!(
+        matches!(
+            result,
+            Err(Error::Process(ProcessError::Exited { status: Some(_) }))
+        ),
+        "{result:?}"
+    );
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    let started = Instant::now();
+    session.close();
+    println!("orphan holding stdout: close took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn dropping_the_last_session_in_a_callback_ends_cleanly() {
+    let session = Arc::new(fake(&["--delay-ms", "200"]).open().unwrap());
+    let pid = session.helper_pid();
+    let (called, wait_called) = crossbeam_channel::bounded(1);
+    let inner = Arc::clone(&session);
+    session
+        .probe_with("127.0.0.1", &options(), move |result| {
+            // The last handle to the session goes here, on the driver thread.
+            drop(inner);
+            let _ = called.send(result.is_ok());
+        })
+        .unwrap();
+    drop(session);
+    assert_eq!(wait_called.recv_timeout(Duration::from_secs(5)), Ok(true));
+    let started = Instant::now();
+    while mtrproto_tests::process_exists(pid) && started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!mtrproto_tests::process_exists(pid), "helper left a zombie");
+}
+
+#[test]
+fn every_accepted_callback_is_called_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // It exits at its first probe. That probe's callback holds the driver thread while more
+    // probes are accepted; the driver then finds its only helper gone and stops.
+    let session = fake(&["--exit-after", "2"]).open().unwrap();
+    let (inside, wait_inside) = crossbeam_channel::bounded(1);
+    session
+        .probe_with("127.0.0.1", &options(), move |_| {
+            let _ = inside.send(());
+            std::thread::sleep(Duration::from_millis(300));
+        })
+        .unwrap();
+    wait_inside.recv_timeout(Duration::from_secs(5)).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut accepted = 0;
+    for _ in 0..100 {
+        let calls = Arc::clone(&calls);
+        let sent = session.probe_with("127.0.0.1", &options(), move |result| {
+            assert!(result.is_err());
+            calls.fetch_add(1, Ordering::SeqCst);
+        });
+        accepted += usize::from(sent.is_ok());
+    }
+    let started = Instant::now();
+    while calls.load(Ordering::SeqCst) < accepted && started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    session.close();
+    println!(
+        "{accepted} accepted, {} called",
+        calls.load(Ordering::SeqCst)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), accepted);
+}
+
+#[test]
+fn builder_values_are_saturated() {
+    let session = fake(&[]).max_queue(0).window(usize::MAX).open().unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success
+    );
+    let session = fake(&[]).window(0).rate(0, 0).open().unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success
+    );
+}
+
+#[test]
+fn later_calls_report_the_exit_status() {
+    let session = fake(&["--exit-after", "2"]).open().unwrap();
+    let first = session.probe_blocking("127.0.0.1", &options());
+    let started = Instant::now();
+    let later = loop {
+        let later = session.probe_blocking("127.0.0.1", &options());
+        if matches!(
+            later,
+            Err(Error::Process(ProcessError::Exited { status: Some(_) }))
+        ) || started.elapsed() > Duration::from_secs(2)
+        {
+            break later;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("first: {first:?}; later: {later:?}");
+    match later {
+        Err(Error::Process(ProcessError::Exited {
+            status: Some(status),
+        })) => {
+            assert_eq!(status.code(), Some(0));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn scope_ids_are_refused_and_long_names_cut() {
+    let session = fake(&[]).open().unwrap();
+    let scoped = session.probe_blocking("fe80::1%lo", &options());
+    assert!(matches!(scoped, Err(Error::HostResolve(_))), "{scoped:?}");
+    assert!(scoped.unwrap_err().to_string().contains("scope"));
+    let long = "a".repeat(1 << 20);
+    let error = session.probe_blocking(&long, &options()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.len() < 1024, "{} bytes", message.len());
+}
+
+/// Resident memory of this process now, in kB.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_helper_is_restarted_and_its_new_pid_offered() {
+    use std::os::unix::process::ExitStatusExt;
+    let session = fake(&[]).helpers(3).open().unwrap();
+    let before = session.helper_pids();
+    assert_eq!(before.len(), 3);
+    assert!(
+        before
+            .iter()
+            .all(|&pid| mtrproto_tests::process_exists(pid))
+    );
+    // Slot 0 answered the opening checks; slot 2 has answered nothing yet.
+    for slot in [0, 2] {
+        std::process::Command::new("kill")
+            .args(["-KILL", &before[slot].to_string()])
+            .status()
+            .unwrap();
+    }
+    let started = Instant::now();
+    let restarted = loop {
+        // Probes go on meanwhile; one that reached a killed helper first fails.
+        let _ = session.probe_blocking("127.0.0.1", &options());
+        let now = session.helpers();
+        if now.iter().all(|h| h.running && h.pid != 0)
+            && now[0].pid != before[0]
+            && now[2].pid != before[2]
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("restarted after {:?}: {restarted:?}", started.elapsed());
+    for slot in [0, 2] {
+        let helper = &restarted[slot];
+        assert_ne!(helper.pid, before[slot], "slot {slot} not restarted");
+        assert!(mtrproto_tests::process_exists(helper.pid));
+        assert!(
+            !mtrproto_tests::process_exists(before[slot]),
+            "slot {slot}: not reaped"
+        );
+        assert_eq!(helper.restarts, 1);
+        assert_eq!(helper.last_exit.and_then(|s| s.signal()), Some(9));
+    }
+    assert_eq!(restarted[1].pid, before[1]);
+    assert_eq!(session.helper_pid(), restarted[0].pid);
+    for _ in 0..6 {
+        assert!(
+            session
+                .probe_blocking("127.0.0.1", &options())
+                .unwrap()
+                .success
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! What the driver tells callers about its helpers: process ids, how they exited, what they
+//! said that answered nothing. Written by the driver thread, read by any.
+
+use std::collections::VecDeque;
+use std::process::ExitStatus;
+use std::sync::{Mutex, MutexGuard};
+
+/// How many diagnostics each helper keeps the text of; the rest are only counted.
+pub(crate) const RECENT_DIAGNOSTICS: usize = 8;
+
+/// The longest diagnostic text kept, in bytes.
+pub(crate) const DIAGNOSTIC_TEXT: usize = 160;
+
+/// One helper slot of a session, from [`Session::helpers`](crate::Session::helpers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HelperStatus {
+    /// The process id of the slot's current (or last) helper process.
+    pub pid: u32,
+    /// Whether that process is still the slot's working helper.
+    pub running: bool,
+    /// How the slot's last helper process to end exited, once reaped.
+    pub last_exit: Option<ExitStatus>,
+    /// How many times the slot's helper was started again after it ended.
+    pub restarts: u32,
+    /// Lines from the slot's helpers that answered no request (counted since the session
+    /// opened).
+    pub diagnostics: u64,
+    /// The last few of those lines, cut to a readable length, oldest first.
+    pub recent_diagnostics: VecDeque<String>,
+}
+
+/// The state shared between the driver and the session.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    helpers: Mutex<Vec<HelperStatus>>,
+    /// How the last helper to end exited: what later calls report.
+    last_exit: Mutex<Option<ExitStatus>>,
+}
+
+impl Shared {
+    pub(crate) fn helpers(&self) -> MutexGuard<'_, Vec<HelperStatus>> {
+        // Plain data: consistent even if a holder panicked.
+        self.helpers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn last_exit(&self) -> Option<ExitStatus> {
+        *self.last_exit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_last_exit(&self, status: ExitStatus) {
+        *self.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with `...` when cut.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
+}
