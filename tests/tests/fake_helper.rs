@@ -336,27 +336,19 @@ fn one_helper_closing_stdout_does_not_stall_the_others() {
         .helpers(2)
         .open()
         .unwrap();
-    // Spread probes over both helpers: one of them reaches its fourth request and closes
-    // its stdout; the other's answers keep coming.
-    let started = Instant::now();
-    let handles: Vec<_> = (0..8)
-        .map(|_| session.probe("127.0.0.1", &one_second()).unwrap())
-        .collect();
+    // Probes one after another take turns between the helpers: each answers two, then
+    // closes its stdout at the next, is killed and started again; the other goes on.
     let mut answered = 0;
-    for handle in handles {
-        let (result, _) = result_within(&handle, Duration::from_secs(10));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..12 {
+        let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+        let (result, waited) = result_within(&handle, Duration::from_secs(10));
         answered += usize::from(result.is_ok());
+        slowest = slowest.max(waited);
     }
-    println!(
-        "one of two closed stdout: 8 probes ended after {:?}",
-        started.elapsed()
-    );
-    assert!(answered >= 1, "the other helper answered nothing");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    println!("one of two closed stdout: {answered} of 12 answered, slowest {slowest:?}");
+    assert!(answered >= 6, "{answered} answered");
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
 }
 
 #[test]
