@@ -27,8 +27,8 @@
 //! - `--deaf-after N`: after reading N requests, stop reading stdin for a minute;
 //! - `--orphan-after N`: after reading N requests, start a child that keeps stdin and stdout
 //!   open for a minute, and exit;
-//! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED) exit, write a
-//!   burst of junk, or stop reading for up to two seconds.
+//! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED and the process
+//!   id) exit, write a burst of junk, or stop reading for up to two seconds.
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
@@ -73,7 +73,10 @@ fn main() {
     let partial = scenario.partial;
     let writer = std::thread::spawn(move || write_answers(writer_input, partial));
     let mut held = Vec::new();
-    let mut random = scenario.chaos.map(|seed| seed | 1);
+    // Each process its own sequence: a restarted helper must not replay its predecessor's.
+    let mut random = scenario
+        .chaos
+        .map(|seed| (seed ^ u64::from(std::process::id()).rotate_left(32)) | 1);
     let stdin = std::io::stdin();
     for (n, line) in stdin.lock().lines().enumerate() {
         let Ok(line) = line else { break };
