@@ -1,11 +1,16 @@
-//! Traces the path to a host like `mtr --report -n`: the same probes in the same order, and
+//! Traces the path to a host like `mtr --report`: the same probes in the same order, and
 //! the same report, as text or as mtr's JSON.
 //!
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S]
-//!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6] [--json] [--wide]
-//!     HOST
+//!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6] [-n|-b]
+//!     [--json] [--wide] HOST
 //! ```
+//!
+//! Responders show their reverse-DNS names, as mtr shows them: `-n` shows addresses only,
+//! `-b` both (`name (address)`). Names come from the system resolver through a
+//! [`NameResolver`](mtrproto_blocking::NameResolver), asked as soon as a responder answers;
+//! a name not known when the report is printed shows as the address.
 //!
 //! As mtr does, it sends one probe at a time, TTL 1, 2, ... up to the target, every
 //! `INTERVAL / hops` (see [`mtrproto::Rounds`]), runs `CYCLES` such rounds (default 10, one
@@ -24,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use mtrproto::{ProbeResult, ReportMeta, Rounds, TraceStats, text_report};
-use mtrproto_blocking::{Error, ProbeOptions, Session};
+use mtrproto::{ProbeResult, ReportMeta, Rounds, TraceStats, host_label, text_report_named};
+use mtrproto_blocking::{Error, NameResolver, ProbeOptions, Session};
 
 /// Traces the path to a host like `mtr --report`: mtr's probes, in mtr's order, and its
 /// report. Only trace hosts you are allowed to probe.
@@ -48,6 +53,12 @@ struct Cli {
     #[arg(short = 'm', long = "max-ttl", value_name = "HOPS", default_value_t = 30,
           value_parser = clap::value_parser!(u8).range(1..))]
     max_hops: u8,
+    /// Show addresses only, no reverse-DNS names.
+    #[arg(short = 'n', long = "no-dns")]
+    no_dns: bool,
+    /// Show both the name and the address of each responder.
+    #[arg(short = 'b', long = "show-ips")]
+    show_ips: bool,
     /// Print mtr's JSON report instead of the text.
     #[arg(long)]
     json: bool,
@@ -86,6 +97,11 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     let live = std::io::stdout().is_terminal() && !json;
     let src = hostname();
     let start = format!("Start: {}\n", start_time());
+    let names = Names {
+        resolver: (!cli.no_dns).then(NameResolver::new),
+        show_ips: cli.show_ips,
+    };
+    let host = |address| names.label(address);
 
     let (done, answers) = crossbeam_channel::unbounded::<Answer>();
     let mut rounds = Rounds::new(&stats);
@@ -94,7 +110,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     let mut tick = Instant::now() + rounds.gap(interval);
     // mtr's select loop: answers are recorded as they come; at every tick one probe goes out.
     while completed < cycles {
-        in_flight -= record_until(&answers, &mut stats, tick, in_flight, true)?;
+        in_flight -= record_until(&answers, &mut stats, &names, tick, in_flight, true)?;
         let ttl = rounds.next_ttl();
         stats.sent(ttl);
         probe(&session, target, ttl, &options, &done)?;
@@ -102,17 +118,21 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         if rounds.advance(&stats) {
             completed += 1;
             if live {
-                print!("\x1b[H\x1b[2J{start}{}", text_report(&stats, &src, wide));
+                print!(
+                    "\x1b[H\x1b[2J{start}{}",
+                    text_report_named(&stats, &src, wide, &host)
+                );
                 println!("round {completed}/{cycles}");
             }
         }
         tick = Instant::now() + rounds.gap(interval);
     }
     // The next tick starts the grace period, which ends early once nothing is in flight.
-    in_flight -= record_until(&answers, &mut stats, tick, in_flight, true)?;
+    in_flight -= record_until(&answers, &mut stats, &names, tick, in_flight, true)?;
     record_until(
         &answers,
         &mut stats,
+        &names,
         Instant::now() + grace,
         in_flight,
         false,
@@ -128,7 +148,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
             psize: options.size.unwrap_or(64).to_string(),
             bitpattern: format!("0x{:02X}", options.bit_pattern.unwrap_or(0)),
         };
-        let report = mtrproto::JsonReport::new(&stats, meta, wide);
+        let report = mtrproto::JsonReport::named(&stats, meta, wide, &host);
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -137,7 +157,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         if live {
             print!("\x1b[H\x1b[2J");
         }
-        print!("{start}{}", text_report(&stats, &src, wide));
+        print!("{start}{}", text_report_named(&stats, &src, wide, &host));
     }
     Ok(stats.destination_ttl().is_some())
 }
@@ -161,11 +181,35 @@ fn probe(
     })
 }
 
+/// Responder names as mtr shows them: none with `-n`; else the name when the resolver has
+/// one, with `-b` followed by the address.
+struct Names {
+    resolver: Option<NameResolver>,
+    show_ips: bool,
+}
+
+impl Names {
+    /// Starts looking up `address`, so that its name is there by the next report.
+    fn start(&self, address: IpAddr) {
+        if let Some(resolver) = &self.resolver {
+            resolver.lookup(address);
+        }
+    }
+
+    /// The report's text for `address`; never waits for the resolver.
+    fn label(&self, address: IpAddr) -> String {
+        let lookup = self.resolver.as_ref().map(|r| r.lookup(address));
+        let name = lookup.as_ref().and_then(|l| l.name());
+        host_label(address, name, self.show_ips)
+    }
+}
+
 /// Records answers until `deadline` (until none of the `in_flight` probes is left, unless
 /// `whole`); returns how many came. A helper failure ends the trace.
 fn record_until(
     answers: &Receiver<Answer>,
     stats: &mut TraceStats,
+    names: &Names,
     deadline: Instant,
     in_flight: usize,
     whole: bool,
@@ -176,7 +220,11 @@ fn record_until(
         match answers.recv_timeout(timeout) {
             Ok((ttl, result)) => {
                 count += 1;
-                stats.record(ttl, &result?);
+                let result = result?;
+                if let Some(responder) = result.responder {
+                    names.start(responder);
+                }
+                stats.record(ttl, &result);
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }

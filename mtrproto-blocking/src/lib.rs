@@ -25,6 +25,9 @@
 //! # Ok::<(), mtrproto_blocking::Error>(())
 //! ```
 //!
+//! [`NameResolver`] gives responders their reverse-DNS names, as mtr shows them, from the
+//! system resolver on its own small pool of threads: a caller never waits on a resolver.
+//!
 //! Probe only hosts you are allowed to probe; the examples here use localhost.
 //!
 //! # When the helper fails
@@ -63,6 +66,7 @@ mod driver;
 mod error;
 mod handle;
 mod helper;
+mod names;
 mod options;
 mod resolve;
 mod session;
@@ -72,6 +76,7 @@ mod sys;
 pub use error::{Error, HostResolveError, ProcessError, StateError};
 pub use handle::ProbeHandle;
 pub use mtrproto::{Feature, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind};
+pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
 pub use session::{MTR_PACKET_ENV, Session, SessionBuilder};
 pub use status::HelperStatus;

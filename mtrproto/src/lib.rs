@@ -62,7 +62,7 @@ pub use mpls::{Mpls, MplsStack};
 pub use reply::{Reply, ReplyKind};
 #[cfg(feature = "serde")]
 pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
-pub use report::{ReportMeta, text_report};
+pub use report::{ReportMeta, host_label, text_report, text_report_named};
 pub use result::ProbeResult;
 pub use session::{
     ConfigError, Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig,

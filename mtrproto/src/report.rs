@@ -2,6 +2,7 @@
 //! responder and MPLS label, and (with the `serde` feature) the JSON of `mtr --json`.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use crate::stats::{Hop, TraceStats};
 
@@ -92,10 +93,38 @@ impl Columns {
 /// responder with its count and the MPLS label stack of its first answer, then the hop's
 /// error outcomes. Without those added lines, the wide text is `mtr --report-wide -n`'s.
 pub fn text_report(stats: &TraceStats, src: &str, wide: bool) -> String {
+    text_report_named(stats, src, wide, &|address| address.to_string())
+}
+
+/// [`text_report`] with each responder shown as `host` names it: the text of `mtr --report`
+/// when `host` gives what [`host_label`] makes of the responder's reverse-DNS name.
+///
+/// The lines the wide form adds (`    |  `|-- ...`) keep the bare addresses, as mtr's do.
+///
+/// ```
+/// use mtrproto::{ProbeResult, TraceStats, host_label, text_report_named};
+///
+/// let mut stats = TraceStats::new("127.0.0.1".parse()?, 30);
+/// stats.sent(1);
+/// stats.record(1, &ProbeResult::from_reply(&mtrproto::Reply::parse(
+///     "1 reply ip-4 127.0.0.1 round-trip-time 100",
+/// )?));
+/// let text = text_report_named(&stats, "vm", false, &|address| {
+///     host_label(address, Some("localhost"), true)
+/// });
+/// assert!(text.contains("  1.|-- localhost (127.0.0.1)"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn text_report_named(
+    stats: &TraceStats,
+    src: &str,
+    wide: bool,
+    host: &dyn Fn(IpAddr) -> String,
+) -> String {
     let hops = stats.hops();
     let hosts = if wide {
         hops.iter()
-            .map(|h| host(h).len())
+            .map(|h| label(h, host).len())
             .chain([src.len()])
             .max()
             .unwrap_or(0)
@@ -111,9 +140,9 @@ pub fn text_report(stats: &TraceStats, src: &str, wide: bool) -> String {
     }
     line.end(&mut out);
     for hop in hops {
-        let label = format!(" {:>2}.|-- {:<hosts$}", hop.ttl(), host(hop));
-        let at = if wide { label.len() } else { hosts };
-        let mut line = Columns::new(label, at);
+        let start = format!(" {:>2}.|-- {:<hosts$}", hop.ttl(), label(hop, host));
+        let at = if wide { start.len() } else { hosts };
+        let mut line = Columns::new(start, at);
         let values = [
             format!(" {:4.1}%", hop.loss_percent()),
             format!(" {:5}", hop.sent()),
@@ -130,7 +159,7 @@ pub fn text_report(stats: &TraceStats, src: &str, wide: bool) -> String {
         line.end(&mut out);
         for other in hop.responders().iter().take(MAX_PATH) {
             if Some(other.address) != hop.host() {
-                let _ = writeln!(out, "        {:<hosts$}", other.address.to_string());
+                let _ = writeln!(out, "        {:<hosts$}", host(other.address));
             }
         }
         if wide {
@@ -164,9 +193,30 @@ fn push_details(out: &mut String, hop: &Hop) {
     }
 }
 
-fn host(hop: &Hop) -> String {
-    hop.host()
-        .map_or_else(|| "???".to_owned(), |a| a.to_string())
+/// How mtr's report shows a responder (`snprint_addr` in mtr 0.95's `ui/report.c`): its
+/// reverse-DNS `name` if it has one, followed by the address in parentheses with
+/// `show_ips` (`mtr -b`); the address alone without a name, or under `mtr -n` (pass `None`).
+///
+/// ```
+/// use mtrproto::host_label;
+///
+/// let address = "192.0.2.1".parse()?;
+/// assert_eq!(host_label(address, Some("gw.example"), false), "gw.example");
+/// assert_eq!(host_label(address, Some("gw.example"), true), "gw.example (192.0.2.1)");
+/// assert_eq!(host_label(address, None, true), "192.0.2.1");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub fn host_label(address: IpAddr, name: Option<&str>, show_ips: bool) -> String {
+    match name {
+        Some(name) if show_ips => format!("{name} ({address})"),
+        Some(name) => name.to_owned(),
+        None => address.to_string(),
+    }
+}
+
+/// The hop's host column: its latest responder as `host` names it, `???` for none.
+fn label(hop: &Hop, host: &dyn Fn(IpAddr) -> String) -> String {
+    hop.host().map_or_else(|| "???".to_owned(), host)
 }
 
 #[cfg(feature = "serde")]
@@ -176,7 +226,9 @@ pub use self::json::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 mod json {
     use serde::Serialize;
 
-    use super::{ReportMeta, host, ms};
+    use std::net::IpAddr;
+
+    use super::{ReportMeta, label, ms};
     use crate::stats::TraceStats;
 
     /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`.
@@ -204,7 +256,8 @@ mod json {
     pub struct JsonHub {
         /// The TTL.
         pub count: u8,
-        /// The latest responder, or `???`.
+        /// The latest responder (its address, or its name as the report names responders), or
+        /// `???`.
         pub host: String,
         /// Loss%.
         #[serde(rename = "Loss%")]
@@ -233,7 +286,7 @@ mod json {
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     pub struct JsonResponder {
-        /// Its address.
+        /// Its address, or its name as the report names responders.
         pub host: String,
         /// Answers from it.
         pub count: u64,
@@ -264,6 +317,17 @@ mod json {
         /// The report; `extended` adds responders, MPLS stacks and errors to every hub and
         /// keeps times to the microsecond.
         pub fn new(stats: &TraceStats, meta: ReportMeta, extended: bool) -> JsonReport {
+            JsonReport::named(stats, meta, extended, &|address| address.to_string())
+        }
+
+        /// [`JsonReport::new`] with each responder's `host` as `host` names it: mtr's
+        /// `--json` without `-n` when `host` gives [`host_label`](crate::host_label)'s text.
+        pub fn named(
+            stats: &TraceStats,
+            meta: ReportMeta,
+            extended: bool,
+            host: &dyn Fn(IpAddr) -> String,
+        ) -> JsonReport {
             let real = |value: f64| {
                 if extended { value } else { significant(value) }
             };
@@ -272,7 +336,7 @@ mod json {
                 .iter()
                 .map(|hop| JsonHub {
                     count: hop.ttl(),
-                    host: host(hop),
+                    host: label(hop, host),
                     loss: real(hop.loss_percent()),
                     Snt: hop.sent(),
                     Last: real(ms(hop.last_us())),
@@ -284,7 +348,7 @@ mod json {
                         hop.responders()
                             .iter()
                             .map(|r| JsonResponder {
-                                host: r.address.to_string(),
+                                host: host(r.address),
                                 count: r.count,
                                 mpls: r
                                     .mpls

@@ -1,7 +1,7 @@
 //! Our `trace` example against Debian's `mtr` (0.95), both driving the scripted helper
 //! (`scripted-mtr-packet`) through `$MTR_PACKET` over seeded path scripts: loss, silent
 //! hops, ECMP with MPLS, round-trip times from 0 to 5 s, transient and lasting
-//! unreachables, IPv4 and IPv6. `mtr --report -n` and `trace` must print the same text byte
+//! unreachables, IPv4 and IPv6. `mtr --report -n` and `trace -n` must print the same text byte
 //! for byte (the `Start:` line's time aside); `mtr --report --json -n` and `trace --json`
 //! the same values; `mtr --report-wide -n` and `trace --wide` the same text once the lines
 //! `trace` adds (starting with `    |`) are left out. No packet is sent: the targets are 127.0.0.1 and ::1, and the helper
@@ -102,11 +102,11 @@ fn json(output: &Output) -> Result<Value, String> {
 fn compare(mtr: &Path, trace: &Path, seed: u64) -> Result<(), String> {
     let runs = [
         run(mtr, seed, &["--report", "-n"]),
-        run(trace, seed, &[]),
+        run(trace, seed, &["-n"]),
         run(mtr, seed, &["--report", "--json", "-n"]),
-        run(trace, seed, &["--json"]),
+        run(trace, seed, &["-n", "--json"]),
         run(mtr, seed, &["--report-wide", "-n"]),
-        run(trace, seed, &["--wide"]),
+        run(trace, seed, &["-n", "--wide"]),
     ];
     let [mtr_text, our_text, mtr_json, our_json, mtr_wide, our_wide] =
         runs.map(|r| r.join().unwrap());

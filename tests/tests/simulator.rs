@@ -459,13 +459,23 @@ fn the_trace_example_shows_what_the_scenario_holds() {
         "{}: build with cargo build -p mtrproto-blocking --example trace",
         trace.display()
     );
-    let args = ["--wide", "-w", "1", "-c", "20", "-i", "0", "198.18.120.1"];
+    let args = [
+        "-n",
+        "--wide",
+        "-w",
+        "1",
+        "-c",
+        "20",
+        "-i",
+        "0",
+        "198.18.120.1",
+    ];
     let text = run_in_simulation("showcase.toml", trace.to_str().unwrap(), &args);
     assert!(
-        text.contains("[MPLS: Lbl 24001 Exp 0 S 0 TTL 254]"),
+        text.contains("[MPLS: Lbl 24001 TC 0 S 0 TTL 254]"),
         "{text}"
     );
-    assert!(text.contains("[MPLS: Lbl 16 Exp 0 S 1 TTL 1]"), "{text}");
+    assert!(text.contains("[MPLS: Lbl 16 TC 0 S 1 TTL 1]"), "{text}");
     assert!(
         text.contains("198.18.122.1") && text.contains("198.18.122.2"),
         "{text}"

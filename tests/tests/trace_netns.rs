@@ -131,7 +131,7 @@ fn trace_through_two_routers_matches_the_path_and_mtr() {
         let ours = line
             .client
             .command(trace.to_str().unwrap())
-            .args(["-c", "5", "-i", "0.1", "--json", target])
+            .args(["-n", "-c", "5", "-i", "0.1", "--json", target])
             .output()
             .unwrap();
         let ours = json_of(ours, "trace");
@@ -164,7 +164,7 @@ fn trace_through_two_routers_matches_the_path_and_mtr() {
     let text = line
         .client
         .command(trace.to_str().unwrap())
-        .args(["-c", "2", "-i", "0.1", "198.18.3.2"])
+        .args(["-n", "-c", "2", "-i", "0.1", "198.18.3.2"])
         .output()
         .unwrap();
     let text = String::from_utf8(text.stdout).unwrap();
