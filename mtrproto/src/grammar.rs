@@ -4,8 +4,7 @@
 //! `line = token SP name *(SP argument)`, `argument = word SP word`.
 
 use nom::bytes::complete::take_while1;
-use nom::character::complete::char;
-use nom::combinator::{map_res, opt};
+use nom::combinator::map_res;
 use nom::error::ErrorKind;
 use nom::sequence::{preceded, separated_pair};
 use nom::{IResult, Parser};
@@ -52,7 +51,42 @@ pub(crate) fn sp(input: &str) -> IResult<&str, char> {
 
 /// `argument = word SP word`, preceded by the space that separates it from the previous field.
 pub(crate) fn argument(input: &str) -> IResult<&str, (&str, &str)> {
+    if let Some(found) = ascii_argument(input) {
+        return Ok(found);
+    }
     preceded(sp, separated_pair(word, sp, word)).parse(input)
+}
+
+/// `argument` for the lines mtr-packet writes: two printable ASCII words, then a space or the
+/// end. `None` for anything else, which the general rule then reads (or refuses) the same
+/// way: this only saves the hot path the combinators' overhead.
+fn ascii_argument(input: &str) -> Option<(&str, (&str, &str))> {
+    let bytes = input.as_bytes();
+    if bytes.first() != Some(&b' ') {
+        return None;
+    }
+    let name_end = 1 + ascii_word_len(&bytes[1..]);
+    if name_end == 1 || bytes.get(name_end) != Some(&b' ') {
+        return None;
+    }
+    let value_start = name_end + 1;
+    let value_end = value_start + ascii_word_len(&bytes[value_start..]);
+    if value_end == value_start || !matches!(bytes.get(value_end), None | Some(b' ')) {
+        return None;
+    }
+    // Both ends are at ASCII bytes, so they are character boundaries.
+    Some((
+        &input[value_end..],
+        (&input[1..name_end], &input[value_start..value_end]),
+    ))
+}
+
+/// The length of the leading run of printable ASCII other than space.
+fn ascii_word_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|b| !(b'!'..=b'~').contains(b))
+        .unwrap_or(bytes.len())
 }
 
 /// `unsigned = 1*DIGIT`, fitting in a `u64`. Reads the digits in one pass.
@@ -82,10 +116,15 @@ fn failure(input: &str, kind: ErrorKind) -> nom::Err<nom::error::Error<&str>> {
 
 /// `signed = ["-"] 1*DIGIT`, fitting in an `i64`.
 pub(crate) fn signed(input: &str) -> IResult<&str, i64> {
-    let (rest, (minus, magnitude)) = (opt(char('-')), unsigned).parse(input)?;
-    let value = match minus {
-        Some(_) => 0i64.checked_sub_unsigned(magnitude),
-        None => i64::try_from(magnitude).ok(),
+    let (negative, digits) = match input.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, input),
+    };
+    let (rest, magnitude) = unsigned(digits)?;
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
     };
     value
         .map(|v| (rest, v))
@@ -164,30 +203,100 @@ pub(crate) fn value<'a, T>(
 
 /// `ip4 = dec-octet 3("." dec-octet)`, the dotted quad `inet_ntop` writes.
 pub(crate) fn ip4(input: &str) -> IResult<&str, Ipv4Addr> {
-    let (rest, (a, b, c, d)) = (
-        dec_octet,
-        preceded(char('.'), dec_octet),
-        preceded(char('.'), dec_octet),
-        preceded(char('.'), dec_octet),
-    )
-        .parse(input)?;
-    Ok((rest, Ipv4Addr::new(a, b, c, d)))
+    let bytes = input.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut at = 0;
+    for (i, octet) in octets.iter_mut().enumerate() {
+        if i > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return Err(failure(&input[at..], ErrorKind::Char));
+            }
+            at += 1;
+        }
+        let (len, value) =
+            dec_octet(&bytes[at..]).ok_or(failure(&input[at..], ErrorKind::Verify))?;
+        *octet = value;
+        at += len;
+    }
+    Ok((&input[at..], Ipv4Addr::from(octets)))
 }
 
-/// `dec-octet = "0" / %x31-39 0*2DIGIT`, at most 255 (RFC 3986; no leading zeros).
-fn dec_octet(input: &str) -> IResult<&str, u8> {
-    let (rest, value) = unsigned(input)?;
-    let digits = input.len() - rest.len();
-    let leading_zero = digits > 1 && input.starts_with('0');
-    match u8::try_from(value) {
-        Ok(octet) if !leading_zero => Ok((rest, octet)),
-        _ => Err(failure(input, ErrorKind::Verify)),
+/// `dec-octet = "0" / %x31-39 0*2DIGIT`, at most 255 (RFC 3986; no leading zeros): its
+/// length and value.
+fn dec_octet(bytes: &[u8]) -> Option<(usize, u8)> {
+    let len = bytes
+        .iter()
+        .take(4)
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len().min(4));
+    if len == 0 || len > 3 || (len > 1 && bytes[0] == b'0') {
+        return None;
     }
+    let value = bytes[..len]
+        .iter()
+        .fold(0u16, |value, digit| value * 10 + u16::from(digit - b'0'));
+    u8::try_from(value).ok().map(|octet| (len, octet))
 }
 
 /// `ip6 = word` that reads as an IPv6 address in any RFC 4291 text form.
 pub(crate) fn ip6(input: &str) -> IResult<&str, Ipv6Addr> {
+    if let Some((len, address)) = hex_ip6(input.as_bytes()) {
+        return Ok((&input[len..], address));
+    }
     map_res(word, str::parse::<Ipv6Addr>).parse(input)
+}
+
+/// The forms `inet_ntop` writes without a dotted quad, read in one pass: 8 groups of 1 to 4
+/// hex digits, or fewer with one `::` standing for at least one zero group, followed by a
+/// space or the end. Its length and the address; `None` for anything else, which the
+/// standard parser then reads or refuses.
+fn hex_ip6(bytes: &[u8]) -> Option<(usize, Ipv6Addr)> {
+    let mut groups = [0u16; 8];
+    let mut count = 0;
+    // Where `::` stands, in groups.
+    let mut gap = None;
+    let mut at = 0;
+    if bytes.starts_with(b"::") {
+        gap = Some(0);
+        at = 2;
+    }
+    while !matches!(bytes.get(at), None | Some(b' ')) {
+        let start = at;
+        let mut value = 0u16;
+        while at - start < 4
+            && let Some(digit) = bytes.get(at).and_then(|&b| char::from(b).to_digit(16))
+        {
+            value = value << 4 | digit as u16;
+            at += 1;
+        }
+        if at == start || count == 8 {
+            return None;
+        }
+        groups[count] = value;
+        count += 1;
+        match bytes.get(at) {
+            None | Some(b' ') => break,
+            Some(b':') if bytes.get(at + 1) == Some(&b':') => {
+                if gap.replace(count).is_some() {
+                    return None;
+                }
+                at += 2;
+            }
+            Some(b':') if !matches!(bytes.get(at + 1), None | Some(b' ')) => at += 1,
+            // A dotted quad, a fifth digit, a lone trailing colon, anything else.
+            _ => return None,
+        }
+    }
+    match gap {
+        None if count == 8 => {}
+        Some(gap) if count < 8 => {
+            let tail = count - gap;
+            groups.copy_within(gap..count, 8 - tail);
+            groups[gap..8 - tail].fill(0);
+        }
+        _ => return None,
+    }
+    Some((at, Ipv6Addr::from(groups)))
 }
 
 #[cfg(test)]
@@ -237,6 +346,11 @@ mod tests {
             Ok(Ipv4Addr::new(10, 200, 1, 2))
         );
         assert_eq!(value("ip-4", "0.0.0.0", ip4), Ok(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(
+            value("ip-4", "255.255.255.255", ip4),
+            Ok(Ipv4Addr::BROADCAST)
+        );
+        assert_eq!(ip4("10.0.0.1 x"), Ok((" x", Ipv4Addr::new(10, 0, 0, 1))));
         for bad in [
             "256.1.1.1",
             "1.2.3",
@@ -244,10 +358,73 @@ mod tests {
             "01.2.3.4",
             "1..2.3",
             "1.2.3.4x",
+            "1.2.3.1000",
+            "1.2.3.00",
+            "1.2.3.",
+            ".1.2.3",
             "",
         ] {
             assert!(value("ip-4", bad, ip4).is_err(), "{bad}");
         }
+    }
+
+    /// Whatever the fast IPv6 reader accepts, the standard parser reads the same.
+    #[test]
+    fn the_fast_ipv6_reader_agrees_with_the_standard_one() {
+        let mut texts: Vec<String> = vec![
+            "::".into(),
+            "::1".into(),
+            "1::".into(),
+            "2001:db8::5".into(),
+            "2001:db8:1::1".into(),
+            "fe80::1:2:3:4:5:6".into(),
+            "1:2:3:4:5:6:7:8".into(),
+            "1:2:3:4:5:6:7::".into(),
+            "::2:3:4:5:6:7:8".into(),
+            "1:2:3:4::5:6:7:8".into(),
+            "1:2:3:4:5:6:7:8:9".into(),
+            "12345::".into(),
+            "+1::".into(),
+            "::ffff:1.2.3.4".into(),
+            "1:::2".into(),
+            ":1::".into(),
+        ];
+        // Every text of up to six characters over a small alphabet.
+        let alphabet = [':', '0', 'f', '1', 'g'];
+        let mut level = vec![String::new()];
+        for _ in 0..6 {
+            level = level
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(level.iter().cloned());
+        }
+        let mut fast = 0;
+        for text in &texts {
+            let standard = text.parse::<Ipv6Addr>().ok();
+            match hex_ip6(text.as_bytes()) {
+                Some((len, address)) => {
+                    assert_eq!(len, text.len(), "{text}");
+                    fast += 1;
+                    assert_eq!(Some(address), standard, "{text}");
+                }
+                None => assert!(
+                    standard.is_none() || text.contains('.'),
+                    "{text} is an address the fast reader missed"
+                ),
+            }
+        }
+        assert!(fast > 100, "{fast}");
+        assert_eq!(
+            value("ip-6", "2001:db8::5", ip6),
+            Ok("2001:db8::5".parse().unwrap())
+        );
+        assert!(value("ip-6", "2001:db8::g", ip6).is_err());
+        assert_eq!(ip6("::1 x"), Ok((" x", Ipv6Addr::LOCALHOST)));
+        assert_eq!(
+            value("ip-6", "::ffff:1.2.3.4", ip6),
+            Ok("::ffff:1.2.3.4".parse().unwrap())
+        );
     }
 
     #[test]
