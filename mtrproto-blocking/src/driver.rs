@@ -132,10 +132,8 @@ impl Driver {
                     last_exit: None,
                 }),
                 Err(e) => {
-                    let now = Instant::now();
-                    for slot in &mut slots {
-                        slot.helper.end(now, Why::Closing);
-                        slot.helper.drive(now, poll.registry(), true);
+                    for slot in slots {
+                        slot.helper.kill_and_wait();
                     }
                     return Err(e);
                 }

@@ -182,6 +182,14 @@ impl Helper {
         })
     }
 
+    /// Kills and reaps it at once, on the caller's thread: for opening, when a later helper
+    /// could not be started. Just killed, it is reaped quickly.
+    pub(crate) fn kill_and_wait(mut self) {
+        let _ = sys::kill_group(self.pid);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The slot whose stdout a poll token stands for, if it is one.
     pub(crate) fn slot_of_stdout(token: PollToken) -> Option<usize> {
         token.0.is_multiple_of(2).then_some(token.0 / 2)

@@ -613,3 +613,22 @@ fn every_helper_is_restarted_and_its_new_pid_offered() {
         );
     }
 }
+
+#[test]
+fn a_panicking_callback_does_not_take_the_session_down() {
+    let session = fake(&[]).open().unwrap();
+    let (done, called) = crossbeam_channel::bounded(1);
+    session
+        .probe_with("127.0.0.1", &options(), move |_| {
+            let _ = done.send(());
+            panic!("a caller's bug");
+        })
+        .unwrap();
+    called.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success
+    );
+}
