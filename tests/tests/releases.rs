@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mtrproto_blocking::{
     Error, Feature, ProbeOptions, ProcessError, Protocol, ReplyKind, Session, SessionBuilder,
@@ -513,11 +513,41 @@ fn crash_on_unreachable_route(version: &str) {
         assert_eq!(replies[&1], "invalid-argument");
     }
 
-    // The session reports the crash as the probe's error.
-    let session = builder(&binary, Some(&ns)).open().unwrap();
-    let outcome = session.probe_blocking("198.18.70.1", &within(1));
-    let crashed = matches!(outcome, Err(Error::Process(ProcessError::Exited { .. })));
-    assert_eq!(crashed, e.crashes_on_unreachable_route, "{outcome:?}");
+    // The session reports the crash as the probe's error. With one helper that ends the
+    // session; with two, the dead one is replaced and the session carries on.
+    for helpers in [1, 2] {
+        let session = builder(&binary, Some(&ns)).helpers(helpers).open().unwrap();
+        let outcome = session.probe_blocking("198.18.70.1", &within(1));
+        let crashed = matches!(outcome, Err(Error::Process(ProcessError::Exited { .. })));
+        assert_eq!(crashed, e.crashes_on_unreachable_route, "{outcome:?}");
+        let options = ProbeOptions {
+            local_ip: e.needs_source.then(|| "127.0.0.1".to_owned()),
+            ..within(1)
+        };
+        if crashed && helpers == 1 {
+            let after = session.probe_blocking("127.0.0.1", &options);
+            assert!(after.is_err(), "{after:?}");
+            continue;
+        }
+        if crashed {
+            // The dead helper's slot gets a new process, its end recorded as SIGSEGV.
+            let replaced = || {
+                session.helpers().iter().any(|h| {
+                    h.running && h.restarts == 1 && h.last_exit.and_then(|s| s.signal()) == Some(11)
+                })
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !replaced() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(replaced(), "{:?}", session.helpers());
+        }
+        // Each helper in turn answers.
+        for _ in 0..helpers {
+            let result = session.probe_blocking("127.0.0.1", &options).unwrap();
+            assert!(result.success, "{helpers} helpers: {result:?}");
+        }
+    }
 }
 
 /// Unanswered probes in a namespace whose loopback ignores echo requests: the raw helper
