@@ -387,7 +387,7 @@ impl Harness {
     }
 
     /// The helper answers some requests it read, in an order, maybe twice, maybe with
-    /// `probes-exhausted`, cut into chunks.
+    /// `probes-exhausted`, a negative time or a bad address, cut into chunks.
     fn helper_answers(&mut self, bytes: &mut Bytes<'_>) {
         let flags = bytes.byte();
         let mut text = String::new();
@@ -401,7 +401,13 @@ impl Harness {
             let line = if flags & 0x40 != 0 {
                 format!("{token} probes-exhausted\n")
             } else {
-                format!("{token} reply ip-4 127.0.0.1 round-trip-time 9\n")
+                // A clock step's negative time, and an argument that does not parse, end
+                // the probe like any answer.
+                match bytes.byte() % 4 {
+                    1 => format!("{token} reply ip-4 127.0.0.1 round-trip-time -39772\n"),
+                    2 => format!("{token} reply ip-4 127.0.0.999 round-trip-time 9\n"),
+                    _ => format!("{token} reply ip-4 127.0.0.1 round-trip-time 9\n"),
+                }
             };
             text.push_str(&line);
             if flags & 0x80 != 0 {
