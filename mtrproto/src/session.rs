@@ -532,6 +532,9 @@ impl Session {
                 let pending = entry.remove();
                 self.settle(token, deadline, Ended::Answered);
                 self.resent.remove(&pending.origin);
+                if reply.kind == ReplyKind::ProbesExhausted {
+                    self.back_off();
+                }
                 return;
             }
             State::InFlight { deadline } => deadline,
@@ -711,6 +714,13 @@ impl Session {
             let Some(&token) = self.resend.front().or(self.queue.front()) else {
                 return;
             };
+            // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
+            // it with mtr-packet's answer.
+            let expired = |p: &Pending| p.expires.is_some_and(|expires| expires <= now);
+            if resend && self.requests.get(&token).is_some_and(expired) {
+                self.resend.pop_front();
+                continue;
+            }
             if let Some(pacer) = &mut self.pacer
                 && !pacer.try_take(now)
             {
@@ -724,11 +734,6 @@ impl Session {
             let Some(pending) = self.requests.get_mut(&token) else {
                 continue;
             };
-            // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
-            // it with mtr-packet's answer.
-            if resend && pending.expires.is_some_and(|expires| expires <= now) {
-                continue;
-            }
             let timeout = match &pending.request {
                 Request::SendProbe(args) => args.effective_timeout(),
                 Request::CheckSupport(_) => Duration::ZERO,

@@ -764,3 +764,24 @@ fn a_full_table_is_back_pressure_on_a_virtual_clock() {
     assert_eq!(exhausted, refused);
     assert_eq!(peer.session.helper_capacity(), Some(TABLE));
 }
+
+#[test]
+fn a_cancelled_probes_refusal_still_says_the_table_is_full() {
+    let mut peer = Peer::new(SessionConfig {
+        window: 4,
+        ..SessionConfig::default()
+    });
+    let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
+    assert_eq!(peer.read(), tokens[..4]);
+    assert!(peer.session.cancel(tokens[3]));
+    peer.answer(&refuse(&tokens[3..4]));
+    assert_eq!(peer.session.helper_capacity(), Some(3));
+    assert_eq!(peer.read(), [], "held until a probe in flight completes");
+    peer.answer(&reply(tokens[0]));
+    assert_eq!(peer.read(), [tokens[4]]);
+    assert!(
+        peer.events()
+            .iter()
+            .all(|e| probe_token(e) == Some(tokens[0]))
+    );
+}
