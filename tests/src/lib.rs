@@ -14,13 +14,59 @@ pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-/// Where `mtr-packet` is, if installed. Tests that need it print that they skip without it.
+/// Where `mtr-packet` is, if installed.
 pub fn real_mtr_packet() -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
         .map(|dir| Path::new(dir).join("mtr-packet"))
         .find(|p| p.exists())
+}
+
+// Tests that need root, namespaces or the real helper are `#[ignore = "needs ..."]`, so that
+// a plain `cargo test` lists them as not run; `cargo test -- --include-ignored` runs them,
+// and these make such a test fail, saying what it needs, where that is missing.
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root: run it as root (`cargo test -- --include-ignored`)"
+    );
+}
+
+/// Fails the test unless network namespaces can be made here (root and iproute2).
+pub fn require_netns() {
+    require_root();
+    assert!(
+        netns::available(),
+        "needs iproute2 for network namespaces (apt-get install iproute2)"
+    );
+}
+
+/// The real `mtr-packet`; fails the test where it is not installed.
+pub fn require_mtr_packet() -> std::path::PathBuf {
+    real_mtr_packet().expect("needs mtr-packet: apt-get install mtr-tiny")
+}
+
+/// Debian's `mtr`; fails the test where it is not installed.
+pub fn require_mtr() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("mtr"))
+                .find(|p| p.exists())
+        })
+        .expect("needs Debian's mtr: apt-get install mtr-tiny")
 }
 
 pub mod netns;

@@ -5,8 +5,7 @@
 use std::io;
 use std::process::{Command, Output};
 
-/// Whether this process may create network namespaces (root and iproute2 present). Tests
-/// that need them print that they skip where this is false.
+/// Whether this process may create network namespaces (root and iproute2 present).
 pub fn available() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {

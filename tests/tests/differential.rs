@@ -37,22 +37,6 @@ fn trace_example() -> PathBuf {
     path
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    })
-}
-
-fn mtr() -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join("mtr"))
-        .find(|p| p.exists())
-}
-
 fn target(seed: u64) -> &'static str {
     if seed.is_multiple_of(2) {
         "127.0.0.1"
@@ -137,15 +121,10 @@ fn compare(mtr: &Path, trace: &Path, seed: u64) -> Result<(), String> {
 }
 
 #[test]
+#[ignore = "needs root: Debian's mtr allows intervals under 1 s to root only"]
 fn trace_prints_what_mtr_prints_over_seeded_scripts() {
-    let Some(mtr) = mtr() else {
-        println!("skipped: Debian's mtr is not installed (apt-get install mtr-tiny)");
-        return;
-    };
-    if !is_root() {
-        println!("skipped: mtr allows intervals under 1 s to root only");
-        return;
-    }
+    mtrproto_tests::require_root();
+    let mtr = mtrproto_tests::require_mtr();
     let trace = trace_example();
 
     // The seeds cover every case the test is about.

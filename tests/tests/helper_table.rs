@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mtrproto::{ProbeArgs, ReplyKind};
 use mtrproto_blocking::{ProbeOptions, Session};
-use mtrproto_tests::netns::{self, Netns};
+use mtrproto_tests::netns::Netns;
 
 const PROBES: usize = 3000;
 const WINDOW: usize = 1500;
@@ -23,11 +23,10 @@ const TABLE: usize = 1024;
 /// past the helper's table. Those wait for a free slot; none of them, and none of the probes
 /// after them, may end `probes-exhausted` before its own timeout has passed.
 #[test]
+#[ignore = "needs root: a network namespace that ignores echo requests, and mtr-packet"]
 fn a_full_table_holds_probes_back_instead_of_failing_them() {
-    if !netns::available() || mtrproto_tests::real_mtr_packet().is_none() {
-        println!("skipped: needs root, iproute2 and mtr-packet (apt-get install mtr-tiny)");
-        return;
-    }
+    mtrproto_tests::require_netns();
+    mtrproto_tests::require_mtr_packet();
     let ns = Netns::new("table").expect("namespace");
     ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
         .expect("sysctl");
@@ -78,11 +77,9 @@ fn a_full_table_holds_probes_back_instead_of_failing_them() {
 /// The size limits of [`ProbeArgs::size`] are mtr-packet's: the largest size each accepts
 /// is accepted, one more is `invalid-argument`. On loopback, with the host's own mtr-packet.
 #[test]
+#[ignore = "needs mtr-packet: apt-get install mtr-tiny (root, or its cap_net_raw)"]
 fn packet_size_limits_are_the_real_helpers() {
-    if mtrproto_tests::real_mtr_packet().is_none() {
-        println!("skipped: mtr-packet is not installed (apt-get install mtr-tiny)");
-        return;
-    }
+    mtrproto_tests::require_mtr_packet();
     let cases = [
         ("ip-4 127.0.0.1", ProbeArgs::MAX_SIZE_IPV4),
         ("ip-6 ::1", ProbeArgs::MAX_SIZE_IPV6),

@@ -35,14 +35,6 @@ fn trace_example() -> PathBuf {
     path
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    })
-}
-
 fn target(seed: u64) -> &'static str {
     if seed.is_multiple_of(2) {
         "127.0.0.1"
@@ -151,9 +143,8 @@ fn compare(dir: &Path, mtr: &Path, trace: &Path, seed: u64) -> Result<String, St
 #[test]
 #[ignore = "needs root: mount and network namespaces (unshare -m -n), and mtr's sub-second intervals"]
 fn trace_names_responders_as_mtr_does() {
-    assert!(is_root(), "needs root: run as root with --include-ignored");
-    let mtr = Path::new("/usr/bin/mtr");
-    assert!(mtr.exists(), "needs Debian's mtr: apt-get install mtr-tiny");
+    mtrproto_tests::require_root();
+    let mtr = &mtrproto_tests::require_mtr();
     let trace = trace_example();
 
     let dir = std::env::temp_dir().join(format!("mtrproto-names-{}", std::process::id()));

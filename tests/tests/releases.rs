@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use mtrproto_blocking::{
     Error, Feature, ProbeOptions, ProcessError, Protocol, ReplyKind, Session, SessionBuilder,
 };
-use mtrproto_tests::netns::{self, Netns, veth};
+use mtrproto_tests::netns::{Netns, veth};
 
 /// What one release does where releases differ, each checked against its build below.
 struct Expected {
@@ -113,10 +113,7 @@ fn release(version: &str) -> Option<(&'static Expected, PathBuf)> {
 }
 
 fn binary(dir_name: &str) -> Option<PathBuf> {
-    if !netns::available() {
-        println!("skipped: needs root (raw sockets, network namespaces) and iproute2");
-        return None;
-    }
+    mtrproto_tests::require_netns();
     let (dir, required) = match std::env::var_os("MTR_VERSIONS") {
         Some(dir) => (PathBuf::from(dir), true),
         None => (
@@ -634,6 +631,7 @@ fn local_device(version: &str) {
 /// 0.93 built without its version (`UNKNOWN`): the session tells it by behaviour and adds
 /// the source address it needs.
 #[test]
+#[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
 fn unknown_build_is_told_by_behaviour() {
     let Some(binary) = binary("0.93-UNKNOWN") else {
         return;
@@ -691,26 +689,32 @@ macro_rules! releases {
     ($($module:ident => $version:literal),* $(,)?) => {$(
         mod $module {
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn version_and_features() {
                 super::version_and_features($version);
             }
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn loopback() {
                 super::loopback($version);
             }
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn line_of_routers() {
                 super::line_of_routers($version);
             }
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn crash_on_unreachable_route() {
                 super::crash_on_unreachable_route($version);
             }
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn probe_table() {
                 super::probe_table($version);
             }
             #[test]
+            #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
             fn local_device() {
                 super::local_device($version);
             }

@@ -4,8 +4,6 @@
 use std::net::IpAddr;
 use std::process::Command;
 
-use mtrproto_tests::netns;
-
 /// How far above its configured delay an answer may arrive: scheduling on a shared 2-core
 /// machine, mtr-packet's own latency, and the unoptimised test build.
 const TOLERANCE_US: u64 = 50_000;
@@ -23,17 +21,10 @@ struct Result {
     mpls: Vec<[u32; 4]>,
 }
 
-/// Whether the simulator can run here; prints why not.
-fn can_simulate() -> bool {
-    if !netns::available() {
-        println!("skipped: needs root and iproute2 for network namespaces and TUN devices");
-        return false;
-    }
-    if mtrproto_tests::real_mtr_packet().is_none() {
-        println!("skipped: mtr-packet is not installed (apt-get install mtr-tiny)");
-        return false;
-    }
-    true
+/// Fails the test, saying why, where the simulator cannot run.
+fn require_simulator() {
+    mtrproto_tests::require_netns();
+    mtrproto_tests::require_mtr_packet();
 }
 
 /// Runs `sim-probe ARGS` inside `mtrsim tests/scenarios/SCENARIO`.
@@ -91,10 +82,9 @@ fn assert_binomial(what: &str, hits: usize, n: usize, p: f64) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn mpls_v4_responders_stack_and_delays() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let results = simulate(
         "mpls-v4.toml",
         &["--ttls", "1-4", "--count", "5", "198.18.10.1"],
@@ -122,10 +112,9 @@ fn mpls_v4_responders_stack_and_delays() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn mpls_v6_eight_entries() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let results = simulate(
         "mpls-v6-eight.toml",
         &["--ttls", "1-3", "--count", "3", "2001:db8:10::1"],
@@ -154,10 +143,9 @@ fn mpls_v6_eight_entries() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn unreachable_codes_surface_as_no_route() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let targets = [
         "198.18.20.1",
         "198.18.20.2",
@@ -205,10 +193,9 @@ fn unreachable_codes_surface_as_no_route() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn ecmp_per_flow_spreads_udp_flows_by_weight() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let n = 1200;
     let count = n.to_string();
     let results = simulate(
@@ -243,10 +230,9 @@ fn ecmp_per_flow_spreads_udp_flows_by_weight() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn ecmp_per_packet_shares_follow_weights_v6() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let n = 2000;
     let results = simulate(
         "ecmp-packet.toml",
@@ -265,10 +251,9 @@ fn ecmp_per_packet_shares_follow_weights_v6() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn loss_ratios_match_the_scenario() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let n = 2000;
     let args = [
         "--ttls",
@@ -299,10 +284,9 @@ fn loss_ratios_match_the_scenario() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn delays_jitter_and_a_silent_hop() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let results = simulate(
         "delay.toml",
         &[
@@ -334,10 +318,9 @@ fn delays_jitter_and_a_silent_hop() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn the_icmp_rate_limit_holds() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let results = simulate(
         "rate-limit.toml",
         &[
@@ -356,10 +339,9 @@ fn the_icmp_rate_limit_holds() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn tcp_closed_and_open_ports() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let closed = simulate(
         "mpls-v4.toml",
         &[
@@ -399,10 +381,9 @@ fn tcp_closed_and_open_ports() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn a_thirty_hop_path_v4_and_v6() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let results = simulate(
         "long-path.toml",
         &["--ttls", "1-30", "198.18.111.1", "2001:db8:111::1"],
@@ -420,10 +401,9 @@ fn a_thirty_hop_path_v4_and_v6() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn two_hundred_targets_traced_at_once() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let targets: Vec<String> = (1..=200).map(|i| format!("198.18.100.{i}")).collect();
     let mut args = vec!["--ttls", "1-4"];
     args.extend(targets.iter().map(String::as_str));
@@ -444,10 +424,9 @@ fn two_hundred_targets_traced_at_once() {
 /// The trace example inside the simulator shows the MPLS labels, both responders of the
 /// load-balanced hop, and the loss of the lossy one.
 #[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn the_trace_example_shows_what_the_scenario_holds() {
-    if !can_simulate() {
-        return;
-    }
+    require_simulator();
     let exe = std::env::current_exe().unwrap();
     let trace = exe
         .parent()

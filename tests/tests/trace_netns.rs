@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use mtrproto_tests::netns::{self, Netns, veth};
+use mtrproto_tests::netns::{Netns, veth};
 use serde_json::Value;
 
 /// The four hosts and their links; removed when dropped.
@@ -113,11 +113,10 @@ fn hosts(report: &Value) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, and mtr-packet and Debian's mtr"]
 fn trace_through_two_routers_matches_the_path_and_mtr() {
-    if !netns::available() {
-        println!("skipped: needs root and iproute2 to create network namespaces");
-        return;
-    }
+    mtrproto_tests::require_netns();
+    mtrproto_tests::require_mtr();
     let line = build_line().expect("namespaces");
     let trace = trace_example();
     let paths = [
