@@ -23,8 +23,8 @@ pub struct HelperStatus {
     pub last_exit: Option<ExitStatus>,
     /// How many times the slot's helper was started again after it ended.
     pub restarts: u32,
-    /// Lines from the slot's helpers that answered no request (counted since the session
-    /// opened).
+    /// Lines from the slot's current process that answered no request (counted from its
+    /// start; a restart starts again from 0).
     pub diagnostics: u64,
     /// The last few of those lines, cut to a readable length, oldest first.
     pub recent_diagnostics: VecDeque<String>,
