@@ -154,7 +154,8 @@ pub const RELEASES: [Release; 5] = [
 ];
 
 /// A helper whose version is not a release above (a build without its tarball's version
-/// says `UNKNOWN`): the smallest table, nothing refused that the helper might do.
+/// says `UNKNOWN`) and whose behaviour is not 0.93's or 0.96's: the smallest table, and only
+/// `local_device` refused, which it was seen to ignore.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,
@@ -215,19 +216,33 @@ impl Release {
     }
 }
 
-/// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour: a probe
-/// to 127.0.0.1 without a source address, answered `invalid-argument` by 0.93 only.
+/// The row used while the release is not known yet: the newest, which refuses nothing.
+pub(crate) const PERMISSIVE: &Release = &RELEASES[RELEASES.len() - 1];
+
+/// An interface name no host has, for [`by_behaviour`].
+const NO_SUCH_DEVICE: &str = "mtrproto-none";
+
+/// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour with two
+/// probes to 127.0.0.1: without a source address it is answered `invalid-argument` by 0.93
+/// only; bound to an interface that does not exist, it is `unexpected-error` (ENODEV) from
+/// 0.96 on, and answered as usual by the releases that ignore `local-device`.
 pub(crate) fn by_behaviour(
-    probe: impl FnOnce(&ProbeOptions) -> Result<ProbeResult, Error>,
+    probe: impl Fn(&ProbeOptions) -> Result<ProbeResult, Error>,
 ) -> &'static Release {
     let options = ProbeOptions {
         timeout: Some(Duration::from_secs(1)),
         ..ProbeOptions::default()
     };
-    match probe(&options) {
-        Ok(result) if result.result == ReplyKind::InvalidArgument => {
-            Release::needing_source_address()
-        }
+    let answer = |options: &ProbeOptions| probe(options).map(|r| r.result).ok();
+    if answer(&options) == Some(ReplyKind::InvalidArgument) {
+        return Release::needing_source_address();
+    }
+    let bound = ProbeOptions {
+        local_device: Some(NO_SUCH_DEVICE.into()),
+        ..options
+    };
+    match answer(&bound) {
+        Some(ReplyKind::UnexpectedError) => PERMISSIVE,
         _ => &UNKNOWN,
     }
 }

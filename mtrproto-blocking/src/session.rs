@@ -191,7 +191,7 @@ impl SessionBuilder {
             closed: AtomicBool::new(false),
             resolver: Resolver::default(),
             version: String::new(),
-            release: &compat::UNKNOWN,
+            release: compat::PERMISSIVE,
             window,
             close_grace: self.close_grace,
         };

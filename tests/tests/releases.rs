@@ -628,29 +628,48 @@ fn local_device(version: &str) {
     }
 }
 
-/// 0.93 built without its version (`UNKNOWN`): the session tells it by behaviour and adds
-/// the source address it needs.
+/// 0.93 and 0.96 built without their version (`UNKNOWN`): the session tells them by
+/// behaviour, adds the source address 0.93 needs and lets 0.96 bind to an interface.
 #[test]
 #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
-fn unknown_build_is_told_by_behaviour() {
-    let Some(binary) = binary("0.93-UNKNOWN") else {
-        return;
-    };
-    let kinds = raw_kinds(
-        &binary,
-        None,
-        &[
-            "check-support feature version",
-            "send-probe ip-4 127.0.0.1 timeout 1",
-        ],
-    );
-    assert_eq!(kinds, ["feature-support", "invalid-argument"]);
-    let session = builder(&binary, None).open().unwrap();
-    assert_eq!(session.version(), "UNKNOWN");
-    assert!(session.release().needs_source_address);
-    for host in ["127.0.0.1", "::1"] {
-        let result = session.probe_blocking(host, &within(1)).unwrap();
-        assert!(result.success, "{host}: {result:?}");
+fn unknown_builds_are_told_by_behaviour() {
+    for version in ["0.93", "0.96"] {
+        let Some(binary) = binary(&format!("{version}-UNKNOWN")) else {
+            return;
+        };
+        let e = EXPECTED.iter().find(|e| e.version == version).unwrap();
+        let kinds = raw_kinds(
+            &binary,
+            None,
+            &[
+                "check-support feature version",
+                "send-probe ip-4 127.0.0.1 local-ip-4 127.0.0.1 local-device mtrproto-none timeout 1",
+            ],
+        );
+        let device = if e.local_device {
+            "unexpected-error"
+        } else {
+            "reply"
+        };
+        assert_eq!(kinds, ["feature-support", device]);
+        let session = builder(&binary, None).window(20_000).open().unwrap();
+        assert_eq!(session.version(), "UNKNOWN");
+        assert_eq!(session.release().version, e.version);
+        assert_eq!(session.release().needs_source_address, e.needs_source);
+        assert_eq!(session.window(), e.capacity);
+        for host in ["127.0.0.1", "::1"] {
+            let result = session.probe_blocking(host, &within(1)).unwrap();
+            assert!(result.success, "{host}: {result:?}");
+        }
+        let lo = ProbeOptions {
+            local_device: Some("lo".into()),
+            ..within(1)
+        };
+        match session.probe_blocking("127.0.0.1", &lo) {
+            Ok(result) => assert!(e.local_device && result.success, "{result:?}"),
+            Err(Error::Unsupported { .. }) => assert!(!e.local_device),
+            Err(other) => panic!("{other}"),
+        }
     }
 }
 
