@@ -56,7 +56,8 @@ pub(crate) enum Why {
     OutputEnded,
     /// The process exited while something it started kept its pipes open.
     Exited,
-    /// It took no input for the grace while requests waited to be written.
+    /// It read nothing for the grace while bytes waited in its stdin, or answered nothing
+    /// while a request went unanswered past its timeout and the grace.
     Stalled,
     /// For the grace, it wrote only lines that answer nothing.
     Junk,
@@ -100,6 +101,8 @@ pub(crate) struct Helper {
     junk_since: Option<Instant>,
     /// Requests it answered: a helper that never answered is restarted only after a pause.
     answered: u64,
+    /// When it last answered anything (late and second answers included).
+    last_answer: Option<Instant>,
     diagnostics: u64,
     recent: VecDeque<String>,
     /// Something [`Helper::status`] reports changed.
@@ -176,6 +179,7 @@ impl Helper {
             stdin_progress: None,
             junk_since: None,
             answered: 0,
+            last_answer: None,
             diagnostics: 0,
             recent: VecDeque::new(),
             changed: true,
@@ -413,40 +417,56 @@ impl Helper {
         }
     }
 
-    /// Hands finished requests to their callers; counts diagnostics and ends a helper that
-    /// has written nothing else for the grace.
+    /// Hands finished requests to their callers; counts diagnostics; ends a helper that has
+    /// written only junk for the grace, or that answered nothing at all while a request went
+    /// unanswered past its timeout and the grace (mtr-packet answers every probe by its
+    /// timeout, so such a helper is hung: what it holds would only expire in turn).
     fn dispatch(&mut self, now: Instant) {
         let mut junk_for_grace = false;
+        let mut silent = false;
         while let Some(event) = self.session.poll_event() {
-            match event {
+            let unanswered = match event {
                 Event::Probe { token, outcome } => {
+                    let unanswered = outcome == Err(Failure::Unanswered);
                     if let Some(Waiter::Probe(done)) = self.waiting.remove(&token) {
-                        self.note_answer(outcome.is_ok());
+                        self.note_answer(now, outcome.is_ok());
                         let outcome = outcome.map_err(|f| self.failure(f));
                         done.complete(outcome);
                     }
+                    unanswered
                 }
                 Event::Support { token, outcome, .. } => {
+                    let unanswered = outcome == Err(Failure::Unanswered);
                     if let Some(Waiter::Support(done)) = self.waiting.remove(&token) {
-                        self.note_answer(outcome.is_ok());
+                        self.note_answer(now, outcome.is_ok());
                         let _ = done.send(outcome);
                     }
+                    unanswered
                 }
                 Event::Diagnostic(diagnostic) => {
                     junk_for_grace |= self.note_diagnostic(now, &diagnostic);
+                    false
                 }
-                _ => {}
-            }
+                _ => false,
+            };
+            silent |= unanswered
+                && self
+                    .last_answer
+                    .is_none_or(|at| now.saturating_duration_since(at) >= self.grace);
         }
         if junk_for_grace {
             self.end(now, Why::Junk);
         }
+        if silent {
+            self.end(now, Why::Stalled);
+        }
     }
 
-    fn note_answer(&mut self, answered: bool) {
+    fn note_answer(&mut self, now: Instant, answered: bool) {
         if answered {
             self.answered += 1;
             self.junk_since = None;
+            self.last_answer = Some(now);
         }
     }
 
@@ -462,6 +482,7 @@ impl Helper {
             .push_back(cut(&format!("{diagnostic:?}"), DIAGNOSTIC_TEXT));
         // A late or second answer is a slow helper, not a broken one.
         if matches!(diagnostic, Diagnostic::Late(_) | Diagnostic::Duplicate(_)) {
+            self.last_answer = Some(now);
             return false;
         }
         let since = *self.junk_since.get_or_insert(now);

@@ -632,3 +632,28 @@ fn a_panicking_callback_does_not_take_the_session_down() {
             .success
     );
 }
+
+#[test]
+fn a_silent_helper_fails_its_queued_probes_with_the_first_unanswered_one() {
+    // It reads every request and answers no probe. With a window of 4, twenty probes would
+    // otherwise expire four at a time, one timeout + grace after another.
+    let session = fake(&["--stall"])
+        .window(4)
+        .grace(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..20)
+        .map(|_| session.probe("127.0.0.1", &one_second()).unwrap())
+        .collect();
+    for handle in &handles {
+        let (result, _) = result_within(handle, Duration::from_secs(10));
+        assert!(
+            matches!(result, Err(Error::Process(ProcessError::Unresponsive))),
+            "{result:?}"
+        );
+    }
+    let took = started.elapsed();
+    println!("silent helper: 20 probes, window 4, all Unresponsive after {took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
