@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use mtrproto::{ProbeResult, Reply, ReportMeta, TraceStats, text_report};
+use mtrproto::{ProbeResult, Reply, TraceStats, text_report};
 
 fn result(line: &str) -> ProbeResult {
     ProbeResult::from_reply(&Reply::parse(line).unwrap())
@@ -267,7 +267,7 @@ fn the_wide_report_has_mtrs_report_wide_rows() {
 #[cfg(feature = "serde")]
 #[test]
 fn json_values_have_mtrs_precision_and_the_extended_form_keeps_microseconds() {
-    let meta = ReportMeta {
+    let meta = mtrproto::ReportMeta {
         src: "vm".into(),
         dst: "127.0.0.1".into(),
         tos: 0,
@@ -306,7 +306,7 @@ fn json_has_the_keys_and_nesting_of_mtr_json() {
     stats.record(2, &result("1 no-reply"));
     answer(&mut stats, 3, "198.18.3.2", 2500);
     stats.end_transit();
-    let meta = ReportMeta {
+    let meta = mtrproto::ReportMeta {
         src: "client".into(),
         dst: "198.18.3.2".into(),
         tos: 0,
