@@ -37,7 +37,8 @@ pub struct ProbeResult {
     /// A `round-trip-time` that is no duration, in microseconds as mtr-packet wrote it;
     /// `time` is then `None`. It is negative: mtr-packet's clock stepped back while the probe
     /// was out. The answer itself (who answered, `success`) still holds; only its time is
-    /// unknown, so statistics should count the answer and leave the time out.
+    /// unknown. [`TraceStats`](crate::TraceStats) records it as mtr 0.95 does: as received,
+    /// with this negative time in its figures.
     pub unusable_time_us: Option<i64>,
     /// Who answered (the target or a router), when the reply says.
     pub responder: Option<IpAddr>,

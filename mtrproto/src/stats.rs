@@ -257,8 +257,14 @@ impl Hop {
         if let Some(kind) = &err {
             self.count_error(kind);
         }
-        // mtr reads only the address of its own family and needs a time to record anything.
-        let (Some(address), Some(time)) = (result.responder, result.time) else {
+        // mtr reads only the address of its own family and needs a time to record anything;
+        // a negative time (the helper's clock stepped back) it records as it is.
+        let rtt = match (result.time, result.unusable_time_us) {
+            (Some(time), _) => i64::try_from(time.as_micros()).unwrap_or(i64::MAX),
+            (None, Some(micros)) => micros,
+            (None, None) => return,
+        };
+        let Some(address) = result.responder else {
             return;
         };
         if address.is_ipv4() != target.is_ipv4() {
@@ -276,9 +282,7 @@ impl Hop {
             }),
         }
         // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
-        self.add_rtt(
-            i64::try_from(time.as_micros()).map_or(i32::MAX.into(), |t| t.min(i32::MAX.into())),
-        );
+        self.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()));
     }
 
     /// mtr's running figures for one more round-trip time (`net_process_ping`).
@@ -311,8 +315,13 @@ impl Hop {
         self.jinta += self.jitter - ((self.jinta + 8) >> 4);
         if self.returned > 1 {
             // Running geometric mean: gmean^((n-1)/n) * rtt^(1/n).
-            self.gmean =
-                ((self.gmean as f64).powf((n - 1.0) / n) * (rtt as f64).powf(1.0 / n)) as i64;
+            // A negative time makes it NaN, which mtr's conversion to int makes INT_MIN.
+            let gmean = (self.gmean as f64).powf((n - 1.0) / n) * (rtt as f64).powf(1.0 / n);
+            self.gmean = if gmean.is_nan() {
+                i32::MIN.into()
+            } else {
+                gmean as i64
+            };
         }
     }
 

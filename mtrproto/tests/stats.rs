@@ -324,3 +324,44 @@ fn json_has_the_keys_and_nesting_of_mtr_json() {
         "198.18.1.1"
     );
 }
+
+/// mtr 0.95 takes a negative `round-trip-time` (mtr-packet's clock stepped back) as it is:
+/// the answer counts as received and its time enters every figure. Checked against
+/// `mtr --report -n -c 4` driven by a helper answering 1000, -500, 3000 and 2000 µs:
+/// `0.0%  4  2.0  1.4  -0.5  3.0  1.5`, and in `-o LSRDNBAWVGJMXI` a Gmean of -2147 (the
+/// geometric mean of a negative time is NaN, which mtr's conversion to int makes INT_MIN),
+/// Jttr 1.0, Javg 1.5, Jmax 3.5, Jint 5.6.
+#[test]
+fn a_negative_round_trip_time_counts_as_mtr_counts_it() {
+    let mut stats = TraceStats::new(target(), 30);
+    for rtt in ["1000", "-500", "3000", "2000"] {
+        stats.sent(1);
+        stats.record(
+            1,
+            &result(&format!("1 reply ip-4 198.18.3.2 round-trip-time {rtt}")),
+        );
+    }
+    let hop = &stats.hops()[0];
+    assert_eq!(
+        (hop.sent(), hop.received(), hop.loss_percent()),
+        (4, 4, 0.0)
+    );
+    assert_eq!(
+        [hop.last_us(), hop.avg_us(), hop.best_us(), hop.worst_us()],
+        [2000, 1374, -500, 3000]
+    );
+    // ssd: 0, 1500 * 750, + 2750 * 1834, + 834 * 626 = 6690584; sqrt(ssd / 3).
+    assert_eq!(hop.stdev_us(), 1493);
+    assert_eq!(hop.gmean_us(), i64::from(i32::MIN));
+    assert_eq!(
+        [hop.jitter_us(), hop.javg_us(), hop.jmax_us(), hop.jint_us()],
+        [1000, 1500, 3500, 5599]
+    );
+    let report = text_report(&stats, "vm", false);
+    assert!(
+        report.ends_with(
+            "  1.|-- 198.18.3.2                 0.0%     4    2.0   1.4  -0.5   3.0   1.5\n"
+        ),
+        "{report}"
+    );
+}
