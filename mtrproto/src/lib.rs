@@ -53,6 +53,7 @@ mod result;
 pub mod session;
 mod stats;
 mod token;
+mod tracer;
 mod word;
 
 pub use command::{DeviceName, Feature, ProbeArgs, Protocol, Request};
@@ -69,4 +70,5 @@ pub use session::{
 };
 pub use stats::{Hop, Responder, Rounds, TraceStats};
 pub use token::{Token, TokenHasher, TokenMap};
+pub use tracer::{TraceConfig, TraceProbe, Tracer};
 pub use word::{MAX_WORD_LEN, Word};

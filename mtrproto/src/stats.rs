@@ -185,18 +185,34 @@ pub struct Rounds {
     /// mtr's `numhosts`.
     hosts: usize,
     max_ttl: usize,
+    /// mtr's `fstTTL - 1`: the index each round starts at.
+    first: usize,
+    /// mtr's `maxUnknown`.
+    max_unknown: usize,
 }
 
 impl Rounds {
     /// mtr's `maxUnknown` default (`-U`).
-    const MAX_UNKNOWN: usize = 12;
+    pub const MAX_UNKNOWN: u8 = 12;
 
     /// Rounds over the TTLs of `stats`, before the first probe.
     pub fn new(stats: &TraceStats) -> Rounds {
+        Rounds::starting_at(stats, 1, Rounds::MAX_UNKNOWN)
+    }
+
+    /// Rounds that start at TTL `first_ttl` (mtr's `-f`, brought into `1..=max TTL` as mtr's
+    /// option parsing does) and end once more than `max_unknown` hops before the next one
+    /// are silent (mtr's `-U`, at least 1). mtr counts every silent hop of the round from
+    /// `first_ttl`, not only consecutive ones.
+    pub fn starting_at(stats: &TraceStats, first_ttl: u8, max_unknown: u8) -> Rounds {
+        let max_ttl = stats.hops.len().max(1);
+        let first = usize::from(first_ttl).clamp(1, max_ttl) - 1;
         Rounds {
-            at: 0,
+            at: first,
             hosts: 10,
-            max_ttl: stats.hops.len().max(1),
+            max_ttl,
+            first,
+            max_unknown: usize::from(max_unknown.max(1)),
         }
     }
 
@@ -217,7 +233,7 @@ impl Rounds {
         let latest = |i: usize| stats.hops.get(i).and_then(|h| h.latest);
         let mut unknown = 0;
         let mut restart = false;
-        for i in 0..self.at {
+        for i in self.first..self.at {
             if latest(i).is_none() {
                 unknown += 1;
             }
@@ -227,12 +243,12 @@ impl Rounds {
                 break;
             }
         }
-        if latest(self.at) == target || unknown > Self::MAX_UNKNOWN || self.at + 1 >= self.max_ttl {
+        if latest(self.at) == target || unknown > self.max_unknown || self.at + 1 >= self.max_ttl {
             restart = true;
             self.hosts = self.at + 1;
         }
         if restart {
-            self.at = 0;
+            self.at = self.first;
         } else {
             self.at += 1;
         }

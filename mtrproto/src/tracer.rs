@@ -1,0 +1,697 @@
+//! [`Tracer`]: the probes of one mtr trace, when to send them, and their statistics.
+
+use std::time::{Duration, Instant};
+
+use crate::command::ProbeArgs;
+use crate::error::ArgumentError;
+use crate::result::ProbeResult;
+use crate::stats::{Rounds, TraceStats};
+
+/// How to trace one target: mtr's options of the same names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceConfig {
+    /// Rounds of probes, one probe per hop each (mtr's `-c`, default 10); at least 1.
+    pub cycles: u32,
+    /// The TTL each round starts at (mtr's `-f`, default 1), brought into `1..=max_ttl`.
+    pub first_ttl: u8,
+    /// The highest TTL probed (mtr's `-m`, default 30); at least 1.
+    pub max_ttl: u8,
+    /// A round ends once more than this many hops before the next are silent (mtr's `-U`,
+    /// default 12); at least 1.
+    pub max_unknown: u8,
+    /// The time per round (mtr's `-i`, default 1 s): a probe goes out every
+    /// `interval / hops`.
+    pub interval: Duration,
+    /// How long the helper waits for each probe's answer (mtr's `--timeout`, default 10 s;
+    /// whole seconds on the wire, rounded up).
+    pub timeout: Duration,
+    /// How long to wait for answers after the last round (mtr's `--gracetime`, default
+    /// 5 s).
+    pub grace: Duration,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            cycles: 10,
+            first_ttl: 1,
+            max_ttl: 30,
+            max_unknown: Rounds::MAX_UNKNOWN,
+            interval: Duration::from_secs(1),
+            timeout: ProbeArgs::DEFAULT_TIMEOUT,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One probe to send: the trace's [`ProbeArgs`] at one TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceProbe {
+    ttl: u8,
+    args: ProbeArgs,
+}
+
+impl TraceProbe {
+    /// Its TTL: give it back with the probe's result.
+    pub fn ttl(&self) -> u8 {
+        self.ttl
+    }
+
+    /// The request to send.
+    pub fn args(&self) -> &ProbeArgs {
+        &self.args
+    }
+
+    /// The request to send, owned.
+    pub fn into_args(self) -> ProbeArgs {
+        self.args
+    }
+}
+
+/// Where a trace is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sending rounds; the next probe is due at `next`.
+    Probing {
+        next: Instant,
+    },
+    /// Every round sent: answers are recorded until `until` (the next tick), then until
+    /// `until + grace` while probes are in flight.
+    Grace {
+        until: Instant,
+    },
+    Done,
+}
+
+/// The probes of one mtr trace and their statistics, without I/O.
+///
+/// It plays mtr 0.95's main loop (`select_loop` in `ui/select.c`, `net_send_batch` in
+/// `ui/net.c`) for one target, without I/O: every `interval / hops` ([`Rounds::gap`]) one
+/// probe goes out, TTL by TTL in [`Rounds`]' order; after `cycles` rounds it waits for the
+/// next tick, then up to `grace` (mtr's `--gracetime`) for answers still due, ending early
+/// once none is in flight. Answers are folded into [`TraceStats`] as they come.
+///
+/// It reads no clock. Time comes in as an `Instant` argument and deadlines go out, as with
+/// [`Session`](crate::Session). The driving contract, after creating it and after each
+/// input:
+///
+/// 1. call [`Tracer::poll_probe`] until it returns `None`, sending each probe (a caller
+///    short of capacity may wait: the next probe then goes out later, as in mtr when it is
+///    late, and the following gap counts from then);
+/// 2. wait until [`Tracer::poll_timeout`] or an answer, whichever is first; hand answers to
+///    [`Tracer::handle_result`] (or [`Tracer::handle_lost`] for a probe that failed without
+///    an answer), and a reached deadline to [`Tracer::handle_timeout`]; calling it early is
+///    harmless;
+/// 3. stop once [`Tracer::is_done`]; [`Tracer::into_stats`] gives the figures, every probe
+///    out of transit as mtr prints them.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use mtrproto::{ProbeArgs, ProbeResult, Reply, TraceConfig, Tracer};
+///
+/// let config = TraceConfig { cycles: 2, ..TraceConfig::default() };
+/// let start = Instant::now();
+/// let mut tracer = Tracer::new(ProbeArgs::new("127.0.0.1".parse()?), &config, start)?;
+/// let mut now = start;
+/// while !tracer.is_done() {
+///     while let Some(probe) = tracer.poll_probe(now) {
+///         // The target answers at TTL 2, 1 ms later; TTL 1 stays silent.
+///         let line = match probe.ttl() {
+///             1 => "1 no-reply".to_owned(),
+///             _ => "1 reply ip-4 127.0.0.1 round-trip-time 1000".to_owned(),
+///         };
+///         now += Duration::from_millis(1);
+///         tracer.handle_result(now, probe.ttl(), &ProbeResult::from_reply(&Reply::parse(&line)?));
+///     }
+///     now = tracer.poll_timeout().unwrap_or(now);
+///     tracer.handle_timeout(now);
+/// }
+/// let stats = tracer.into_stats();
+/// assert_eq!(stats.destination_ttl(), Some(2));
+/// assert_eq!(stats.hops()[1].received(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Tracer {
+    args: ProbeArgs,
+    stats: TraceStats,
+    rounds: Rounds,
+    interval: Duration,
+    grace: Duration,
+    cycles: u32,
+    completed: u32,
+    in_flight: usize,
+    sent: u64,
+    phase: Phase,
+}
+
+impl Tracer {
+    /// A trace of `args`' target (its protocol, port, size and so on, every probe alike),
+    /// started at `now`: the first probe is due one gap later, as in mtr. Fails if
+    /// `config.timeout` or a TTL cannot be sent.
+    pub fn new(
+        args: ProbeArgs,
+        config: &TraceConfig,
+        now: Instant,
+    ) -> Result<Tracer, ArgumentError> {
+        let out_of_range = |what, value: u64, min: u64, max: u64| ArgumentError::OutOfRange {
+            what,
+            value,
+            min,
+            max,
+        };
+        if config.max_ttl == 0 {
+            return Err(out_of_range("max_ttl", 0, 1, u8::MAX.into()));
+        }
+        if config.cycles == 0 {
+            return Err(out_of_range("cycles", 0, 1, u32::MAX.into()));
+        }
+        let args = args.timeout(config.timeout)?;
+        let stats = TraceStats::new(args.target(), config.max_ttl);
+        let rounds = Rounds::starting_at(&stats, config.first_ttl, config.max_unknown);
+        let next = now + rounds.gap(config.interval);
+        Ok(Tracer {
+            args,
+            stats,
+            rounds,
+            interval: config.interval,
+            grace: config.grace,
+            cycles: config.cycles,
+            completed: 0,
+            in_flight: 0,
+            sent: 0,
+            phase: Phase::Probing { next },
+        })
+    }
+
+    /// The next probe if one is due at `now`; it counts as sent and in flight from now on.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<TraceProbe> {
+        let Phase::Probing { next } = self.phase else {
+            return None;
+        };
+        if now < next {
+            return None;
+        }
+        let ttl = self.rounds.next_ttl();
+        // Rounds yields TTLs in 1..=max_ttl, which every ProbeArgs accepts.
+        let args = self.args.clone().ttl(ttl).ok()?;
+        self.stats.sent(ttl);
+        self.in_flight += 1;
+        self.sent += 1;
+        let ended = self.rounds.advance(&self.stats);
+        let tick = now + self.rounds.gap(self.interval);
+        if ended {
+            self.completed += 1;
+        }
+        self.phase = if self.completed >= self.cycles {
+            Phase::Grace { until: tick }
+        } else {
+            Phase::Probing { next: tick }
+        };
+        Some(TraceProbe { ttl, args })
+    }
+
+    /// The probe sent at `ttl` completed with `result` (`no-reply` included).
+    pub fn handle_result(&mut self, now: Instant, ttl: u8, result: &ProbeResult) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.stats.record(ttl, result);
+        self.handle_lost(now, ttl);
+    }
+
+    /// The probe sent at `ttl` ended without a result (the helper failed): it stays counted
+    /// as sent and unanswered, as a lost probe.
+    pub fn handle_lost(&mut self, now: Instant, _ttl: u8) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.handle_timeout(now);
+    }
+
+    /// Time has reached `now`: ends the trace once its grace is over. Early calls do
+    /// nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::Grace { until } = self.phase
+            && now >= until
+            && (self.in_flight == 0 || now >= until + self.grace)
+        {
+            self.phase = Phase::Done;
+            self.stats.end_transit();
+        }
+    }
+
+    /// When to call [`handle_timeout`](Tracer::handle_timeout) or
+    /// [`poll_probe`](Tracer::poll_probe) next; `None` once done.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Probing { next } => Some(next),
+            Phase::Grace { until } if self.in_flight == 0 => Some(until),
+            Phase::Grace { until } => Some(until + self.grace),
+            Phase::Done => None,
+        }
+    }
+
+    /// Whether the trace is over: every round sent, and its grace ended.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Rounds sent so far.
+    pub fn rounds_completed(&self) -> u32 {
+        self.completed
+    }
+
+    /// Probes sent so far.
+    pub fn probes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Probes sent and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The figures so far.
+    pub fn stats(&self) -> &TraceStats {
+        &self.stats
+    }
+
+    /// The figures, with every probe out of transit as mtr prints its report
+    /// ([`TraceStats::end_transit`]), whether or not the trace is done.
+    pub fn into_stats(mut self) -> TraceStats {
+        self.stats.end_transit();
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::command::Protocol;
+    use crate::reply::Reply;
+    use crate::token::Token;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A path in virtual time: who answers each TTL (None: silent) and after how long.
+    struct Path {
+        target: IpAddr,
+        hops: Vec<Option<IpAddr>>,
+        rtt: Duration,
+    }
+
+    impl Path {
+        /// `len` hops, the last being the target; TTLs in `silent` never answer.
+        fn new(target: &str, len: u8, silent: &[u8]) -> Path {
+            let target: IpAddr = target.parse().unwrap();
+            let hops = (1..=len)
+                .map(|ttl| match ttl {
+                    _ if silent.contains(&ttl) => None,
+                    _ if ttl == len => Some(target),
+                    _ if target.is_ipv4() => Some(format!("10.0.0.{ttl}").parse().unwrap()),
+                    _ => Some(format!("fd00::{ttl}").parse().unwrap()),
+                })
+                .collect();
+            Path {
+                target,
+                hops,
+                rtt: 5 * MS,
+            }
+        }
+
+        /// The helper's result for a probe at `ttl`.
+        fn answer(&self, ttl: u8) -> ProbeResult {
+            let hop = self.hops.get(usize::from(ttl) - 1).copied();
+            let at = hop.unwrap_or(Some(self.target));
+            let line = match at {
+                None => "1 no-reply".to_owned(),
+                Some(addr) => {
+                    let kind = if addr == self.target {
+                        "reply"
+                    } else {
+                        "ttl-expired"
+                    };
+                    let family = if addr.is_ipv4() { "ip-4" } else { "ip-6" };
+                    let us = self.rtt.as_micros();
+                    format!("1 {kind} {family} {addr} round-trip-time {us}")
+                }
+            };
+            ProbeResult::from_reply(&Reply::parse(&line).unwrap())
+        }
+
+        /// How long the helper takes to complete a probe at `ttl`: `rtt` for an answer,
+        /// `timeout` for silence.
+        fn delay(&self, ttl: u8, timeout: Duration) -> Duration {
+            match self.hops.get(usize::from(ttl) - 1) {
+                Some(None) => timeout,
+                _ => self.rtt,
+            }
+        }
+    }
+
+    /// What a run did: each probe's send time (from the start) and TTL, and when it ended.
+    struct Run {
+        sent: Vec<(Duration, u8)>,
+        done_at: Duration,
+        stats: TraceStats,
+        lines: Vec<Vec<u8>>,
+    }
+
+    /// Drives a tracer over `path` in virtual time, as a driver would; answers complete
+    /// after the path's delay. Bounded: gives up after 10,000 steps.
+    fn run(path: &Path, args: ProbeArgs, config: &TraceConfig) -> Run {
+        let start = Instant::now();
+        let mut tracer = Tracer::new(args, config, start).unwrap();
+        let mut now = start;
+        let mut pending: Vec<(Instant, u8)> = Vec::new();
+        let mut sent = Vec::new();
+        let mut lines = Vec::new();
+        for _ in 0..10_000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                sent.push((now - start, probe.ttl()));
+                let mut line = Vec::new();
+                probe.args().encode(Token::new(1).unwrap(), &mut line);
+                lines.push(line);
+                pending.push((now + path.delay(probe.ttl(), config.timeout), probe.ttl()));
+            }
+            if tracer.is_done() {
+                break;
+            }
+            // The earliest of the tracer's deadline and the next completion.
+            let due = pending.iter().map(|p| p.0).min();
+            let next = match (tracer.poll_timeout(), due) {
+                (Some(t), Some(d)) => t.min(d),
+                (t, d) => t.or(d).unwrap(),
+            };
+            assert!(next >= now, "a deadline in the past");
+            now = next;
+            if let Some(i) = pending.iter().position(|p| p.0 <= now) {
+                let (_, ttl) = pending.swap_remove(i);
+                tracer.handle_result(now, ttl, &path.answer(ttl));
+            } else {
+                tracer.handle_timeout(now);
+            }
+        }
+        assert!(tracer.is_done(), "the trace did not end");
+        Run {
+            sent,
+            done_at: now - start,
+            stats: tracer.into_stats(),
+            lines,
+        }
+    }
+
+    fn ttls(run: &Run) -> Vec<u8> {
+        run.sent.iter().map(|s| s.1).collect()
+    }
+
+    fn localhost() -> ProbeArgs {
+        ProbeArgs::new("127.0.0.1".parse().unwrap())
+    }
+
+    #[test]
+    fn sends_rounds_up_to_the_target_at_mtrs_gaps() {
+        let path = Path::new("127.0.0.1", 3, &[]);
+        let config = TraceConfig {
+            cycles: 3,
+            ..TraceConfig::default()
+        };
+        let run = run(&path, localhost(), &config);
+        // The target's first answer is not in when TTL 4 goes out (5 ms against 100 ms
+        // gaps, but TTL 3 went out last): the first round is 1..=4, then rounds of three.
+        assert_eq!(ttls(&run), [1, 2, 3, 4, 1, 2, 3, 1, 2, 3]);
+        let times: Vec<u128> = run.sent.iter().map(|s| s.0.as_millis()).collect();
+        // Gaps of interval / 10 until the first round ends, then interval / 3 (the target's
+        // TTL), truncated to the nanosecond.
+        assert_eq!(
+            times,
+            [100, 200, 300, 400, 733, 1066, 1399, 1733, 2066, 2399]
+        );
+        // Grace: the tick after the last probe, then nothing in flight.
+        assert_eq!(run.done_at.as_millis(), 2733);
+        let hops = run.stats.hops();
+        assert_eq!(hops.len(), 3);
+        assert_eq!(run.stats.destination_ttl(), Some(3));
+        assert_eq!((hops[2].sent(), hops[2].received()), (3, 3));
+        assert_eq!(hops[2].loss_percent(), 0.0);
+        assert!(hops.iter().all(|h| !h.in_flight()));
+    }
+
+    #[test]
+    fn a_silent_path_ends_rounds_past_max_unknown_or_at_max_ttl() {
+        let silent: Vec<u8> = (1..=30).collect();
+        let path = Path::new("127.0.0.1", 30, &silent);
+        let one = TraceConfig {
+            cycles: 1,
+            ..TraceConfig::default()
+        };
+        // More than 12 silent hops before the next one: TTL 14 is the round's last.
+        let run14 = run(&path, localhost(), &one);
+        assert_eq!(ttls(&run14), (1..=14).collect::<Vec<_>>());
+        let three = TraceConfig {
+            max_unknown: 3,
+            ..one.clone()
+        };
+        assert_eq!(ttls(&run(&path, localhost(), &three)), [1, 2, 3, 4, 5]);
+        let short = TraceConfig {
+            max_ttl: 6,
+            cycles: 2,
+            ..one.clone()
+        };
+        let run6 = run(&path, localhost(), &short);
+        assert_eq!(ttls(&run6), [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6]);
+        // Nothing answered: every probe waited out its timeout, the last ones past the
+        // grace, which ended the trace 5 s after the tick that followed the last probe.
+        let last = run6.sent.last().unwrap().0;
+        assert_eq!(
+            run6.done_at,
+            last + Duration::from_secs(1) / 6 + Duration::from_secs(5)
+        );
+        assert!(run6.stats.hops().is_empty());
+    }
+
+    #[test]
+    fn first_ttl_starts_every_round_there() {
+        let path = Path::new("127.0.0.1", 5, &[]);
+        let config = TraceConfig {
+            cycles: 2,
+            first_ttl: 3,
+            ..TraceConfig::default()
+        };
+        let run = run(&path, localhost(), &config);
+        assert_eq!(ttls(&run), [3, 4, 5, 6, 3, 4, 5]);
+        let hops = run.stats.hops();
+        assert_eq!(hops[0].sent(), 0);
+        assert_eq!(hops[4].received(), 2);
+        // Out of range, it is brought to max_ttl as mtr does.
+        let over = TraceConfig {
+            cycles: 1,
+            first_ttl: 40,
+            max_ttl: 4,
+            ..TraceConfig::default()
+        };
+        assert_eq!(ttls(&super::tests::run(&path, localhost(), &over)), [4]);
+    }
+
+    #[test]
+    fn the_destination_ttl_ends_rounds_on_ipv6_udp_and_tcp() {
+        for protocol in [Protocol::Icmp, Protocol::Udp, Protocol::Tcp] {
+            let path = Path::new("::1", 2, &[]);
+            let args = ProbeArgs::new("::1".parse().unwrap()).protocol(protocol);
+            let config = TraceConfig {
+                cycles: 2,
+                timeout: Duration::from_secs(2),
+                ..TraceConfig::default()
+            };
+            let run = run(&path, args, &config);
+            assert_eq!(ttls(&run), [1, 2, 3, 1, 2]);
+            let line = String::from_utf8(run.lines[1].clone()).unwrap();
+            assert_eq!(
+                line,
+                format!("1 send-probe ip-6 ::1 protocol {protocol} timeout 2 ttl 2\n")
+                    .replace(" protocol icmp", "")
+            );
+            assert_eq!(run.stats.destination_ttl(), Some(2));
+        }
+    }
+
+    #[test]
+    fn answers_in_the_grace_period_count_and_later_ones_do_not() {
+        let start = Instant::now();
+        let config = TraceConfig {
+            cycles: 1,
+            max_ttl: 1,
+            ..TraceConfig::default()
+        };
+        let mut tracer = Tracer::new(localhost(), &config, start).unwrap();
+        assert_eq!(
+            tracer.poll_probe(start),
+            None,
+            "the first probe waits one gap"
+        );
+        assert_eq!(tracer.poll_timeout(), Some(start + 100 * MS));
+        let probe = tracer.poll_probe(start + 100 * MS).unwrap();
+        assert_eq!(tracer.poll_probe(start + 100 * MS), None);
+        assert_eq!(tracer.in_flight(), 1);
+        // The tick after the round (one hop: a gap of the whole interval), then the grace.
+        let tick = start + 1100 * MS;
+        assert_eq!(tracer.poll_timeout(), Some(tick + Duration::from_secs(5)));
+        tracer.handle_timeout(tick + 4 * MS * 1000);
+        assert!(!tracer.is_done(), "early calls do nothing");
+        let answer = Path::new("127.0.0.1", 1, &[]).answer(probe.ttl());
+        tracer.handle_result(tick + Duration::from_secs(3), 1, &answer);
+        assert!(tracer.is_done(), "the last answer ends the grace");
+        tracer.handle_result(tick + Duration::from_secs(4), 1, &answer);
+        assert_eq!(
+            tracer.stats().hops()[0].received(),
+            1,
+            "after the end: ignored"
+        );
+        assert_eq!(tracer.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_lost_probe_is_counted_as_sent_and_unanswered() {
+        let start = Instant::now();
+        let config = TraceConfig {
+            cycles: 2,
+            max_ttl: 1,
+            ..TraceConfig::default()
+        };
+        let answer = Path::new("127.0.0.1", 1, &[]).answer(1);
+        let mut tracer = Tracer::new(localhost(), &config, start).unwrap();
+        let first = tracer.poll_probe(start + Duration::from_secs(1)).unwrap();
+        tracer.handle_result(start + Duration::from_secs(1), first.ttl(), &answer);
+        let second = tracer.poll_probe(start + Duration::from_secs(2)).unwrap();
+        tracer.handle_lost(start + Duration::from_secs(2), second.ttl());
+        assert!(
+            !tracer.is_done(),
+            "still before the tick after the last round"
+        );
+        tracer.handle_timeout(start + Duration::from_secs(3));
+        assert!(tracer.is_done());
+        let stats = tracer.into_stats();
+        let hop = &stats.hops()[0];
+        assert_eq!((hop.sent(), hop.received()), (2, 1));
+        assert_eq!(hop.loss_percent(), 50.0);
+    }
+
+    #[test]
+    fn a_late_caller_delays_the_next_probe_by_as_much() {
+        let start = Instant::now();
+        let config = TraceConfig::default();
+        let mut tracer = Tracer::new(localhost(), &config, start).unwrap();
+        assert!(tracer.poll_probe(start + 100 * MS).is_some());
+        // The caller had no capacity until 350 ms: the next gap counts from then.
+        assert!(tracer.poll_probe(start + 350 * MS).is_some());
+        assert_eq!(tracer.poll_timeout(), Some(start + 450 * MS));
+        assert_eq!(tracer.probes_sent(), 2);
+    }
+
+    #[test]
+    fn bad_settings_are_argument_errors() {
+        let now = Instant::now();
+        for config in [
+            TraceConfig {
+                cycles: 0,
+                ..TraceConfig::default()
+            },
+            TraceConfig {
+                max_ttl: 0,
+                ..TraceConfig::default()
+            },
+            TraceConfig {
+                timeout: Duration::MAX,
+                ..TraceConfig::default()
+            },
+        ] {
+            let error = Tracer::new(localhost(), &config, now).unwrap_err();
+            assert!(matches!(error, ArgumentError::OutOfRange { .. }), "{error}");
+        }
+        // max_unknown 0 is taken as 1, as mtr's option parsing does.
+        let silent: Vec<u8> = (1..=30).collect();
+        let path = Path::new("127.0.0.1", 30, &silent);
+        let config = TraceConfig {
+            cycles: 1,
+            max_unknown: 0,
+            ..TraceConfig::default()
+        };
+        assert_eq!(ttls(&run(&path, localhost(), &config)), [1, 2, 3]);
+    }
+
+    /// The loop mtr runs, written directly over Rounds as the `trace` example did: the same
+    /// probes at the same times as the tracer, over seeded paths with loss and slow hops.
+    #[test]
+    fn matches_a_direct_rounds_loop_over_seeded_paths() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let len = 1 + next(20) as u8;
+            let silent: Vec<u8> = (1..len).filter(|_| next(3) == 0).collect();
+            let mut path = Path::new("127.0.0.1", len, &silent);
+            path.rtt = MS * (1 + next(400) as u32);
+            let config = TraceConfig {
+                cycles: 1 + next(4) as u32,
+                max_ttl: 1 + next(30) as u8,
+                max_unknown: 1 + next(13) as u8,
+                timeout: Duration::from_secs(1 + next(3)),
+                grace: MS * next(2000) as u32,
+                ..TraceConfig::default()
+            };
+            let ours = run(&path, localhost(), &config);
+            let theirs = direct(&path, &config);
+            assert_eq!(ours.sent, theirs.0, "{config:?}");
+            assert_eq!(ours.done_at, theirs.1, "{config:?}");
+        }
+    }
+
+    /// mtr's select loop over `Rounds`, in virtual time: returns the probes sent and when
+    /// the grace ended.
+    fn direct(path: &Path, config: &TraceConfig) -> (Vec<(Duration, u8)>, Duration) {
+        let mut stats = TraceStats::new(path.target, config.max_ttl);
+        let mut rounds = Rounds::starting_at(&stats, config.first_ttl, config.max_unknown);
+        let mut pending: Vec<(Duration, u8)> = Vec::new();
+        let mut sent = Vec::new();
+        let mut tick = rounds.gap(config.interval);
+        let mut completed = 0;
+        let deliver = |until: Duration, stats: &mut TraceStats, pending: &mut Vec<_>| {
+            pending.sort_by_key(|p: &(Duration, u8)| p.0);
+            while let Some(&(at, ttl)) = pending.first() {
+                if at > until {
+                    break;
+                }
+                pending.remove(0);
+                stats.record(ttl, &path.answer(ttl));
+            }
+        };
+        while completed < config.cycles {
+            deliver(tick, &mut stats, &mut pending);
+            let now = tick;
+            let ttl = rounds.next_ttl();
+            stats.sent(ttl);
+            sent.push((now, ttl));
+            pending.push((now + path.delay(ttl, config.timeout), ttl));
+            if rounds.advance(&stats) {
+                completed += 1;
+            }
+            tick = now + rounds.gap(config.interval);
+        }
+        deliver(tick, &mut stats, &mut pending);
+        let end = tick + config.grace;
+        let last = pending.iter().map(|p| p.0).max().unwrap_or(tick);
+        (
+            sent,
+            if pending.is_empty() {
+                tick
+            } else {
+                last.max(tick).min(end)
+            },
+        )
+    }
+}
