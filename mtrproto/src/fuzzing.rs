@@ -275,16 +275,108 @@ impl Bytes<'_> {
     }
 }
 
-/// The session and a scripted helper, with the bookkeeping the checks need.
+/// A session and a scripted helper on a virtual clock: the test (or fuzz target) reads what
+/// the session transmits, as mtr-packet would, and answers with lines of its choosing.
+///
+/// [`Pair::drive`] moves the clock to the session's next deadline, as a driver's poll loop
+/// would.
+pub struct Pair {
+    /// The session under test.
+    pub session: Session,
+    /// The virtual clock.
+    pub now: Instant,
+    /// The helper's side: partial lines it has read.
+    helper_input: LineFramer,
+}
+
+impl Pair {
+    /// A session with `config`, its clock at the current instant.
+    pub fn new(config: SessionConfig) -> Pair {
+        Pair {
+            session: Session::new(config),
+            now: Instant::now(),
+            helper_input: LineFramer::new(),
+        }
+    }
+
+    /// Sends a probe to 127.0.0.1 with default arguments.
+    ///
+    /// # Panics
+    ///
+    /// When the session refuses it.
+    pub fn probe(&mut self) -> Token {
+        let args = ProbeArgs::new([127, 0, 0, 1].into());
+        self.session
+            .send_probe(self.now, args)
+            .expect("the session takes the probe")
+    }
+
+    /// The helper reads every transmitted byte; the tokens of the lines it read, in order.
+    pub fn read(&mut self) -> Vec<Token> {
+        self.read_at_most(usize::MAX)
+    }
+
+    /// The helper reads at most `max` transmitted bytes; the tokens of the whole lines read.
+    ///
+    /// # Panics
+    ///
+    /// When the session writes anything but valid request lines.
+    pub fn read_at_most(&mut self, max: usize) -> Vec<Token> {
+        let mut tokens = Vec::new();
+        let mut left = max;
+        while left > 0 {
+            let Some(bytes) = self.session.poll_transmit() else {
+                break;
+            };
+            let n = bytes.len().min(left);
+            let chunk = bytes[..n].to_vec();
+            self.session.consume(n);
+            left -= n;
+            self.helper_input.feed(&chunk, |line| {
+                let line = line.expect("the session writes lines");
+                let (token, _) = Request::parse(line).expect("valid request");
+                tokens.push(token);
+            });
+        }
+        tokens
+    }
+
+    /// The helper writes `text`.
+    pub fn answer(&mut self, text: &str) {
+        self.session.handle_input(self.now, text.as_bytes());
+    }
+
+    /// Every pending event.
+    pub fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    /// Moves the clock on by `by` and lets the session act on it.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.session.handle_timeout(self.now);
+    }
+
+    /// Moves the clock to the session's next deadline, if any and later than now, and lets
+    /// the session act on it; false when the session waits for nothing.
+    pub fn drive(&mut self) -> bool {
+        let Some(due) = self.session.poll_timeout() else {
+            return false;
+        };
+        self.now = self.now.max(due);
+        self.session.handle_timeout(self.now);
+        true
+    }
+}
+
+/// The session fuzz target's pair, with the bookkeeping its checks need.
 struct Harness {
-    session: Session,
-    now: Instant,
+    pair: Pair,
     window: usize,
     issued: Vec<Token>,
     /// Completions per token: events, or a successful cancel.
     completions: HashMap<Token, u32>,
-    /// The helper's side: partial lines, then requests read and not yet answered.
-    helper_input: LineFramer,
+    /// Requests the helper read and has not answered.
     outstanding: Vec<Token>,
 }
 
@@ -300,52 +392,54 @@ impl Harness {
             ..SessionConfig::default()
         };
         Harness {
-            session: Session::new(config),
-            now: Instant::now(),
+            pair: Pair::new(config),
             window,
             issued: Vec::new(),
             completions: HashMap::new(),
-            helper_input: LineFramer::new(),
             outstanding: Vec::new(),
         }
     }
 
     /// One operation, chosen and shaped by the next bytes.
     fn step(&mut self, bytes: &mut Bytes<'_>) {
+        let now = self.pair.now;
         match bytes.byte() % 8 {
             0 => {
                 let timeout = 1 + u32::from(bytes.byte() % 3);
                 for _ in 0..=bytes.byte() % 4 {
                     let args = ProbeArgs::new([127, 0, 0, 1].into()).timeout_secs(timeout);
                     let sent = self
+                        .pair
                         .session
-                        .send_probe(self.now, args.expect("timeout in range"));
+                        .send_probe(now, args.expect("timeout in range"));
                     self.record_send(sent);
                 }
             }
             1 => {
-                let sent = self.session.check_support(self.now, Feature::Version);
+                let sent = self.pair.session.check_support(now, Feature::Version);
                 self.record_send(sent);
             }
             2 if !self.issued.is_empty() => {
                 let token = self.issued[usize::from(bytes.byte()) % self.issued.len()];
-                if self.session.cancel(token) {
+                if self.pair.session.cancel(token) {
                     *self.completions.entry(token).or_default() += 1;
                 }
             }
-            3 => self.helper_reads(1 + usize::from(bytes.byte()) * 2),
+            3 => {
+                let read = self.pair.read_at_most(1 + usize::from(bytes.byte()) * 2);
+                self.outstanding.extend(read);
+            }
             4 => self.helper_answers(bytes),
             5 => {
                 let n = usize::from(bytes.byte() % 40);
                 let garbage = bytes.take(n).to_vec();
-                self.session.handle_input(self.now, &garbage);
+                self.pair.session.handle_input(now, &garbage);
             }
-            6 => {
-                self.now += Duration::from_millis(u64::from(bytes.byte()) * 32);
-                self.session.handle_timeout(self.now);
-            }
+            6 => self
+                .pair
+                .advance(Duration::from_millis(u64::from(bytes.byte()) * 32)),
             7 if bytes.byte() < 16 => {
-                self.session.handle_eof(self.now);
+                self.pair.session.handle_eof(now);
                 self.outstanding.clear();
             }
             _ => {}
@@ -364,26 +458,9 @@ impl Harness {
                 self.issued.push(token);
                 self.completions.remove(&token);
             }
-            Err(SendError::Closed) => assert!(self.session.is_closed()),
+            Err(SendError::Closed) => assert!(self.pair.session.is_closed()),
             Err(SendError::QueueFull(_)) => {}
         }
-    }
-
-    /// The helper reads at most `max` transmitted bytes.
-    fn helper_reads(&mut self, max: usize) {
-        let Some(bytes) = self.session.poll_transmit() else {
-            return;
-        };
-        let n = bytes.len().min(max);
-        let chunk = bytes[..n].to_vec();
-        self.session.consume(n);
-        let mut tokens = Vec::new();
-        self.helper_input.feed(&chunk, |line| {
-            let (token, _) =
-                Request::parse(line.expect("the session writes lines")).expect("valid request");
-            tokens.push(token);
-        });
-        self.outstanding.extend(tokens);
     }
 
     /// The helper answers some requests it read, in an order, maybe twice, maybe with
@@ -415,13 +492,14 @@ impl Harness {
             }
         }
         let cut = usize::from(flags >> 2 & 0xf);
-        let (a, b) = text.as_bytes().split_at(cut.min(text.len()));
-        self.session.handle_input(self.now, a);
-        self.session.handle_input(self.now, b);
+        // The lines are ASCII: any cut is a character boundary.
+        let (a, b) = text.split_at(cut.min(text.len()));
+        self.pair.answer(a);
+        self.pair.answer(b);
     }
 
     fn drain(&mut self) {
-        while let Some(event) = self.session.poll_event() {
+        while let Some(event) = self.pair.session.poll_event() {
             let token = match event {
                 Event::Probe { token, .. } | Event::Support { token, .. } => token,
                 _ => continue,
@@ -437,12 +515,12 @@ impl Harness {
     }
 
     fn check_bounds(&self) {
-        assert!(self.session.in_flight() <= self.window);
-        assert!(self.session.input_buffered() <= MAX_LINE);
-        assert!(self.session.transmit_buffered() <= self.window * Request::MAX_LINE);
+        assert!(self.pair.session.in_flight() <= self.window);
+        assert!(self.pair.session.input_buffered() <= MAX_LINE);
+        assert!(self.pair.session.transmit_buffered() <= self.window * Request::MAX_LINE);
         // Once the watchdog gave up on a request the helper never answered, the helper is
         // misbehaving and the slot is reused: the bound holds until then.
-        if self.session.counters().unanswered == 0 {
+        if self.pair.session.counters().unanswered == 0 {
             let at_helper = self
                 .outstanding
                 .iter()
@@ -457,12 +535,12 @@ impl Harness {
 
     /// Ends the stream: every issued token completed exactly once.
     fn finish(mut self) {
-        self.session.handle_eof(self.now);
+        self.pair.session.handle_eof(self.pair.now);
         self.drain();
         for token in &self.issued {
             assert_eq!(self.completions.get(token), Some(&1), "token {token}");
         }
-        assert_eq!(self.session.in_flight(), 0);
-        assert_eq!(self.session.poll_timeout(), None);
+        assert_eq!(self.pair.session.in_flight(), 0);
+        assert_eq!(self.pair.session.poll_timeout(), None);
     }
 }

@@ -42,6 +42,8 @@
 mod command;
 mod error;
 mod framer;
+// Test and fuzz support, out of release builds (as quinn-proto and str0m keep theirs).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod grammar;

@@ -1,62 +1,13 @@
-//! The session against a scripted mtr-packet: the test reads what the session transmits and
-//! answers line by line, on a virtual clock.
+//! The session against a scripted mtr-packet (`mtrproto::fuzzing::Pair`): the test reads
+//! what the session transmits and answers line by line, on a virtual clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mtrproto::fuzzing::Pair;
 use mtrproto::{
     ConfigError, Diagnostic, Event, Failure, Feature, FrameError, ParseError, ProbeArgs, Rate,
-    ReplyKind, Request, SendError, Session, SessionConfig, Token,
+    ReplyKind, SendError, Session, SessionConfig, Token,
 };
-
-/// The scripted helper: what the session sent it, in order.
-struct Peer {
-    session: Session,
-    now: Instant,
-    received: Vec<(Token, Request)>,
-}
-
-impl Peer {
-    fn new(config: SessionConfig) -> Peer {
-        Peer {
-            session: Session::new(config),
-            now: Instant::now(),
-            received: Vec::new(),
-        }
-    }
-
-    fn probe(&mut self) -> Token {
-        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
-        self.session.send_probe(self.now, args).unwrap()
-    }
-
-    /// Reads every transmitted line, as mtr-packet would.
-    fn read(&mut self) -> Vec<Token> {
-        let mut tokens = Vec::new();
-        while let Some(bytes) = self.session.poll_transmit() {
-            let text = String::from_utf8(bytes.to_vec()).unwrap();
-            self.session.consume(bytes.len());
-            for line in text.lines() {
-                let (token, request) = Request::parse(line).unwrap();
-                tokens.push(token);
-                self.received.push((token, request));
-            }
-        }
-        tokens
-    }
-
-    fn answer(&mut self, text: &str) {
-        self.session.handle_input(self.now, text.as_bytes());
-    }
-
-    fn events(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.session.poll_event()).collect()
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.session.handle_timeout(self.now);
-    }
-}
 
 fn reply(token: Token) -> String {
     format!(
@@ -74,7 +25,7 @@ fn probe_token(event: &Event) -> Option<Token> {
 
 #[test]
 fn out_of_order_answers_reach_their_own_probes() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
     assert_eq!(peer.read(), tokens);
     for &t in tokens.iter().rev() {
@@ -102,7 +53,7 @@ fn out_of_order_answers_reach_their_own_probes() {
 
 #[test]
 fn answers_split_anywhere_are_reassembled() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     let b = peer.probe();
     peer.read();
@@ -132,7 +83,7 @@ fn answers_split_anywhere_are_reassembled() {
 
 #[test]
 fn duplicates_garbage_and_strangers_are_diagnostics_only() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     let b = peer.probe();
     peer.read();
@@ -173,7 +124,7 @@ fn duplicates_garbage_and_strangers_are_diagnostics_only() {
 
 #[test]
 fn a_negative_round_trip_time_completes_the_probe_with_an_unusable_time() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     peer.read();
     peer.answer(&format!(
@@ -199,7 +150,7 @@ fn a_negative_round_trip_time_completes_the_probe_with_an_unusable_time() {
 
 #[test]
 fn an_answer_with_a_bad_argument_completes_its_probe_at_once() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     let b = peer.probe();
     let c = peer.probe();
@@ -230,7 +181,7 @@ fn an_over_long_line_is_dropped_and_the_next_one_counts() {
         max_line: 64,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let a = peer.probe();
     peer.read();
     peer.answer(&format!("{a} reply {}\n", "x".repeat(100)));
@@ -250,7 +201,7 @@ fn eof_completes_everything_pending_and_queued() {
         window: 2,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
     let feature = peer
         .session
@@ -294,7 +245,7 @@ fn the_window_holds_requests_back_and_the_queue_is_bounded() {
         max_queue: 4,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let tokens: Vec<Token> = (0..7).map(|_| peer.probe()).collect();
     let refused = peer
         .session
@@ -313,7 +264,7 @@ fn probes_exhausted_is_retried_under_a_fresh_token_then_surfaced_at_its_timeout(
         max_retries: 2,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let a = peer.probe();
     let mut wire = peer.read();
     assert_eq!(wire, [a]);
@@ -362,7 +313,7 @@ fn a_resent_probe_is_cancelled_by_the_callers_token() {
         window: 1,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let a = peer.probe();
     let b = peer.probe();
     peer.read();
@@ -382,12 +333,49 @@ fn a_resent_probe_is_cancelled_by_the_callers_token() {
 }
 
 #[test]
+fn driving_to_each_deadline_ends_every_silent_probe_at_its_own_timeout() {
+    let config = SessionConfig {
+        grace: Duration::from_secs(2),
+        ..SessionConfig::default()
+    };
+    let mut peer = Pair::new(config);
+    let start = peer.now;
+    let mut tokens = Vec::new();
+    for secs in [3, 1] {
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap()).timeout_secs(secs);
+        tokens.push(peer.session.send_probe(peer.now, args.unwrap()).unwrap());
+    }
+    peer.read();
+    let mut ended = Vec::new();
+    while peer.drive() {
+        for event in peer.events() {
+            assert!(matches!(
+                &event,
+                Event::Probe {
+                    outcome: Err(Failure::Unanswered),
+                    ..
+                }
+            ));
+            ended.push((probe_token(&event).unwrap(), peer.now - start));
+        }
+        assert!(ended.len() <= 2, "the clock stops once nothing is pending");
+    }
+    assert_eq!(
+        ended,
+        [
+            (tokens[1], Duration::from_secs(3)),
+            (tokens[0], Duration::from_secs(5))
+        ]
+    );
+}
+
+#[test]
 fn the_watchdog_completes_a_silent_probe_and_a_late_answer_is_a_diagnostic() {
     let config = SessionConfig {
         grace: Duration::from_secs(2),
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let args = ProbeArgs::new("127.0.0.1".parse().unwrap())
         .timeout_secs(3)
         .unwrap();
@@ -436,7 +424,7 @@ fn pacing_spaces_releases_and_says_when_the_next_is_due() {
         }),
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let tokens: Vec<Token> = (0..5).map(|_| peer.probe()).collect();
     assert_eq!(peer.read(), tokens[..2], "the burst");
     let start = peer.now;
@@ -456,7 +444,7 @@ fn cancel_withdraws_queued_and_silences_sent_requests() {
         window: 1,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let a = peer.probe();
     let b = peer.probe();
     let c = peer.probe();
@@ -478,7 +466,7 @@ fn cancel_withdraws_queued_and_silences_sent_requests() {
 
 #[test]
 fn check_support_answers_and_refusals() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let v = peer
         .session
         .check_support(peer.now, Feature::Version)
@@ -517,7 +505,7 @@ fn check_support_answers_and_refusals() {
 
 #[test]
 fn partial_writes_resume_where_they_stopped() {
-    let mut peer = Peer::new(SessionConfig::default());
+    let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     let b = peer.probe();
     let all = peer.session.poll_transmit().unwrap().to_vec();
@@ -536,7 +524,7 @@ fn a_huge_grace_does_not_overflow() {
         grace: Duration::MAX,
         ..SessionConfig::default()
     };
-    let mut peer = Peer::new(config);
+    let mut peer = Pair::new(config);
     let a = peer.probe();
     assert_eq!(peer.read(), [a]);
     assert!(peer.session.poll_timeout().is_some());
@@ -591,7 +579,7 @@ fn a_config_out_of_range_is_refused_with_its_limit() {
 
 #[test]
 fn the_largest_window_works_without_overflow() {
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: SessionConfig::MAX_WINDOW,
         max_queue: SessionConfig::MAX_QUEUE,
         ..SessionConfig::default()
@@ -604,7 +592,7 @@ fn the_largest_window_works_without_overflow() {
 /// `max_queue` 0: a request is taken only when it can be released at once.
 #[test]
 fn max_queue_zero_means_no_waiting_not_no_sending() {
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: 1,
         max_queue: 0,
         ..SessionConfig::default()
@@ -632,7 +620,7 @@ fn refuse(tokens: &[Token]) -> String {
 
 #[test]
 fn probes_exhausted_holds_resends_until_a_slot_frees_and_learns_the_table_size() {
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: 8,
         ..SessionConfig::default()
     });
@@ -670,7 +658,7 @@ fn probes_exhausted_holds_resends_until_a_slot_frees_and_learns_the_table_size()
 
 #[test]
 fn a_refused_probe_ends_probes_exhausted_only_when_its_own_timeout_passed() {
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: 2,
         ..SessionConfig::default()
     });
@@ -703,7 +691,7 @@ fn a_refused_probe_ends_probes_exhausted_only_when_its_own_timeout_passed() {
 fn a_full_table_is_back_pressure_on_a_virtual_clock() {
     const TABLE: usize = 1024;
     let timeout = Duration::from_secs(2);
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: 1500,
         max_queue: 3000,
         ..SessionConfig::default()
@@ -767,7 +755,7 @@ fn a_full_table_is_back_pressure_on_a_virtual_clock() {
 
 #[test]
 fn a_cancelled_probes_refusal_still_says_the_table_is_full() {
-    let mut peer = Peer::new(SessionConfig {
+    let mut peer = Pair::new(SessionConfig {
         window: 4,
         ..SessionConfig::default()
     });
