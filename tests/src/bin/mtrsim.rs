@@ -2,14 +2,19 @@
 //!
 //! ```text
 //! mtrsim SCENARIO.toml -- COMMAND [ARGS...]
+//! mtrsim --ground-truth SCENARIO.toml
 //! ```
 //!
 //! Creates a fresh network namespace holding only `lo` and a TUN device `sim0` with the
 //! scenario's source addresses, routes the scenario's prefixes into the TUN, answers the
 //! probes that arrive there as the scenario says, and runs COMMAND inside the namespace (so
 //! an mtr-packet it starts probes the simulation). Removes the namespace afterwards, also
-//! when COMMAND fails or on Ctrl-C. Exits with COMMAND's code. Nothing can leave the
-//! namespace: it has no other interface. Needs root. Format: tests/scenarios/README.md.
+//! when COMMAND fails, on Ctrl-C, or on SIGTERM (which it passes on to COMMAND, then exits
+//! with 143). Exits with COMMAND's code. Nothing can leave the namespace: it has no other
+//! interface. Needs root. Format: tests/scenarios/README.md.
+//!
+//! `--ground-truth` prints the expected hops of every target of the scenario's generated
+//! internet as JSON lines (format in the same README), and needs nothing.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,17 +22,32 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mtrproto_tests::netns::Netns;
 use mtrproto_tests::sim::responder::Responder;
 use mtrproto_tests::sim::scenario::Scenario;
-use mtrproto_tests::sim::tun::{enter_netns, ignore_interrupts, open_tun};
+use mtrproto_tests::sim::tun::{
+    catch_terminate, enter_netns, ignore_interrupts, open_tun, send_terminate, terminate_requested,
+};
 
 const TUN: &str = "sim0";
+/// How long a command may take to exit on SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How often the command's exit and SIGTERM are checked.
+const POLL: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--ground-truth") {
+        return match args.get(1..) {
+            Some([path]) => ground_truth(path),
+            _ => {
+                eprintln!("usage: mtrsim --ground-truth SCENARIO.toml");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(split) = args.iter().position(|a| a == "--") else {
         eprintln!("usage: mtrsim SCENARIO.toml -- COMMAND [ARGS...]");
         return ExitCode::from(2);
@@ -61,6 +81,8 @@ fn run(
     program: &str,
     args: &[String],
 ) -> Result<u8, Box<dyn std::error::Error>> {
+    // Before the namespace exists, so that a SIGTERM from now on leads to its removal.
+    catch_terminate();
     let netns = Netns::new("sim")?;
     // From here on this thread, the threads it starts and the commands it runs are inside.
     enter_netns(netns.name())?;
@@ -107,11 +129,63 @@ fn run(
     });
     std::thread::spawn(move || write_when_due(&tun, &scheduled));
 
+    if terminate_requested() {
+        return Ok(128 + 15);
+    }
     let mut child = Command::new(program).args(args).spawn()?;
     ignore_interrupts();
-    let status = child.wait()?;
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code().map_or(128 + 2, |c| c as u8);
+        }
+        if terminate_requested() {
+            // Pass it on, give the command a moment to exit, then kill it.
+            let _ = send_terminate(child.id());
+            let deadline = Instant::now() + TERM_GRACE;
+            while child.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            break 128 + 15;
+        }
+        std::thread::sleep(POLL);
+    };
     drop(netns);
-    Ok(status.code().map_or(128 + 2, |c| c as u8))
+    Ok(code)
+}
+
+/// Prints the ground truth of every target of the scenario's generated internet.
+fn ground_truth(path: &str) -> ExitCode {
+    let scenario = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| Scenario::parse(&t))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mtrsim: {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(internet) = scenario.internet else {
+        eprintln!("mtrsim: {path}: no [internet] table");
+        return ExitCode::from(2);
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (v4, v6): (Vec<_>, Vec<_>) = (0..internet.targets())
+        .flat_map(|i| internet.target_addresses(i))
+        .partition(|a| a.is_ipv4());
+    for address in v4.into_iter().chain(v6) {
+        let Some(line) = internet.ground_truth(address) else {
+            continue;
+        };
+        // A closed pipe (`| head`) ends the listing quietly.
+        if writeln!(out, "{line}").is_err() {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }
 
 /// Writes each answer to the TUN device when it is due.

@@ -1,6 +1,7 @@
 //! The network simulator behind `mtrsim`: a TUN device in a private network namespace, and
 //! a responder that answers the real mtr-packet's probes as a scenario file says.
 
+pub mod internet;
 pub mod packet;
 pub mod responder;
 pub mod scenario;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mtrproto::Mpls;
 
+use super::internet::{Behaviour, Internet, Reach, TargetKind};
 use super::packet::{IcmpError, Probe, Transport, echo_reply, icmp_error, tcp_reply};
 use super::scenario::{Hop, Scenario, Select, Target, mpls, offset};
 
@@ -18,11 +19,15 @@ pub struct Responder {
     random: SplitMix,
     /// Per (target, hop): answers in the current second, and when that second started.
     rate: HashMap<(usize, usize), (Instant, u32)>,
+    internet: Option<Internet>,
+    /// Per rate-limited router of the internet, as `rate`.
+    router_rate: HashMap<u32, (Instant, u32)>,
 }
 
 impl Responder {
     /// A responder for a checked scenario.
-    pub fn new(scenario: Scenario) -> Responder {
+    pub fn new(mut scenario: Scenario) -> Responder {
+        let internet = scenario.internet.take();
         let mut targets = HashMap::new();
         for (i, target) in scenario.targets.iter().enumerate() {
             for n in 0..target.count {
@@ -45,6 +50,8 @@ impl Responder {
             scenario,
             mpls,
             rate: HashMap::new(),
+            internet,
+            router_rate: HashMap::new(),
         }
     }
 
@@ -54,12 +61,14 @@ impl Responder {
         if probe.transport == Transport::Other {
             return None;
         }
-        let index = *self.targets.get(&probe.dst)?;
-        let target: &Target = &self.scenario.targets[index];
-        let ttl = usize::from(probe.ttl);
-        if ttl == 0 {
+        if probe.ttl == 0 {
             return None;
         }
+        let Some(&index) = self.targets.get(&probe.dst) else {
+            return self.internet_answer(&probe, now);
+        };
+        let target: &Target = &self.scenario.targets[index];
+        let ttl = usize::from(probe.ttl);
         // A router that answers unreachable ends the path: probes with a larger TTL reach it
         // and get the same answer. Otherwise the router at the TTL answers, if there is one.
         let ends = target.hops.iter().position(|h| h.unreachable.is_some());
@@ -121,6 +130,52 @@ impl Responder {
             ),
         };
         Some((now + hop.timing.delay(self.random.uniform()), answer))
+    }
+
+    /// The answer of the generated internet, if the probe goes to one of its targets.
+    fn internet_answer(&mut self, probe: &Probe<'_>, now: Instant) -> Option<(Instant, Vec<u8>)> {
+        let internet = self.internet.as_ref()?;
+        let index = internet.target_index(probe.dst)?;
+        let (k, error) = match internet.reach(index, probe.ttl) {
+            Reach::Router(k) => (k, IcmpError::TimeExceeded),
+            Reach::Unreachable(k) => (k, IcmpError::HostUnreachable),
+            Reach::Destination => {
+                if internet.target_kind(index) != TargetKind::Answers {
+                    return None;
+                }
+                let reply = match probe.transport {
+                    Transport::Echo => echo_reply(probe),
+                    Transport::Udp { .. } => {
+                        icmp_error(probe, probe.dst, IcmpError::PortUnreachable, &[])
+                    }
+                    Transport::Tcp { .. } => tcp_reply(probe, false)?,
+                    Transport::Other => return None,
+                };
+                return Some((now + internet.destination_delay(index), reply));
+            }
+        };
+        let router = internet.routers()[k as usize];
+        let lost = match router.behaviour {
+            Behaviour::Silent => true,
+            Behaviour::Lossy => self.random.uniform() < internet.spec().loss,
+            Behaviour::RateLimited => {
+                let (start, count) = self.router_rate.entry(k).or_insert((now, 0));
+                if now.duration_since(*start) >= Duration::from_secs(1) {
+                    *start = now;
+                    *count = 0;
+                }
+                *count += 1;
+                *count > internet.spec().rate_limit
+            }
+            Behaviour::Answers => false,
+        };
+        if lost {
+            return None;
+        }
+        let twin = router.twin.is_some() && probe.flow_hash() % 2 == 1;
+        let from = internet.router_address(k, twin, probe.dst);
+        let answer = icmp_error(probe, from, error, &[]);
+        Some((now + internet.router_delay(k), answer))
     }
 
     /// An ICMP rate limit per hop: at most `limit` answers in each one-second window.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use mtrproto::Mpls;
 use serde::Deserialize;
 
+use super::internet::{Internet, InternetSpec};
 use super::packet::IcmpError;
 
 /// A whole scenario.
@@ -27,7 +28,14 @@ pub struct Scenario {
     #[serde(default = "default_routes")]
     pub routes: Vec<String>,
     /// The targets and their paths.
+    #[serde(default)]
     pub targets: Vec<Target>,
+    /// A generated internet's description (`[internet]`).
+    #[serde(default, rename = "internet")]
+    pub internet_spec: Option<InternetSpec>,
+    /// The internet generated from it, by `parse`.
+    #[serde(skip)]
+    pub internet: Option<Internet>,
 }
 
 fn default_source4() -> IpAddr {
@@ -187,7 +195,11 @@ pub struct Destination {
 impl Scenario {
     /// Reads and checks a scenario file's text.
     pub fn parse(text: &str) -> Result<Scenario, String> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(spec) = &scenario.internet_spec {
+            let sources = [scenario.source4, scenario.source6];
+            scenario.internet = Some(Internet::generate(spec, scenario.seed, &sources)?);
+        }
         for (i, target) in scenario.targets.iter().enumerate() {
             for (ttl, hop) in (1..).zip(&target.hops) {
                 let at = format!("target {i} hop {ttl}");

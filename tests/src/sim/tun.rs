@@ -1,10 +1,12 @@
 //! The system calls the simulator needs that std lacks: entering a network namespace,
-//! opening a TUN device, ignoring Ctrl-C. The only unsafe code of the project, kept here.
+//! opening a TUN device, ignoring Ctrl-C, catching SIGTERM. The only unsafe code of the
+//! project, kept here.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `_IOW('T', 202, int)`.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -56,4 +58,39 @@ pub fn ignore_interrupts() {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
+}
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    TERMINATE.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGTERM set a flag (see `terminate_requested`) instead of killing the process, so
+/// that it can stop its command and clean up. A command started afterwards gets the default
+/// action back (exec resets caught signals).
+pub fn catch_terminate() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Whether SIGTERM arrived since `catch_terminate`.
+pub fn terminate_requested() -> bool {
+    TERMINATE.load(Ordering::SeqCst)
+}
+
+/// Sends SIGTERM to process `pid` (a child of ours).
+pub fn send_terminate(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
