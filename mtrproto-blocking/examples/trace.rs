@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S]
 //!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6] [-n|-b]
-//!     [--json] [--wide] HOST
+//!     [-f FIRST_TTL] [-U MAX_UNKNOWN] [--json] [--wide] HOST...
 //! ```
 //!
 //! Responders show their reverse-DNS names, as mtr shows them: `-n` shows addresses only,
@@ -13,11 +13,14 @@
 //! a name not known when the report is printed shows as the address.
 //!
 //! As mtr does, it sends one probe at a time, TTL 1, 2, ... up to the target, every
-//! `INTERVAL / hops` (see [`mtrproto::Rounds`]), runs `CYCLES` such rounds (default 10, one
+//! `INTERVAL / hops` (see [`mtrproto::Tracer`]), runs `CYCLES` such rounds (default 10, one
 //! per second), then waits up to `GRACE` (default 5 s, as mtr's `--gracetime`) for answers
-//! still due, and prints the report. `--wide` lists every responder of a hop with the MPLS
+//! still due, and prints the report. Several hosts are traced at once, through one session
+//! ([`Session::campaign`](mtrproto_blocking::Session::campaign)); each report is printed as
+//! soon as its trace ends. `--wide` lists every responder of a hop with the MPLS
 //! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
-//! When stdout is a terminal the table is redrawn after every round. `--help` lists every
+//! When stdout is a terminal and one host is traced, the table is redrawn after every
+//! round. `--help` lists every
 //! option. Only trace hosts you are allowed to probe (try `localhost`).
 
 mod common;
@@ -25,12 +28,13 @@ mod common;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use mtrproto::{ProbeResult, ReportMeta, Rounds, TraceStats, host_label, text_report_named};
-use mtrproto_blocking::{Error, NameResolver, ProbeOptions, Session};
+use mtrproto::{ReportMeta, TraceStats, host_label, text_report_named};
+use mtrproto_blocking::{
+    CampaignEvent, CampaignLimits, Error, NameResolver, Session, TraceConfig, TraceOptions,
+};
 
 /// Traces the path to a host like `mtr --report`: mtr's probes, in mtr's order, and its
 /// report. Only trace hosts you are allowed to probe.
@@ -65,10 +69,19 @@ struct Cli {
     /// Every responder of a hop with its MPLS labels; the host column fits the longest name.
     #[arg(long)]
     wide: bool,
+    /// TTL each round starts at.
+    #[arg(short = 'f', long = "first-ttl", value_name = "TTL", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    first_ttl: u8,
+    /// A round ends once more than this many hops before the next are silent.
+    #[arg(short = 'U', long = "max-unknown", value_name = "HOPS", default_value_t = 12,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    max_unknown: u8,
     #[command(flatten)]
     probe: common::ProbeFlags,
-    /// Host name or address to trace (try localhost).
-    host: String,
+    /// Host names or addresses to trace (try localhost).
+    #[arg(required = true)]
+    hosts: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -83,18 +96,26 @@ fn main() -> ExitCode {
     }
 }
 
-type Answer = (u8, Result<ProbeResult, Error>);
-
-/// Runs the rounds and prints the report; `Ok(false)` if the target never answered.
+/// Traces every host and prints each report as its trace ends; `Ok(false)` if a target
+/// never answered.
 fn run(cli: &Cli) -> Result<bool, Error> {
     let (json, wide, cycles) = (cli.json, cli.wide, cli.cycles);
-    let (interval, grace) = (cli.interval, cli.grace);
-    let options = cli.probe.options();
+    let probe = cli.probe.options();
+    let options = TraceOptions {
+        trace: TraceConfig {
+            cycles,
+            first_ttl: cli.first_ttl,
+            max_ttl: cli.max_hops,
+            max_unknown: cli.max_unknown,
+            interval: cli.interval,
+            timeout: probe.timeout.unwrap_or(Duration::from_secs(10)),
+            grace: cli.grace,
+        },
+        probe,
+    };
     // Probes still out when the report is printed are abandoned, as mtr abandons them.
     let session = Session::builder().close_grace(Duration::ZERO).open()?;
-    let target = session.resolve(&cli.host, options.ip_version)?;
-    let mut stats = TraceStats::new(target, cli.max_hops);
-    let live = std::io::stdout().is_terminal() && !json;
+    let live = std::io::stdout().is_terminal() && !json && cli.hosts.len() == 1;
     let src = hostname();
     let start = format!("Start: {}\n", start_time());
     let names = Names {
@@ -102,83 +123,71 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         show_ips: cli.show_ips,
     };
     let host = |address| names.label(address);
-
-    let (done, answers) = crossbeam_channel::unbounded::<Answer>();
-    let mut rounds = Rounds::new(&stats);
-    let mut completed = 0;
-    let mut in_flight = 0;
-    let mut tick = Instant::now() + rounds.gap(interval);
-    // mtr's select loop: answers are recorded as they come; at every tick one probe goes out.
-    while completed < cycles {
-        in_flight -= record_until(&answers, &mut stats, &names, tick, in_flight, true)?;
-        let ttl = rounds.next_ttl();
-        stats.sent(ttl);
-        probe(&session, target, ttl, &options, &done)?;
-        in_flight += 1;
-        if rounds.advance(&stats) {
-            completed += 1;
+    let mut reached = true;
+    let mut failure = None;
+    let limits = CampaignLimits::default();
+    session.campaign(&cli.hosts, &options, &limits, |event| match event {
+        CampaignEvent::Round { round, stats, .. } => {
+            names.start_all(stats);
             if live {
                 print!(
                     "\x1b[H\x1b[2J{start}{}",
-                    text_report_named(&stats, &src, wide, &host)
+                    text_report_named(stats, &src, wide, &host)
                 );
-                println!("round {completed}/{cycles}");
+                println!("round {round}/{cycles}");
             }
         }
-        tick = Instant::now() + rounds.gap(interval);
+        CampaignEvent::Done(report) => match report.stats {
+            Ok(stats) => {
+                names.start_all(&stats);
+                reached &= stats.destination_ttl().is_some();
+                if live {
+                    print!("\x1b[H\x1b[2J");
+                }
+                print_report(cli, &options, &report.host, &stats, &src, &start, &host);
+            }
+            Err(error) => {
+                eprintln!("error: {}: {error}", report.host);
+                failure.get_or_insert(error);
+            }
+        },
+    })?;
+    match failure {
+        // With one host, its error is the program's.
+        Some(error) if cli.hosts.len() == 1 => Err(error),
+        Some(_) => Ok(false),
+        None => Ok(reached),
     }
-    // The next tick starts the grace period, which ends early once nothing is in flight.
-    in_flight -= record_until(&answers, &mut stats, &names, tick, in_flight, true)?;
-    record_until(
-        &answers,
-        &mut stats,
-        &names,
-        Instant::now() + grace,
-        in_flight,
-        false,
-    )?;
-    stats.end_transit();
+}
 
-    if json {
+/// Prints one target's report: mtr's text, or its JSON.
+fn print_report(
+    cli: &Cli,
+    options: &TraceOptions,
+    dst: &str,
+    stats: &TraceStats,
+    src: &str,
+    start: &str,
+    host: &dyn Fn(IpAddr) -> String,
+) {
+    if cli.json {
+        let probe = &options.probe;
         let meta = ReportMeta {
-            src,
-            dst: cli.host.clone(),
-            tos: options.tos.unwrap_or(0),
-            tests: cycles,
-            psize: options.size.unwrap_or(64).to_string(),
-            bitpattern: format!("0x{:02X}", options.bit_pattern.unwrap_or(0)),
+            src: src.to_owned(),
+            dst: dst.to_owned(),
+            tos: probe.tos.unwrap_or(0),
+            tests: cli.cycles,
+            psize: probe.size.unwrap_or(64).to_string(),
+            bitpattern: format!("0x{:02X}", probe.bit_pattern.unwrap_or(0)),
         };
-        let report = mtrproto::JsonReport::named(&stats, meta, wide, &host);
+        let report = mtrproto::JsonReport::named(stats, meta, cli.wide, host);
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        if live {
-            print!("\x1b[H\x1b[2J");
-        }
-        print!("{start}{}", text_report_named(&stats, &src, wide, &host));
+        print!("{start}{}", text_report_named(stats, src, cli.wide, host));
     }
-    Ok(stats.destination_ttl().is_some())
-}
-
-/// Sends one probe at `ttl`; its answer goes to `done`.
-fn probe(
-    session: &Session,
-    target: IpAddr,
-    ttl: u8,
-    options: &ProbeOptions,
-    done: &crossbeam_channel::Sender<Answer>,
-) -> Result<(), Error> {
-    let options = ProbeOptions {
-        ttl: Some(ttl),
-        timeout: Some(options.timeout.unwrap_or(Duration::from_secs(10))),
-        ..options.clone()
-    };
-    let done = done.clone();
-    session.probe_with(&target.to_string(), &options, move |r| {
-        let _ = done.send((ttl, r));
-    })
 }
 
 /// Responder names as mtr shows them: none with `-n`; else the name when the resolver has
@@ -189,10 +198,14 @@ struct Names {
 }
 
 impl Names {
-    /// Starts looking up `address`, so that its name is there by the next report.
-    fn start(&self, address: IpAddr) {
+    /// Starts looking up every responder, so that names are there by the next report.
+    fn start_all(&self, stats: &TraceStats) {
         if let Some(resolver) = &self.resolver {
-            resolver.lookup(address);
+            for hop in stats.hops() {
+                for responder in hop.responders() {
+                    resolver.lookup(responder.address);
+                }
+            }
         }
     }
 
@@ -202,37 +215,6 @@ impl Names {
         let name = lookup.as_ref().and_then(|l| l.name());
         host_label(address, name, self.show_ips)
     }
-}
-
-/// Records answers until `deadline` (until none of the `in_flight` probes is left, unless
-/// `whole`); returns how many came. A helper failure ends the trace.
-fn record_until(
-    answers: &Receiver<Answer>,
-    stats: &mut TraceStats,
-    names: &Names,
-    deadline: Instant,
-    in_flight: usize,
-    whole: bool,
-) -> Result<usize, Error> {
-    let mut count = 0;
-    while count < in_flight {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        match answers.recv_timeout(timeout) {
-            Ok((ttl, result)) => {
-                count += 1;
-                let result = result?;
-                if let Some(responder) = result.responder {
-                    names.start(responder);
-                }
-                stats.record(ttl, &result);
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    if whole {
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-    }
-    Ok(count)
 }
 
 /// The local time as mtr's `Start:` line shows it (ISO 8601, `iso_time` in mtr's utils.c).

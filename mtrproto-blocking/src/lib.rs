@@ -60,6 +60,7 @@
 //! then kills the helpers; closing from a probe's callback, or dropping the last `Arc` of the
 //! session there, is fine. A callback that panics does not take the session down.
 
+mod campaign;
 pub mod compat;
 mod completion;
 mod driver;
@@ -73,9 +74,12 @@ mod session;
 mod status;
 mod sys;
 
+pub use campaign::{CampaignEvent, CampaignLimits, CampaignSummary, TargetReport, TraceOptions};
 pub use error::{Error, HostResolveError, ProcessError, StateError};
 pub use handle::ProbeHandle;
-pub use mtrproto::{Feature, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind};
+pub use mtrproto::{
+    Feature, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind, TraceConfig, TraceStats,
+};
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
 pub use session::{MTR_PACKET_ENV, Session, SessionBuilder};

@@ -295,6 +295,17 @@ impl Session {
         options: &ProbeOptions,
         done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
     ) -> Result<(), Error> {
+        let args = self.probe_args(host, options)?;
+        self.send_args(args, done)
+    }
+
+    /// The request for a probe to `host` with `options`: resolved, checked against the
+    /// release, with the source address the release needs.
+    pub(crate) fn probe_args(
+        &self,
+        host: &str,
+        options: &ProbeOptions,
+    ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve(host, options.ip_version)?;
         if let Some(what) = self.release.refusal(options, target) {
@@ -316,7 +327,16 @@ impl Session {
             }
             None => None,
         };
-        let args = options.to_args(target, local)?;
+        Ok(options.to_args(target, local)?)
+    }
+
+    /// Sends a probe built by [`Session::probe_args`]; `done` as in [`Session::probe_with`].
+    pub(crate) fn send_args(
+        &self,
+        args: mtrproto::ProbeArgs,
+        done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        self.check_open()?;
         self.send(Command::Probe {
             args,
             done: Completion::new(done),

@@ -1,0 +1,267 @@
+//! Campaigns and `Session::trace` through the fake and scripted helpers (no packet is sent):
+//! every target reported once, the in-flight budget, the rate cap, fairness between targets,
+//! the bound on targets traced at once, and targets that cannot be traced.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use mtrproto_blocking::{
+    CampaignEvent, CampaignLimits, Error, IpVersion, Session, TraceConfig, TraceOptions,
+};
+use mtrproto_tests::script::{HopPlan, SEED_ENV, Script};
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
+const SCRIPTED: &str = env!("CARGO_BIN_EXE_scripted-mtr-packet");
+
+/// A session on the fake helper, answering `reply` from the target after `delay_ms`.
+fn fake(delay_ms: u64) -> Session {
+    let delay = delay_ms.to_string();
+    Session::builder()
+        .program(FAKE, ["--delay-ms", delay.as_str()])
+        .open()
+        .expect("open the fake helper")
+}
+
+fn options(cycles: u32, interval_ms: u64) -> TraceOptions {
+    TraceOptions {
+        trace: TraceConfig {
+            cycles,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_secs(1),
+            grace: Duration::from_millis(500),
+            ..TraceConfig::default()
+        },
+        ..TraceOptions::default()
+    }
+}
+
+fn hosts(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("127.0.0.{i}")).collect()
+}
+
+#[test]
+fn every_target_is_reported_once_within_the_in_flight_budget() {
+    let session = fake(30);
+    let limits = CampaignLimits {
+        max_in_flight: Some(5),
+        ..CampaignLimits::default()
+    };
+    let hosts = hosts(30);
+    let mut reports = BTreeMap::new();
+    let mut probes = 0;
+    let summary = session
+        .campaign(&hosts, &options(3, 100), &limits, |event| {
+            if let CampaignEvent::Done(report) = event {
+                let stats = report.stats.expect("traced");
+                probes += stats.hops().iter().map(|h| h.sent()).sum::<u64>();
+                assert_eq!(stats.target().to_string(), report.host);
+                assert!(
+                    reports.insert(report.index, stats).is_none(),
+                    "reported twice"
+                );
+            }
+        })
+        .unwrap();
+    assert_eq!(reports.len(), 30);
+    assert_eq!(
+        reports.keys().copied().collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>()
+    );
+    assert_eq!((summary.targets, summary.failed), (30, 0));
+    assert!(summary.peak_in_flight <= 5, "{summary:?}");
+    // Probes past TTL 1 went out before the first answers came back (reports leave them
+    // out, as mtr's do).
+    assert!(summary.probes >= probes, "{summary:?}");
+    assert_eq!(probes, 90);
+    for stats in reports.values() {
+        // The fake helper answers from the target at every TTL: it is at TTL 1, and
+        // rounds after the first stop there.
+        assert_eq!(stats.destination_ttl(), Some(1));
+        let hop = &stats.hops()[0];
+        assert_eq!((hop.sent(), hop.received()), (3, 3));
+    }
+}
+
+#[test]
+fn the_rate_cap_spaces_probes() {
+    let session = fake(0);
+    let limits = CampaignLimits {
+        rate: Some(100),
+        ..CampaignLimits::default()
+    };
+    let start = Instant::now();
+    let summary = session
+        .campaign(hosts(10), &options(2, 10), &limits, |_| {})
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(summary.targets, 10);
+    assert!(summary.probes >= 30, "{summary:?}");
+    // 10 ms apart at 100 probes/s, the first at once.
+    let least = Duration::from_millis(10) * (summary.probes as u32 - 1);
+    assert!(elapsed >= least, "{} probes in {elapsed:?}", summary.probes);
+}
+
+/// With room for one probe at a time, the target waiting longest goes first: no target
+/// gets two rounds ahead of another.
+#[test]
+fn a_tight_budget_is_shared_fairly() {
+    let session = fake(20);
+    let limits = CampaignLimits {
+        max_in_flight: Some(1),
+        ..CampaignLimits::default()
+    };
+    let mut rounds = [0u32; 4];
+    let mut worst_spread = 0;
+    session
+        .campaign(hosts(4), &options(6, 50), &limits, |event| {
+            if let CampaignEvent::Round { index, round, .. } = event {
+                rounds[index] = round;
+                let (min, max) = (rounds.iter().min().unwrap(), rounds.iter().max().unwrap());
+                worst_spread = worst_spread.max(max - min);
+            }
+        })
+        .unwrap();
+    assert_eq!(rounds, [6; 4]);
+    assert!(
+        worst_spread <= 1,
+        "a target got {worst_spread} rounds ahead"
+    );
+}
+
+#[test]
+fn max_active_bounds_the_targets_traced_at_once() {
+    let session = fake(10);
+    let limits = CampaignLimits {
+        max_active: 2,
+        ..CampaignLimits::default()
+    };
+    let mut active = HashSet::new();
+    let mut most = 0;
+    let mut order = Vec::new();
+    session
+        .campaign(hosts(6), &options(2, 50), &limits, |event| match event {
+            CampaignEvent::Round { index, .. } => {
+                active.insert(index);
+                most = most.max(active.len());
+            }
+            CampaignEvent::Done(report) => {
+                active.remove(&report.index);
+                order.push(report.index);
+            }
+        })
+        .unwrap();
+    assert_eq!(most, 2);
+    order.sort_unstable();
+    assert_eq!(order, (0..6).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_target_that_cannot_be_traced_is_reported_and_the_others_go_on() {
+    let session = fake(0);
+    let mut options = options(1, 20);
+    options.probe.ip_version = Some(IpVersion::V4);
+    let hosts = ["127.0.0.1", "::1", "127.0.0.2"];
+    let mut outcomes = BTreeMap::new();
+    let summary = session
+        .campaign(hosts, &options, &CampaignLimits::default(), |event| {
+            if let CampaignEvent::Done(report) = event {
+                outcomes.insert(report.index, report.stats.map(|s| s.destination_ttl()));
+            }
+        })
+        .unwrap();
+    assert_eq!((summary.targets, summary.failed), (3, 1));
+    assert!(matches!(outcomes[&0], Ok(Some(1))));
+    assert!(
+        matches!(outcomes[&1], Err(Error::HostResolve(_))),
+        "{:?}",
+        outcomes[&1]
+    );
+    assert!(matches!(outcomes[&2], Ok(Some(1))));
+}
+
+#[test]
+fn a_closed_session_fails_the_campaign() {
+    let session = fake(0);
+    session.close();
+    let result = session.campaign(
+        hosts(2),
+        &options(1, 20),
+        &CampaignLimits::default(),
+        |_| panic!("no report from a closed session"),
+    );
+    assert!(matches!(result, Err(Error::State(_))), "{result:?}");
+    assert!(matches!(
+        session.trace("127.0.0.1", &options(1, 20)),
+        Err(Error::State(_))
+    ));
+}
+
+#[test]
+fn a_helper_that_never_answers_ends_each_trace_within_its_grace() {
+    let session = Session::builder()
+        .program(FAKE, ["--stall"])
+        .grace(Duration::from_millis(200))
+        .open()
+        .unwrap();
+    let mut options = options(1, 100);
+    options.trace.max_ttl = 3;
+    let start = Instant::now();
+    let stats = session.trace("127.0.0.1", &options).unwrap();
+    // Three probes 10 ms apart, the tick 10 ms later, then 500 ms of grace.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(stats.hops().is_empty(), "nothing answered");
+}
+
+/// A path script with no loss, no unreachable hop and one router per hop, so that every
+/// trace sees the same hops.
+fn clean_script() -> (u64, Script) {
+    (0..1000)
+        .map(|seed| (seed, Script::from_seed(seed)))
+        .find(|(_, s)| {
+            s.target_loss == 0
+                && s.hops.len() >= 3
+                && s.hops.iter().all(|h| {
+                    matches!(
+                        h,
+                        HopPlan::Silent
+                            | HopPlan::Routers {
+                                paths: 1,
+                                loss: 0,
+                                transient_unreachable: None,
+                                ..
+                            }
+                    )
+                })
+        })
+        .expect("a clean script among 1000 seeds")
+}
+
+#[test]
+fn trace_follows_a_scripted_path() {
+    let (seed, script) = clean_script();
+    // The seed goes to the helper through `env`, leaving this process's environment alone.
+    let session = Session::builder()
+        .program(
+            "env".to_owned(),
+            [format!("{SEED_ENV}={seed}"), SCRIPTED.to_owned()],
+        )
+        .open()
+        .unwrap();
+    let stats = session.trace("127.0.0.1", &options(3, 100)).unwrap();
+    let target_ttl = script.hops.len() + 1;
+    assert_eq!(stats.destination_ttl(), Some(target_ttl as u8));
+    let hops = stats.hops();
+    assert_eq!(hops.len(), target_ttl);
+    for (hop, plan) in hops.iter().zip(&script.hops) {
+        let silent = matches!(plan, HopPlan::Silent);
+        assert_eq!(hop.host().is_none(), silent, "TTL {}", hop.ttl());
+        assert!(hop.sent() >= 3);
+        if !silent {
+            assert_eq!(hop.loss_percent(), 0.0, "TTL {}", hop.ttl());
+        }
+    }
+}
