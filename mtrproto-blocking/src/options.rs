@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mtrproto::{ArgumentError, DeviceName, ProbeArgs, Protocol};
+use mtrproto::{ArgumentError, DeviceName, ProbeArgs, ProbeFields, Protocol};
 
 /// An IP version to ask for when a host name has addresses of both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,37 +69,20 @@ impl ProbeOptions {
         target: IpAddr,
         local: Option<IpAddr>,
     ) -> Result<ProbeArgs, ArgumentError> {
-        let mut args = ProbeArgs::new(target).protocol(self.protocol);
-        if let Some(port) = self.port {
-            args = args.port(port)?;
-        }
-        if let Some(local) = local {
-            args = args.local_addr(local)?;
-        }
-        if let Some(port) = self.local_port {
-            args = args.local_port(port)?;
-        }
-        if let Some(device) = &self.local_device {
-            args = args.local_device(DeviceName::new(device)?);
-        }
-        if let Some(timeout) = self.timeout {
-            args = args.timeout(timeout)?;
-        }
-        if let Some(ttl) = self.ttl {
-            args = args.ttl(ttl)?;
-        }
-        if let Some(size) = self.size {
-            args = args.size(size)?;
-        }
-        if let Some(pattern) = self.bit_pattern {
-            args = args.bit_pattern(pattern);
-        }
-        if let Some(tos) = self.tos {
-            args = args.tos(tos);
-        }
-        if let Some(mark) = self.mark {
-            args = args.mark(mark);
-        }
-        Ok(args)
+        let local_device = self.local_device.as_deref().map(DeviceName::new);
+        ProbeArgs::from_fields(ProbeFields {
+            target,
+            protocol: self.protocol,
+            port: self.port,
+            local_addr: local,
+            local_port: self.local_port,
+            local_device: local_device.transpose()?,
+            timeout: self.timeout,
+            ttl: self.ttl,
+            size: self.size,
+            bit_pattern: self.bit_pattern,
+            tos: self.tos,
+            mark: self.mark,
+        })
     }
 }

@@ -26,6 +26,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in mtr-packet's order.
+    pub const ALL: [Protocol; 4] = [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp];
+
     /// The name mtr-packet uses.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,9 +41,22 @@ impl Protocol {
 
     /// The protocol of a name, if known.
     pub fn from_name(name: &str) -> Option<Protocol> {
-        [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp]
-            .into_iter()
-            .find(|p| p.as_str() == name)
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// Parses mtr-packet's name of a protocol, as command lines take it.
+///
+/// ```
+/// use mtrproto::Protocol;
+/// assert_eq!("udp".parse(), Ok(Protocol::Udp));
+/// assert!("quic".parse::<Protocol>().is_err());
+/// ```
+impl std::str::FromStr for Protocol {
+    type Err = ArgumentError;
+
+    fn from_str(name: &str) -> Result<Protocol, ArgumentError> {
+        Protocol::from_name(name).ok_or_else(|| ArgumentError::UnknownProtocol(name.to_owned()))
     }
 }
 
@@ -181,6 +197,71 @@ pub struct ProbeArgs {
     bit_pattern: Option<u8>,
     tos: Option<u8>,
     mark: Option<u32>,
+}
+
+/// Every field of a probe request as a plain value, unchecked: what
+/// [`ProbeArgs::from_fields`] checks and [`ProbeArgs::fields`] gives back. Each field is
+/// named like the [`ProbeArgs`] setter that checks it; `None` leaves mtr-packet's default.
+///
+/// ```
+/// use mtrproto::{ProbeArgs, ProbeFields, Protocol};
+/// let fields = ProbeFields {
+///     protocol: Protocol::Udp,
+///     port: Some(9),
+///     ttl: Some(3),
+///     ..ProbeFields::new("127.0.0.1".parse()?)
+/// };
+/// let args = ProbeArgs::from_fields(fields.clone())?;
+/// assert_eq!(args, ProbeArgs::new("127.0.0.1".parse()?).protocol(Protocol::Udp).port(9)?.ttl(3)?);
+/// assert_eq!(args.fields(), fields);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeFields {
+    /// The target address.
+    pub target: IpAddr,
+    /// See [`ProbeArgs::protocol`].
+    pub protocol: Protocol,
+    /// See [`ProbeArgs::port`].
+    pub port: Option<u16>,
+    /// See [`ProbeArgs::local_addr`].
+    pub local_addr: Option<IpAddr>,
+    /// See [`ProbeArgs::local_port`].
+    pub local_port: Option<u16>,
+    /// See [`ProbeArgs::local_device`].
+    pub local_device: Option<DeviceName>,
+    /// See [`ProbeArgs::timeout`]: rounded up to whole seconds when checked.
+    pub timeout: Option<Duration>,
+    /// See [`ProbeArgs::ttl`].
+    pub ttl: Option<u8>,
+    /// See [`ProbeArgs::size`].
+    pub size: Option<u16>,
+    /// See [`ProbeArgs::bit_pattern`].
+    pub bit_pattern: Option<u8>,
+    /// See [`ProbeArgs::tos`].
+    pub tos: Option<u8>,
+    /// See [`ProbeArgs::mark`].
+    pub mark: Option<u32>,
+}
+
+impl ProbeFields {
+    /// An ICMP probe to `target`, every other field left to mtr-packet's default.
+    pub fn new(target: IpAddr) -> ProbeFields {
+        ProbeFields {
+            target,
+            protocol: Protocol::Icmp,
+            port: None,
+            local_addr: None,
+            local_port: None,
+            local_device: None,
+            timeout: None,
+            ttl: None,
+            size: None,
+            bit_pattern: None,
+            tos: None,
+            mark: None,
+        }
+    }
 }
 
 impl ProbeArgs {
@@ -344,29 +425,57 @@ impl ProbeArgs {
         self
     }
 
+    /// Checks every field through its setter; the first refusal is the error.
+    pub fn from_fields(fields: ProbeFields) -> Result<ProbeArgs, ArgumentError> {
+        let mut args = ProbeArgs::new(fields.target).protocol(fields.protocol);
+        if let Some(port) = fields.port {
+            args = args.port(port)?;
+        }
+        if let Some(local) = fields.local_addr {
+            args = args.local_addr(local)?;
+        }
+        if let Some(port) = fields.local_port {
+            args = args.local_port(port)?;
+        }
+        if let Some(device) = fields.local_device {
+            args = args.local_device(device);
+        }
+        if let Some(timeout) = fields.timeout {
+            args = args.timeout(timeout)?;
+        }
+        if let Some(ttl) = fields.ttl {
+            args = args.ttl(ttl)?;
+        }
+        if let Some(size) = fields.size {
+            args = args.size(size)?;
+        }
+        args.bit_pattern = fields.bit_pattern;
+        args.tos = fields.tos;
+        args.mark = fields.mark;
+        Ok(args)
+    }
+
+    /// Every field as a plain value, named like its setter; the timeout in whole seconds.
+    pub fn fields(&self) -> ProbeFields {
+        ProbeFields {
+            target: self.target,
+            protocol: self.protocol,
+            port: self.port,
+            local_addr: self.local_addr,
+            local_port: self.local_port,
+            local_device: self.local_device.clone(),
+            timeout: self.timeout_secs.map(|s| Duration::from_secs(s.into())),
+            ttl: self.ttl.map(NonZeroU8::get),
+            size: self.size,
+            bit_pattern: self.bit_pattern,
+            tos: self.tos,
+            mark: self.mark,
+        }
+    }
+
     /// The target address.
     pub fn target(&self) -> IpAddr {
         self.target
-    }
-
-    /// The protocol.
-    pub fn protocol_kind(&self) -> Protocol {
-        self.protocol
-    }
-
-    /// The destination port, if set.
-    pub fn port_number(&self) -> Option<u16> {
-        self.port
-    }
-
-    /// The source address, if set.
-    pub fn local_address(&self) -> Option<IpAddr> {
-        self.local_addr
-    }
-
-    /// The TTL, if set.
-    pub fn ttl_value(&self) -> Option<u8> {
-        self.ttl.map(NonZeroU8::get)
     }
 
     /// How long mtr-packet will wait for an answer: the timeout sent, or its default of 10 s.
@@ -561,7 +670,8 @@ impl Request {
     /// let (token, request) = Request::parse("42 send-probe ip-4 127.0.0.1 ttl 3 protocol udp")?;
     /// assert_eq!(token.get(), 42);
     /// let Request::SendProbe(args) = request else { unreachable!() };
-    /// assert_eq!((args.ttl_value(), args.protocol_kind()), (Some(3), Protocol::Udp));
+    /// let fields = args.fields();
+    /// assert_eq!((fields.ttl, fields.protocol), (Some(3), Protocol::Udp));
     /// # Ok::<(), mtrproto::ParseError>(())
     /// ```
     pub fn parse(line: &str) -> Result<(Token, Request), ParseError> {

@@ -55,6 +55,9 @@ pub enum ArgumentError {
         /// The local address.
         local: std::net::IpAddr,
     },
+    /// A protocol name mtr-packet does not know.
+    #[error("unknown protocol `{0}`: one of icmp, udp, tcp, sctp")]
+    UnknownProtocol(String),
 }
 
 /// A line from or for mtr-packet that does not follow the protocol grammar.

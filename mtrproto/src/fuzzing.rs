@@ -81,7 +81,7 @@ fn arbitrary_token(input: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result
 /// A request through the checked setters; `None` when a setter refuses the value.
 #[cfg(feature = "arbitrary")]
 fn arbitrary_request(input: &mut arbitrary::Unstructured<'_>) -> Built<(Token, Request)> {
-    use crate::{DeviceName, Protocol};
+    use crate::{DeviceName, ProbeFields, Protocol};
     let token = arbitrary_token(input)?;
     if input.arbitrary()? {
         let Ok(feature) = Feature::from_name(input.arbitrary()?) else {
@@ -90,41 +90,37 @@ fn arbitrary_request(input: &mut arbitrary::Unstructured<'_>) -> Built<(Token, R
         return Ok(Some((token, Request::CheckSupport(feature))));
     }
     let target: std::net::IpAddr = input.arbitrary()?;
-    let protocols = [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp];
-    let mut args = ProbeArgs::new(target).protocol(*input.choose(&protocols)?);
-    macro_rules! set {
-        ($setter:ident) => {
-            if let Some(value) = input.arbitrary()? {
-                match args.clone().$setter(value) {
-                    Ok(a) => args = a,
-                    Err(_) => return Ok(None),
-                }
-            }
-        };
-    }
-    set!(port);
-    set!(local_port);
-    set!(timeout_secs);
-    set!(ttl);
+    let mut fields = ProbeFields::new(target);
+    fields.protocol = *input.choose(&Protocol::ALL)?;
+    fields.port = input.arbitrary()?;
+    fields.local_port = input.arbitrary()?;
+    fields.timeout = input
+        .arbitrary::<Option<u32>>()?
+        .map(|secs| Duration::from_secs(secs.into()));
+    fields.ttl = input.arbitrary()?;
     if input.arbitrary()? {
-        let local = if target.is_ipv4() {
+        fields.local_addr = Some(if target.is_ipv4() {
             std::net::IpAddr::V4(input.arbitrary()?)
         } else {
             std::net::IpAddr::V6(input.arbitrary()?)
-        };
-        args = args.local_addr(local).expect("same family");
+        });
     }
     if let Some(device) = input.arbitrary::<Option<&str>>()? {
         match DeviceName::new(device) {
-            Ok(device) => args = args.local_device(device),
+            Ok(device) => fields.local_device = Some(device),
             Err(_) => return Ok(None),
         }
     }
+    fields.bit_pattern = input.arbitrary()?;
+    fields.tos = input.arbitrary()?;
+    fields.mark = input.arbitrary()?;
+    let Ok(mut args) = ProbeArgs::from_fields(fields) else {
+        return Ok(None);
+    };
     // A size mtr-packet would refuse is left out rather than ending the case.
-    let size = input.arbitrary()?;
-    args = args.clone().size(size).unwrap_or(args);
-    args = args.bit_pattern(input.arbitrary()?);
-    args = args.tos(input.arbitrary()?).mark(input.arbitrary()?);
+    if let Some(size) = input.arbitrary()? {
+        args = args.clone().size(size).unwrap_or(args);
+    }
     Ok(Some((token, Request::SendProbe(args))))
 }
 

@@ -58,7 +58,7 @@ mod token;
 mod tracer;
 mod word;
 
-pub use command::{DeviceName, Feature, ProbeArgs, Protocol, Request};
+pub use command::{DeviceName, Feature, ProbeArgs, ProbeFields, Protocol, Request};
 pub use error::{ArgumentError, FrameError, MplsError, ParseError};
 pub use framer::LineFramer;
 pub use mpls::{Mpls, MplsStack};

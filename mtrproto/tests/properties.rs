@@ -1,10 +1,11 @@
 //! Property tests: encode/parse round trips, framer chunking independence, no panics.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use mtrproto::{
-    DeviceName, Feature, FrameError, LineFramer, Mpls, MplsStack, ProbeArgs, Protocol, Reply,
-    ReplyKind, Request, Token, Word,
+    DeviceName, Feature, FrameError, LineFramer, Mpls, MplsStack, ProbeArgs, ProbeFields, Protocol,
+    Reply, ReplyKind, Request, Token, Word,
 };
 use proptest::prelude::*;
 
@@ -28,12 +29,7 @@ fn probe_args() -> impl Strategy<Value = ProbeArgs> {
     any::<bool>().prop_flat_map(|v4| {
         (
             address(v4),
-            prop::sample::select(vec![
-                Protocol::Icmp,
-                Protocol::Udp,
-                Protocol::Tcp,
-                Protocol::Sctp,
-            ]),
+            prop::sample::select(Protocol::ALL.to_vec()),
             prop::option::of(1..=u16::MAX),
             prop::option::of(address(v4)),
             prop::option::of(ProbeArgs::MIN_LOCAL_PORT..=u16::MAX),
@@ -51,38 +47,25 @@ fn probe_args() -> impl Strategy<Value = ProbeArgs> {
                 "device names . and .. are refused",
                 |(target, protocol, port, local, local_port, device, timeout, ttl, rest)| {
                     let (size, pattern, tos, mark) = rest;
-                    let mut args = ProbeArgs::new(target).protocol(protocol);
-                    if let Some(p) = port {
-                        args = args.port(p).unwrap();
-                    }
-                    if let Some(a) = local {
-                        args = args.local_addr(a).unwrap();
-                    }
-                    if let Some(p) = local_port {
-                        args = args.local_port(p).unwrap();
-                    }
-                    if let Some(d) = device {
-                        args = args.local_device(DeviceName::new(&d).ok()?);
-                    }
-                    if let Some(t) = timeout {
-                        args = args.timeout_secs(t).unwrap();
-                    }
-                    if let Some(t) = ttl {
-                        args = args.ttl(t).unwrap();
-                    }
-                    if let Some(s) = size {
-                        args = args.size(s).ok()?;
-                    }
-                    if let Some(p) = pattern {
-                        args = args.bit_pattern(p);
-                    }
-                    if let Some(t) = tos {
-                        args = args.tos(t);
-                    }
-                    if let Some(m) = mark {
-                        args = args.mark(m);
-                    }
-                    Some(args)
+                    let local_device = match device {
+                        Some(name) => Some(DeviceName::new(&name).ok()?),
+                        None => None,
+                    };
+                    ProbeArgs::from_fields(ProbeFields {
+                        target,
+                        protocol,
+                        port,
+                        local_addr: local,
+                        local_port,
+                        local_device,
+                        timeout: timeout.map(|t| Duration::from_secs(t.into())),
+                        ttl,
+                        size,
+                        bit_pattern: pattern,
+                        tos,
+                        mark,
+                    })
+                    .ok()
                 },
             )
     })
@@ -191,6 +174,11 @@ proptest! {
         prop_assert_eq!(out.last(), Some(&b'\n'));
         let line = std::str::from_utf8(&out[..out.len() - 1]).unwrap();
         prop_assert_eq!(Request::parse(line), Ok((token, request)));
+    }
+
+    #[test]
+    fn probe_fields_check_back_to_the_same_args(args in probe_args()) {
+        prop_assert_eq!(ProbeArgs::from_fields(args.fields()), Ok(args));
     }
 
     #[test]

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use mtrproto_blocking::{IpVersion, ProbeOptions, Protocol, Session};
 
 /// How probes are sent: protocol, port, address family and timeout.
 #[derive(Debug, Args)]
 pub(crate) struct ProbeFlags {
-    /// Probe protocol.
-    #[arg(short = 'p', long, value_enum, default_value_t = ProtocolArg::Icmp)]
-    pub(crate) protocol: ProtocolArg,
+    /// Probe protocol: icmp, udp, tcp or sctp.
+    #[arg(short = 'p', long, default_value_t = Protocol::Icmp)]
+    pub(crate) protocol: Protocol,
     /// Destination port (UDP, TCP and SCTP).
     #[arg(long, value_name = "PORT")]
     pub(crate) port: Option<u16>,
@@ -27,29 +27,11 @@ pub(crate) struct ProbeFlags {
     pub(crate) timeout: Option<u64>,
 }
 
-/// The protocols mtr-packet probes with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ProtocolArg {
-    /// ICMP echo requests.
-    Icmp,
-    /// UDP datagrams.
-    Udp,
-    /// TCP SYNs.
-    Tcp,
-    /// SCTP INITs.
-    Sctp,
-}
-
 impl ProbeFlags {
     /// The probe options these flags ask for.
     pub(crate) fn options(&self) -> ProbeOptions {
         ProbeOptions {
-            protocol: match self.protocol {
-                ProtocolArg::Icmp => Protocol::Icmp,
-                ProtocolArg::Udp => Protocol::Udp,
-                ProtocolArg::Tcp => Protocol::Tcp,
-                ProtocolArg::Sctp => Protocol::Sctp,
-            },
+            protocol: self.protocol,
             port: self.port,
             ip_version: if self.ipv4 {
                 Some(IpVersion::V4)

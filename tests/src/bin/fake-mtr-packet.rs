@@ -240,7 +240,7 @@ fn answer(scenario: &Scenario, line: &str) -> Option<(bool, Vec<u8>)> {
 }
 
 fn probe_reply(scenario: &Scenario, token: Token, args: &ProbeArgs) -> Reply<'static> {
-    if scenario.require_local_ip && args.local_address().is_none() {
+    if scenario.require_local_ip && args.fields().local_addr.is_none() {
         return Reply::new(token, ReplyKind::InvalidArgument);
     }
     let kind = ReplyKind::from_name(

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p mtrproto-tests --bin probe-bench -- --mtr-packet CMD
-//!     --target 127.0.0.1|::1 --count N --window W --protocol icmp|udp|tcp [--port P]
+//!     --target 127.0.0.1|::1 --count N --window W --protocol icmp|udp|tcp|sctp [--port P]
 //!     --timeout S [--helpers K] [--submit-all]
 //! ```
 //!
@@ -179,12 +179,8 @@ fn parse() -> Result<Args, String> {
             "--helpers" => args.helpers = value()?.parse().map_err(|_| bad("helpers"))?,
             "--port" => args.port = Some(value()?.parse().map_err(|_| bad("port"))?),
             "--protocol" => {
-                args.protocol = match value()?.as_str() {
-                    "icmp" => Protocol::Icmp,
-                    "udp" => Protocol::Udp,
-                    "tcp" => Protocol::Tcp,
-                    v => return Err(bad(v)),
-                }
+                let v = value()?;
+                args.protocol = v.parse().map_err(|_| bad(&v))?;
             }
             "--submit-all" => args.submit_all = true,
             other => return Err(format!("unknown argument {other}")),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! raw-bench [--mtr-packet CMD] [--target 127.0.0.1|::1] [--count N] [--window W]
-//!     [--protocol icmp|udp|tcp] [--port P] [--timeout S]
+//!     [--protocol icmp|udp|tcp|sctp] [--port P] [--timeout S]
 //! ```
 //!
 //! Pre-builds every request line, writes W of them, then one more for every reply line read,
@@ -32,7 +32,8 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         100_000u64,
         256u64,
     );
-    let (mut protocol, mut port, mut timeout) = ("icmp".to_owned(), None::<String>, "5".to_owned());
+    let (mut protocol, mut port, mut timeout) =
+        (mtrproto::Protocol::Icmp, None::<String>, "5".to_owned());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
@@ -41,7 +42,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             "--target" => target = value,
             "--count" => count = value.parse()?,
             "--window" => window = value.parse()?,
-            "--protocol" => protocol = value,
+            "--protocol" => protocol = value.parse()?,
             "--port" => port = Some(value),
             "--timeout" => timeout = value,
             other => return Err(format!("unknown argument {other}").into()),

@@ -1,7 +1,7 @@
 //! Sends probes through mtrproto-blocking and prints every result, for the simulator tests.
 //!
 //! ```text
-//! sim-probe [--count N] [--ttls A-B] [--protocol icmp|udp|tcp] [--ports A-B] [--timeout S]
+//! sim-probe [--count N] [--ttls A-B] [--protocol icmp|udp|tcp|sctp] [--ports A-B] [--timeout S]
 //!     [--helpers K] [--window W] TARGET...
 //! ```
 //!
@@ -50,14 +50,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--timeout" => timeout = value()?.parse()?,
             "--helpers" => helpers = value()?.parse()?,
             "--window" => window = value()?.parse()?,
-            "--protocol" => {
-                protocol = match value()?.as_str() {
-                    "icmp" => Protocol::Icmp,
-                    "udp" => Protocol::Udp,
-                    "tcp" => Protocol::Tcp,
-                    other => return Err(format!("unknown protocol {other}").into()),
-                }
-            }
+            "--protocol" => protocol = value()?.parse()?,
             target => {
                 let addr: std::net::IpAddr = target.parse()?;
                 let simulated = mtrproto_tests::sim::is_simulated(addr)
