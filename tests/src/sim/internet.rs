@@ -505,52 +505,130 @@ impl Internet {
         Duration::from_micros(self.routers[k as usize].delay_us.into())
     }
 
+    /// Target `address`'s ground truth; `None` if it is not a target.
+    pub fn truth(&self, address: IpAddr) -> Option<TargetTruth> {
+        let index = self.target_index(address)?;
+        let kind = self.target_kind(index);
+        let mut hops: Vec<HopTruth> = (1..)
+            .zip(self.path(index))
+            .map(|(ttl, k)| {
+                let router = self.routers[k as usize];
+                let responders = (router.behaviour != Behaviour::Silent).then(|| {
+                    let mut r = vec![self.router_address(k, false, address)];
+                    if router.twin.is_some() {
+                        r.push(self.router_address(k, true, address));
+                    }
+                    r
+                });
+                HopTruth {
+                    ttl,
+                    responders,
+                    lossy: router.behaviour == Behaviour::Lossy,
+                    rate_limited: router.behaviour == Behaviour::RateLimited,
+                    delay: self.router_delay(k),
+                }
+            })
+            .collect();
+        if kind != TargetKind::Unreachable {
+            hops.push(HopTruth {
+                ttl: hops.len() as u8 + 1,
+                responders: (kind == TargetKind::Answers).then(|| vec![address]),
+                lossy: false,
+                rate_limited: false,
+                delay: self.destination_delay(index),
+            });
+        }
+        Some(TargetTruth {
+            target: address,
+            answers: kind == TargetKind::Answers,
+            unreachable: kind == TargetKind::Unreachable,
+            hops,
+        })
+    }
+
     /// Target `address`'s ground truth as one JSON line (no newline), in the format
     /// `tests/scenarios/README.md` describes; `None` if it is not a target.
     pub fn ground_truth(&self, address: IpAddr) -> Option<String> {
-        let index = self.target_index(address)?;
-        let kind = self.target_kind(index);
+        Some(self.truth(address)?.to_json())
+    }
+}
+
+/// What a trace of one target should find (`tests/scenarios/README.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetTruth {
+    /// The destination.
+    pub target: IpAddr,
+    /// Whether the destination answers.
+    pub answers: bool,
+    /// Whether the path ends in host unreachable from its last router.
+    pub unreachable: bool,
+    /// TTL 1 to the end of the path.
+    pub hops: Vec<HopTruth>,
+}
+
+/// What answers at one TTL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopTruth {
+    /// The TTL.
+    pub ttl: u8,
+    /// Who may answer (two for an ECMP router); `None` if nobody does.
+    pub responders: Option<Vec<IpAddr>>,
+    /// Answers are lost with probability `loss`.
+    pub lossy: bool,
+    /// Answers are limited to `rate_limit` per second.
+    pub rate_limited: bool,
+    /// The configured delay of an answer.
+    pub delay: Duration,
+}
+
+impl TargetTruth {
+    /// Whether a trace that saw `seen[i]` answering at TTL `i + 1` matches, by the rule of
+    /// `tests/scenarios/README.md`: up to the end of the path, every address seen is a
+    /// responder and a hop with responders was seen unless it is lossy or rate-limited;
+    /// beyond it, only the last hop's responders (none for a silent destination).
+    pub fn matches(&self, seen: &[Vec<IpAddr>]) -> bool {
+        let Some(last) = self.hops.last() else {
+            return false;
+        };
+        let among = |addrs: &[IpAddr], hop: &HopTruth| {
+            addrs
+                .iter()
+                .all(|a| hop.responders.as_ref().is_some_and(|r| r.contains(a)))
+        };
+        let on_path = self.hops.iter().enumerate().all(|(i, hop)| {
+            let at = seen.get(i).map_or(&[][..], Vec::as_slice);
+            let excused = hop.responders.is_none() || hop.lossy || hop.rate_limited;
+            among(at, hop) && (excused || !at.is_empty())
+        });
+        on_path && seen.iter().skip(self.hops.len()).all(|at| among(at, last))
+    }
+
+    /// One JSON line (no newline), the format `mtrsim --ground-truth` prints.
+    pub fn to_json(&self) -> String {
         let mut line = format!(
-            r#"{{"target":"{address}","answers":{},"unreachable":{},"hops":["#,
-            kind == TargetKind::Answers,
-            kind == TargetKind::Unreachable
+            r#"{{"target":"{}","answers":{},"unreachable":{},"hops":["#,
+            self.target, self.answers, self.unreachable
         );
-        let mut ttl = 0;
-        for k in self.path(index) {
-            ttl += 1;
-            let router = self.routers[k as usize];
-            let responders = match (router.behaviour, router.twin) {
-                (Behaviour::Silent, _) => "null".to_owned(),
-                (_, None) => format!(r#"["{}"]"#, self.router_address(k, false, address)),
-                (_, Some(_)) => format!(
-                    r#"["{}","{}"]"#,
-                    self.router_address(k, false, address),
-                    self.router_address(k, true, address)
-                ),
+        for (i, hop) in self.hops.iter().enumerate() {
+            let responders = match &hop.responders {
+                None => "null".to_owned(),
+                Some(r) => {
+                    let quoted: Vec<String> = r.iter().map(|a| format!(r#""{a}""#)).collect();
+                    format!("[{}]", quoted.join(","))
+                }
             };
             let _ = write!(
                 line,
-                r#"{}{{"ttl":{ttl},"responders":{responders},"lossy":{},"rate_limited":{},"delay_ms":{}}}"#,
-                if ttl > 1 { "," } else { "" },
-                router.behaviour == Behaviour::Lossy,
-                router.behaviour == Behaviour::RateLimited,
-                f64::from(router.delay_us) / 1000.0,
-            );
-        }
-        if kind != TargetKind::Unreachable {
-            let responders = match kind {
-                TargetKind::Answers => format!(r#"["{address}"]"#),
-                _ => "null".to_owned(),
-            };
-            let _ = write!(
-                line,
-                r#",{{"ttl":{},"responders":{responders},"lossy":false,"rate_limited":false,"delay_ms":{}}}"#,
-                ttl + 1,
-                self.destination_delay(index).as_secs_f64() * 1000.0,
+                r#"{}{{"ttl":{},"responders":{responders},"lossy":{},"rate_limited":{},"delay_ms":{}}}"#,
+                if i > 0 { "," } else { "" },
+                hop.ttl,
+                hop.lossy,
+                hop.rate_limited,
+                hop.delay.as_micros() as f64 / 1000.0,
             );
         }
         line.push_str("]}");
-        Some(line)
+        line
     }
 }
 
@@ -746,6 +824,68 @@ mod tests {
         // Silent hops, single routers and ECMP pairs all occur.
         assert_eq!(seen, HashSet::from([0, 1, 2]));
         assert!(net.ground_truth("198.18.0.9".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_trace_matches_its_truth_by_the_documented_rule() {
+        let net = generate(BIG, 2).unwrap();
+        let ip = |t: &str| -> IpAddr { t.parse().unwrap() };
+        let find = |f: &dyn Fn(&TargetTruth) -> bool| {
+            (0..net.targets())
+                .map(|i| net.truth(net.target_addresses(i)[0]).unwrap())
+                .find(|t| f(t))
+                .unwrap()
+        };
+        // A target that answers, with no silent, lossy, rate-limited or ECMP hop.
+        let clean = find(&|t| {
+            t.answers
+                && t.hops.iter().all(|h| {
+                    h.responders.as_ref().is_some_and(|r| r.len() == 1)
+                        && !h.lossy
+                        && !h.rate_limited
+                })
+        });
+        let exact: Vec<Vec<IpAddr>> = clean
+            .hops
+            .iter()
+            .map(|h| h.responders.clone().unwrap())
+            .collect();
+        assert!(clean.matches(&exact));
+        // A missed hop, a stranger, or a trace stopping short does not match.
+        let mut missed = exact.clone();
+        missed[0].clear();
+        assert!(!clean.matches(&missed));
+        let mut stranger = exact.clone();
+        stranger[1] = vec![ip("198.18.0.77")];
+        assert!(!clean.matches(&stranger));
+        assert!(!clean.matches(&exact[..exact.len() - 1]));
+        // Past the end, only the destination.
+        let mut longer = exact.clone();
+        longer.push(vec![clean.target]);
+        assert!(clean.matches(&longer));
+        longer.push(vec![ip("198.18.0.77")]);
+        assert!(!clean.matches(&longer));
+        // A lossy hop may be missed; a silent one must be.
+        let lossy = find(&|t| t.hops.iter().any(|h| h.lossy));
+        let seen: Vec<Vec<IpAddr>> = lossy
+            .hops
+            .iter()
+            .map(|h| match (&h.responders, h.lossy) {
+                (Some(r), false) => r.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(lossy.matches(&seen));
+        let silent = find(&|t| !t.answers && !t.unreachable);
+        let mut seen: Vec<Vec<IpAddr>> = silent
+            .hops
+            .iter()
+            .map(|h| h.responders.clone().unwrap_or_default())
+            .collect();
+        seen.extend([Vec::new(), Vec::new()]);
+        assert!(silent.matches(&seen));
+        seen.push(vec![silent.target]);
+        assert!(!silent.matches(&seen));
     }
 
     #[test]
