@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::{ArgumentError, ParseError};
 use crate::grammar::{self, Arguments};
+use crate::names::names;
 use crate::token::Token;
 use crate::word::{Word, check_word};
 
@@ -29,19 +30,21 @@ impl Protocol {
     /// Every protocol, in mtr-packet's order.
     pub const ALL: [Protocol; 4] = [Protocol::Icmp, Protocol::Udp, Protocol::Tcp, Protocol::Sctp];
 
+    names!(Protocol;
+        Icmp => "icmp",
+        Udp => "udp",
+        Tcp => "tcp",
+        Sctp => "sctp",
+    );
+
     /// The name mtr-packet uses.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Icmp => "icmp",
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-            Protocol::Sctp => "sctp",
-        }
+        self.known_name().unwrap_or_default()
     }
 
     /// The protocol of a name, if known.
     pub fn from_name(name: &str) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+        Protocol::known_from_name(name)
     }
 }
 
@@ -93,17 +96,17 @@ pub enum Feature {
 }
 
 impl Feature {
-    const KNOWN: [(Feature, &'static str); 9] = [
-        (Feature::Version, "version"),
-        (Feature::SendProbe, "send-probe"),
-        (Feature::Ip4, "ip-4"),
-        (Feature::Ip6, "ip-6"),
-        (Feature::Icmp, "icmp"),
-        (Feature::Udp, "udp"),
-        (Feature::Tcp, "tcp"),
-        (Feature::Sctp, "sctp"),
-        (Feature::Mark, "mark"),
-    ];
+    names!(Feature;
+        Version => "version",
+        SendProbe => "send-probe",
+        Ip4 => "ip-4",
+        Ip6 => "ip-6",
+        Icmp => "icmp",
+        Udp => "udp",
+        Tcp => "tcp",
+        Sctp => "sctp",
+        Mark => "mark",
+    );
 
     /// The feature of a name: a known one, or a checked [`Feature::Other`].
     ///
@@ -115,8 +118,8 @@ impl Feature {
     /// # Ok::<(), mtrproto::ArgumentError>(())
     /// ```
     pub fn from_name(name: &str) -> Result<Feature, ArgumentError> {
-        match Feature::KNOWN.iter().find(|(_, n)| *n == name) {
-            Some((feature, _)) => Ok(feature.clone()),
+        match Feature::known_from_name(name) {
+            Some(feature) => Ok(feature),
             None => Ok(Feature::Other(Word::new(name)?)),
         }
     }
@@ -125,10 +128,7 @@ impl Feature {
     pub fn as_str(&self) -> &str {
         match self {
             Feature::Other(word) => word.as_str(),
-            known => Feature::KNOWN
-                .iter()
-                .find(|(f, _)| f == known)
-                .map_or("", |(_, n)| n),
+            known => known.known_name().unwrap_or_default(),
         }
     }
 }

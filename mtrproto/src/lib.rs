@@ -48,6 +48,7 @@ mod framer;
 pub mod fuzzing;
 mod grammar;
 mod mpls;
+mod names;
 mod pacer;
 mod reply;
 mod report;

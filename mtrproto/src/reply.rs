@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::error::{ArgumentError, ParseError};
 use crate::grammar::{self, Arguments};
 use crate::mpls::MplsStack;
+use crate::names::names;
 use crate::token::Token;
 use crate::word::Word;
 
@@ -61,84 +62,46 @@ pub enum ReplyKind<'a> {
 }
 
 impl<'a> ReplyKind<'a> {
+    names!(ReplyKind<'static>;
+        Reply => "reply",
+        TtlExpired => "ttl-expired",
+        NoRoute => "no-route",
+        NoRouteHost => "no-route-host",
+        NoRouteNetwork => "no-route-network",
+        NoReply => "no-reply",
+        NetworkDown => "network-down",
+        HostDown => "host-down",
+        PermissionDenied => "permission-denied",
+        AddressInUse => "address-in-use",
+        AddressNotAvailable => "address-not-available",
+        ProbesExhausted => "probes-exhausted",
+        InvalidArgument => "invalid-argument",
+        UnexpectedError => "unexpected-error",
+        WaitTcpResponseTimeout => "wait-tcp-respone-timeout",
+        UnknownCommand => "unknown-command",
+        FeatureSupport => "feature-support",
+        CommandParseError => "command-parse-error",
+        CommandBufferOverflow => "command-buffer-overflow",
+    );
+
     /// The kind for a reply name.
     pub fn from_name(name: Word<'a>) -> ReplyKind<'a> {
-        use ReplyKind::*;
-        match name.as_str() {
-            "reply" => Reply,
-            "ttl-expired" => TtlExpired,
-            "no-route" => NoRoute,
-            "no-route-host" => NoRouteHost,
-            "no-route-network" => NoRouteNetwork,
-            "no-reply" => NoReply,
-            "network-down" => NetworkDown,
-            "host-down" => HostDown,
-            "permission-denied" => PermissionDenied,
-            "address-in-use" => AddressInUse,
-            "address-not-available" => AddressNotAvailable,
-            "probes-exhausted" => ProbesExhausted,
-            "invalid-argument" => InvalidArgument,
-            "unexpected-error" => UnexpectedError,
-            "wait-tcp-respone-timeout" => WaitTcpResponseTimeout,
-            "unknown-command" => UnknownCommand,
-            "feature-support" => FeatureSupport,
-            "command-parse-error" => CommandParseError,
-            "command-buffer-overflow" => CommandBufferOverflow,
-            _ => Other(name),
-        }
+        ReplyKind::known_from_name(name.as_str()).unwrap_or(ReplyKind::Other(name))
     }
 
     /// The name as mtr-packet writes it.
     pub fn as_str(&self) -> &str {
-        use ReplyKind::*;
         match self {
-            Reply => "reply",
-            TtlExpired => "ttl-expired",
-            NoRoute => "no-route",
-            NoRouteHost => "no-route-host",
-            NoRouteNetwork => "no-route-network",
-            NoReply => "no-reply",
-            NetworkDown => "network-down",
-            HostDown => "host-down",
-            PermissionDenied => "permission-denied",
-            AddressInUse => "address-in-use",
-            AddressNotAvailable => "address-not-available",
-            ProbesExhausted => "probes-exhausted",
-            InvalidArgument => "invalid-argument",
-            UnexpectedError => "unexpected-error",
-            WaitTcpResponseTimeout => "wait-tcp-respone-timeout",
-            UnknownCommand => "unknown-command",
-            FeatureSupport => "feature-support",
-            CommandParseError => "command-parse-error",
-            CommandBufferOverflow => "command-buffer-overflow",
-            Other(name) => name.as_str(),
+            ReplyKind::Other(name) => name.as_str(),
+            known => known.known_name().unwrap_or_default(),
         }
     }
 
     /// Detaches an [`Other`](ReplyKind::Other) name from the line it was parsed from.
     pub fn into_owned(self) -> ReplyKind<'static> {
-        use ReplyKind::*;
         match self {
-            Reply => Reply,
-            TtlExpired => TtlExpired,
-            NoRoute => NoRoute,
-            NoRouteHost => NoRouteHost,
-            NoRouteNetwork => NoRouteNetwork,
-            NoReply => NoReply,
-            NetworkDown => NetworkDown,
-            HostDown => HostDown,
-            PermissionDenied => PermissionDenied,
-            AddressInUse => AddressInUse,
-            AddressNotAvailable => AddressNotAvailable,
-            ProbesExhausted => ProbesExhausted,
-            InvalidArgument => InvalidArgument,
-            UnexpectedError => UnexpectedError,
-            WaitTcpResponseTimeout => WaitTcpResponseTimeout,
-            UnknownCommand => UnknownCommand,
-            FeatureSupport => FeatureSupport,
-            CommandParseError => CommandParseError,
-            CommandBufferOverflow => CommandBufferOverflow,
-            Other(name) => Other(name.into_owned()),
+            ReplyKind::Other(name) => ReplyKind::Other(name.into_owned()),
+            known => known.known_static().unwrap_or(ReplyKind::Reply),
         }
     }
 }
@@ -148,18 +111,6 @@ impl std::fmt::Display for ReplyKind<'_> {
         f.write_str(self.as_str())
     }
 }
-
-/// Argument names the reply parser types; any other is kept in
-/// [`Reply::unknown_args`].
-const KNOWN_ARGUMENTS: [&str; 7] = [
-    "ip-4",
-    "ip-6",
-    "round-trip-time",
-    "mpls",
-    "reason",
-    "errno",
-    "support",
-];
 
 /// One reply line, parsed.
 ///
@@ -281,7 +232,10 @@ impl<'a> Reply<'a> {
         name: Word<'a>,
         value: Word<'a>,
     ) -> Result<(), ArgumentError> {
-        if KNOWN_ARGUMENTS.contains(&name.as_str()) {
+        // A name is typed when set_argument does not keep it as unknown.
+        let mut typed = Reply::new(Token::UNSOLICITED, ReplyKind::Reply);
+        let _ = typed.set_argument(name.as_str(), value.as_str());
+        if typed.unknown.is_empty() {
             return Err(ArgumentError::TypedArgumentName(name.as_str().to_owned()));
         }
         self.unknown.push((name, value));
