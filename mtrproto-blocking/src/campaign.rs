@@ -95,6 +95,11 @@ pub struct CampaignSummary {
     pub failed: usize,
     /// The most probes in flight at once.
     pub peak_in_flight: usize,
+    /// Probes answered `probes-exhausted`: the helper's table stayed full until their
+    /// timeout (the session sends a refused probe again while its timeout lasts).
+    pub exhausted: u64,
+    /// Probes that ended without an answer from the helper (it failed or never answered).
+    pub lost: u64,
 }
 
 /// A probe's completion, sent from the driver thread: the target's slot and generation,
@@ -324,6 +329,13 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     /// Folds a completed probe into its target's trace.
     fn answer(&mut self, (slot, generation, ttl, result): Answer) {
         self.in_flight -= 1;
+        match &result {
+            Ok(r) if r.result == mtrproto::ReplyKind::ProbesExhausted => {
+                self.summary.exhausted += 1
+            }
+            Ok(_) => {}
+            Err(_) => self.summary.lost += 1,
+        }
         let now = Instant::now();
         let Some(Some(active)) = self.slots.get_mut(slot) else {
             return;

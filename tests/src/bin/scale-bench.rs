@@ -1,0 +1,310 @@
+//! Path monitoring at scale: traces every target of a simulator scenario through one
+//! campaign (`Session::campaign`) and checks each report against the ground truth.
+//!
+//! ```text
+//! sudo mtrsim SCENARIO.toml -- scale-bench --scenario SCENARIO.toml [--targets N]
+//!     [--cycles C] [--helpers K] [--timeout S] [--rate PPS] [--protocol icmp|udp|tcp]
+//!     [--interval S] [--max-active N] [--mtr-packet CMD]
+//! ```
+//!
+//! Targets are the scenario's generated internet (IPv4 addresses, the first N), else its
+//! `[[targets]]`. Defaults: every target, 3 cycles, 1 helper, a 1 s timeout (also the
+//! grace), mtr's 1 s interval, no rate cap. The last line is `key=value` pairs: `targets
+//! cycles probes elapsed_s probes_per_s exhausted lost hops_correct hops_correct_clean
+//! peak_rss_kb driver_cpu_s helper_cpu_s` and the settings. `driver_cpu_s` is this whole
+//! process (the campaign and the driver thread), `helper_cpu_s` the helpers'.
+//!
+//! `hops_correct` is the fraction of targets whose report matches the ground truth, by the
+//! rule of `tests/scenarios/README.md`: at every TTL up to the path's end, every address
+//! the report shows is among the hop's `responders`; a hop that has responders shows one
+//! unless it is `lossy` or `rate_limited` (the loss explains a miss); a target that
+//! `answers` is reached at exactly the path's last TTL, and past the end nothing but the
+//! unreachable router answers. `hops_correct_clean` is the same over the targets whose
+//! path has no lossy or rate-limited hop. Scenarios without an internet have no ground
+//! truth: both are then `nan`.
+//!
+//! Refuses to run outside mtrsim, or with a target outside the simulated ranges.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mtrproto::TraceStats;
+use mtrproto_blocking::{
+    CampaignEvent, CampaignLimits, ProbeOptions, Protocol, Session, TraceConfig, TraceOptions,
+};
+use mtrproto_tests::sim::scenario::Scenario;
+use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds};
+use serde_json::Value;
+
+struct Args {
+    scenario: String,
+    targets: Option<usize>,
+    cycles: u32,
+    helpers: usize,
+    timeout: u64,
+    rate: Option<u32>,
+    protocol: Protocol,
+    interval: Duration,
+    max_active: usize,
+    mtr_packet: String,
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("scale-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scale-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(&args.scenario)?;
+    let scenario = Scenario::parse(&text)?;
+    let mut targets: Vec<IpAddr> = match &scenario.internet {
+        Some(internet) => (0..internet.targets())
+            .filter_map(|i| internet.target_addresses(i).first().copied())
+            .collect(),
+        None => scenario.target_addresses(),
+    };
+    targets.truncate(args.targets.unwrap_or(usize::MAX));
+    // Network safety: only simulated addresses, from inside mtrsim's namespace.
+    if !mtrproto_tests::sim::inside_simulation() {
+        return Err("run me inside mtrsim (no route out of its namespace)".into());
+    }
+    if let Some(outside) = targets
+        .iter()
+        .find(|t| !mtrproto_tests::sim::is_simulated(**t))
+    {
+        return Err(format!("refusing target {outside}: not a simulated address").into());
+    }
+
+    let words: Vec<String> = args
+        .mtr_packet
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let (program, rest) = words.split_first().ok_or("--mtr-packet is empty")?;
+    // Every helper's whole probe table: the campaign's budget is the helpers' windows.
+    let session = Session::builder()
+        .program(program.clone(), rest.to_vec())
+        .helpers(args.helpers)
+        .window(usize::MAX)
+        .open()?;
+    let timeout = Duration::from_secs(args.timeout);
+    let options = TraceOptions {
+        trace: TraceConfig {
+            cycles: args.cycles,
+            interval: args.interval,
+            timeout,
+            grace: timeout,
+            ..TraceConfig::default()
+        },
+        probe: ProbeOptions {
+            protocol: args.protocol,
+            ..ProbeOptions::default()
+        },
+    };
+    let limits = CampaignLimits {
+        rate: args.rate,
+        max_active: args.max_active,
+        ..CampaignLimits::default()
+    };
+
+    let helpers_before = helper_cpu();
+    let self_before = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+    let mut helpers_after = helpers_before;
+    let (mut correct, mut clean, mut clean_correct, mut judged) = (0u64, 0u64, 0u64, 0u64);
+    let started = Instant::now();
+    let hosts = targets.iter().map(IpAddr::to_string);
+    let summary = session.campaign(hosts, &options, &limits, |event| {
+        let CampaignEvent::Done(report) = event else {
+            return;
+        };
+        if report.index + 1 == targets.len() {
+            // The helpers' CPU while they still run (they are gone after close).
+            helpers_after = helper_cpu();
+        }
+        let (Some(internet), Ok(stats)) = (&scenario.internet, &report.stats) else {
+            return;
+        };
+        let Some(truth) = internet.ground_truth(stats.target()) else {
+            return;
+        };
+        let Ok(truth) = serde_json::from_str::<Value>(&truth) else {
+            return;
+        };
+        judged += 1;
+        let ok = matches_truth(stats, &truth);
+        correct += u64::from(ok);
+        if is_clean(&truth) {
+            clean += 1;
+            clean_correct += u64::from(ok);
+        }
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let helpers_after = helpers_after.max(helper_cpu());
+    let driver_cpu = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0) - self_before;
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    println!(
+        "targets={} cycles={} probes={} elapsed_s={elapsed:.3} probes_per_s={:.0} exhausted={} \
+         lost={} hops_correct={:.4} hops_correct_clean={:.4} peak_rss_kb={} \
+         driver_cpu_s={driver_cpu:.2} helper_cpu_s={:.2} helpers={} timeout_s={} protocol={} \
+         rate={} peak_in_flight={} failed={}",
+        summary.targets,
+        args.cycles,
+        summary.probes,
+        summary.probes as f64 / elapsed,
+        summary.exhausted,
+        summary.lost,
+        ratio(correct, judged),
+        ratio(clean_correct, clean),
+        peak_rss_kb(),
+        helpers_after - helpers_before,
+        args.helpers,
+        args.timeout,
+        args.protocol,
+        args.rate.map_or("none".to_owned(), |r| r.to_string()),
+        summary.peak_in_flight,
+        summary.failed,
+    );
+    Ok(())
+}
+
+/// Whether no hop of the path is lossy or rate-limited.
+fn is_clean(truth: &Value) -> bool {
+    truth["hops"].as_array().is_some_and(|hops| {
+        hops.iter()
+            .all(|h| h["lossy"] != Value::Bool(true) && h["rate_limited"] != Value::Bool(true))
+    })
+}
+
+/// The rule of `tests/scenarios/README.md` (see the crate docs above).
+fn matches_truth(stats: &TraceStats, truth: &Value) -> bool {
+    let Some(hops) = truth["hops"].as_array() else {
+        return false;
+    };
+    let answers = truth["answers"] == Value::Bool(true);
+    let unreachable = truth["unreachable"] == Value::Bool(true);
+    let responders = |hop: &Value| -> Option<Vec<IpAddr>> {
+        hop["responders"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|a| a.as_str()?.parse().ok()).collect())
+    };
+    let last = hops.len();
+    for hop in stats.hops() {
+        let ttl = usize::from(hop.ttl());
+        let seen: Vec<IpAddr> = hop.responders().iter().map(|r| r.address).collect();
+        let expected = match hops.get(ttl - 1) {
+            Some(entry) => entry,
+            // Past the end: only the unreachable router answers again.
+            None if unreachable => &hops[last - 1],
+            None => {
+                if !seen.is_empty() {
+                    return false;
+                }
+                continue;
+            }
+        };
+        let allowed = responders(expected).unwrap_or_default();
+        if seen.iter().any(|a| !allowed.contains(a)) {
+            return false;
+        }
+        let may_miss =
+            expected["lossy"] == Value::Bool(true) || expected["rate_limited"] == Value::Bool(true);
+        if !allowed.is_empty() && seen.is_empty() && !may_miss {
+            return false;
+        }
+    }
+    let shown = stats.hops().len();
+    if answers {
+        return stats.destination_ttl() == Some(u8::try_from(last).unwrap_or(0));
+    }
+    if unreachable {
+        return shown == last;
+    }
+    // A silent destination: the report ends one past the last hop that answered; every
+    // hop after it up to the end is silent or may have lost its answers.
+    hops.iter().skip(shown).all(|h| {
+        h["responders"].is_null()
+            || h["lossy"] == Value::Bool(true)
+            || h["rate_limited"] == Value::Bool(true)
+    })
+}
+
+/// CPU seconds of every helper process alive now.
+fn helper_cpu() -> f64 {
+    child_pids()
+        .iter()
+        .filter_map(|pid| stat_cpu_seconds(&format!("/proc/{pid}/stat")))
+        .sum()
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        scenario: String::new(),
+        targets: None,
+        cycles: 3,
+        helpers: 1,
+        timeout: 1,
+        rate: None,
+        protocol: Protocol::Icmp,
+        interval: Duration::from_secs(1),
+        max_active: CampaignLimits::default().max_active,
+        mtr_packet: "mtr-packet".into(),
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let mut value = || words.next().ok_or(format!("{word} needs a value"));
+        let bad = |v: &str| format!("{word}: bad value {v}");
+        match word.as_str() {
+            "--scenario" => args.scenario = value()?,
+            "--targets" => args.targets = Some(value()?.parse().map_err(|_| bad("targets"))?),
+            "--cycles" => args.cycles = value()?.parse().map_err(|_| bad("cycles"))?,
+            "--helpers" => args.helpers = value()?.parse().map_err(|_| bad("helpers"))?,
+            "--timeout" => args.timeout = value()?.parse().map_err(|_| bad("timeout"))?,
+            "--rate" => args.rate = Some(value()?.parse().map_err(|_| bad("rate"))?),
+            "--max-active" => args.max_active = value()?.parse().map_err(|_| bad("max-active"))?,
+            "--mtr-packet" => args.mtr_packet = value()?,
+            "--interval" => {
+                let v = value()?;
+                let secs: f64 = v.parse().map_err(|_| bad(&v))?;
+                if !(0.0..=3600.0).contains(&secs) {
+                    return Err(bad(&v));
+                }
+                args.interval = Duration::from_secs_f64(secs);
+            }
+            "--protocol" => {
+                args.protocol = match value()?.as_str() {
+                    "icmp" => Protocol::Icmp,
+                    "udp" => Protocol::Udp,
+                    "tcp" => Protocol::Tcp,
+                    v => return Err(bad(v)),
+                }
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if args.scenario.is_empty() {
+        return Err("--scenario FILE is required".into());
+    }
+    if args.cycles == 0 || args.helpers == 0 || args.timeout == 0 {
+        return Err("--cycles, --helpers and --timeout must be at least 1".into());
+    }
+    Ok(args)
+}
