@@ -15,11 +15,11 @@
 //! process (the campaign and the driver thread), `helper_cpu_s` the helpers'.
 //!
 //! `hops_correct` is the fraction of targets whose report matches the ground truth, by the
-//! rule of `tests/scenarios/README.md`: at every TTL up to the path's end, every address
-//! the report shows is among the hop's `responders`; a hop that has responders shows one
-//! unless it is `lossy` or `rate_limited` (the loss explains a miss); a target that
-//! `answers` is reached at exactly the path's last TTL, and past the end nothing but the
-//! unreachable router answers. `hops_correct_clean` is the same over the targets whose
+//! rule of `tests/scenarios/README.md` (`TargetTruth::matches`): at every TTL up to the
+//! path's end, every address the report shows is among the hop's `responders`, and a hop
+//! that has responders shows one unless it is `lossy` or `rate_limited` (the loss explains
+//! a miss), so a target that answers is reached at exactly the path's last TTL; past the
+//! end, only the last hop's responders (none for a silent destination). `hops_correct_clean` is the same over the targets whose
 //! path has no lossy or rate-limited hop. Scenarios without an internet have no ground
 //! truth: both are then `nan`.
 //!
@@ -33,9 +33,9 @@ use mtrproto::TraceStats;
 use mtrproto_blocking::{
     CampaignEvent, CampaignLimits, ProbeOptions, Protocol, Session, TraceConfig, TraceOptions,
 };
+use mtrproto_tests::sim::internet::TargetTruth;
 use mtrproto_tests::sim::scenario::Scenario;
 use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds};
-use serde_json::Value;
 
 struct Args {
     scenario: String,
@@ -137,14 +137,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (Some(internet), Ok(stats)) = (&scenario.internet, &report.stats) else {
             return;
         };
-        let Some(truth) = internet.ground_truth(stats.target()) else {
-            return;
-        };
-        let Ok(truth) = serde_json::from_str::<Value>(&truth) else {
+        let Some(truth) = internet.truth(stats.target()) else {
             return;
         };
         judged += 1;
-        let ok = matches_truth(stats, &truth);
+        let ok = truth.matches(&seen(stats));
         correct += u64::from(ok);
         if is_clean(&truth) {
             clean += 1;
@@ -187,64 +184,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Whether no hop of the path is lossy or rate-limited.
-fn is_clean(truth: &Value) -> bool {
-    truth["hops"].as_array().is_some_and(|hops| {
-        hops.iter()
-            .all(|h| h["lossy"] != Value::Bool(true) && h["rate_limited"] != Value::Bool(true))
-    })
+fn is_clean(truth: &TargetTruth) -> bool {
+    truth.hops.iter().all(|h| !h.lossy && !h.rate_limited)
 }
 
-/// The rule of `tests/scenarios/README.md` (see the crate docs above).
-fn matches_truth(stats: &TraceStats, truth: &Value) -> bool {
-    let Some(hops) = truth["hops"].as_array() else {
-        return false;
-    };
-    let answers = truth["answers"] == Value::Bool(true);
-    let unreachable = truth["unreachable"] == Value::Bool(true);
-    let responders = |hop: &Value| -> Option<Vec<IpAddr>> {
-        hop["responders"]
-            .as_array()
-            .map(|r| r.iter().filter_map(|a| a.as_str()?.parse().ok()).collect())
-    };
-    let last = hops.len();
-    for hop in stats.hops() {
-        let ttl = usize::from(hop.ttl());
-        let seen: Vec<IpAddr> = hop.responders().iter().map(|r| r.address).collect();
-        let expected = match hops.get(ttl - 1) {
-            Some(entry) => entry,
-            // Past the end: only the unreachable router answers again.
-            None if unreachable => &hops[last - 1],
-            None => {
-                if !seen.is_empty() {
-                    return false;
-                }
-                continue;
-            }
-        };
-        let allowed = responders(expected).unwrap_or_default();
-        if seen.iter().any(|a| !allowed.contains(a)) {
-            return false;
-        }
-        let may_miss =
-            expected["lossy"] == Value::Bool(true) || expected["rate_limited"] == Value::Bool(true);
-        if !allowed.is_empty() && seen.is_empty() && !may_miss {
-            return false;
-        }
-    }
-    let shown = stats.hops().len();
-    if answers {
-        return stats.destination_ttl() == Some(u8::try_from(last).unwrap_or(0));
-    }
-    if unreachable {
-        return shown == last;
-    }
-    // A silent destination: the report ends one past the last hop that answered; every
-    // hop after it up to the end is silent or may have lost its answers.
-    hops.iter().skip(shown).all(|h| {
-        h["responders"].is_null()
-            || h["lossy"] == Value::Bool(true)
-            || h["rate_limited"] == Value::Bool(true)
-    })
+/// The addresses the report shows at each TTL from 1.
+fn seen(stats: &TraceStats) -> Vec<Vec<IpAddr>> {
+    stats
+        .hops()
+        .iter()
+        .map(|h| h.responders().iter().map(|r| r.address).collect())
+        .collect()
 }
 
 /// CPU seconds of every helper process alive now.
