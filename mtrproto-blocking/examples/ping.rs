@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);
                 println!("{} from {from}: seq={seq} time={time} ms", result.result);
-                if result.success {
+                if result.success() {
                     times.extend(result.time);
                 }
             }

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
                     .time
                     .map_or(String::new(), |t| format!("{} ms", common::ms(t)));
                 println!("{ttl:>2}  {from:<40} {time:>12}  {}", result.result);
-                if result.success {
+                if result.success() {
                     reached = true;
                     break;
                 }

@@ -12,7 +12,7 @@
 //!
 //! // One probe, blocking this thread only.
 //! let result = session.probe_blocking("localhost", &ProbeOptions::default())?;
-//! assert!(result.success);
+//! assert!(result.success());
 //!
 //! // Many at once from one thread.
 //! let udp = ProbeOptions { protocol: Protocol::Udp, port: Some(9), ..ProbeOptions::default() };

@@ -62,7 +62,7 @@ fn decode(line: Result<&str, FrameError>) -> Value {
     let mut object = Map::new();
     object.insert("token".into(), reply.token.get().into());
     object.insert("reply".into(), reply.kind.as_str().into());
-    object.insert("success".into(), result.success.into());
+    object.insert("success".into(), result.success().into());
     if let Some(responder) = result.responder {
         object.insert("responder".into(), responder.to_string().into());
     }

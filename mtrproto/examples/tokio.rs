@@ -120,7 +120,7 @@ fn report(event: Event, waiting: &mut Vec<(Token, IpAddr, usize)>) -> bool {
                 "{host} probe {seq}: {} from {from} time {time}",
                 result.result
             );
-            result.success
+            result.success()
         }
         Err(failure) => {
             println!("{host} probe {seq}: failed: {failure}");

@@ -218,7 +218,7 @@ pub fn stats(data: &[u8]) {
         if kind & 0x80 == 0 {
             trace.sent(*ttl % 10);
         }
-        let mut result = ProbeResult::outcome(kinds[usize::from(*kind) % kinds.len()].clone());
+        let mut result = ProbeResult::from_kind(kinds[usize::from(*kind) % kinds.len()].clone());
         if from & 1 == 1 {
             result.responder = Some(std::net::IpAddr::from([198, 18, 0, from >> 5]));
             let micros = rtt.iter().fold(0u64, |t, b| t << 8 | u64::from(*b)) << (from >> 1 & 0xf);

@@ -17,7 +17,7 @@
 //! - [`TraceStats`], [`text_report`] and (feature `serde`) `JsonReport`: mtr's per-hop
 //!   statistics and its `--report` / `--json` output.
 //!
-//! It never reads a clock, starts a thread or touches a socket: see [`session`] for the
+//! It never reads a clock, starts a thread or touches a socket: see [`Session`] for the
 //! driving contract, and `mtrproto-blocking` for a ready driver.
 //!
 //! ```
@@ -31,7 +31,7 @@
 //! framer.feed(b"42 reply ip-4 127.0.0.1 round-trip-time 812\n", |line| {
 //!     let reply = Reply::parse(line.unwrap()).unwrap();
 //!     let result = ProbeResult::from_reply(&reply);
-//!     assert!(result.success);
+//!     assert!(result.success());
 //! });
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -53,7 +53,7 @@ mod pacer;
 mod reply;
 mod report;
 mod result;
-pub mod session;
+mod session;
 mod stats;
 mod token;
 mod tracer;
@@ -74,4 +74,4 @@ pub use session::{
 pub use stats::{Hop, Responder, Rounds, TraceStats};
 pub use token::{Token, TokenHasher, TokenMap};
 pub use tracer::{TraceConfig, TraceProbe, Tracer};
-pub use word::{MAX_WORD_LEN, Word};
+pub use word::Word;

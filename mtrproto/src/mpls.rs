@@ -181,7 +181,7 @@ impl MplsStack {
     }
 
     /// Writes the list form that [`MplsStack::parse`] reads.
-    pub fn write_list(&self, out: &mut impl fmt::Write) -> fmt::Result {
+    pub(crate) fn write_list(&self, out: &mut impl fmt::Write) -> fmt::Result {
         for (i, e) in self.iter().enumerate() {
             if i > 0 {
                 out.write_char(',')?;

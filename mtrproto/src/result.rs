@@ -11,25 +11,23 @@ use crate::reply::{Reply, ReplyKind};
 /// ```
 /// use mtrproto::{ProbeResult, Reply, ReplyKind};
 /// let result = ProbeResult::from_reply(&Reply::parse("5 reply ip-4 127.0.0.1 round-trip-time 1554")?);
-/// assert!(result.success);
+/// assert!(result.success());
 /// assert_eq!(result.result, ReplyKind::Reply);
 /// assert_eq!(result.time, Some(std::time::Duration::from_micros(1554)));
 /// assert_eq!(result.responder, Some("127.0.0.1".parse()?));
 ///
 /// let lost = ProbeResult::from_reply(&Reply::parse("6 no-reply")?);
-/// assert!(!lost.success);
+/// assert!(!lost.success());
 /// assert_eq!((lost.time, lost.responder), (None, None));
 ///
 /// // mtr-packet's clock stepped back: the target answered, but the time is unknown.
 /// let stepped = ProbeResult::from_reply(&Reply::parse("7 reply ip-4 127.0.0.1 round-trip-time -39772")?);
-/// assert!(stepped.success);
+/// assert!(stepped.success());
 /// assert_eq!((stepped.time, stepped.unusable_time_us), (None, Some(-39772)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeResult {
-    /// True only when the target itself answered (`reply`).
-    pub success: bool,
     /// The reply name; unknown names are kept as text.
     pub result: ReplyKind<'static>,
     /// The round-trip time, when the reply carries a usable one.
@@ -47,6 +45,12 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
+    /// True only when the target itself answered (`reply`). A method, not a field, so that
+    /// it cannot disagree with `result`.
+    pub fn success(&self) -> bool {
+        self.result == ReplyKind::Reply
+    }
+
     /// The result a reply stands for.
     pub fn from_reply(reply: &Reply<'_>) -> ProbeResult {
         let (usable, unusable) = match reply.round_trip_time_us.map(u64::try_from) {
@@ -55,7 +59,6 @@ impl ProbeResult {
             None => (None, None),
         };
         ProbeResult {
-            success: reply.kind == ReplyKind::Reply,
             result: reply.kind.clone().into_owned(),
             time: usable.map(Duration::from_micros),
             unusable_time_us: unusable,
@@ -64,10 +67,10 @@ impl ProbeResult {
         }
     }
 
-    /// A result that carries only an outcome: no time, no responder, no MPLS.
-    pub fn outcome(result: ReplyKind<'static>) -> ProbeResult {
+    /// A result of this kind only: no time, no responder, no MPLS (the session's own
+    /// results, such as a probe refused with `probes-exhausted` until its timeout).
+    pub(crate) fn from_kind(result: ReplyKind<'static>) -> ProbeResult {
         ProbeResult {
-            success: result == ReplyKind::Reply,
             result,
             time: None,
             unusable_time_us: None,

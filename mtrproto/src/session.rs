@@ -1,46 +1,5 @@
 //! The session: a state machine that turns requests into bytes for mtr-packet and its
-//! output into events, with no I/O of its own.
-//!
-//! # The contract
-//!
-//! Feed every input, then drain every output, in this order, and repeat:
-//!
-//! 1. inputs: [`Session::send_probe`], [`Session::check_support`], [`Session::cancel`],
-//!    [`Session::handle_input`] (bytes read from the helper's stdout),
-//!    [`Session::handle_eof`] (its stdout closed), [`Session::handle_timeout`] (the deadline
-//!    from `poll_timeout` passed; calling it early or twice is harmless);
-//! 2. [`Session::poll_transmit`]: write those bytes to the helper's stdin, then
-//!    [`Session::consume`] as many as were written;
-//! 3. [`Session::poll_timeout`]: wake up at that instant and call `handle_timeout`;
-//! 4. [`Session::poll_event`] until it returns `None`.
-//!
-//! Time only ever comes in as an `Instant` argument: the session never reads a clock, so tests
-//! drive it with a virtual one.
-//!
-//! ```
-//! use std::time::Instant;
-//! use mtrproto::{Event, ProbeArgs, Session, SessionConfig};
-//!
-//! let mut session = Session::new(SessionConfig::default());
-//! let now = Instant::now();
-//! let token = session.send_probe(now, ProbeArgs::new("127.0.0.1".parse()?))?;
-//!
-//! // A driver writes this to mtr-packet's stdin...
-//! let line = session.poll_transmit().unwrap().to_vec();
-//! assert_eq!(line, format!("{token} send-probe ip-4 127.0.0.1\n").as_bytes());
-//! session.consume(line.len());
-//!
-//! // ...and hands back what mtr-packet answered.
-//! session.handle_input(now, format!("{token} reply ip-4 127.0.0.1 round-trip-time 80\n").as_bytes());
-//! match session.poll_event() {
-//!     Some(Event::Probe { token: t, outcome: Ok(result) }) => {
-//!         assert_eq!(t, token);
-//!         assert!(result.success);
-//!     }
-//!     other => panic!("unexpected {other:?}"),
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! output into events, with no I/O of its own. The driving contract is on [`Session`].
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, VecDeque};
@@ -279,7 +238,8 @@ pub struct Counters {
     pub succeeded: u64,
     /// Feature checks completed with an answer.
     pub supports: u64,
-    /// Requests the watchdog gave up on, cancelled ones included.
+    /// Requests the watchdog gave up on, cancelled ones included: each is a slot reused while
+    /// the helper may still hold its line (a cancelled request counts in `cancelled` too).
     pub unanswered: u64,
     /// Requests completed because the helper's output ended.
     pub helper_gone: u64,
@@ -291,7 +251,49 @@ pub struct Counters {
     pub diagnostics: u64,
 }
 
-/// The sans-IO mtr-packet session. See the [module documentation](self) for the contract.
+/// The sans-IO mtr-packet session: a state machine that turns requests into bytes for
+/// mtr-packet and its output into events, with no I/O of its own.
+///
+/// # The contract
+///
+/// Feed every input, then drain every output, in this order, and repeat:
+///
+/// 1. inputs: [`Session::send_probe`], [`Session::check_support`], [`Session::cancel`],
+///    [`Session::handle_input`] (bytes read from the helper's stdout),
+///    [`Session::handle_eof`] (its stdout closed), [`Session::handle_timeout`] (the deadline
+///    from `poll_timeout` passed; calling it early or twice is harmless);
+/// 2. [`Session::poll_transmit`]: write those bytes to the helper's stdin, then
+///    [`Session::consume`] as many as were written;
+/// 3. [`Session::poll_timeout`]: wake up at that instant and call `handle_timeout`;
+/// 4. [`Session::poll_event`] until it returns `None`.
+///
+/// Time only ever comes in as an `Instant` argument: the session never reads a clock, so tests
+/// drive it with a virtual one.
+///
+/// ```
+/// use std::time::Instant;
+/// use mtrproto::{Event, ProbeArgs, Session, SessionConfig};
+///
+/// let mut session = Session::new(SessionConfig::default());
+/// let now = Instant::now();
+/// let token = session.send_probe(now, ProbeArgs::new("127.0.0.1".parse()?))?;
+///
+/// // A driver writes this to mtr-packet's stdin...
+/// let line = session.poll_transmit().unwrap().to_vec();
+/// assert_eq!(line, format!("{token} send-probe ip-4 127.0.0.1\n").as_bytes());
+/// session.consume(line.len());
+///
+/// // ...and hands back what mtr-packet answered.
+/// session.handle_input(now, format!("{token} reply ip-4 127.0.0.1 round-trip-time 80\n").as_bytes());
+/// match session.poll_event() {
+///     Some(Event::Probe { token: t, outcome: Ok(result) }) => {
+///         assert_eq!(t, token);
+///         assert!(result.success());
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
@@ -683,7 +685,7 @@ impl Session {
             self.counters.answered += 1;
             self.events.push_back(Event::Probe {
                 token: pending.origin,
-                outcome: Ok(ProbeResult::outcome(ReplyKind::ProbesExhausted)),
+                outcome: Ok(ProbeResult::from_kind(ReplyKind::ProbesExhausted)),
             });
         }
         while let Some(&(deadline, token)) = self.deadlines.first() {

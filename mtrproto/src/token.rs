@@ -48,11 +48,15 @@ impl fmt::Display for Token {
 
 /// A map keyed by [`Token`], with a hasher suited to them.
 ///
+/// Public for drivers: each keeps its own state per token (`mtrproto-blocking` keeps its
+/// waiters in one).
+///
 /// Tokens are small sequential numbers the session allocates itself, so a multiplicative
 /// hash spreads them well at a fraction of SipHash's cost.
 pub type TokenMap<V> = HashMap<Token, V, BuildHasherDefault<TokenHasher>>;
 
-/// The hasher of [`TokenMap`]: Fibonacci hashing of the token's value.
+/// The hasher of [`TokenMap`]: Fibonacci hashing of the token's value. Public because
+/// [`TokenMap`] names it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TokenHasher(u64);
 

@@ -5,12 +5,6 @@ use std::fmt;
 
 use crate::error::ArgumentError;
 
-/// The longest [`Word`] that can be built by hand.
-///
-/// Bounds the request line: a request built from valid values always fits mtr-packet's
-/// 4095-byte command buffer.
-pub const MAX_WORD_LEN: usize = 255;
-
 /// One field of a protocol line: non-empty text without whitespace or control characters.
 ///
 /// mtr-packet separates fields by single spaces and lines by newlines, so a `Word` can never
@@ -27,9 +21,15 @@ pub const MAX_WORD_LEN: usize = 255;
 pub struct Word<'a>(Cow<'a, str>);
 
 impl<'a> Word<'a> {
+    /// The longest word that can be built by hand.
+    ///
+    /// Bounds the request line: a request built from valid values always fits mtr-packet's
+    /// 4095-byte command buffer.
+    pub const MAX_LEN: usize = 255;
+
     /// Checks `text` and keeps a copy of it.
     pub fn new(text: &str) -> Result<Word<'static>, ArgumentError> {
-        check_word("word", text, MAX_WORD_LEN)?;
+        check_word("word", text, Word::MAX_LEN)?;
         Ok(Word(Cow::Owned(text.to_owned())))
     }
 

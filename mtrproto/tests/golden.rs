@@ -120,7 +120,7 @@ fn a_negative_round_trip_time_parses_and_is_unusable() {
     assert_eq!(encoded, format!("{line}\n"));
 
     let result = ProbeResult::from_reply(&reply);
-    assert!(result.success);
+    assert!(result.success());
     assert_eq!(result.responder, addr("127.0.0.1"));
     assert_eq!(result.time, None);
     assert_eq!(result.unusable_time_us, Some(-39772));

@@ -141,7 +141,7 @@ fn a_negative_round_trip_time_completes_the_probe_with_an_unusable_time() {
         panic!("{events:#?}")
     };
     assert_eq!(*token, a);
-    assert!(result.success);
+    assert!(result.success());
     assert_eq!(result.responder, Some("127.0.0.1".parse().unwrap()));
     assert_eq!((result.time, result.unusable_time_us), (None, Some(-39772)));
     assert_eq!(peer.session.in_flight(), 0);

@@ -47,13 +47,13 @@ fn duplicates_garbage_and_partial_writes_do_not_disturb_the_session() {
         .collect();
     for (i, handle) in handles.into_iter().enumerate() {
         let result = handle.wait().unwrap();
-        assert!(result.success);
+        assert!(result.success());
         assert_eq!(
             result.responder.unwrap().to_string(),
             format!("127.0.0.{}", i + 1)
         );
     }
-    assert!(session.probe_blocking("::1", &options()).unwrap().success);
+    assert!(session.probe_blocking("::1", &options()).unwrap().success());
 }
 
 #[test]
@@ -121,8 +121,8 @@ fn version_093_gets_the_source_address_filled_in() {
         .unwrap();
     assert_eq!(old.version(), "0.93");
     let result = old.probe_blocking("127.0.0.1", &options()).unwrap();
-    assert!(result.success, "{result:?}");
-    assert!(old.probe_blocking("::1", &options()).unwrap().success);
+    assert!(result.success(), "{result:?}");
+    assert!(old.probe_blocking("::1", &options()).unwrap().success());
     // The same helper reporting 0.95 gets no source address, and refuses: the fill-in is what
     // made the difference.
     let new = fake(&["--version", "0.95", "--require-local-ip"])
@@ -194,7 +194,7 @@ fn close_ends_the_helper_and_later_calls_are_state_errors() {
     let pending = session.probe("127.0.0.1", &options()).unwrap();
     session.close();
     // The in-flight probe finished within the close grace.
-    assert!(pending.wait().unwrap().success);
+    assert!(pending.wait().unwrap().success());
     assert!(!mtrproto_tests::process_exists(pid), "helper reaped");
     assert!(matches!(
         session.probe_blocking("127.0.0.1", &options()),
@@ -237,7 +237,7 @@ fn names_resolve_and_bad_options_are_typed_errors() {
         session
             .probe_blocking("localhost", &options())
             .unwrap()
-            .success
+            .success()
     );
 }
 
@@ -255,7 +255,7 @@ fn several_helpers_share_the_probes() {
         .map(|_| session.probe("127.0.0.1", &options()).unwrap())
         .collect();
     for handle in handles {
-        assert!(handle.wait().unwrap().success);
+        assert!(handle.wait().unwrap().success());
     }
     let elapsed = started.elapsed();
     assert!(
@@ -270,7 +270,7 @@ fn one_dying_helper_of_several_fails_only_its_probes_and_is_restarted() {
     let mut failed = 0;
     for _ in 0..40 {
         match session.probe_blocking("127.0.0.1", &options()) {
-            Ok(result) => assert!(result.success),
+            Ok(result) => assert!(result.success()),
             Err(Error::Process(ProcessError::Exited { .. })) => failed += 1,
             Err(other) => panic!("{other}"),
         }
@@ -281,7 +281,7 @@ fn one_dying_helper_of_several_fails_only_its_probes_and_is_restarted() {
         session
             .probe_blocking("127.0.0.1", &options())
             .unwrap()
-            .success
+            .success()
     );
 }
 
@@ -496,14 +496,14 @@ fn builder_values_are_saturated() {
         session
             .probe_blocking("127.0.0.1", &options())
             .unwrap()
-            .success
+            .success()
     );
     let session = fake(&[]).window(0).rate(0, 0).open().unwrap();
     assert!(
         session
             .probe_blocking("127.0.0.1", &options())
             .unwrap()
-            .success
+            .success()
     );
 }
 
@@ -609,7 +609,7 @@ fn every_helper_is_restarted_and_its_new_pid_offered() {
             session
                 .probe_blocking("127.0.0.1", &options())
                 .unwrap()
-                .success
+                .success()
         );
     }
 }
@@ -629,7 +629,7 @@ fn a_panicking_callback_does_not_take_the_session_down() {
         session
             .probe_blocking("127.0.0.1", &options())
             .unwrap()
-            .success
+            .success()
     );
 }
 

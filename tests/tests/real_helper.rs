@@ -85,7 +85,7 @@ fn every_protocol_on_both_loopbacks() {
         ];
         for options in cases {
             let result = session.probe_blocking(host, &options).unwrap();
-            assert!(result.success, "{host} {options:?}: {result:?}");
+            assert!(result.success(), "{host} {options:?}: {result:?}");
             assert_eq!(result.result, ReplyKind::Reply);
             assert_eq!(result.responder, Some(host.parse().unwrap()));
             assert!(
@@ -112,7 +112,7 @@ fn ten_thousand_probes_from_eight_threads() {
                 handles
                     .into_iter()
                     .map(|h| h.wait().unwrap())
-                    .filter(|r| r.success)
+                    .filter(|r| r.success())
                     .count()
             })
         })

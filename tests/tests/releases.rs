@@ -542,7 +542,7 @@ fn crash_on_unreachable_route(version: &str) {
         // Each helper in turn answers.
         for _ in 0..helpers {
             let result = session.probe_blocking("127.0.0.1", &options).unwrap();
-            assert!(result.success, "{helpers} helpers: {result:?}");
+            assert!(result.success(), "{helpers} helpers: {result:?}");
         }
     }
 }
@@ -659,14 +659,14 @@ fn unknown_builds_are_told_by_behaviour() {
         assert_eq!(session.window(), e.capacity);
         for host in ["127.0.0.1", "::1"] {
             let result = session.probe_blocking(host, &within(1)).unwrap();
-            assert!(result.success, "{host}: {result:?}");
+            assert!(result.success(), "{host}: {result:?}");
         }
         let lo = ProbeOptions {
             local_device: Some("lo".into()),
             ..within(1)
         };
         match session.probe_blocking("127.0.0.1", &lo) {
-            Ok(result) => assert!(e.local_device && result.success, "{result:?}"),
+            Ok(result) => assert!(e.local_device && result.success(), "{result:?}"),
             Err(Error::Unsupported { .. }) => assert!(!e.local_device),
             Err(other) => panic!("{other}"),
         }
@@ -699,7 +699,7 @@ fn unknown_version_that_needs_no_source() {
         session
             .probe_blocking("127.0.0.1", &within(1))
             .unwrap()
-            .success
+            .success()
     );
 }
 
