@@ -520,7 +520,48 @@ impl ProbeArgs {
 
     /// Reads the arguments of a `send-probe` line back, with the same checks as the setters.
     fn parse_arguments(text: &str) -> Result<ProbeArgs, ParseError> {
-        // Collect first: the local address is checked against the target, which may come later.
+        let values = SendProbeValues::read(text)?;
+        let get = |name| values.get(name);
+        let target = either_address(get("ip-4"), get("ip-6"), ["ip-4", "ip-6"])?
+            .ok_or(ParseError::MissingArgument("ip-4 or ip-6"))?;
+        let protocol = match get("protocol") {
+            Some(v) => Protocol::from_name(v).ok_or_else(|| invalid("protocol", v))?,
+            None => Protocol::Icmp,
+        };
+        let local_addr = either_address(
+            get("local-ip-4"),
+            get("local-ip-6"),
+            ["local-ip-4", "local-ip-6"],
+        )?;
+        let args = ProbeArgs::from_fields(ProbeFields {
+            target,
+            protocol,
+            port: values.number("port")?,
+            local_addr,
+            local_port: values.number("local-port")?,
+            local_device: get("local-device").map(DeviceName::new).transpose()?,
+            // Whole seconds, checked below: `timeout` would take 0 as 1.
+            timeout: None,
+            ttl: values.number("ttl")?,
+            size: values.number("size")?,
+            bit_pattern: values.number("bit-pattern")?,
+            tos: values.number("tos")?,
+            mark: values.number("mark")?,
+        })?;
+        match values.number("timeout")? {
+            Some(secs) => Ok(args.timeout_secs(secs)?),
+            None => Ok(args),
+        }
+    }
+}
+
+/// The value of each `send-probe` argument, in [`SEND_PROBE_ARGUMENTS`] order: collected
+/// first, as the local address is checked against the target, which may come later.
+struct SendProbeValues<'t>([Option<&'t str>; SEND_PROBE_ARGUMENTS.len()]);
+
+impl<'t> SendProbeValues<'t> {
+    /// Every argument of the line, each at most once and known.
+    fn read(text: &'t str) -> Result<SendProbeValues<'t>, ParseError> {
         let mut values = [None; SEND_PROBE_ARGUMENTS.len()];
         for argument in Arguments::new(text) {
             let (name, value) = argument?;
@@ -532,53 +573,18 @@ impl ProbeArgs {
                 return Err(ParseError::DuplicateArgument(SEND_PROBE_ARGUMENTS[i]));
             }
         }
-        let get = |name: &str| {
-            SEND_PROBE_ARGUMENTS
-                .iter()
-                .position(|known| *known == name)
-                .and_then(|i| values[i])
-        };
-        let target = either_address(get("ip-4"), get("ip-6"), ["ip-4", "ip-6"])?
-            .ok_or(ParseError::MissingArgument("ip-4 or ip-6"))?;
-        let mut args = ProbeArgs::new(target);
-        if let Some(v) = get("protocol") {
-            args = args.protocol(Protocol::from_name(v).ok_or_else(|| invalid("protocol", v))?);
-        }
-        if let Some(v) = get("port") {
-            args = args.port(number("port", v)?)?;
-        }
-        if let Some(local) = either_address(
-            get("local-ip-4"),
-            get("local-ip-6"),
-            ["local-ip-4", "local-ip-6"],
-        )? {
-            args = args.local_addr(local)?;
-        }
-        if let Some(v) = get("local-port") {
-            args = args.local_port(number("local-port", v)?)?;
-        }
-        if let Some(v) = get("local-device") {
-            args = args.local_device(DeviceName::new(v)?);
-        }
-        if let Some(v) = get("timeout") {
-            args = args.timeout_secs(number("timeout", v)?)?;
-        }
-        if let Some(v) = get("ttl") {
-            args = args.ttl(number("ttl", v)?)?;
-        }
-        if let Some(v) = get("size") {
-            args = args.size(number("size", v)?)?;
-        }
-        if let Some(v) = get("bit-pattern") {
-            args = args.bit_pattern(number("bit-pattern", v)?);
-        }
-        if let Some(v) = get("tos") {
-            args = args.tos(number("tos", v)?);
-        }
-        if let Some(v) = get("mark") {
-            args = args.mark(number("mark", v)?);
-        }
-        Ok(args)
+        Ok(SendProbeValues(values))
+    }
+
+    fn get(&self, name: &str) -> Option<&'t str> {
+        SEND_PROBE_ARGUMENTS
+            .iter()
+            .position(|known| *known == name)
+            .and_then(|i| self.0[i])
+    }
+
+    fn number<T: TryFrom<u64>>(&self, name: &'static str) -> Result<Option<T>, ParseError> {
+        self.get(name).map(|v| number(name, v)).transpose()
     }
 }
 
@@ -790,4 +796,27 @@ fn range(what: &'static str, value: u64, min: u64, max: u64) -> Result<(), Argum
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parsed_timeout_is_checked_in_whole_seconds() {
+        let parse = |line| Request::parse(line).map(|(_, request)| request);
+        assert!(matches!(
+            parse("1 send-probe ip-4 127.0.0.1 timeout 0"),
+            Err(ParseError::Argument(ArgumentError::OutOfRange {
+                what: "timeout",
+                ..
+            }))
+        ));
+        let Ok(Request::SendProbe(args)) = parse("1 send-probe timeout 3 ip-4 127.0.0.1 ttl 4")
+        else {
+            panic!("a valid line")
+        };
+        assert_eq!(args.effective_timeout(), Duration::from_secs(3));
+        assert_eq!(args.fields().ttl, Some(4));
+    }
 }

@@ -1,7 +1,6 @@
 //! The session: a state machine that turns requests into bytes for mtr-packet and its
 //! output into events, with no I/O of its own. The driving contract is on [`Session`].
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -512,58 +511,88 @@ impl Session {
         });
     }
 
-    /// An answer to a token; `malformed` says what did not parse in its line.
+    /// An answer to a token; `malformed` says what did not parse in its line. Strays become
+    /// diagnostics, a refused probe is retried, anything else completes its request.
     fn handle_reply(&mut self, now: Instant, reply: Reply<'_>, malformed: Option<ParseError>) {
         if reply.token == Token::UNSOLICITED {
             return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
         }
         let token = reply.token;
-        let MapEntry::Occupied(mut entry) = self.requests.entry(token) else {
-            let diagnostic = match self.recent.iter().find(|(t, _)| *t == token) {
-                Some((_, Ended::Answered)) => Diagnostic::Duplicate(reply.into_owned()),
-                Some((_, Ended::TimedOut)) => Diagnostic::Late(reply.into_owned()),
-                None => Diagnostic::UnknownToken(reply.into_owned()),
-            };
-            return self.diagnostic(diagnostic);
+        let Some(pending) = self.requests.get(&token) else {
+            return self.stray(reply);
         };
-        let pending = entry.get_mut();
         let deadline = match pending.state {
             // mtr-packet cannot answer what it was never sent.
             State::Queued => return self.diagnostic(Diagnostic::UnknownToken(reply.into_owned())),
             State::Cancelled { deadline } => {
-                let pending = entry.remove();
-                self.settle(token, deadline, Ended::Answered);
-                self.resent.remove(&pending.origin);
-                if reply.kind == ReplyKind::ProbesExhausted {
-                    self.back_off();
-                }
-                return;
+                return self.cancelled_answered(token, deadline, &reply);
             }
             State::InFlight { deadline } => deadline,
         };
         let refused = reply.kind == ReplyKind::ProbesExhausted
             && matches!(pending.request, Request::SendProbe(_));
-        let mut pending = entry.remove();
+        let Some(pending) = self.requests.remove(&token) else {
+            return;
+        };
         self.settle(token, deadline, Ended::Answered);
         if refused {
             self.back_off();
-            let expires = pending.expires.unwrap_or(now);
-            if now < expires {
-                // A fresh wire token, so that a stray second answer to this attempt cannot be
-                // taken for the answer to the next one.
-                let wire = self.allocate_token();
-                self.resent.insert(pending.origin, wire);
-                pending.state = State::Queued;
-                if pending.retries < self.config.max_retries {
-                    pending.retries += 1;
-                    self.resend.push_back(wire);
-                    self.counters.retries += 1;
-                }
-                self.requests.insert(wire, pending);
-                self.expiries.insert((expires, wire));
-                return;
+            if let Some(pending) = self.retry(now, pending) {
+                self.complete(pending, reply, malformed);
             }
+        } else {
+            self.complete(pending, reply, malformed);
         }
+    }
+
+    /// An answer to a token no pending request holds: a duplicate, a late answer, or a
+    /// stranger.
+    fn stray(&mut self, reply: Reply<'_>) {
+        let diagnostic = match self.recent.iter().find(|(t, _)| *t == reply.token) {
+            Some((_, Ended::Answered)) => Diagnostic::Duplicate(reply.into_owned()),
+            Some((_, Ended::TimedOut)) => Diagnostic::Late(reply.into_owned()),
+            None => Diagnostic::UnknownToken(reply.into_owned()),
+        };
+        self.diagnostic(diagnostic);
+    }
+
+    /// The answer to a request the caller cancelled once sent: it frees the slot, and a
+    /// refusal still says the helper's table is full.
+    fn cancelled_answered(&mut self, token: Token, deadline: Instant, reply: &Reply<'_>) {
+        if let Some(pending) = self.requests.remove(&token) {
+            self.settle(token, deadline, Ended::Answered);
+            self.resent.remove(&pending.origin);
+        }
+        if reply.kind == ReplyKind::ProbesExhausted {
+            self.back_off();
+        }
+    }
+
+    /// Queues a refused probe again under a fresh wire token while its time lasts (its
+    /// re-sends spent, it waits there for its expiry); gives it back once its time is up.
+    fn retry(&mut self, now: Instant, mut pending: Pending) -> Option<Pending> {
+        let expires = pending.expires.unwrap_or(now);
+        if now >= expires {
+            return Some(pending);
+        }
+        // A fresh wire token, so that a stray second answer to this attempt cannot be
+        // taken for the answer to the next one.
+        let wire = self.allocate_token();
+        self.resent.insert(pending.origin, wire);
+        pending.state = State::Queued;
+        if pending.retries < self.config.max_retries {
+            pending.retries += 1;
+            self.resend.push_back(wire);
+            self.counters.retries += 1;
+        }
+        self.requests.insert(wire, pending);
+        self.expiries.insert((expires, wire));
+        None
+    }
+
+    /// Completes a request with its answer: a probe's result, a feature's support, or
+    /// [`Failure::Malformed`].
+    fn complete(&mut self, pending: Pending, reply: Reply<'_>, malformed: Option<ParseError>) {
         self.resent.remove(&pending.origin);
         let token = pending.origin;
         if let Some(error) = malformed {
