@@ -44,6 +44,9 @@ pub struct InternetSpec {
     /// Each router's and destination's own delay, least and most, ms.
     #[serde(default = "default_link_delay")]
     pub link_delay_ms: [f64; 2],
+    /// Extra delay of each answer, uniform in 0..jitter_ms, drawn per answer.
+    #[serde(default)]
+    pub jitter_ms: f64,
     /// Fraction of routers that answer nothing.
     #[serde(default)]
     pub silent_routers: f64,
@@ -231,6 +234,9 @@ impl Internet {
             return Err(
                 "internet: link_delay_ms must be [low, high], 0 <= low <= high <= 1000".into(),
             );
+        }
+        if !(0.0..=1000.0).contains(&spec.jitter_ms) {
+            return Err("internet: jitter_ms must be within 0..=1000".into());
         }
         for (name, value) in [
             ("silent_routers", spec.silent_routers),
@@ -498,6 +504,11 @@ impl Internet {
             .last()
             .map_or(0, |k| self.routers[k as usize].delay_us);
         Duration::from_micros(u64::from(last + self.link_delay_us(TARGET_DELAY, index)))
+    }
+
+    /// The extra delay of one answer, given a uniform random number in 0..1.
+    pub fn jitter(&self, uniform: f64) -> Duration {
+        Duration::from_secs_f64(self.spec.jitter_ms * uniform / 1000.0)
     }
 
     /// Router `k`'s answer delay.
@@ -914,6 +925,7 @@ mod tests {
             "silent_targets = 0.6\nunreachable_targets = 0.6",
             "hops = [2, 10]",
             "hops = [9, 8]",
+            "jitter_ms = -1.0",
             "edges = 2000",
             "routers = \"198.18.64.100\"",
             "routers = \"10.0.0.1\"",

@@ -151,7 +151,8 @@ impl Responder {
                     Transport::Tcp { .. } => tcp_reply(probe, false)?,
                     Transport::Other => return None,
                 };
-                return Some((now + internet.destination_delay(index), reply));
+                let jitter = internet.jitter(self.random.uniform());
+                return Some((now + internet.destination_delay(index) + jitter, reply));
             }
         };
         let router = internet.routers()[k as usize];
@@ -175,7 +176,8 @@ impl Responder {
         let twin = router.twin.is_some() && probe.flow_hash() % 2 == 1;
         let from = internet.router_address(k, twin, probe.dst);
         let answer = icmp_error(probe, from, error, &[]);
-        Some((now + internet.router_delay(k), answer))
+        let jitter = internet.jitter(self.random.uniform());
+        Some((now + internet.router_delay(k) + jitter, answer))
     }
 
     /// An ICMP rate limit per hop: at most `limit` answers in each one-second window.
