@@ -100,6 +100,8 @@ pub struct CampaignSummary {
     pub exhausted: u64,
     /// Probes that ended without an answer from the helper (it failed or never answered).
     pub lost: u64,
+    /// Probes the helper answered `no-reply` (nothing came back within their timeout).
+    pub no_reply: u64,
 }
 
 /// A probe's completion, sent from the driver thread: the target's slot and generation,

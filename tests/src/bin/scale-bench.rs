@@ -11,7 +11,8 @@
 //! `[[targets]]`. Defaults: every target, 3 cycles, 1 helper, a 1 s timeout (also the
 //! grace), mtr's 1 s interval, no rate cap. The last line is `key=value` pairs: `targets
 //! cycles probes elapsed_s probes_per_s exhausted lost hops_correct hops_correct_clean
-//! peak_rss_kb driver_cpu_s helper_cpu_s` and the settings. `driver_cpu_s` is this whole
+//! peak_rss_kb driver_cpu_s helper_cpu_s`, the settings, and `no_reply` (probes nothing
+//! answered within their timeout) with its rate. `driver_cpu_s` is this whole
 //! process (the campaign and the driver thread), `helper_cpu_s` the helpers'.
 //!
 //! `hops_correct` is the fraction of targets whose report matches the ground truth, by the
@@ -162,7 +163,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "targets={} cycles={} probes={} elapsed_s={elapsed:.3} probes_per_s={:.0} exhausted={} \
          lost={} hops_correct={:.4} hops_correct_clean={:.4} peak_rss_kb={} \
          driver_cpu_s={driver_cpu:.2} helper_cpu_s={:.2} helpers={} timeout_s={} protocol={} \
-         rate={} peak_in_flight={} failed={}",
+         rate={} peak_in_flight={} failed={} no_reply={} no_reply_per_s={:.0}",
         summary.targets,
         args.cycles,
         summary.probes,
@@ -179,6 +180,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.rate.map_or("none".to_owned(), |r| r.to_string()),
         summary.peak_in_flight,
         summary.failed,
+        summary.no_reply,
+        summary.no_reply as f64 / elapsed,
     );
     Ok(())
 }
