@@ -253,17 +253,22 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.answer(answer);
             }
             self.send_due()?;
-            // Wait for an answer or the next deadline (sooner if the budget is used up).
+            // Wait for an answer, or the next deadline if probes may go out then. With the
+            // budget used up, only an answer frees room (due probes wait for it); under the
+            // rate cap, the next slot.
             let now = Instant::now();
-            let mut wait = match self.heap.peek() {
+            let deadline = match self.heap.peek() {
                 Some(Reverse((deadline, ..))) => deadline.saturating_duration_since(now),
                 None => BUDGET_WAIT,
             };
-            if self.in_flight >= self.budget || self.next_allowed > now {
-                wait = wait.max(self.next_allowed.saturating_duration_since(now));
-                wait = wait.min(BUDGET_WAIT);
-            }
-            if self.in_flight == 0 && wait.is_zero() {
+            let wait = if self.in_flight >= self.budget {
+                BUDGET_WAIT
+            } else {
+                deadline
+                    .max(self.next_allowed.saturating_duration_since(now))
+                    .min(BUDGET_WAIT)
+            };
+            if wait.is_zero() {
                 continue;
             }
             match answers.recv_timeout(wait) {
@@ -335,6 +340,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             Ok(r) if r.result == mtrproto::ReplyKind::ProbesExhausted => {
                 self.summary.exhausted += 1
             }
+            Ok(r) if r.result == mtrproto::ReplyKind::NoReply => self.summary.no_reply += 1,
             Ok(_) => {}
             Err(_) => self.summary.lost += 1,
         }

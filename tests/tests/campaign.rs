@@ -265,3 +265,21 @@ fn trace_follows_a_scripted_path() {
         }
     }
 }
+
+#[test]
+fn the_summary_counts_outcomes() {
+    let session = Session::builder()
+        .program(FAKE, ["--reply", "no-reply"])
+        .open()
+        .unwrap();
+    let mut options = options(1, 50);
+    options.trace.max_ttl = 3;
+    let summary = session
+        .campaign(hosts(2), &options, &CampaignLimits::default(), |_| {})
+        .unwrap();
+    assert_eq!(summary.probes, 6, "{summary:?}");
+    assert_eq!(
+        (summary.no_reply, summary.exhausted, summary.lost),
+        (6, 0, 0)
+    );
+}
