@@ -15,6 +15,14 @@ fn scenario_path(name: &str) -> String {
 
 /// `mtrsim --ground-truth PATH`: one JSON object per line.
 fn ground_truth(path: &str) -> Vec<Value> {
+    ground_truth_text(path)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `mtrsim --ground-truth PATH`, as printed.
+fn ground_truth_text(path: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
         .args(["--ground-truth", path])
         .output()
@@ -24,11 +32,7 @@ fn ground_truth(path: &str) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// One line of `sim-probe`: target, TTL, kind, responder, RTT in µs.
@@ -165,19 +169,38 @@ fn sampled_targets_match_the_ground_truth() {
     }
 }
 
+/// Every scenario file here parses, generated internets included; nothing needs root.
+#[test]
+fn every_scenario_file_parses() {
+    let dir = format!("{}/scenarios", env!("CARGO_MANIFEST_DIR"));
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scenario = mtrproto_tests::sim::scenario::Scenario::parse(&text);
+            assert!(scenario.is_ok(), "{}: {:?}", path.display(), scenario.err());
+            parsed += 1;
+        }
+    }
+    assert!(parsed >= 14, "{parsed} scenario files");
+}
+
 /// The same seed gives the same internet, another seed another; nothing needs root.
 #[test]
 fn ground_truth_repeats_per_seed() {
     let path = scenario_path("internet.toml");
-    let first = ground_truth(&path);
-    assert_eq!(first, ground_truth(&path));
+    let first = ground_truth_text(&path);
+    assert_eq!(first, ground_truth_text(&path));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("seed = 14\n"));
     let other = std::env::temp_dir().join(format!("internet-seed-{}.toml", std::process::id()));
     std::fs::write(&other, text.replace("seed = 14\n", "seed = 15\n")).unwrap();
-    let second = ground_truth(other.to_str().unwrap());
+    let second = ground_truth_text(other.to_str().unwrap());
     let _ = std::fs::remove_file(&other);
-    assert_eq!(first.len(), second.len());
+    let first: Vec<&str> = first.lines().collect();
+    let second: Vec<&str> = second.lines().collect();
+    assert_eq!((first.len(), second.len()), (20_000, 20_000));
     let differ = first.iter().zip(&second).filter(|(a, b)| a != b).count();
     assert!(
         differ > first.len() / 2,
