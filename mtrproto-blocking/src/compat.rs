@@ -41,8 +41,8 @@ pub struct Release {
     pub split_no_route: bool,
     /// The helper dies of SIGSEGV when a probe without a source address goes to a
     /// destination whose route is `unreachable` (0.94 to 0.96); the probe fails with
-    /// [`ProcessError::Exited`](crate::ProcessError::Exited), and the helper is replaced if
-    /// the session has several (see [`SessionBuilder::helpers`](crate::SessionBuilder::helpers)).
+    /// [`ProcessError::Exited`](crate::ProcessError::Exited) and the session starts a new
+    /// helper in its place (see the crate docs, "When the helper fails").
     pub crashes_on_unreachable_route: bool,
     /// Every reply name the release writes.
     pub reply_names: &'static [&'static str],

@@ -7,10 +7,13 @@
 //! on when reached, so it never spins.
 //!
 //! With several helpers, each probe goes to the least loaded one (ties in turn). A helper
-//! that ends fails only its own requests and is started again: at once if it had been
-//! answering, after [`RESTART_PAUSE`] otherwise (if some helper of the session ever
-//! answered). With one helper, its end ends the session.
+//! that ends fails only its own requests and is started again, one helper or several: at
+//! once if it had answered (but after [`RESTART_PAUSE`] once its slot was started
+//! [`RESTART_BURST`] times within [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never
+//! answered and some helper of the session did. Otherwise the slot stays empty; the session
+//! ends when every slot is. Requests sent while no helper takes them fail at once.
 
+use std::collections::VecDeque;
 use std::io;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -36,6 +39,14 @@ pub(crate) const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long a helper that never answered waits before it is started again: a command that
 /// cannot work must not be restarted in a tight loop.
 pub(crate) const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// How many times a slot is started again at once within [`RESTART_WINDOW`]; beyond
+/// that, each restart waits [`RESTART_PAUSE`], so a helper that crashes on every probe
+/// cannot make the driver spin.
+pub(crate) const RESTART_BURST: usize = 5;
+
+/// The span over which [`RESTART_BURST`] counts restarts.
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 /// The size of one read from a helper.
 const READ_CHUNK: usize = 64 * 1024;
@@ -85,6 +96,8 @@ pub(crate) enum Command {
 struct Slot {
     helper: Helper,
     restarts: u32,
+    /// When the last (at most [`RESTART_BURST`]) restarts happened.
+    recent_restarts: VecDeque<Instant>,
     restart_at: Option<Instant>,
     last_exit: Option<ExitStatus>,
 }
@@ -128,6 +141,7 @@ impl Driver {
                 Ok(helper) => slots.push(Slot {
                     helper,
                     restarts: 0,
+                    recent_restarts: VecDeque::new(),
                     restart_at: None,
                     last_exit: None,
                 }),
@@ -296,10 +310,12 @@ impl Driver {
         }
     }
 
-    /// With several helpers and not closing, starts again each helper that ended: at once if
-    /// it had been answering, after [`RESTART_PAUSE`] if it never did (and some helper did).
+    /// Unless closing, starts again each helper that ended: at once if it had answered (after
+    /// [`RESTART_PAUSE`] if its slot already restarted [`RESTART_BURST`] times within
+    /// [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never did but some helper of the
+    /// session did; never if no helper ever answered (the command cannot work).
     fn restart(&mut self, now: Instant) {
-        if self.slots.len() < 2 || self.kill_at.is_some() {
+        if self.kill_at.is_some() {
             return;
         }
         let registry = self.poll.registry();
@@ -308,7 +324,12 @@ impl Driver {
                 continue;
             }
             if slot.restart_at.is_none() {
-                slot.restart_at = if slot.helper.has_answered() {
+                let burst = slot.recent_restarts.len() >= RESTART_BURST
+                    && slot
+                        .recent_restarts
+                        .front()
+                        .is_some_and(|&at| now.saturating_duration_since(at) < RESTART_WINDOW);
+                slot.restart_at = if slot.helper.has_answered() && !burst {
                     Some(now)
                 } else if self.any_answered {
                     Some(now + RESTART_PAUSE)
@@ -327,6 +348,10 @@ impl Driver {
                     slot.helper = fresh;
                     slot.restarts += 1;
                     slot.restart_at = None;
+                    if slot.recent_restarts.len() >= RESTART_BURST {
+                        slot.recent_restarts.pop_front();
+                    }
+                    slot.recent_restarts.push_back(now);
                 }
                 Err(_) => slot.restart_at = Some(now + RESTART_PAUSE),
             }

@@ -101,8 +101,9 @@ pub enum ProcessError {
         /// What it did instead.
         detail: String,
     },
-    /// The helper exited (or closed its output) with requests pending.
-    #[error("mtr-packet exited{}; open a new session", exit_suffix(.status))]
+    /// The helper exited (or closed its output) with requests pending, or no helper runs;
+    /// the session starts a new one where it can (see the crate docs).
+    #[error("mtr-packet exited{}", exit_suffix(.status))]
     Exited {
         /// How it exited, once reaped.
         status: Option<ExitStatus>,

@@ -42,7 +42,7 @@
 //!
 //! | the helper | its pending probes fail with | how soon |
 //! |---|---|---|
-//! | exits or is killed | [`ProcessError::Exited`] with its exit status | when its output ends, plus up to 20 ms for its exit status (11 ms for 1000 probes after SIGKILL, measured) |
+//! | exits, crashes or is killed | [`ProcessError::Exited`] with its exit status; it is started again (below) | when its output ends, plus up to 20 ms for its exit status (11 ms for 1000 probes after SIGKILL, measured) |
 //! | closes stdout and stays alive | `Exited { status: None }`; it is killed | 20 ms after its output ends |
 //! | exits, leaving a child holding its pipes | `Exited` with its status; the child is killed with it | within 100 ms while it has probes (checked on a timer); idle, at the next probe |
 //! | reads but stops answering | [`ProcessError::Unresponsive`], every probe it holds, queued ones too; it is killed | `timeout + grace` after the first unanswered probe was written, if nothing at all was answered in the last `grace` (mtr-packet answers every probe by its timeout); otherwise only that probe fails |
@@ -51,11 +51,19 @@
 //! | mixes such lines with answers, or floods its output | nothing: each line is counted ([`HelperStatus::diagnostics`], the last 8 kept); reads stop after 256 KiB per wake-up, so memory stays bounded and other work goes on | - |
 //! | exits while probes are being written | as when it exits: SIGPIPE is blocked on the driver thread, so the host process lives on even if it keeps SIGPIPE's default action | as above |
 //!
-//! With several helpers ([`SessionBuilder::helpers`]), only the failed helper's probes fail;
-//! it is started again at once if it had answered, after 1 s if it never did, and
-//! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. With
-//! one helper, its end ends the session: later probes fail at once with `Exited` and the
-//! status it died with. A program that is not mtr-packet fails [`SessionBuilder::open`]
+//! Whatever the count of helpers ([`SessionBuilder::helpers`]), only the failed helper's
+//! probes fail, and its slot gets a new process: at once if the helper had answered
+//! anything (mtr-packet 0.94 to 0.96 die of SIGSEGV on a probe to a destination whose route
+//! is `unreachable` when no source address is given: that probe fails with `Exited` and the
+//! signal, later probes go to the new helper), after 1 s if it never answered and some
+//! helper of the session did. A slot started again 5 times within 10 s waits 1 s before each
+//! further start, so a helper that crashes on every probe costs at most one start a second.
+//! Probes sent while a slot has no helper (between the end and the start, or while the
+//! program cannot be started) fail at once with `Exited` and the status it died with, or go
+//! to another helper if there is one. If no helper of the session ever answered, a slot is
+//! not started again, and once every slot is empty later probes fail the same way.
+//! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
+//! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,
 //! then kills the helpers; closing from a probe's callback, or dropping the last `Arc` of the
 //! session there, is fine. A callback that panics does not take the session down.

@@ -107,11 +107,98 @@ fn a_helper_that_exits_fails_its_pending_callers() {
             "{result:?}"
         );
     }
-    let later = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(later, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{later:?}"
+    // It had answered the opening checks: a new helper takes its place, its exit recorded.
+    let helper = restarted(&session, 1);
+    assert_eq!(
+        helper.last_exit.and_then(|s| s.code()),
+        Some(0),
+        "{helper:?}"
     );
+}
+
+/// The first helper slot once it has been started `restarts` times and runs, within 5 s.
+fn restarted(session: &Session, restarts: u32) -> mtrproto_blocking::HelperStatus {
+    let started = Instant::now();
+    loop {
+        let helper = session.helpers().remove(0);
+        if helper.running && helper.restarts >= restarts
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            assert!(helper.running, "{helper:?}");
+            assert_eq!(helper.restarts, restarts, "{helper:?}");
+            return helper;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_lone_helper_that_dies_is_started_again_and_later_probes_go_to_it() {
+    // The opening checks and one probe are answered; it exits when the next probe arrives.
+    let session = fake(&["--exit-after", "3"]).open().unwrap();
+    let first = session.helper_pid();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    let died = session.probe_blocking("127.0.0.1", &options());
+    match died {
+        Err(Error::Process(ProcessError::Exited { status })) => {
+            // Known once reaped: within the 20 ms its exit is waited for.
+            assert!(status.is_none_or(|s| s.code() == Some(0)), "{status:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let helper = restarted(&session, 1);
+    assert_ne!(helper.pid, first);
+    assert_eq!(helper.last_exit.and_then(|s| s.code()), Some(0));
+    assert!(!mtrproto_tests::process_exists(first), "not reaped");
+    assert_eq!(session.helper_pid(), helper.pid);
+    // The new helper answers three probes (it exits at its fourth).
+    for _ in 0..3 {
+        assert!(
+            session
+                .probe_blocking("127.0.0.1", &options())
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+#[test]
+fn a_helper_that_dies_at_every_few_probes_is_restarted_without_spinning() {
+    // Each helper answers three probes and exits at the fourth: it always answered, so it
+    // is started again at once, five times; then once a second.
+    let session = fake(&["--exit-after", "3"]).open().unwrap();
+    let quick = ProbeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..options()
+    };
+    let started = Instant::now();
+    let (mut answered, mut failed, mut slowest) = (0, 0, Duration::ZERO);
+    while started.elapsed() < Duration::from_millis(2500) {
+        let sent = Instant::now();
+        match session.probe_blocking("127.0.0.1", &quick) {
+            Ok(result) => answered += usize::from(result.success()),
+            Err(Error::Process(ProcessError::Exited { .. })) => failed += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = started.elapsed();
+    let restarts = session.helpers()[0].restarts;
+    println!(
+        "{answered} answered, {failed} failed, {restarts} restarts in {elapsed:?}, slowest {slowest:?}"
+    );
+    // Five at once, then one a second: 2 or 3 more in 2.5 s.
+    assert!((6..=8).contains(&restarts), "{restarts} restarts");
+    assert!(answered >= 3 * restarts as usize, "{answered} answered");
+    // While no helper runs, probes fail at once rather than wait.
+    assert!(failed > restarts as usize, "{failed} failed");
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
 }
 
 #[test]
@@ -367,10 +454,14 @@ fn a_helper_flooding_junk_is_killed_after_the_grace_and_memory_stays_bounded() {
     // The junk began with this probe: it is killed one grace later.
     assert!(waited < Duration::from_millis(2500), "{waited:?}");
     assert!(grown < 64 * 1024, "RSS grew {grown} kB");
-    // Later probes fail at once: it is gone.
-    let started = Instant::now();
-    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_err());
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // It had answered: a new helper takes its place and answers.
+    restarted(&session, 1);
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &one_second())
+            .unwrap()
+            .success()
+    );
 }
 
 #[test]
@@ -457,7 +548,7 @@ fn dropping_the_last_session_in_a_callback_ends_cleanly() {
 fn every_accepted_callback_is_called_exactly_once() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // It exits at its first probe. That probe's callback holds the driver thread while more
-    // probes are accepted; the driver then finds its only helper gone and stops.
+    // probes are accepted; they fail with it, or go to the helper started in its place.
     let session = fake(&["--exit-after", "2"]).open().unwrap();
     let (inside, wait_inside) = crossbeam_channel::bounded(1);
     session
@@ -471,8 +562,7 @@ fn every_accepted_callback_is_called_exactly_once() {
     let mut accepted = 0;
     for _ in 0..100 {
         let calls = Arc::clone(&calls);
-        let sent = session.probe_with("127.0.0.1", &options(), move |result| {
-            assert!(result.is_err());
+        let sent = session.probe_with("127.0.0.1", &options(), move |_| {
             calls.fetch_add(1, Ordering::SeqCst);
         });
         accepted += usize::from(sent.is_ok());
@@ -509,7 +599,17 @@ fn builder_values_are_saturated() {
 
 #[test]
 fn later_calls_report_the_exit_status() {
-    let session = fake(&["--exit-after", "2"]).open().unwrap();
+    // A copy of the fake, removed once the session is open: its helper cannot be started
+    // again, so the slot stays empty and every later call says how the helper ended.
+    let dir = std::env::temp_dir().join(format!("mtrproto-later-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("fake-mtr-packet");
+    std::fs::copy(FAKE, &program).unwrap();
+    let session = Session::builder()
+        .program(program.to_str().unwrap(), ["--exit-after", "2"])
+        .open()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let first = session.probe_blocking("127.0.0.1", &options());
     let started = Instant::now();
     let later = loop {
@@ -532,6 +632,16 @@ fn later_calls_report_the_exit_status() {
         }
         other => panic!("{other:?}"),
     }
+    // Past the pause after a failed start, still the same answer, at once.
+    std::thread::sleep(Duration::from_millis(1200));
+    let started = Instant::now();
+    let again = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(again, Err(Error::Process(ProcessError::Exited { status: Some(s) })) if s.code() == Some(0)),
+        "{again:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(session.helpers()[0].restarts, 0);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! A helper killed with 1000 probes in flight: every caller has its error at once, and no
-//! thread or child process is left behind. Alone in its binary: it counts the process's threads.
+//! A helper killed with 1000 probes in flight: every caller has its error at once, a new
+//! helper takes its place, and no thread or child process is left behind. Alone in its binary: it counts the process's threads.
 
 use std::time::{Duration, Instant};
 
@@ -50,8 +50,20 @@ fn killed_helper_fails_every_caller_within_100ms() {
         "callers learned after {elapsed:?}"
     );
 
+    // It had answered the opening checks: a new helper takes its place.
+    let started = Instant::now();
+    while !(session.helpers()[0].running && session.helper_pid() != pid)
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fresh = session.helper_pid();
+    assert_ne!(fresh, pid, "{:?}", session.helpers());
+    assert_eq!(session.helpers()[0].restarts, 1);
+
     drop(session);
     assert!(!process_exists(pid), "the helper was reaped");
+    assert!(!process_exists(fresh), "its successor was reaped");
     assert_eq!(
         thread_count(),
         threads_before,

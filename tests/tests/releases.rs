@@ -510,8 +510,8 @@ fn crash_on_unreachable_route(version: &str) {
         assert_eq!(replies[&1], "invalid-argument");
     }
 
-    // The session reports the crash as the probe's error. With one helper that ends the
-    // session; with two, the dead one is replaced and the session carries on.
+    // The session reports the crash as the probe's error and carries on: the dead helper's
+    // slot gets a new process, its end recorded as SIGSEGV, one helper or several.
     for helpers in [1, 2] {
         let session = builder(&binary, Some(&ns)).helpers(helpers).open().unwrap();
         let outcome = session.probe_blocking("198.18.70.1", &within(1));
@@ -521,28 +521,37 @@ fn crash_on_unreachable_route(version: &str) {
             local_ip: e.needs_source.then(|| "127.0.0.1".to_owned()),
             ..within(1)
         };
-        if crashed && helpers == 1 {
-            let after = session.probe_blocking("127.0.0.1", &options);
-            assert!(after.is_err(), "{after:?}");
-            continue;
-        }
+        let replaced = || {
+            session.helpers().iter().any(|h| {
+                h.running && h.restarts == 1 && h.last_exit.and_then(|s| s.signal()) == Some(11)
+            })
+        };
         if crashed {
-            // The dead helper's slot gets a new process, its end recorded as SIGSEGV.
-            let replaced = || {
-                session.helpers().iter().any(|h| {
-                    h.running && h.restarts == 1 && h.last_exit.and_then(|s| s.signal()) == Some(11)
-                })
-            };
             let deadline = Instant::now() + Duration::from_secs(5);
             while !replaced() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            assert!(replaced(), "{:?}", session.helpers());
         }
+        assert_eq!(replaced(), crashed, "{helpers}: {:?}", session.helpers());
         // Each helper in turn answers.
         for _ in 0..helpers {
             let result = session.probe_blocking("127.0.0.1", &options).unwrap();
             assert!(result.success(), "{helpers} helpers: {result:?}");
+        }
+        if crashed && helpers == 1 {
+            // And again: every crash costs its probe only.
+            let again = session.probe_blocking("198.18.70.1", &within(1));
+            assert!(
+                matches!(again, Err(Error::Process(ProcessError::Exited { .. }))),
+                "{again:?}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while session.helpers()[0].restarts < 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let result = session.probe_blocking("127.0.0.1", &options).unwrap();
+            assert!(result.success(), "{result:?}");
+            assert_eq!(session.helpers()[0].restarts, 2);
         }
     }
 }
