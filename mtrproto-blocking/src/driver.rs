@@ -300,10 +300,7 @@ impl Driver {
     /// exits when its probes are answered; it is killed if it has not after `grace`.
     fn begin_close(&mut self, now: Instant, grace: Duration) {
         if self.kill_at.is_none() {
-            self.kill_at = Some(
-                now.checked_add(grace)
-                    .unwrap_or(now + Duration::from_secs(86_400)),
-            );
+            self.kill_at = Some(now.checked_add(grace).unwrap_or(now + mtrproto::FAR_FUTURE));
         }
         for slot in &mut self.slots {
             slot.restart_at = None;

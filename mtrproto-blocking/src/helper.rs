@@ -293,8 +293,8 @@ impl Helper {
             self.watch(now);
         }
         if self.ending.is_none() {
-            self.flush(registry);
-            if closing && self.session.poll_transmit().is_none() {
+            self.flush(now, registry);
+            if closing && self.session.transmit_buffered() == 0 {
                 self.close_stdin(registry);
             }
         }
@@ -330,7 +330,7 @@ impl Helper {
             Some(stdin) if self.load() > 0 => sys::pipe_unread(stdin.as_raw_fd()).unwrap_or(0),
             _ => 0,
         };
-        if unread == 0 && self.session.poll_transmit().is_none() {
+        if unread == 0 && self.session.transmit_buffered() == 0 {
             self.stdin_progress = None;
             return;
         }
@@ -362,15 +362,15 @@ impl Helper {
     }
 
     /// Writes pending bytes until the pipe is full.
-    fn flush(&mut self, registry: &Registry) {
+    fn flush(&mut self, now: Instant, registry: &Registry) {
         let Some(stdin) = &mut self.stdin else {
             return;
         };
-        while let Some(bytes) = self.session.poll_transmit() {
+        while let Some(bytes) = self.session.poll_transmit(now) {
             match stdin.write(bytes) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.session.consume(n);
+                    self.session.consume(now, n);
                     self.written += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -599,7 +599,7 @@ impl Helper {
         let Some(stdin) = &mut self.stdin else {
             return;
         };
-        let want = self.session.poll_transmit().is_some();
+        let want = self.session.transmit_buffered() > 0;
         let changed = if want && !self.stdin_registered {
             registry.register(stdin, self.stdin_token, Interest::WRITABLE)
         } else if !want && self.stdin_registered {

@@ -72,7 +72,8 @@ async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
     let mut buf = vec![0u8; 64 * 1024];
     while !waiting.is_empty() {
         // Outputs, in the order the session documents: transmit, timeout, events.
-        let pending = session.poll_transmit().map(<[u8]>::to_vec);
+        let now = Instant::now().into_std();
+        let pending = session.poll_transmit(now).map(<[u8]>::to_vec);
         let deadline = session.poll_timeout().map(Instant::from_std);
         while let Some(event) = session.poll_event() {
             all_ok &= report(event, &mut waiting);
@@ -82,7 +83,7 @@ async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
         }
         tokio::select! {
             written = stdin.write(pending.as_deref().unwrap_or_default()), if pending.is_some() => {
-                session.consume(written?);
+                session.consume(Instant::now().into_std(), written?);
             }
             read = stdout.read(&mut buf) => match read? {
                 0 => session.handle_eof(Instant::now().into_std()),

@@ -321,12 +321,12 @@ impl Pair {
         let mut tokens = Vec::new();
         let mut left = max;
         while left > 0 {
-            let Some(bytes) = self.session.poll_transmit() else {
+            let Some(bytes) = self.session.poll_transmit(self.now) else {
                 break;
             };
             let n = bytes.len().min(left);
             let chunk = bytes[..n].to_vec();
-            self.session.consume(n);
+            self.session.consume(self.now, n);
             left -= n;
             self.helper_input.feed(&chunk, |line| {
                 let line = line.expect("the session writes lines");

@@ -69,7 +69,8 @@ pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use report::{ReportMeta, host_label, text_report, text_report_named};
 pub use result::ProbeResult;
 pub use session::{
-    ConfigError, Counters, Diagnostic, Event, Failure, Rate, SendError, Session, SessionConfig,
+    ConfigError, Counters, Diagnostic, Event, FAR_FUTURE, Failure, Rate, SendError, Session,
+    SessionConfig,
 };
 pub use stats::{Hop, Responder, Rounds, TraceStats};
 pub use token::{Token, TokenHasher, TokenMap};

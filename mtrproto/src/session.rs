@@ -261,8 +261,9 @@ pub struct Counters {
 ///    [`Session::handle_input`] (bytes read from the helper's stdout),
 ///    [`Session::handle_eof`] (its stdout closed), [`Session::handle_timeout`] (the deadline
 ///    from `poll_timeout` passed; calling it early or twice is harmless);
-/// 2. [`Session::poll_transmit`]: write those bytes to the helper's stdin, then
-///    [`Session::consume`] as many as were written;
+/// 2. [`Session::poll_transmit`] with the current instant: write those bytes to the
+///    helper's stdin, then [`Session::consume`] as many as were written (bytes written free
+///    room that queued requests take at once, so both take `now`);
 /// 3. [`Session::poll_timeout`]: wake up at that instant and call `handle_timeout`;
 /// 4. [`Session::poll_event`] until it returns `None`.
 ///
@@ -278,9 +279,9 @@ pub struct Counters {
 /// let token = session.send_probe(now, ProbeArgs::new("127.0.0.1".parse()?))?;
 ///
 /// // A driver writes this to mtr-packet's stdin...
-/// let line = session.poll_transmit().unwrap().to_vec();
+/// let line = session.poll_transmit(now).unwrap().to_vec();
 /// assert_eq!(line, format!("{token} send-probe ip-4 127.0.0.1\n").as_bytes());
-/// session.consume(line.len());
+/// session.consume(now, line.len());
 ///
 /// // ...and hands back what mtr-packet answered.
 /// session.handle_input(now, format!("{token} reply ip-4 127.0.0.1 round-trip-time 80\n").as_bytes());
@@ -321,9 +322,6 @@ pub struct Session {
     recent: VecDeque<(Token, Ended)>,
     closed: bool,
     counters: Counters,
-    /// The latest instant seen; `poll_timeout` returns it when a release waits only for the
-    /// transmit buffer to drain, so the driver comes back right after writing.
-    last_now: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -392,7 +390,6 @@ impl Session {
             recent: VecDeque::new(),
             closed: false,
             counters: Counters::default(),
-            last_now: None,
         })
     }
 
@@ -739,7 +736,6 @@ impl Session {
     /// Moves queued requests into the transmit buffer while the window, the transmit bound and
     /// the pacer allow.
     fn release(&mut self, now: Instant) {
-        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
         while self.window_open() && self.transmit_has_room() {
             let resend = !self.resend.is_empty();
             let Some(&token) = self.resend.front().or(self.queue.front()) else {
@@ -794,18 +790,21 @@ impl Session {
         self.transmit_buffered().saturating_add(Request::MAX_LINE) <= bound
     }
 
-    /// Bytes to write to the helper's stdin, if any. Call [`Session::consume`] after writing.
-    pub fn poll_transmit(&self) -> Option<&[u8]> {
+    /// Bytes to write to the helper's stdin at `now`, if any (what the pacer allows by then
+    /// is released first). Call [`Session::consume`] after writing.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
+        self.release(now);
         let rest = &self.transmit[self.transmitted..];
         (!rest.is_empty()).then_some(rest)
     }
 
-    /// Marks `n` bytes of [`Session::poll_transmit`] as written.
+    /// Marks `n` bytes of [`Session::poll_transmit`] as written at `now`; the room they free
+    /// takes queued requests at once.
     ///
     /// # Panics
     ///
     /// If `n` is more than `poll_transmit` offered (a driver bug).
-    pub fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, now: Instant, n: usize) {
         let end = self.transmitted + n;
         assert!(
             end <= self.transmit.len(),
@@ -819,24 +818,25 @@ impl Session {
             self.transmit.drain(..self.transmitted);
             self.transmitted = 0;
         }
+        self.release(now);
     }
 
-    /// When [`Session::handle_timeout`] should next be called, if ever.
+    /// When [`Session::handle_timeout`] should next be called, if ever: a deadline or the
+    /// pacer's next release. It may be at or before the latest `now` given (a deadline that
+    /// just came due); it is never an instant the session already acted on.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let watchdog = [self.deadlines.first(), self.expiries.first()]
             .into_iter()
             .flatten()
             .map(|&(deadline, _)| deadline)
             .min();
-        let releasable = self.queued() > 0 && self.window_open();
+        // Every input, write included, released what it could at its instant: what is still
+        // releasable waits for the pacer only (a full transmit buffer waits for the driver's
+        // write, which releases by itself).
+        let releasable = self.queued() > 0 && self.window_open() && self.transmit_has_room();
         let paced = match &self.pacer {
-            _ if !releasable => None,
-            // Nothing can be released before the driver writes, which wakes it anyway: a
-            // pacing instant here would be in the past and make the driver spin.
-            _ if !self.transmit_has_room() => None,
-            // The transmit buffer drained since the last release: come back at once.
-            None => self.last_now,
-            Some(pacer) => pacer.due().max(self.last_now),
+            Some(pacer) if releasable => pacer.due(),
+            _ => None,
         };
         match (watchdog, paced) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -892,10 +892,13 @@ impl Session {
     }
 }
 
-/// `now + by`, or 136 years on when that is past what an `Instant` holds.
+/// How far on a deadline is put when it is past what an `Instant` holds: 136 years, which
+/// no process waits for, and which any platform's `Instant` holds.
+pub const FAR_FUTURE: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// `now + by`, or [`FAR_FUTURE`] on when that is past what an `Instant` holds.
 fn later(now: Instant, by: Duration) -> Instant {
-    now.checked_add(by)
-        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)))
+    now.checked_add(by).unwrap_or(now + FAR_FUTURE)
 }
 
 /// The event for a request that ended without an answer.

@@ -234,7 +234,7 @@ fn eof_completes_everything_pending_and_queued() {
             .send_probe(peer.now, ProbeArgs::new("::1".parse().unwrap())),
         Err(SendError::Closed)
     );
-    assert_eq!(peer.session.poll_transmit(), None);
+    assert_eq!(peer.session.poll_transmit(peer.now), None);
     assert_eq!(peer.session.poll_timeout(), None);
 }
 
@@ -508,14 +508,14 @@ fn partial_writes_resume_where_they_stopped() {
     let mut peer = Pair::new(SessionConfig::default());
     let a = peer.probe();
     let b = peer.probe();
-    let all = peer.session.poll_transmit().unwrap().to_vec();
-    peer.session.consume(5);
+    let all = peer.session.poll_transmit(peer.now).unwrap().to_vec();
+    peer.session.consume(peer.now, 5);
     let a_line = format!("{a} send-probe ip-4 127.0.0.1\n");
     let b_line = format!("{b} send-probe ip-4 127.0.0.1\n");
     assert_eq!(all, format!("{a_line}{b_line}").as_bytes());
-    assert_eq!(peer.session.poll_transmit().unwrap(), &all[5..]);
-    peer.session.consume(all.len() - 5);
-    assert_eq!(peer.session.poll_transmit(), None);
+    assert_eq!(peer.session.poll_transmit(peer.now).unwrap(), &all[5..]);
+    peer.session.consume(peer.now, all.len() - 5);
+    assert_eq!(peer.session.poll_transmit(peer.now), None);
 }
 
 #[test]
@@ -771,5 +771,40 @@ fn a_cancelled_probes_refusal_still_says_the_table_is_full() {
         peer.events()
             .iter()
             .all(|e| probe_token(e) == Some(tokens[0]))
+    );
+}
+
+#[test]
+fn bytes_written_release_queued_requests_at_once() {
+    let config = SessionConfig {
+        window: 2,
+        grace: Duration::from_secs(1),
+        ..SessionConfig::default()
+    };
+    let mut peer = Pair::new(config);
+    let args = ProbeArgs::new("127.0.0.1".parse().unwrap())
+        .timeout_secs(1)
+        .unwrap();
+    for _ in 0..60 {
+        peer.session.send_probe(peer.now, args.clone()).unwrap();
+    }
+    // The helper reads nothing: the watchdog frees window slots until the transmit buffer
+    // is full, and the rest waits for room.
+    for _ in 0..60 {
+        peer.advance(Duration::from_secs(2));
+    }
+    let queued = peer.session.queued();
+    assert!(queued > 0, "some requests wait for room");
+    // Later, the helper reads everything: the freed room takes queued requests at once.
+    peer.now += Duration::from_secs(1);
+    let written = peer.session.transmit_buffered();
+    peer.session.consume(peer.now, written);
+    assert!(peer.session.queued() < queued, "released by the write");
+    assert!(peer.session.poll_transmit(peer.now).is_some());
+    assert!(
+        peer.session
+            .poll_timeout()
+            .is_none_or(|due| due >= peer.now),
+        "never in the past"
     );
 }
