@@ -100,9 +100,9 @@ fn a_full_table_holds_probes_back_instead_of_failing_them() {
     let mut input_ended = false;
     while ended < PROBES && Instant::now() < deadline {
         // The helper reads its stdin while it answers: a blocking write cannot stall.
-        while let Some(bytes) = session.poll_transmit() {
+        while let Some(bytes) = session.poll_transmit(Instant::now()) {
             let n = stdin.write(bytes).expect("mtr-packet reads its stdin");
-            session.consume(n);
+            session.consume(Instant::now(), n);
         }
         let now = Instant::now();
         let wait = session
