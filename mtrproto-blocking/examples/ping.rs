@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use mtrproto_blocking::TraceStats;
 
 /// Pings a host through mtr-packet, like `ping`. Only ping hosts you are allowed to probe.
 #[derive(Debug, Parser)]
@@ -45,17 +46,24 @@ fn main() -> ExitCode {
     let session = common::open_session();
     let (count, interval) = (cli.count, cli.interval);
     println!("PING {} via mtr-packet {}", cli.host, session.version());
-    let mut times = Vec::new();
+    let target = match session.resolve(&cli.host, options.ip_version) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("ping: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One hop: mtr's figures for it (loss, best, average, worst) are ping's summary.
+    let mut stats = TraceStats::new(target, 1);
     for seq in 1..=count {
         let started = Instant::now();
+        stats.sent(1);
         match session.probe_blocking(&cli.host, &options) {
             Ok(result) => {
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);
                 println!("{} from {from}: seq={seq} time={time} ms", result.result);
-                if result.success() {
-                    times.extend(result.time);
-                }
+                stats.record(1, &result);
             }
             Err(error) => println!("seq={seq}: {error}"),
         }
@@ -63,17 +71,19 @@ fn main() -> ExitCode {
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
         }
     }
-    let received = times.len() as u32;
-    let loss = 100.0 * f64::from(count - received) / f64::from(count.max(1));
+    stats.end_transit();
+    let received = stats.hops().first().map_or(0, |hop| hop.received());
+    let loss = stats.hops().first().map_or(100.0, |hop| hop.loss_percent());
     println!("--- {} ping statistics ---", cli.host);
     println!("{count} probes sent, {received} received, {loss:.0}% loss");
-    if let (Some(min), Some(max)) = (times.iter().min(), times.iter().max()) {
-        let avg = times.iter().sum::<Duration>() / received;
+    if let Some(hop) = stats.hops().first().filter(|hop| hop.received() > 0) {
+        let ms = |us: i64| format!("{:.3}", us as f64 / 1e3);
+        let (best, avg, worst) = (hop.best_us(), hop.avg_us(), hop.worst_us());
         println!(
             "rtt min/avg/max = {}/{}/{} ms",
-            common::ms(*min),
-            common::ms(avg),
-            common::ms(*max)
+            ms(best),
+            ms(avg),
+            ms(worst)
         );
     }
     if received > 0 {
