@@ -90,5 +90,5 @@ pub use mtrproto::{
 };
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
-pub use session::{MTR_PACKET_ENV, Session, SessionBuilder};
+pub use session::{MTR_PACKET_ENV, Session, SessionBuilder, command_from_env, split_command};
 pub use status::HelperStatus;

@@ -236,16 +236,25 @@ fn describe(failure: &Failure) -> String {
     }
 }
 
-/// `$MTR_PACKET` as a command line, or `mtr-packet`.
-fn command_from_env() -> Result<Vec<String>, ProcessError> {
+/// The helper's command line as [`Session::open`] runs it: `$MTR_PACKET` split by
+/// [`split_command`], or `mtr-packet`. The one way to start the helper: the test tools and
+/// benchmarks use it too.
+pub fn command_from_env() -> Result<Vec<String>, ProcessError> {
     match std::env::var_os(MTR_PACKET_ENV) {
         Some(value) => split_command(&value.to_string_lossy()),
         None => Ok(vec!["mtr-packet".into()]),
     }
 }
 
-/// Splits a command line into words like a POSIX shell would, without running one.
-fn split_command(value: &str) -> Result<Vec<String>, ProcessError> {
+/// Splits a command line into words like a POSIX shell would, without running one: quotes
+/// and backslashes as `sh` reads them; refused when a quote is left open or no word is left.
+///
+/// ```
+/// let words = mtrproto_blocking::split_command("sudo -n '/opt/mtr tools/mtr-packet'")?;
+/// assert_eq!(words, ["sudo", "-n", "/opt/mtr tools/mtr-packet"]);
+/// # Ok::<(), mtrproto_blocking::ProcessError>(())
+/// ```
+pub fn split_command(value: &str) -> Result<Vec<String>, ProcessError> {
     let bad = |reason: String| ProcessError::BadCommandLine {
         value: value.to_owned(),
         reason,

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
-    let words = shell_words(&args.mtr_packet)?;
+    let words = mtrproto_blocking::split_command(&args.mtr_packet)?;
     let session = Session::builder()
         .program(words[0].clone(), words[1..].to_vec())
         .window(args.window)
@@ -141,14 +141,6 @@ fn helper_cpu() -> f64 {
         .iter()
         .filter_map(|pid| stat_cpu_seconds(&format!("/proc/{pid}/stat")))
         .sum()
-}
-
-fn shell_words(text: &str) -> Result<Vec<String>, String> {
-    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-    if words.is_empty() {
-        return Err("--mtr-packet is empty".into());
-    }
-    Ok(words)
 }
 
 fn parse() -> Result<Args, String> {

@@ -65,8 +65,8 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         })
         .collect();
 
-    let words: Vec<&str> = program.split_whitespace().collect();
-    let mut child = Command::new(words[0])
+    let words = mtrproto_blocking::split_command(&program)?;
+    let mut child = Command::new(&words[0])
         .args(&words[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
