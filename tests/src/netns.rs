@@ -26,14 +26,31 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `name` (made unique with the process id) with `lo` up.
+    /// Creates `name` (made unique with the process id) with `lo` up and IPv6 duplicate
+    /// address detection off for every interface made in it.
+    ///
+    /// With detection on, a new interface's link-local address stays tentative for a second
+    /// or two, and a router sends no neighbour solicitation for a packet it forwards until
+    /// it has a usable link-local source: IPv6 beyond the first router would be lost then.
     pub fn new(name: &str) -> io::Result<Netns> {
         let netns = Netns {
             name: format!("mtrp{}-{name}", std::process::id()),
         };
         ip(&["netns", "add", &netns.name])?;
+        for conf in ["all", "default"] {
+            netns.sysctl(&format!("net.ipv6.conf.{conf}.accept_dad"), "0")?;
+        }
         netns.ip(&["link", "set", "lo", "up"])?;
         Ok(netns)
+    }
+
+    /// `ip -6 addr show tentative`: the IPv6 addresses not usable yet (empty when none).
+    pub fn tentative_ipv6(&self) -> io::Result<String> {
+        let output = Command::new("ip")
+            .args(["-n", &self.name, "-6", "addr", "show", "tentative"])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        checked(output, "ip -6 addr show tentative").map(|()| text)
     }
 
     /// The namespace's name.

@@ -327,10 +327,6 @@ fn build_line(tag: &str) -> std::io::Result<[Netns; 4]> {
     let r1 = Netns::new(&format!("{tag}-r1"))?;
     let r2 = Netns::new(&format!("{tag}-r2"))?;
     let target = Netns::new(&format!("{tag}-target"))?;
-    for ns in [&client, &r1, &r2, &target] {
-        // No duplicate address detection: IPv6 works as soon as the links are up.
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-    }
     let dev = |name: &str| format!("{tag}{name}");
     veth(&client, &dev("c0"), &r1, &dev("r1a"))?;
     veth(&r1, &dev("r1b"), &r2, &dev("r2a"))?;

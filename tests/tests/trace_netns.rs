@@ -10,17 +10,18 @@ use serde_json::Value;
 /// The four hosts and their links; removed when dropped.
 struct Line {
     client: Netns,
-    _routers: [Netns; 2],
-    _target: Netns,
+    routers: [Netns; 2],
+    target: Netns,
 }
 
 /// client 198.18.1.2 -- 198.18.1.1 r1 198.18.2.1 -- 198.18.2.2 r2 198.18.3.1 -- 198.18.3.2
 /// target, and the same with 2001:db8:N::.
-fn build_line() -> std::io::Result<Line> {
-    let client = Netns::new("client")?;
-    let r1 = Netns::new("r1")?;
-    let r2 = Netns::new("r2")?;
-    let target = Netns::new("target")?;
+/// `tag` keeps the namespace names of tests running at once apart.
+fn build_line(tag: &str) -> std::io::Result<Line> {
+    let client = Netns::new(&format!("{tag}-client"))?;
+    let r1 = Netns::new(&format!("{tag}-r1"))?;
+    let r2 = Netns::new(&format!("{tag}-r2"))?;
+    let target = Netns::new(&format!("{tag}-target"))?;
     veth(&client, "c0", &r1, "r1a")?;
     veth(&r1, "r1b", &r2, "r2a")?;
     veth(&r2, "r2b", &target, "t0")?;
@@ -75,8 +76,8 @@ fn build_line() -> std::io::Result<Line> {
     }
     Ok(Line {
         client,
-        _routers: [r1, r2],
-        _target: target,
+        routers: [r1, r2],
+        target,
     })
 }
 
@@ -112,12 +113,30 @@ fn hosts(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// No address of the line is tentative once it is built (`Netns::new` turns duplicate
+/// address detection off): IPv6 is forwarded beyond the first router from the start.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_line_has_no_tentative_address_once_built() {
+    mtrproto_tests::require_netns();
+    let line = build_line("dad").expect("namespaces");
+    for ns in [
+        &line.client,
+        &line.routers[0],
+        &line.routers[1],
+        &line.target,
+    ] {
+        let tentative = ns.tentative_ipv6().expect("ip addr");
+        assert!(tentative.trim().is_empty(), "{}: {tentative}", ns.name());
+    }
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, and mtr-packet and Debian's mtr"]
 fn trace_through_two_routers_matches_the_path_and_mtr() {
     mtrproto_tests::require_netns();
     mtrproto_tests::require_mtr();
-    let line = build_line().expect("namespaces");
+    let line = build_line("trace").expect("namespaces");
     let trace = trace_example();
     let paths = [
         ("198.18.3.2", ["198.18.1.1", "198.18.2.2", "198.18.3.2"]),
