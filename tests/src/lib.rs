@@ -70,6 +70,14 @@ pub fn require_mtr() -> std::path::PathBuf {
 }
 
 pub mod netns;
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value from any input. The one hash the
+/// scripted helper and the simulator draw their seeded values from.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 pub mod script;
 
 /// CPU seconds (user + system) a `/proc/.../stat` line reports, `None` if unreadable.

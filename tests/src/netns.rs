@@ -108,7 +108,8 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
     b.ip(&["link", "set", b_if, "up"])
 }
 
-fn ip(args: &[&str]) -> io::Result<()> {
+/// Runs `ip ARGS...` in this process's namespace; its stderr is the error when it fails.
+pub fn ip(args: &[&str]) -> io::Result<()> {
     let output = Command::new("ip").args(args).output()?;
     checked(output, &format!("ip {}", args.join(" ")))
 }

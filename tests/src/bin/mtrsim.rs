@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mtrproto_tests::netns::Netns;
+use mtrproto_tests::netns::{Netns, ip};
 use mtrproto_tests::sim::responder::Responder;
 use mtrproto_tests::sim::scenario::Scenario;
 use mtrproto_tests::sim::tun::{
@@ -217,16 +217,4 @@ fn write_when_due(tun: &File, scheduled: &crossbeam_channel::Receiver<(Instant, 
             Err(false) => {}
         }
     }
-}
-
-fn ip(args: &[&str]) -> std::io::Result<()> {
-    let output = Command::new("ip").args(args).output()?;
-    if !output.status.success() {
-        return Err(std::io::Error::other(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -178,16 +178,8 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    // Network safety: this tool floods its target. Only loopback, or a simulated address
-    // from inside mtrsim's namespace (which has no interface out), is allowed.
-    let simulated =
-        mtrproto_tests::sim::is_simulated(args.target) && mtrproto_tests::sim::inside_simulation();
-    if !args.target.is_loopback() && !simulated {
-        return Err(format!(
-            "refusing target {}: only 127.0.0.0/8 and ::1, or simulated addresses inside mtrsim",
-            args.target
-        ));
-    }
+    // Network safety: this tool floods its target.
+    mtrproto_tests::sim::may_probe(args.target)?;
     if args.window == 0 || args.helpers == 0 {
         return Err("--window and --helpers must be at least 1".into());
     }

@@ -52,15 +52,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--window" => window = value()?.parse()?,
             "--protocol" => protocol = value()?.parse()?,
             target => {
-                let addr: std::net::IpAddr = target.parse()?;
-                let simulated = mtrproto_tests::sim::is_simulated(addr)
-                    && mtrproto_tests::sim::inside_simulation();
-                if !simulated && !addr.is_loopback() {
-                    return Err(format!(
-                        "refusing {addr}: only loopback, or simulated addresses inside mtrsim"
-                    )
-                    .into());
-                }
+                mtrproto_tests::sim::may_probe(target.parse()?)?;
                 targets.push(target.to_owned());
             }
         }

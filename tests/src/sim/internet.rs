@@ -177,12 +177,10 @@ const TARGET_DELAY: u64 = 10;
 
 /// A seeded hash of (seed, stream, index): every draw is a pure function of these.
 fn hash(seed: u64, stream: u64, index: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    crate::mix64(
+        seed.wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03)),
+    )
 }
 
 /// Uniform in 0..1.

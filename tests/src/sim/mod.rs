@@ -18,6 +18,17 @@ pub fn is_simulated(addr: IpAddr) -> bool {
     }
 }
 
+/// The network safety guard of every tool here that sends probes: a loopback address, or a
+/// simulated one from inside mtrsim's namespace (which has no interface out).
+pub fn may_probe(addr: IpAddr) -> Result<(), String> {
+    if addr.is_loopback() || (is_simulated(addr) && inside_simulation()) {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing {addr}: only 127.0.0.0/8 and ::1, or simulated addresses inside mtrsim"
+    ))
+}
+
 /// Whether this process runs where a simulated address cannot leave the machine: a network
 /// namespace whose only interfaces are `lo` and the simulator's TUN device.
 pub fn inside_simulation() -> bool {

@@ -206,8 +206,9 @@ impl Scenario {
                 if hop.responders.is_empty() && !hop.silent {
                     return Err(format!("{at}: no responder and not silent"));
                 }
-                if hop.mpls.len() > 8 {
-                    return Err(format!("{at}: more than 8 MPLS entries"));
+                if hop.mpls.len() > mtrproto::MplsStack::MAX_ENTRIES {
+                    let max = mtrproto::MplsStack::MAX_ENTRIES;
+                    return Err(format!("{at}: more than {max} MPLS entries"));
                 }
                 for m in &hop.mpls {
                     mpls(*m).map_err(|e| format!("{at}: {e}"))?;
