@@ -178,56 +178,10 @@ impl Driver {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let now = Instant::now();
-            self.take_commands(now);
-            let closing = self.kill_at.is_some();
-            let kill = self.kill_at.is_some_and(|at| at <= now);
-            let registry = self.poll.registry();
-            for slot in &mut self.slots {
-                if kill {
-                    slot.helper.end(now, Why::Closing);
-                }
-                slot.helper.drive(now, registry, closing);
-                self.any_answered |= slot.helper.has_answered();
-            }
-            self.restart(now);
-            self.publish();
-            if self.finished() {
+            if self.turn(now) {
                 break;
             }
-            let registry = self.poll.registry();
-            for slot in &mut self.slots {
-                slot.helper.update_interest(registry);
-            }
-            let timeout = if self.slots.iter().any(|s| s.helper.is_readable()) {
-                // Input was left unread for fairness: only look for other work.
-                Some(Duration::ZERO)
-            } else {
-                self.slots
-                    .iter()
-                    .filter_map(|s| s.helper.deadline())
-                    .chain(self.slots.iter().filter_map(|s| s.restart_at))
-                    // Once passed, the kill time has been acted on.
-                    .chain(self.kill_at.filter(|&at| at > now))
-                    .min()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                // The poll itself failed: nothing can be driven any more.
-                let now = Instant::now();
-                for slot in &mut self.slots {
-                    slot.helper.end(now, Why::Failed);
-                }
-                self.kill_at.get_or_insert(now);
-            }
-            for event in &events {
-                if let Some(slot) =
-                    Helper::slot_of_stdout(event.token()).and_then(|s| self.slots.get_mut(s))
-                {
-                    slot.helper.set_readable();
-                }
-            }
+            self.wait(&mut events, now);
             let now = Instant::now();
             for slot in &mut self.slots {
                 if slot.helper.is_readable() {
@@ -236,6 +190,67 @@ impl Driver {
             }
         }
         self.fail_remaining_commands();
+    }
+
+    /// One turn of work at `now`: commands in, every helper driven, restarts, status out;
+    /// true once the driver is finished.
+    fn turn(&mut self, now: Instant) -> bool {
+        self.take_commands(now);
+        let closing = self.kill_at.is_some();
+        let kill = self.kill_at.is_some_and(|at| at <= now);
+        let registry = self.poll.registry();
+        for slot in &mut self.slots {
+            if kill {
+                slot.helper.end(now, Why::Closing);
+            }
+            slot.helper.drive(now, registry, closing);
+            self.any_answered |= slot.helper.has_answered();
+        }
+        self.restart(now);
+        self.publish();
+        if self.finished() {
+            return true;
+        }
+        let registry = self.poll.registry();
+        for slot in &mut self.slots {
+            slot.helper.update_interest(registry);
+        }
+        false
+    }
+
+    /// Waits in `poll` until the earliest deadline (not at all when input was left unread),
+    /// and marks the helpers whose output became readable.
+    fn wait(&mut self, events: &mut Events, now: Instant) {
+        let timeout = if self.slots.iter().any(|s| s.helper.is_readable()) {
+            // Input was left unread for fairness: only look for other work.
+            Some(Duration::ZERO)
+        } else {
+            self.slots
+                .iter()
+                .filter_map(|s| s.helper.deadline())
+                .chain(self.slots.iter().filter_map(|s| s.restart_at))
+                // Once passed, the kill time has been acted on.
+                .chain(self.kill_at.filter(|&at| at > now))
+                .min()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        if let Err(e) = self.poll.poll(events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            // The poll itself failed: nothing can be driven any more.
+            let now = Instant::now();
+            for slot in &mut self.slots {
+                slot.helper.end(now, Why::Failed);
+            }
+            self.kill_at.get_or_insert(now);
+        }
+        for event in events.iter() {
+            if let Some(slot) =
+                Helper::slot_of_stdout(event.token()).and_then(|s| self.slots.get_mut(s))
+            {
+                slot.helper.set_readable();
+            }
+        }
     }
 
     /// Moves every queued command to a helper.
