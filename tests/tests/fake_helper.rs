@@ -89,19 +89,18 @@ fn a_stalled_helper_is_caught_by_the_watchdog() {
 #[test]
 fn a_helper_that_exits_fails_its_pending_callers() {
     let session = fake(&["--exit-after", "5", "--stall"]).open().unwrap();
-    // Two requests were the opening checks; three probes reach it, and it exits when the
-    // fourth arrives.
-    // A probe sent after the driver saw the exit fails at once; the others when it sees it.
-    let sent: Vec<_> = (0..6)
-        .map(|_| session.probe("127.0.0.1", &options()))
+    // Two requests were the opening checks; three probes reach it and wait, and it exits
+    // when the fourth arrives. (Probes sent after that go to the helper started in its place.)
+    let mut sent: Vec<_> = (0..3)
+        .map(|_| session.probe("127.0.0.1", &options()).unwrap())
         .collect();
-    for probe in sent {
-        let result = match probe {
-            Ok(handle) => handle
-                .wait_timeout(Duration::from_secs(5))
-                .expect("answered at once"),
-            Err(e) => Err(e),
-        };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sent.iter().all(|h| h.try_result().is_none()), "pending");
+    sent.push(session.probe("127.0.0.1", &options()).unwrap());
+    for handle in sent {
+        let result = handle
+            .wait_timeout(Duration::from_secs(5))
+            .expect("answered at once");
         assert!(
             matches!(result, Err(Error::Process(ProcessError::Exited { .. }))),
             "{result:?}"
