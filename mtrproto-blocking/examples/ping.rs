@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     for seq in 1..=count {
         let started = Instant::now();
         stats.sent(1);
-        match session.probe_blocking(&cli.host, &options) {
+        match session.probe_blocking(target, &options) {
             Ok(result) => {
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);

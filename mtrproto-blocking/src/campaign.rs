@@ -286,7 +286,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     fn start(&mut self, index: usize, host: &str, now: Instant) -> Result<(), Error> {
         let started = self
             .session
-            .probe_args(host, &self.options.probe)
+            .probe_args(host.into(), &self.options.probe)
             .and_then(|args| Ok(Tracer::new(args, &self.options.trace, now)?));
         let tracer = match started {
             Ok(tracer) => tracer,

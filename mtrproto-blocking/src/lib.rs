@@ -90,5 +90,6 @@ pub use mtrproto::{
 };
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
+pub use resolve::Host;
 pub use session::{MTR_PACKET_ENV, Session, SessionBuilder, command_from_env, split_command};
 pub use status::HelperStatus;

@@ -14,6 +14,45 @@ const HOST_IN_ERROR: usize = 256;
 /// The longest DNS name (RFC 1035, section 3.1, in its dotted text form).
 const MAX_NAME: usize = 253;
 
+/// Where a probe goes: a host name or address as text (resolved through the session's
+/// cache), or an address (used as it is, no text in between).
+///
+/// `&str`, `&String` and `IpAddr` convert into it, so every `probe*` takes any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A name, or an address as text.
+    Name(&'a str),
+    /// An address.
+    Addr(IpAddr),
+}
+
+impl<'a> From<&'a str> for Host<'a> {
+    fn from(name: &'a str) -> Host<'a> {
+        Host::Name(name)
+    }
+}
+
+impl<'a> From<&'a String> for Host<'a> {
+    fn from(name: &'a String) -> Host<'a> {
+        Host::Name(name)
+    }
+}
+
+impl From<IpAddr> for Host<'_> {
+    fn from(addr: IpAddr) -> Self {
+        Host::Addr(addr)
+    }
+}
+
+impl std::fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(name) => f.write_str(name),
+            Host::Addr(addr) => addr.fmt(f),
+        }
+    }
+}
+
 /// A cache of resolved names, keyed by name and requested IP version.
 #[derive(Debug, Default)]
 pub(crate) struct Resolver {
@@ -21,6 +60,23 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
+    /// The address of `host`: an address as it is (if of the wanted version), a text as
+    /// [`Resolver::resolve`] reads it.
+    pub(crate) fn resolve_host(
+        &self,
+        host: Host<'_>,
+        version: Option<IpVersion>,
+    ) -> Result<IpAddr, HostResolveError> {
+        match host {
+            Host::Name(name) => self.resolve(name, version),
+            Host::Addr(addr) => of_version(addr, version).map_err(|reason| HostResolveError {
+                host: addr.to_string(),
+                ip_version: version,
+                reason,
+            }),
+        }
+    }
+
     /// The address of `host`: itself if it is an IP address, else the first address the system
     /// resolver gives of the wanted version, cached.
     pub(crate) fn resolve(
@@ -45,12 +101,7 @@ impl Resolver {
             )));
         }
         if let Ok(addr) = host.parse::<IpAddr>() {
-            return match version {
-                Some(v) if !v.matches(addr) => {
-                    Err(error("the address is of the other IP version".into()))
-                }
-                _ => Ok(addr),
-            };
+            return of_version(addr, version).map_err(error);
         }
         let key = (host.to_owned(), version);
         if let Some(addr) = self.lock().get(&key) {
@@ -96,6 +147,14 @@ fn scope_refused(scope: &str) -> String {
 
 /// The source address the kernel would pick to reach `target`.
 ///
+/// `addr`, if of the wanted IP version.
+fn of_version(addr: IpAddr, version: Option<IpVersion>) -> Result<IpAddr, String> {
+    match version {
+        Some(v) if !v.matches(addr) => Err("the address is of the other IP version".into()),
+        _ => Ok(addr),
+    }
+}
+
 /// Connecting a UDP socket only consults the routing table: no packet is sent.
 pub(crate) fn source_address_for(target: IpAddr) -> std::io::Result<IpAddr> {
     let bind: IpAddr = if target.is_ipv4() {
@@ -122,6 +181,28 @@ mod tests {
         assert!(resolver.resolve("127.0.0.1", Some(IpVersion::V6)).is_err());
         let v4 = resolver.resolve("localhost", Some(IpVersion::V4)).unwrap();
         assert!(v4.is_loopback() && v4.is_ipv4());
+    }
+
+    #[test]
+    fn an_address_is_taken_as_it_is_if_of_the_wanted_version() {
+        let resolver = Resolver::default();
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(resolver.resolve_host(v4.into(), None).unwrap(), v4);
+        assert_eq!(
+            resolver
+                .resolve_host(v4.into(), Some(IpVersion::V4))
+                .unwrap(),
+            v4
+        );
+        let refused = resolver.resolve_host(Host::Addr(v4), Some(IpVersion::V6));
+        assert_eq!(
+            refused.map_err(|e| e.reason).unwrap_err(),
+            resolver
+                .resolve("127.0.0.1", Some(IpVersion::V6))
+                .map_err(|e| e.reason)
+                .unwrap_err()
+        );
+        assert_eq!(Host::Addr(v4).to_string(), "127.0.0.1");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
 use crate::options::ProbeOptions;
-use crate::resolve::{Resolver, source_address_for};
+use crate::resolve::{Host, Resolver, source_address_for};
 use crate::status::{HelperStatus, Shared};
 
 /// The environment variable naming the helper program, with arguments.
@@ -279,15 +279,24 @@ impl Session {
 
     /// Sends one probe and blocks the calling thread until it completes.
     ///
-    /// `host` is an IP address or a name (resolved once per session, see
+    /// `host` is an [`IpAddr`] (used as it is), or an IP address or name as text (resolved
+    /// once per session, see
     /// [`Session::clear_dns_cache`]). A probe that mtr-packet answered is `Ok`, whatever the
     /// answer: check [`ProbeResult::success`].
-    pub fn probe_blocking(&self, host: &str, options: &ProbeOptions) -> Result<ProbeResult, Error> {
+    pub fn probe_blocking<'h>(
+        &self,
+        host: impl Into<Host<'h>>,
+        options: &ProbeOptions,
+    ) -> Result<ProbeResult, Error> {
         self.probe(host, options)?.wait()
     }
 
     /// Sends one probe and returns at once with a handle to its result.
-    pub fn probe(&self, host: &str, options: &ProbeOptions) -> Result<ProbeHandle, Error> {
+    pub fn probe<'h>(
+        &self,
+        host: impl Into<Host<'h>>,
+        options: &ProbeOptions,
+    ) -> Result<ProbeHandle, Error> {
         let (done, result) = bounded(1);
         self.probe_with(host, options, move |r| {
             let _ = done.send(r);
@@ -298,13 +307,13 @@ impl Session {
     /// Sends one probe and calls `done` with its result on the driver thread, where it must
     /// not block (send it to a channel, for example). Errors before the probe is sent are
     /// returned instead.
-    pub fn probe_with(
+    pub fn probe_with<'h>(
         &self,
-        host: &str,
+        host: impl Into<Host<'h>>,
         options: &ProbeOptions,
         done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let args = self.probe_args(host, options)?;
+        let args = self.probe_args(host.into(), options)?;
         self.send_args(args, done)
     }
 
@@ -312,11 +321,11 @@ impl Session {
     /// release, with the source address the release needs.
     pub(crate) fn probe_args(
         &self,
-        host: &str,
+        host: Host<'_>,
         options: &ProbeOptions,
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
-        let target = self.resolver.resolve(host, options.ip_version)?;
+        let target = self.resolver.resolve_host(host, options.ip_version)?;
         if let Some(what) = self.release.refusal(options, target) {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
@@ -329,7 +338,7 @@ impl Session {
             // from this process's routing table (give `local_ip` if the helper runs elsewhere).
             None if self.release.needs_source_address => {
                 Some(source_address_for(target).map_err(|e| HostResolveError {
-                    host: host.to_owned(),
+                    host: host.to_string(),
                     ip_version: options.ip_version,
                     reason: format!("no source address to reach it: {e}"),
                 })?)
