@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mtrproto_blocking::{ProbeOptions, Protocol, ReplyKind, Session};
+use mtrproto_blocking::{ProbeOptions, ProbeResult, Protocol, ReplyKind, Session};
 use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds, thread_cpu_seconds};
 
 struct Args {
@@ -62,8 +62,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         timeout: Some(Duration::from_secs(args.timeout)),
         ..ProbeOptions::default()
     };
-    let host = args.target.to_string();
-    session.probe_blocking(&host, &options)?;
+    session.probe_blocking(args.target, &options)?;
 
     let helpers_before: f64 = helper_cpu();
     let driver_before = thread_cpu_seconds("mtr-packet driver").unwrap_or(0.0);
@@ -75,7 +74,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         for _ in 0..n {
             let done = done.clone();
             let sent = timed.then(Instant::now);
-            session.probe_with(&host, &options, move |r| {
+            session.probe_with(args.target, &options, move |r| {
                 let _ = done.send((sent.map(|s| s.elapsed()).unwrap_or_default(), r));
             })?;
         }
@@ -89,25 +88,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     };
     let mut submitted = in_flight.min(args.count);
     submit(submitted)?;
-    let (mut completed, mut reply, mut no_reply, mut exhausted, mut other) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut wall, mut rtt) = (Duration::ZERO, Duration::ZERO);
-    while completed < args.count {
+    let mut tally = Tally::default();
+    while tally.completed < args.count {
         let Ok((elapsed, result)) = results.recv_timeout(Duration::from_secs(args.timeout + 10))
         else {
             break;
         };
-        completed += 1;
-        wall += elapsed;
-        match result {
-            Ok(r) if r.result == ReplyKind::Reply => {
-                reply += 1;
-                rtt += r.time.unwrap_or_default();
-            }
-            Ok(r) if r.result == ReplyKind::NoReply => no_reply += 1,
-            Ok(r) if r.result == ReplyKind::ProbesExhausted => exhausted += 1,
-            _ => other += 1,
-        }
+        tally.add(elapsed, &result);
         if submitted < args.count {
             submit(1)?;
             submitted += 1;
@@ -116,23 +103,68 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let driver_cpu = thread_cpu_seconds("mtr-packet driver").unwrap_or(0.0) - driver_before;
     let helper_cpu = helper_cpu() - helpers_before;
-    let mut line = format!(
-        "probes_per_s={:.0} elapsed_s={elapsed:.3} count={} completed={completed} window={} protocol={} \
+    println!("{}", tally.line(args, elapsed, driver_cpu, helper_cpu));
+    Ok(tally.completed == args.count)
+}
+
+/// What the probes came back with.
+#[derive(Default)]
+struct Tally {
+    completed: u64,
+    reply: u64,
+    no_reply: u64,
+    exhausted: u64,
+    other: u64,
+    /// Wall time from submission to completion, summed (measured at W=1 only).
+    wall: Duration,
+    /// Round-trip times of the replies, summed.
+    rtt: Duration,
+}
+
+impl Tally {
+    fn add(&mut self, elapsed: Duration, result: &Result<ProbeResult, mtrproto_blocking::Error>) {
+        self.completed += 1;
+        self.wall += elapsed;
+        match result {
+            Ok(r) if r.result == ReplyKind::Reply => {
+                self.reply += 1;
+                self.rtt += r.time.unwrap_or_default();
+            }
+            Ok(r) if r.result == ReplyKind::NoReply => self.no_reply += 1,
+            Ok(r) if r.result == ReplyKind::ProbesExhausted => self.exhausted += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// The `key=value` line the compare script reads.
+    fn line(&self, args: &Args, elapsed: f64, driver_cpu: f64, helper_cpu: f64) -> String {
+        let Tally {
+            completed,
+            reply,
+            no_reply,
+            exhausted,
+            other,
+            wall,
+            rtt,
+        } = self;
+        let mut line = format!(
+            "probes_per_s={:.0} elapsed_s={elapsed:.3} count={} completed={completed} window={} protocol={} \
          helpers={} reply={reply} no_reply={no_reply} probes_exhausted={exhausted} other={other} \
          driver_cpu_s={driver_cpu:.2} helper_cpu_s={helper_cpu:.2} rss_kb={}",
-        completed as f64 / elapsed,
-        args.count,
-        args.window,
-        args.protocol,
-        args.helpers,
-        peak_rss_kb(),
-    );
-    if args.window == 1 && reply > 0 {
-        let overhead = wall.as_secs_f64() / completed as f64 - rtt.as_secs_f64() / reply as f64;
-        line.push_str(&format!(" overhead_us={:.1}", overhead * 1e6));
+            *completed as f64 / elapsed,
+            args.count,
+            args.window,
+            args.protocol,
+            args.helpers,
+            peak_rss_kb(),
+        );
+        if args.window == 1 && *reply > 0 {
+            let overhead =
+                wall.as_secs_f64() / *completed as f64 - rtt.as_secs_f64() / *reply as f64;
+            line.push_str(&format!(" overhead_us={:.1}", overhead * 1e6));
+        }
+        line
     }
-    println!("{line}");
-    Ok(completed == args.count)
 }
 
 /// CPU seconds of every helper process alive now.

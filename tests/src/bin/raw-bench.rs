@@ -12,7 +12,9 @@
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use mtrproto::{ArgumentError, ProbeArgs, ProbeFields, Protocol, Token};
 
 fn main() -> ExitCode {
     match run() {
@@ -25,46 +27,79 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<bool, Box<dyn std::error::Error>> {
-    let (mut program, mut target, mut count, mut window) = (
-        "mtr-packet".to_owned(),
-        "127.0.0.1".to_owned(),
-        100_000u64,
-        256u64,
-    );
-    let (mut protocol, mut port, mut timeout) =
-        (mtrproto::Protocol::Icmp, None::<String>, "5".to_owned());
+/// The command line.
+struct Args {
+    program: String,
+    target: IpAddr,
+    count: u64,
+    window: u64,
+    protocol: Protocol,
+    port: Option<u16>,
+    timeout_secs: u32,
+}
+
+fn parse() -> Result<Args, Box<dyn std::error::Error>> {
+    let mut parsed = Args {
+        program: "mtr-packet".to_owned(),
+        target: IpAddr::from([127, 0, 0, 1]),
+        count: 100_000,
+        window: 256,
+        protocol: Protocol::Icmp,
+        port: None,
+        timeout_secs: 5,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         match arg.as_str() {
-            "--mtr-packet" => program = value,
-            "--target" => target = value,
-            "--count" => count = value.parse()?,
-            "--window" => window = value.parse()?,
-            "--protocol" => protocol = value.parse()?,
-            "--port" => port = Some(value),
-            "--timeout" => timeout = value,
+            "--mtr-packet" => parsed.program = value,
+            "--target" => parsed.target = value.parse()?,
+            "--count" => parsed.count = value.parse()?,
+            "--window" => parsed.window = value.parse()?,
+            "--protocol" => parsed.protocol = value.parse()?,
+            "--port" => parsed.port = Some(value.parse()?),
+            "--timeout" => parsed.timeout_secs = value.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let address: IpAddr = target.parse()?;
-    if !address.is_loopback() {
+    if !parsed.target.is_loopback() {
+        let target = parsed.target;
         return Err(
             format!("refusing target {target}: only 127.0.0.0/8 and ::1 are allowed").into(),
         );
     }
-    let family = if address.is_ipv4() { "ip-4" } else { "ip-6" };
-    let port = port.map(|p| format!(" port {p}")).unwrap_or_default();
-    let requests: Vec<Vec<u8>> = (1..=count)
-        .map(|token| {
-            format!(
-                "{token} send-probe {family} {target} protocol {protocol}{port} timeout {timeout}\n"
-            )
-            .into_bytes()
-        })
-        .collect();
+    Ok(parsed)
+}
 
+/// Every request line, built before the clock starts.
+fn requests(args: &Args) -> Result<Vec<Vec<u8>>, ArgumentError> {
+    let probe = ProbeArgs::from_fields(ProbeFields {
+        protocol: args.protocol,
+        port: args.port,
+        timeout: Some(Duration::from_secs(args.timeout_secs.into())),
+        ..ProbeFields::new(args.target)
+    })?;
+    Ok((1..=args.count)
+        .filter_map(|token| Token::new(u32::try_from(token).ok()?))
+        .map(|token| {
+            let mut line = Vec::new();
+            probe.encode(token, &mut line);
+            line
+        })
+        .collect())
+}
+
+fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let args = parse()?;
+    let requests = requests(&args)?;
+    let Args {
+        program,
+        count,
+        window,
+        protocol,
+        ..
+    } = args;
+    let count = count.min(requests.len() as u64);
     let words = mtrproto_blocking::split_command(&program)?;
     let mut child = Command::new(&words[0])
         .args(&words[1..])
