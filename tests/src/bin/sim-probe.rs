@@ -11,10 +11,11 @@
 //! `label,tc,s,ttl` joined by `;`). Meant to run inside `mtrsim`: it refuses any target but
 //! loopback, or the simulator's ranges when run inside the simulator's namespace.
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mtrproto_blocking::{ProbeOptions, Protocol, Session};
+use mtrproto_blocking::{ProbeOptions, ProbeResult, Protocol, Session};
 
 fn main() -> ExitCode {
     match run() {
@@ -32,80 +33,123 @@ fn range(text: &str) -> Result<(u32, u32), String> {
     Ok((parse(a)?, parse(b)?))
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut count, mut ttls, mut ports, mut timeout, mut helpers) =
-        (1u32, (1u32, 1u32), None, 2u64, 1usize);
-    // Small: hundreds of answers in one instant overflow mtr-packet's socket buffer, a loss
-    // the scenario did not ask for.
-    let mut window = 64;
-    let mut protocol = Protocol::Icmp;
-    let mut targets = Vec::new();
+/// The command line.
+struct Args {
+    count: u32,
+    ttls: (u32, u32),
+    ports: Option<(u32, u32)>,
+    timeout: u64,
+    helpers: usize,
+    window: usize,
+    protocol: Protocol,
+    /// Each target as given (printed so) and as an address (probed so).
+    targets: Vec<(String, IpAddr)>,
+}
+
+fn parse() -> Result<Args, Box<dyn std::error::Error>> {
+    let mut parsed = Args {
+        count: 1,
+        ttls: (1, 1),
+        ports: None,
+        timeout: 2,
+        helpers: 1,
+        // Small: hundreds of answers in one instant overflow mtr-packet's socket buffer, a
+        // loss the scenario did not ask for.
+        window: 64,
+        protocol: Protocol::Icmp,
+        targets: Vec::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--count" => count = value()?.parse()?,
-            "--ttls" => ttls = range(&value()?)?,
-            "--ports" => ports = Some(range(&value()?)?),
-            "--timeout" => timeout = value()?.parse()?,
-            "--helpers" => helpers = value()?.parse()?,
-            "--window" => window = value()?.parse()?,
-            "--protocol" => protocol = value()?.parse()?,
+            "--count" => parsed.count = value()?.parse()?,
+            "--ttls" => parsed.ttls = range(&value()?)?,
+            "--ports" => parsed.ports = Some(range(&value()?)?),
+            "--timeout" => parsed.timeout = value()?.parse()?,
+            "--helpers" => parsed.helpers = value()?.parse()?,
+            "--window" => parsed.window = value()?.parse()?,
+            "--protocol" => parsed.protocol = value()?.parse()?,
             target => {
-                mtrproto_tests::sim::may_probe(target.parse()?)?;
-                targets.push(target.to_owned());
+                let addr: IpAddr = target.parse()?;
+                mtrproto_tests::sim::may_probe(addr)?;
+                parsed.targets.push((target.to_owned(), addr));
             }
         }
     }
-    let session = Session::builder().helpers(helpers).window(window).open()?;
-    let (done, results) = crossbeam_channel::unbounded();
-    let mut sent = 0u64;
-    for target in &targets {
-        for ttl in ttls.0..=ttls.1 {
-            for i in 0..count {
+    Ok(parsed)
+}
+
+type Sent = (String, u32, Result<ProbeResult, mtrproto_blocking::Error>);
+
+/// Sends every probe; how many.
+fn send_all(
+    session: &Session,
+    args: &Args,
+    done: &crossbeam_channel::Sender<Sent>,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut sent = 0;
+    for (text, addr) in &args.targets {
+        for ttl in args.ttls.0..=args.ttls.1 {
+            for i in 0..args.count {
                 let options = ProbeOptions {
-                    protocol,
+                    protocol: args.protocol,
                     ttl: Some(u8::try_from(ttl)?),
-                    port: ports.map(|(a, b)| (a + i % (b - a + 1)) as u16),
-                    timeout: Some(Duration::from_secs(timeout)),
+                    port: args.ports.map(|(a, b)| (a + i % (b - a + 1)) as u16),
+                    timeout: Some(Duration::from_secs(args.timeout)),
                     ..ProbeOptions::default()
                 };
                 let done = done.clone();
-                let target = target.clone();
-                session.probe_with(&target.clone(), &options, move |r| {
-                    let _ = done.send((target, ttl, r));
+                let text = text.clone();
+                session.probe_with(*addr, &options, move |r| {
+                    let _ = done.send((text, ttl, r));
                 })?;
                 sent += 1;
             }
         }
     }
+    Ok(sent)
+}
+
+/// `TARGET TTL KIND FROM RTT_US MPLS`.
+fn line(target: &str, ttl: u32, result: &ProbeResult) -> String {
+    let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
+    let rtt = result
+        .time
+        .map_or("-".to_owned(), |t| t.as_micros().to_string());
+    let mpls: Vec<String> = result
+        .mpls
+        .iter()
+        .map(|m| {
+            format!(
+                "{},{},{},{}",
+                m.label(),
+                m.traffic_class(),
+                u8::from(m.bottom_of_stack()),
+                m.ttl()
+            )
+        })
+        .collect();
+    let mpls = if mpls.is_empty() {
+        "-".to_owned()
+    } else {
+        mpls.join(";")
+    };
+    format!("{target} {ttl} {} {from} {rtt} {mpls}", result.result)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse()?;
+    let session = Session::builder()
+        .helpers(args.helpers)
+        .window(args.window)
+        .open()?;
+    let (done, results) = crossbeam_channel::unbounded();
+    let sent = send_all(&session, &args, &done)?;
     drop(done);
     let mut printed = 0;
     for (target, ttl, result) in results {
-        let result = result?;
-        let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
-        let rtt = result
-            .time
-            .map_or("-".to_owned(), |t| t.as_micros().to_string());
-        let mpls: Vec<String> = result
-            .mpls
-            .iter()
-            .map(|m| {
-                format!(
-                    "{},{},{},{}",
-                    m.label(),
-                    m.traffic_class(),
-                    u8::from(m.bottom_of_stack()),
-                    m.ttl()
-                )
-            })
-            .collect();
-        let mpls = if mpls.is_empty() {
-            "-".to_owned()
-        } else {
-            mpls.join(";")
-        };
-        println!("{target} {ttl} {} {from} {rtt} {mpls}", result.result);
+        println!("{}", line(&target, ttl, &result?));
         printed += 1;
     }
     if printed != sent {
