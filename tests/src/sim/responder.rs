@@ -209,3 +209,153 @@ impl SplitMix {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::sim::internet::Behaviour;
+
+    const SCENARIO: &str = r#"
+        seed = 3
+        [internet]
+        targets = 2000
+        first = "198.18.64.1"
+        edges = 100
+        silent_routers = 0.1
+        lossy_routers = 0.1
+        loss = 0.3
+        rate_limited_routers = 0.1
+        rate_limit = 10
+        silent_targets = 0.2
+        unreachable_targets = 0.1
+        ecmp_routers = 0.2
+    "#;
+
+    /// A UDP probe from 198.18.0.1 to `dst` (checksums are not checked).
+    fn udp_probe(dst: Ipv4Addr, ttl: u8, src_port: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[8] = ttl;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[198, 18, 0, 1]);
+        p[16..20].copy_from_slice(&dst.octets());
+        p[20..22].copy_from_slice(&src_port.to_be_bytes());
+        p[22..24].copy_from_slice(&33434u16.to_be_bytes());
+        p[24..26].copy_from_slice(&8u16.to_be_bytes());
+        p
+    }
+
+    fn setup() -> (Responder, Internet) {
+        let scenario = Scenario::parse(SCENARIO).unwrap();
+        let internet = scenario.internet.clone().unwrap();
+        (Responder::new(scenario), internet)
+    }
+
+    /// Who answers `dst` at `ttl` and with which ICMP type (`None`: silence).
+    fn ask(
+        r: &mut Responder,
+        dst: Ipv4Addr,
+        ttl: u8,
+        port: u16,
+        now: Instant,
+    ) -> Option<(IpAddr, u8)> {
+        let (_, answer) = r.answer(&udp_probe(dst, ttl, port), now)?;
+        let parsed = Probe::parse(&answer)?;
+        Some((parsed.src, parsed.payload[0]))
+    }
+
+    #[test]
+    fn answers_follow_the_ground_truth() {
+        let (mut r, net) = setup();
+        let now = Instant::now();
+        for i in (0..net.targets()).step_by(37) {
+            let IpAddr::V4(dst) = net.target_addresses(i)[0] else {
+                unreachable!()
+            };
+            let truth = net.truth(dst.into()).unwrap();
+            let beyond = truth.hops.len() as u8 + 2;
+            for ttl in 1..=beyond {
+                let hop = &truth.hops[usize::from(ttl).min(truth.hops.len()) - 1];
+                // Lossy and rate-limited hops are checked below.
+                if hop.lossy || hop.rate_limited {
+                    continue;
+                }
+                let got = ask(&mut r, dst, ttl, 40000, now);
+                let Some(responders) = &hop.responders else {
+                    assert_eq!(got, None, "{ttl}: {}", truth.to_json());
+                    continue;
+                };
+                let (from, icmp_type) = got.unwrap();
+                assert!(responders.contains(&from), "{ttl}: {}", truth.to_json());
+                let at_end = usize::from(ttl) >= truth.hops.len();
+                // Time exceeded on the way; port (or host) unreachable at the end.
+                assert_eq!(icmp_type, if at_end { 3 } else { 11 }, "{ttl}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_router_answers_its_limit_per_second() {
+        let (mut r, net) = setup();
+        let (i, ttl) = (0..net.targets())
+            .find_map(|i| {
+                (1..)
+                    .zip(net.path(i))
+                    .find(|(_, k)| net.routers()[*k as usize].behaviour == Behaviour::RateLimited)
+                    .map(|(ttl, _)| (i, ttl))
+            })
+            .unwrap();
+        let IpAddr::V4(dst) = net.target_addresses(i)[0] else {
+            unreachable!()
+        };
+        let now = Instant::now();
+        let answered = |r: &mut Responder, at: Instant| {
+            (0..30)
+                .filter(|n| ask(r, dst, ttl, 40000 + n, at).is_some())
+                .count()
+        };
+        assert_eq!(answered(&mut r, now), 10);
+        assert_eq!(answered(&mut r, now + Duration::from_millis(500)), 0);
+        assert_eq!(answered(&mut r, now + Duration::from_secs(1)), 10);
+    }
+
+    #[test]
+    fn ecmp_routers_answer_from_both_addresses_by_flow_and_lossy_ones_lose() {
+        let (mut r, net) = setup();
+        let find = |f: &dyn Fn(&crate::sim::internet::Router) -> bool| {
+            (0..net.targets())
+                .find_map(|i| {
+                    (1..)
+                        .zip(net.path(i))
+                        .find(|(_, k)| f(&net.routers()[*k as usize]))
+                        .map(|(ttl, _)| (i, ttl))
+                })
+                .unwrap()
+        };
+        let v4 = |i: u32| match net.target_addresses(i)[0] {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        };
+        let now = Instant::now();
+        let (i, ttl) = find(&|x| x.twin.is_some() && x.behaviour == Behaviour::Answers);
+        let from: HashMap<u16, IpAddr> = (0..200)
+            .map(|n| (n, ask(&mut r, v4(i), ttl, 40000 + n, now).unwrap().0))
+            .collect();
+        let distinct: std::collections::HashSet<_> = from.values().collect();
+        assert_eq!(distinct.len(), 2);
+        // The same flow, the same responder.
+        for (n, a) in from.iter().take(20) {
+            assert_eq!(ask(&mut r, v4(i), ttl, 40000 + n, now).unwrap().0, *a);
+        }
+        let (i, ttl) = find(&|x| x.behaviour == Behaviour::Lossy);
+        let n = 2000;
+        let lost = (0..n)
+            .filter(|p| ask(&mut r, v4(i), ttl, 40000 + p, now).is_none())
+            .count();
+        let margin = 3.29 * (f64::from(n) * 0.3 * 0.7).sqrt();
+        assert!((lost as f64 - 600.0).abs() <= margin, "{lost} of {n} lost");
+    }
+}
