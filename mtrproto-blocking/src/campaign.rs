@@ -118,9 +118,13 @@ struct Active {
     scheduled: Option<Instant>,
 }
 
-/// How long to wait for an answer when the in-flight budget is used up: a wake-up bound
-/// only, since every probe the session accepted completes.
+/// The longest wait between looks at answers and deadlines (every probe the session
+/// accepted completes, so this only bounds how late a trace notices its end).
 const BUDGET_WAIT: Duration = Duration::from_millis(100);
+
+/// How late a campaign may send a due probe, so that one wake-up serves every target due
+/// within it.
+const SLACK: Duration = Duration::from_millis(1);
 
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
@@ -253,29 +257,35 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.answer(answer);
             }
             self.send_due()?;
-            // Wait for an answer, or the next deadline if probes may go out then. With the
-            // budget used up, only an answer frees room (due probes wait for it); under the
-            // rate cap, the next slot.
+            // With the budget used up, only an answer frees room: wait for one. Otherwise
+            // sleep until the next deadline (or rate slot): a tracer reads answers only when
+            // its next probe is due, so waking for each answer would cost a wake-up per
+            // probe for nothing; they are drained first thing after. Deadlines are met
+            // within SLACK, which lets one wake-up serve many targets.
             let now = Instant::now();
-            let deadline = match self.heap.peek() {
+            if self.in_flight >= self.budget {
+                match answers.recv_timeout(BUDGET_WAIT) {
+                    Ok(answer) => {
+                        self.answer(answer);
+                        // Let the answers due within SLACK come too: one wake-up for them
+                        // all (a slot stays free at most SLACK of a probe's timeout).
+                        std::thread::sleep(SLACK);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // The campaign holds a sender: never disconnected.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            }
+            let wait = match self.heap.peek() {
                 Some(Reverse((deadline, ..))) => deadline.saturating_duration_since(now),
                 None => BUDGET_WAIT,
             };
-            let wait = if self.in_flight >= self.budget {
-                BUDGET_WAIT
-            } else {
-                deadline
-                    .max(self.next_allowed.saturating_duration_since(now))
-                    .min(BUDGET_WAIT)
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            match answers.recv_timeout(wait) {
-                Ok(answer) => self.answer(answer),
-                Err(RecvTimeoutError::Timeout) => {}
-                // The campaign holds a sender: never disconnected.
-                Err(RecvTimeoutError::Disconnected) => break,
+            let wait = wait
+                .max(self.next_allowed.saturating_duration_since(now))
+                .min(BUDGET_WAIT);
+            if !wait.is_zero() {
+                std::thread::sleep(wait.max(SLACK));
             }
         }
         Ok(())
