@@ -4,7 +4,9 @@
 //! cargo run -p mtrproto --example tokio -- [HOST...]    # default: 127.0.0.1 ::1 (--help)
 //! ```
 //!
-//! Starts `mtr-packet` (or `$MTR_PACKET`) with `tokio::process`, probes every host three
+//! Starts `mtr-packet` (or `$MTR_PACKET`, taken here as a program path: the core has no
+//! command-line splitter; `mtrproto_blocking::split_command` is the one that reads a whole
+//! command line) with `tokio::process`, probes every host three
 //! times at once, prints a line per result, and exits non-zero if any probe failed. Hosts are
 //! IP addresses; only probe your own machine or hosts you are allowed to probe.
 
