@@ -39,40 +39,31 @@
 // docs.rs: mark the items a feature gates (`JsonReport` needs `serde`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod command;
 mod error;
-mod framer;
 // Test and fuzz support, out of release builds (as quinn-proto and str0m keep theirs).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod grammar;
-mod mpls;
-mod names;
-mod pacer;
-mod reply;
-mod report;
-mod result;
+// Layers, bottom up: lines and their types, the request state machine, mtr's statistics.
+// Private: each public type has one path, the re-export below.
+mod measurement;
+mod protocol;
 mod session;
-mod stats;
-mod token;
-mod tracer;
-mod word;
 
-pub use command::{DeviceName, Feature, ProbeArgs, ProbeFields, Protocol, Request};
 pub use error::{ArgumentError, FrameError, MplsError, ParseError};
-pub use framer::LineFramer;
-pub use mpls::{Mpls, MplsStack};
-pub use reply::{Reply, ReplyKind};
 #[cfg(feature = "serde")]
-pub use report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
-pub use report::{ReportMeta, host_label, text_report, text_report_named};
-pub use result::ProbeResult;
+pub use measurement::report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
+pub use measurement::report::{ReportMeta, host_label, text_report, text_report_named};
+pub use measurement::stats::{Hop, Responder, Rounds, TraceStats};
+pub use measurement::tracer::{TraceConfig, TraceProbe, Tracer};
+pub use protocol::command::{DeviceName, Feature, ProbeArgs, ProbeFields, Protocol, Request};
+pub use protocol::framer::LineFramer;
+pub use protocol::mpls::{Mpls, MplsStack};
+pub use protocol::reply::{Reply, ReplyKind};
+pub use protocol::result::ProbeResult;
+pub use protocol::token::{Token, TokenHasher, TokenMap};
+pub use protocol::word::Word;
 pub use session::{
     ConfigError, Counters, Diagnostic, Event, FAR_FUTURE, Failure, Rate, SendError, Session,
     SessionConfig,
 };
-pub use stats::{Hop, Responder, Rounds, TraceStats};
-pub use token::{Token, TokenHasher, TokenMap};
-pub use tracer::{TraceConfig, TraceProbe, Tracer};
-pub use word::Word;

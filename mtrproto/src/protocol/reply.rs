@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::error::{ArgumentError, ParseError};
-use crate::grammar::{self, Arguments};
-use crate::mpls::MplsStack;
-use crate::names::names;
-use crate::token::Token;
-use crate::word::Word;
+use crate::protocol::grammar::{self, Arguments};
+use crate::protocol::mpls::MplsStack;
+use crate::protocol::names::names;
+use crate::protocol::token::Token;
+use crate::protocol::word::Word;
 
 /// The name of a reply, one variant per name mtr-packet 0.92 to 0.96 use (each release's
 /// names: `mtrproto_blocking::compat`).

@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::command::{Feature, ProbeArgs, Request};
+mod pacer;
+use pacer::Pacer;
+
 use crate::error::{FrameError, ParseError};
-use crate::framer::LineFramer;
-use crate::grammar;
-use crate::pacer::Pacer;
-use crate::reply::{Reply, ReplyKind};
-use crate::result::ProbeResult;
-use crate::token::{Token, TokenMap};
-use crate::word::Word;
+use crate::protocol::command::{Feature, ProbeArgs, Request};
+use crate::protocol::framer::LineFramer;
+use crate::protocol::grammar;
+use crate::protocol::reply::{Reply, ReplyKind};
+use crate::protocol::result::ProbeResult;
+use crate::protocol::token::{Token, TokenMap};
+use crate::protocol::word::Word;
 
 /// How a [`Session`] paces, bounds and watches its requests.
 ///

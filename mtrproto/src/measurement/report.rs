@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::stats::{Hop, TraceStats};
+use crate::measurement::stats::{Hop, TraceStats};
 
 /// What the report header says about the run (`mtr --json`'s `"mtr"` object).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +229,7 @@ mod json {
     use std::net::IpAddr;
 
     use super::{ReportMeta, label, ms};
-    use crate::stats::TraceStats;
+    use crate::measurement::stats::TraceStats;
 
     /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`.
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::mpls::MplsStack;
-use crate::reply::{Reply, ReplyKind};
+use crate::protocol::mpls::MplsStack;
+use crate::protocol::reply::{Reply, ReplyKind};
 
 /// What became of a probe, with the meaning of the Python `mtrpacket` package's `ProbeResult`.
 ///

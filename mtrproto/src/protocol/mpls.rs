@@ -8,7 +8,7 @@ use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
 use crate::error::MplsError;
-use crate::grammar::unsigned;
+use crate::protocol::grammar::unsigned;
 
 /// One MPLS label stack entry (RFC 3032), as quoted by a router in an ICMP extension (RFC 4950).
 ///

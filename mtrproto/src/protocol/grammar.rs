@@ -12,8 +12,8 @@ use nom::{IResult, Parser};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::ParseError;
-use crate::token::Token;
-use crate::word::is_word_char;
+use crate::protocol::token::Token;
+use crate::protocol::word::is_word_char;
 
 /// `token = 1*DIGIT`, with a value in `0..=2147483647`.
 pub(crate) fn token(input: &str) -> IResult<&str, Token> {

@@ -22,9 +22,9 @@
 
 use std::net::IpAddr;
 
-use crate::mpls::MplsStack;
-use crate::reply::ReplyKind;
-use crate::result::ProbeResult;
+use crate::protocol::mpls::MplsStack;
+use crate::protocol::reply::ReplyKind;
+use crate::protocol::result::ProbeResult;
 
 /// The statistics of one trace: a [`Hop`] per TTL from 1.
 #[derive(Debug, Clone)]

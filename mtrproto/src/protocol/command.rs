@@ -7,10 +7,10 @@ use std::num::NonZeroU8;
 use std::time::Duration;
 
 use crate::error::{ArgumentError, ParseError};
-use crate::grammar::{self, Arguments};
-use crate::names::names;
-use crate::token::Token;
-use crate::word::{Word, check_word};
+use crate::protocol::grammar::{self, Arguments};
+use crate::protocol::names::names;
+use crate::protocol::token::Token;
+use crate::protocol::word::{Word, check_word};
 
 /// The protocol a probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

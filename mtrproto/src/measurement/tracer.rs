@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::command::ProbeArgs;
 use crate::error::ArgumentError;
-use crate::result::ProbeResult;
-use crate::stats::{Rounds, TraceStats};
+use crate::measurement::stats::{Rounds, TraceStats};
+use crate::protocol::command::ProbeArgs;
+use crate::protocol::result::ProbeResult;
 
 /// How to trace one target: mtr's options of the same names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,9 +288,9 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::command::Protocol;
-    use crate::reply::Reply;
-    use crate::token::Token;
+    use crate::protocol::command::Protocol;
+    use crate::protocol::reply::Reply;
+    use crate::protocol::token::Token;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -1,0 +1,6 @@
+//! The measurement layer: mtr's per-hop statistics, one target's trace on top of a session's
+//! results, and mtr's report formats.
+
+pub(crate) mod report;
+pub(crate) mod stats;
+pub(crate) mod tracer;
