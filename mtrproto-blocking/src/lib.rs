@@ -91,5 +91,5 @@ pub use mtrproto::{
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
 pub use resolve::Host;
-pub use session::{MTR_PACKET_ENV, Session, SessionBuilder, command_from_env, split_command};
+pub use session::{MTR_PACKET_ENV, Session, SessionBuilder, command_from_env};
 pub use status::HelperStatus;

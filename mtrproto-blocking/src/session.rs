@@ -237,33 +237,18 @@ fn describe(failure: &Failure) -> String {
 }
 
 /// The helper's command line as [`Session::open`] runs it: `$MTR_PACKET` split by
-/// [`split_command`], or `mtr-packet`. The one way to start the helper: the test tools and
+/// [`mtrproto::split_command`], or `mtr-packet`. The one way to start the helper: the test tools and
 /// benchmarks use it too.
 pub fn command_from_env() -> Result<Vec<String>, ProcessError> {
     match std::env::var_os(MTR_PACKET_ENV) {
-        Some(value) => split_command(&value.to_string_lossy()),
+        Some(value) => mtrproto::split_command(&value.to_string_lossy()).map_err(|e| {
+            ProcessError::BadCommandLine {
+                value: e.value,
+                reason: e.reason,
+            }
+        }),
         None => Ok(vec!["mtr-packet".into()]),
     }
-}
-
-/// Splits a command line into words like a POSIX shell would, without running one: quotes
-/// and backslashes as `sh` reads them; refused when a quote is left open or no word is left.
-///
-/// ```
-/// let words = mtrproto_blocking::split_command("sudo -n '/opt/mtr tools/mtr-packet'")?;
-/// assert_eq!(words, ["sudo", "-n", "/opt/mtr tools/mtr-packet"]);
-/// # Ok::<(), mtrproto_blocking::ProcessError>(())
-/// ```
-pub fn split_command(value: &str) -> Result<Vec<String>, ProcessError> {
-    let bad = |reason: String| ProcessError::BadCommandLine {
-        value: value.to_owned(),
-        reason,
-    };
-    let words = shell_words::split(value).map_err(|e| bad(e.to_string()))?;
-    if words.is_empty() {
-        return Err(bad("it names no program".into()));
-    }
-    Ok(words)
 }
 
 impl Session {
@@ -490,21 +475,5 @@ fn family(addr: IpAddr) -> crate::IpVersion {
         crate::IpVersion::V4
     } else {
         crate::IpVersion::V6
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_lines_split_like_a_shell() {
-        let words = split_command(r#"sudo -n '/opt/mtr tools/mtr-packet' "--x=a b" c\ d"#).unwrap();
-        assert_eq!(
-            words,
-            ["sudo", "-n", "/opt/mtr tools/mtr-packet", "--x=a b", "c d"]
-        );
-        assert!(split_command("   ").is_err());
-        assert!(split_command("'unterminated").is_err());
     }
 }

@@ -4,10 +4,9 @@
 //! cargo run -p mtrproto --example tokio -- [HOST...]    # default: 127.0.0.1 ::1 (--help)
 //! ```
 //!
-//! Starts `mtr-packet` (or `$MTR_PACKET`, taken here as a program path: the core has no
-//! command-line splitter; `mtrproto_blocking::split_command` is the one that reads a whole
-//! command line) with `tokio::process`, probes every host three
-//! times at once, prints a line per result, and exits non-zero if any probe failed. Hosts are
+//! Starts `mtr-packet` (or `$MTR_PACKET`, a command line split by `mtrproto::split_command`
+//! as the blocking driver splits it) with `tokio::process`, probes every host three times at
+//! once, prints a line per result, and exits non-zero if any probe failed. Hosts are
 //! IP addresses; only probe your own machine or hosts you are allowed to probe.
 
 use std::net::IpAddr;
@@ -47,8 +46,13 @@ async fn main() -> ExitCode {
 
 /// Probes every host; `Ok(false)` if any probe did not get a `reply`.
 async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
-    let program = std::env::var("MTR_PACKET").unwrap_or_else(|_| "mtr-packet".into());
-    let mut child = Command::new(&program)
+    let words = match std::env::var("MTR_PACKET") {
+        Ok(value) => mtrproto::split_command(&value)?,
+        Err(_) => vec!["mtr-packet".into()],
+    };
+    let program = &words[0];
+    let mut child = Command::new(program)
+        .args(&words[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -154,3 +154,13 @@ pub enum FrameError {
         len: usize,
     },
 }
+
+/// A command line [`split_command`](crate::split_command) could not split into words.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("cannot split the command line {value:?}: {reason}")]
+pub struct CommandLineError {
+    /// The command line.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}

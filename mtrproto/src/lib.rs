@@ -11,6 +11,7 @@
 //! - [`Reply`]: a zero-copy nom parser for every reply name and argument mtr 0.95 and 0.96
 //!   use, MPLS label stacks ([`MplsStack`]) included, keeping whatever it does not know;
 //! - [`LineFramer`]: byte chunks in, bounded lines out;
+//! - [`split_command`]: the helper's command line (`$MTR_PACKET`) as words, for any driver;
 //! - [`ProbeResult`]: the owned outcome of one probe;
 //! - [`Session`]: the state machine a driver runs: tokens, an in-flight window with a queue
 //!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events;
@@ -39,6 +40,7 @@
 // docs.rs: mark the items a feature gates (`JsonReport` needs `serde`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod command_line;
 mod error;
 // Test and fuzz support, out of release builds (as quinn-proto and str0m keep theirs).
 #[cfg(feature = "fuzzing")]
@@ -50,7 +52,8 @@ mod measurement;
 mod protocol;
 mod session;
 
-pub use error::{ArgumentError, FrameError, MplsError, ParseError};
+pub use command_line::split_command;
+pub use error::{ArgumentError, CommandLineError, FrameError, MplsError, ParseError};
 #[cfg(feature = "serde")]
 pub use measurement::report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use measurement::report::{ReportMeta, host_label, text_report, text_report_named};

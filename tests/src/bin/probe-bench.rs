@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
-    let words = mtrproto_blocking::split_command(&args.mtr_packet)?;
+    let words = mtrproto::split_command(&args.mtr_packet)?;
     let session = Session::builder()
         .program(words[0].clone(), words[1..].to_vec())
         .window(args.window)

@@ -100,7 +100,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         ..
     } = args;
     let count = count.min(requests.len() as u64);
-    let words = mtrproto_blocking::split_command(&program)?;
+    let words = mtrproto::split_command(&program)?;
     let mut child = Command::new(&words[0])
         .args(&words[1..])
         .stdin(Stdio::piped())
