@@ -30,7 +30,10 @@ use crate::protocol::result::ProbeResult;
 #[derive(Debug, Clone)]
 pub struct TraceStats {
     target: IpAddr,
+    /// The hops up to one past the highest TTL probed, grown on demand: a campaign holds
+    /// thousands of traces, most of them far shorter than `max_ttl`.
     hops: Vec<Hop>,
+    max_ttl: u8,
 }
 
 /// One host that answered at a hop.
@@ -72,13 +75,11 @@ pub struct Hop {
 impl TraceStats {
     /// An empty trace towards `target` over TTLs `1..=max_ttl`.
     pub fn new(target: IpAddr, max_ttl: u8) -> TraceStats {
-        let hops = (1..=max_ttl)
-            .map(|ttl| Hop {
-                ttl,
-                ..Hop::default()
-            })
-            .collect();
-        TraceStats { target, hops }
+        TraceStats {
+            target,
+            hops: Vec::new(),
+            max_ttl,
+        }
     }
 
     /// The target.
@@ -116,8 +117,23 @@ impl TraceStats {
         }
     }
 
+    /// The hop of `ttl`, after growing the hops to one past it (so that [`hops`] can still
+    /// report the hop after the last one that answered).
+    ///
+    /// [`hops`]: TraceStats::hops
     fn hop_mut(&mut self, ttl: u8) -> Option<&mut Hop> {
-        self.hops.get_mut(usize::from(ttl).checked_sub(1)?)
+        if ttl == 0 || ttl > self.max_ttl {
+            return None;
+        }
+        let want = usize::from(ttl.saturating_add(1).min(self.max_ttl));
+        while self.hops.len() < want {
+            let next = u8::try_from(self.hops.len() + 1).unwrap_or(u8::MAX);
+            self.hops.push(Hop {
+                ttl: next,
+                ..Hop::default()
+            });
+        }
+        self.hops.get_mut(usize::from(ttl) - 1)
     }
 
     /// The hops to report, as mtr's `net_max` picks them: up to the first hop where the
@@ -205,7 +221,7 @@ impl Rounds {
     /// are silent (mtr's `-U`, at least 1). mtr counts every silent hop of the round from
     /// `first_ttl`, not only consecutive ones.
     pub fn starting_at(stats: &TraceStats, first_ttl: u8, max_unknown: u8) -> Rounds {
-        let max_ttl = stats.hops.len().max(1);
+        let max_ttl = usize::from(stats.max_ttl).max(1);
         let first = usize::from(first_ttl).clamp(1, max_ttl) - 1;
         Rounds {
             at: first,
@@ -461,5 +477,53 @@ impl Hop {
     /// Jint: RFC 1889's interarrival jitter estimator `J += |D| - (J + 8) / 16`, µs.
     pub fn jint_us(&self) -> i64 {
         self.jinta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::Reply;
+
+    fn answer(trace: &mut TraceStats, ttl: u8, line: &str) {
+        trace.sent(ttl);
+        trace.record(ttl, &ProbeResult::from_reply(&Reply::parse(line).unwrap()));
+    }
+
+    #[test]
+    fn hops_grow_only_as_far_as_probed() {
+        let mut trace = TraceStats::new("127.0.0.9".parse().unwrap(), 30);
+        assert!(trace.hops.is_empty());
+        answer(&mut trace, 1, "1 reply ip-4 127.0.0.1 round-trip-time 10");
+        answer(&mut trace, 3, "1 reply ip-4 127.0.0.3 round-trip-time 30");
+        // One past the highest TTL probed, so that the hop after the last answer shows.
+        assert_eq!(trace.hops.len(), 4);
+        let ttls: Vec<u8> = trace.hops().iter().map(|h| h.ttl).collect();
+        assert_eq!(ttls, [1, 2, 3, 4]);
+        assert_eq!(trace.hops()[1].sent(), 0);
+        // TTLs out of range are ignored and grow nothing.
+        trace.sent(0);
+        trace.sent(31);
+        assert_eq!(trace.hops.len(), 4);
+        // At max_ttl, no hop past it.
+        answer(
+            &mut trace,
+            30,
+            "1 reply ip-4 127.0.0.30 round-trip-time 300",
+        );
+        assert_eq!(trace.hops.len(), 30);
+        assert_eq!(trace.hops().len(), 30);
+    }
+
+    #[test]
+    fn rounds_cover_max_ttl_before_any_hop_exists() {
+        let trace = TraceStats::new("127.0.0.9".parse().unwrap(), 3);
+        let mut rounds = Rounds::new(&trace);
+        let mut ttls = Vec::new();
+        for _ in 0..4 {
+            ttls.push(rounds.next_ttl());
+            rounds.advance(&trace);
+        }
+        assert_eq!(ttls, [1, 2, 3, 1]);
     }
 }
