@@ -483,7 +483,7 @@ impl Hop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reply::Reply;
+    use crate::Reply;
 
     fn answer(trace: &mut TraceStats, ttl: u8, line: &str) {
         trace.sent(ttl);
