@@ -307,11 +307,15 @@ impl Hop {
         self.latest = Some(address);
         match self.responders.iter_mut().find(|r| r.address == address) {
             Some(r) => r.count += 1,
-            None => self.responders.push(Responder {
-                address,
-                count: 1,
-                mpls: result.mpls,
-            }),
+            None => {
+                // Most hops have one responder: no room for four (256 bytes) per hop.
+                self.responders.reserve_exact(1);
+                self.responders.push(Responder {
+                    address,
+                    count: 1,
+                    mpls: result.mpls,
+                });
+            }
         }
         // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
         self.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()));
@@ -360,7 +364,10 @@ impl Hop {
     fn count_error(&mut self, kind: &ReplyKind<'_>) {
         match self.errors.iter_mut().find(|(k, _)| k == kind) {
             Some((_, n)) => *n += 1,
-            None => self.errors.push((kind.clone().into_owned(), 1)),
+            None => {
+                self.errors.reserve_exact(1);
+                self.errors.push((kind.clone().into_owned(), 1));
+            }
         }
     }
 
@@ -501,6 +508,8 @@ mod tests {
         let ttls: Vec<u8> = trace.hops().iter().map(|h| h.ttl).collect();
         assert_eq!(ttls, [1, 2, 3, 4]);
         assert_eq!(trace.hops()[1].sent(), 0);
+        // One responder, room for one.
+        assert_eq!(trace.hops[0].responders.capacity(), 1);
         // TTLs out of range are ignored and grow nothing.
         trace.sent(0);
         trace.sent(31);
