@@ -69,6 +69,7 @@ pub fn require_mtr() -> std::path::PathBuf {
         .expect("needs Debian's mtr: apt-get install mtr-tiny")
 }
 
+pub mod due;
 pub mod netns;
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value from any input. The one hash the

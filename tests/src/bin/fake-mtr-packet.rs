@@ -33,10 +33,10 @@
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
 use std::io::{BufRead, Write};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mtrproto::{Feature, ProbeArgs, Reply, ReplyKind, Request, Token, Word};
+use mtrproto_tests::due::write_when_due;
 
 #[derive(Default)]
 struct Scenario {
@@ -69,9 +69,20 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let (to_writer, writer_input) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let (to_writer, writer_input) = crossbeam_channel::unbounded::<(Instant, Vec<u8>)>();
     let partial = scenario.partial;
-    let writer = std::thread::spawn(move || write_answers(writer_input, partial));
+    let writer = std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        write_when_due(&writer_input, |bytes| {
+            if partial {
+                bytes
+                    .chunks(1)
+                    .try_for_each(|b| out.write_all(b).and_then(|()| out.flush()))
+            } else {
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
+        });
+    });
     let mut held = Vec::new();
     // Each process its own sequence: a restarted helper must not replay its predecessor's.
     let mut random = scenario
@@ -261,50 +272,6 @@ fn encode(reply: &Reply<'_>) -> Vec<u8> {
     let mut line = String::new();
     reply.encode(&mut line);
     line.into_bytes()
-}
-
-/// Writes answers when due. Delays are all equal, so arrival order is due order.
-fn write_answers(input: mpsc::Receiver<(Instant, Vec<u8>)>, partial: bool) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut pending: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
-    let mut open = true;
-    while open || !pending.is_empty() {
-        let received = match pending.front() {
-            Some((due, _)) => {
-                let wait = due.saturating_duration_since(Instant::now());
-                if open {
-                    input
-                        .recv_timeout(wait)
-                        .map_err(|e| e == mpsc::RecvTimeoutError::Disconnected)
-                } else {
-                    std::thread::sleep(wait);
-                    Err(false)
-                }
-            }
-            None => input.recv().map_err(|_| true),
-        };
-        match received {
-            Ok(item) => pending.push_back(item),
-            Err(disconnected) => open &= !disconnected,
-        }
-        while let Some((due, bytes)) = pending.pop_front() {
-            if due > Instant::now() {
-                pending.push_front((due, bytes));
-                break;
-            }
-            let written = if partial {
-                bytes
-                    .chunks(1)
-                    .try_for_each(|b| out.write_all(b).and_then(|()| out.flush()))
-            } else {
-                out.write_all(&bytes).and_then(|()| out.flush())
-            };
-            if written.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 fn parse_args() -> Result<Scenario, String> {

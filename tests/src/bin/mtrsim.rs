@@ -16,14 +16,12 @@
 //! `--ground-truth` prints the expected hops of every target of the scenario's generated
 //! internet as JSON lines (format in the same README), and needs nothing.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mtrproto_tests::due::write_when_due;
 use mtrproto_tests::netns::{Netns, ip};
 use mtrproto_tests::sim::responder::Responder;
 use mtrproto_tests::sim::scenario::Scenario;
@@ -127,7 +125,13 @@ fn run(
             }
         }
     });
-    std::thread::spawn(move || write_when_due(&tun, &scheduled));
+    // A failed write loses that answer, as a lossy link would; the writer goes on.
+    std::thread::spawn(move || {
+        write_when_due(&scheduled, |packet| {
+            let _ = (&*tun).write(packet);
+            Ok(())
+        })
+    });
 
     if terminate_requested() {
         return Ok(128 + 15);
@@ -186,35 +190,4 @@ fn ground_truth(path: &str) -> ExitCode {
     }
     let _ = out.flush();
     ExitCode::SUCCESS
-}
-
-/// Writes each answer to the TUN device when it is due.
-fn write_when_due(tun: &File, scheduled: &crossbeam_channel::Receiver<(Instant, Vec<u8>)>) {
-    let mut queue: BinaryHeap<(Reverse<Instant>, u64, Vec<u8>)> = BinaryHeap::new();
-    let mut order = 0u64;
-    loop {
-        let now = Instant::now();
-        while queue.peek().is_some_and(|(Reverse(due), _, _)| *due <= now) {
-            if let Some((_, _, packet)) = queue.pop() {
-                let _ = (&*tun).write(&packet);
-            }
-        }
-        let wait = queue
-            .peek()
-            .map(|(Reverse(due), _, _)| due.saturating_duration_since(now));
-        let next = match wait {
-            Some(wait) => scheduled
-                .recv_timeout(wait)
-                .map_err(|e| e.is_disconnected()),
-            None => scheduled.recv().map_err(|_| true),
-        };
-        match next {
-            Ok((due, packet)) => {
-                order += 1;
-                queue.push((Reverse(due), order, packet));
-            }
-            Err(true) => return,
-            Err(false) => {}
-        }
-    }
 }
