@@ -20,18 +20,18 @@ use mtrproto_blocking::TraceStats;
 
 /// Pings a host through mtr-packet, like `ping`. Only ping hosts you are allowed to probe.
 #[derive(Debug, Parser)]
-#[command(name = "ping", allow_negative_numbers = true)]
+#[command(name = "ping")]
 struct Cli {
     /// Probes to send.
-    #[arg(short = 'c', long, default_value_t = 4,
+    #[arg(short = 'c', allow_negative_numbers = true, long, default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
     /// Seconds between probes.
-    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1",
+    #[arg(short = 'i', allow_negative_numbers = true, long, value_name = "SECONDS", default_value = "1",
           value_parser = common::seconds)]
     interval: Duration,
     /// Time to live of each probe.
-    #[arg(short = 't', long, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(short = 't', allow_negative_numbers = true, long, value_parser = clap::value_parser!(u8).range(1..))]
     ttl: Option<u8>,
     #[command(flatten)]
     probe: common::ProbeFlags,

@@ -39,22 +39,22 @@ use mtrproto_blocking::{
 /// Traces the path to a host like `mtr --report`: mtr's probes, in mtr's order, and its
 /// report. Only trace hosts you are allowed to probe.
 #[derive(Debug, Parser)]
-#[command(name = "trace", allow_negative_numbers = true)]
+#[command(name = "trace")]
 struct Cli {
     /// Rounds of probes (one probe per hop each).
-    #[arg(short = 'c', long = "report-cycles", value_name = "CYCLES", default_value_t = 10,
+    #[arg(short = 'c', allow_negative_numbers = true, long = "report-cycles", value_name = "CYCLES", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     cycles: u32,
     /// Seconds per round.
-    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1",
+    #[arg(short = 'i', allow_negative_numbers = true, long, value_name = "SECONDS", default_value = "1",
           value_parser = common::seconds)]
     interval: Duration,
     /// Seconds to wait for answers after the last round (mtr's --gracetime).
-    #[arg(short = 'G', long = "gracetime", value_name = "SECONDS", default_value = "5",
+    #[arg(short = 'G', allow_negative_numbers = true, long = "gracetime", value_name = "SECONDS", default_value = "5",
           value_parser = common::seconds)]
     grace: Duration,
     /// Highest TTL probed.
-    #[arg(short = 'm', long = "max-ttl", value_name = "HOPS", default_value_t = 30,
+    #[arg(short = 'm', allow_negative_numbers = true, long = "max-ttl", value_name = "HOPS", default_value_t = 30,
           value_parser = clap::value_parser!(u8).range(1..))]
     max_hops: u8,
     /// Show addresses only, no reverse-DNS names.
@@ -70,11 +70,11 @@ struct Cli {
     #[arg(long)]
     wide: bool,
     /// TTL each round starts at.
-    #[arg(short = 'f', long = "first-ttl", value_name = "TTL", default_value_t = 1,
+    #[arg(short = 'f', allow_negative_numbers = true, long = "first-ttl", value_name = "TTL", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..))]
     first_ttl: u8,
     /// A round ends once more than this many hops before the next are silent.
-    #[arg(short = 'U', long = "max-unknown", value_name = "HOPS", default_value_t = 12,
+    #[arg(short = 'U', allow_negative_numbers = true, long = "max-unknown", value_name = "HOPS", default_value_t = 12,
           value_parser = clap::value_parser!(u8).range(1..))]
     max_unknown: u8,
     #[command(flatten)]

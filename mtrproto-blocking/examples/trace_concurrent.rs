@@ -20,10 +20,10 @@ use mtrproto_blocking::ProbeOptions;
 /// Traces the path to a host with every TTL probed at once, one line per hop. Only trace
 /// hosts you are allowed to probe.
 #[derive(Debug, Parser)]
-#[command(name = "trace_concurrent", allow_negative_numbers = true)]
+#[command(name = "trace_concurrent")]
 struct Cli {
     /// Highest TTL probed.
-    #[arg(short = 'm', long = "max-ttl", value_name = "HOPS", default_value_t = 30,
+    #[arg(short = 'm', allow_negative_numbers = true, long = "max-ttl", value_name = "HOPS", default_value_t = 30,
           value_parser = clap::value_parser!(u8).range(1..))]
     max_hops: u8,
     #[command(flatten)]

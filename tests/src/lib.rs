@@ -132,3 +132,39 @@ pub fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 pub mod sim;
+
+/// Builds example `name` of `mtrproto-blocking` (`cargo build --example`) and returns its
+/// path, so a test runs the current source, never a binary some earlier build left behind.
+/// Panics when the build fails or takes more than ten minutes.
+pub fn built_example(name: &str) -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "mtrproto-blocking", "--example", name])
+        .spawn()
+        .expect("cargo starts");
+    let status = wait_within(&mut build, std::time::Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("cargo build --example {name} took over ten minutes"));
+    assert!(status.success(), "cargo build --example {name}: {status}");
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("examples").join(name)
+}
+
+/// Waits for `child` at most `limit`; kills it and returns `None` past that.
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

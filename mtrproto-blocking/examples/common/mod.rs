@@ -1,4 +1,7 @@
 //! Command-line options shared by the examples (parsed with clap), and small helpers.
+//!
+//! Numeric options take negative numbers (so `-c -1` says the value is out of range) one by
+//! one, never command-wide, where `-4` and `-6` would read as numbers instead of flags.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -13,7 +16,7 @@ pub(crate) struct ProbeFlags {
     #[arg(short = 'p', long, default_value_t = Protocol::Icmp)]
     pub(crate) protocol: Protocol,
     /// Destination port (UDP, TCP and SCTP).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) port: Option<u16>,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -22,7 +25,7 @@ pub(crate) struct ProbeFlags {
     #[arg(short = '6')]
     pub(crate) ipv6: bool,
     /// Seconds to wait for each probe's answer (whole seconds, as mtr-packet counts them).
-    #[arg(short = 'w', long = "timeout", value_name = "SECONDS",
+    #[arg(short = 'w', allow_negative_numbers = true, long = "timeout", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) timeout: Option<u64>,
 }

@@ -1,0 +1,38 @@
+//! The examples' command lines, run against the real mtr-packet on the loopback addresses.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mtrproto_tests::{built_example, real_mtr_packet, wait_within};
+
+/// `-4` and `-6` are flags of every example, not negative numbers taken as a host.
+#[test]
+fn every_example_takes_the_ip_version_flags() {
+    if real_mtr_packet().is_none() {
+        println!("skipped: mtr-packet is not installed");
+        return;
+    }
+    let runs: [(&str, &[&str]); 6] = [
+        ("ping", &["-4", "-c", "1", "-i", "0", "127.0.0.1"]),
+        ("ping", &["-6", "-c", "1", "-i", "0", "::1"]),
+        ("trace", &["-4", "-n", "-c", "1", "-i", "0", "127.0.0.1"]),
+        ("trace", &["-6", "-n", "-c", "1", "-i", "0", "::1"]),
+        ("trace_concurrent", &["-4", "-m", "3", "127.0.0.1"]),
+        ("trace_concurrent", &["-6", "-m", "3", "::1"]),
+    ];
+    for (example, args) in runs {
+        let mut child = Command::new(built_example(example))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_within(&mut child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{example} {args:?}: {status:?}, {stderr}"
+        );
+    }
+}
