@@ -24,17 +24,9 @@ const PARALLEL: usize = 3;
 /// The options both programs get: 3 rounds, 0.2 s apart, 50 ms of grace, 10 hops at most.
 const OPTIONS: [&str; 8] = ["-c", "3", "-i", "0.2", "-G", "0.05", "-m", "10"];
 
-/// The trace example, built by `cargo test --workspace --all-targets` beside this test.
+/// The trace example, built from the current source.
 fn trace_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir.join("examples/trace");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p mtrproto-blocking --example trace`",
-        path.display()
-    );
-    path
+    mtrproto_tests::built_example("trace")
 }
 
 fn target(seed: u64) -> &'static str {

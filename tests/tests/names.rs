@@ -23,16 +23,9 @@ const OPTIONS: [&str; 8] = ["-c", "3", "-i", "0.2", "-G", "0.05", "-m", "10"];
 const ISOLATE: &str = "ip link set lo up && mount --bind \"$1\" /etc/hosts && \
                        mount --bind \"$2\" /etc/nsswitch.conf && shift 2 && exec \"$@\"";
 
+/// The trace example, built from the current source.
 fn trace_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir.join("examples/trace");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p mtrproto-blocking --example trace`",
-        path.display()
-    );
-    path
+    mtrproto_tests::built_example("trace")
 }
 
 fn target(seed: u64) -> &'static str {

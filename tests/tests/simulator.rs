@@ -427,17 +427,7 @@ fn two_hundred_targets_traced_at_once() {
 #[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn the_trace_example_shows_what_the_scenario_holds() {
     require_simulator();
-    let exe = std::env::current_exe().unwrap();
-    let trace = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples/trace");
-    assert!(
-        trace.exists(),
-        "{}: build with cargo build -p mtrproto-blocking --example trace",
-        trace.display()
-    );
+    let trace = mtrproto_tests::built_example("trace");
     let args = [
         "-n",
         "--wide",

@@ -81,17 +81,9 @@ fn build_line(tag: &str) -> std::io::Result<Line> {
     })
 }
 
-/// The trace example, built by `cargo test --workspace --all-targets` beside this test.
+/// The trace example, built from the current source.
 fn trace_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir.join("examples/trace");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p mtrproto-blocking --example trace`",
-        path.display()
-    );
-    path
+    mtrproto_tests::built_example("trace")
 }
 
 fn json_of(output: std::process::Output, what: &str) -> Value {
