@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Pre-builds every request line, writes W of them, then one more for every reply line read,
-//! with plain blocking pipes and no parsing beyond counting newlines. Prints the same
+//! with plain blocking pipes and no parsing beyond counting whole lines by reply name. Prints the same
 //! `key=value` line as probe-bench. Refuses any target but loopback.
 
 use std::io::{Read, Write};
@@ -114,25 +114,30 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let first = window.min(count) as usize;
     stdin.write_all(&requests[..first].concat())?;
     next += first;
-    let (mut replies, mut answered, mut lost) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
     let mut buf = vec![0u8; 64 * 1024];
-    while replies < count {
+    while tally.lines < count {
         let n = stdout.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        let before = tally.lines;
+        tally.feed(&buf[..n]);
         let mut batch = Vec::new();
-        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
-            replies += 1;
+        for _ in before..tally.lines {
             if next < requests.len() {
                 batch.extend_from_slice(&requests[next]);
                 next += 1;
             }
         }
-        answered += buf[..n].windows(7).filter(|w| w == b" reply ").count() as u64;
-        lost += buf[..n].windows(10).filter(|w| w == b" no-reply\n").count() as u64;
         stdin.write_all(&batch)?;
     }
+    let Tally {
+        lines: replies,
+        answered,
+        lost,
+        ..
+    } = tally;
     let elapsed = started.elapsed().as_secs_f64();
     drop(stdin);
     let _ = child.kill();
@@ -144,4 +149,57 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         replies - answered - lost,
     );
     Ok(replies == count)
+}
+
+/// Reply lines counted by kind, whole lines only: a line split across reads counts once,
+/// when its newline arrives.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Complete lines read.
+    lines: u64,
+    /// Lines whose reply name is `reply`.
+    answered: u64,
+    /// Lines whose reply name is `no-reply`.
+    lost: u64,
+    /// The start of a line whose newline has not arrived yet (at most one line).
+    partial: Vec<u8>,
+}
+
+impl Tally {
+    fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&chunk[..end]);
+            chunk = &chunk[end + 1..];
+            self.lines += 1;
+            // `TOKEN NAME ...`: the name is the second word.
+            match self.partial.split(|&b| b == b' ').nth(1) {
+                Some(b"reply") => self.answered += 1,
+                Some(b"no-reply") => self.lost += 1,
+                _ => {}
+            }
+            self.partial.clear();
+        }
+        self.partial.extend_from_slice(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn lines_split_across_reads_count_once_by_kind() {
+        let text =
+            b"1 reply ip-4 127.0.0.1 round-trip-time 9\n2 no-reply\n3 ttl-expired ip-4 127.0.0.1\n";
+        for split in 1..text.len() {
+            let mut tally = Tally::default();
+            tally.feed(&text[..split]);
+            tally.feed(&text[split..]);
+            assert_eq!(
+                (tally.lines, tally.answered, tally.lost),
+                (3, 1, 1),
+                "split at {split}"
+            );
+        }
+    }
 }
