@@ -99,52 +99,29 @@ fn main() -> ExitCode {
 /// Traces every host and prints each report as its trace ends; `Ok(false)` if a target
 /// never answered.
 fn run(cli: &Cli) -> Result<bool, Error> {
-    let (json, wide, cycles) = (cli.json, cli.wide, cli.cycles);
-    let probe = cli.probe.options();
-    let options = TraceOptions {
-        trace: TraceConfig {
-            cycles,
-            first_ttl: cli.first_ttl,
-            max_ttl: cli.max_hops,
-            max_unknown: cli.max_unknown,
-            interval: cli.interval,
-            timeout: probe.timeout.unwrap_or(Duration::from_secs(10)),
-            grace: cli.grace,
-        },
-        probe,
-    };
+    let options = cli.trace_options();
     // Probes still out when the report is printed are abandoned, as mtr abandons them.
     let session = Session::builder().close_grace(Duration::ZERO).open()?;
-    let live = std::io::stdout().is_terminal() && !json && cli.hosts.len() == 1;
-    let src = hostname();
-    let start = format!("Start: {}\n", start_time());
-    let names = Names {
-        resolver: (!cli.no_dns).then(NameResolver::new),
-        show_ips: cli.show_ips,
+    let printer = Printer {
+        cli,
+        options: &options,
+        names: Names {
+            resolver: (!cli.no_dns).then(NameResolver::new),
+            show_ips: cli.show_ips,
+        },
+        live: std::io::stdout().is_terminal() && !cli.json && cli.hosts.len() == 1,
+        src: hostname(),
+        start: format!("Start: {}\n", start_time()),
     };
-    let host = |address| names.label(address);
     let mut reached = true;
     let mut failure = None;
     let limits = CampaignLimits::default();
     session.campaign(&cli.hosts, &options, &limits, |event| match event {
-        CampaignEvent::Round { round, stats, .. } => {
-            names.start_all(stats);
-            if live {
-                print!(
-                    "\x1b[H\x1b[2J{start}{}",
-                    text_report_named(stats, &src, wide, &host)
-                );
-                println!("round {round}/{cycles}");
-            }
-        }
+        CampaignEvent::Round { round, stats, .. } => printer.round(round, stats),
         CampaignEvent::Done(report) => match report.stats {
             Ok(stats) => {
-                names.start_all(&stats);
                 reached &= stats.destination_ttl().is_some();
-                if live {
-                    print!("\x1b[H\x1b[2J");
-                }
-                print_report(cli, &options, &report.host, &stats, &src, &start, &host);
+                printer.report(&report.host, &stats);
             }
             Err(error) => {
                 eprintln!("error: {}: {error}", report.host);
@@ -160,33 +137,77 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     }
 }
 
-/// Prints one target's report: mtr's text, or its JSON.
-fn print_report(
-    cli: &Cli,
-    options: &TraceOptions,
-    dst: &str,
-    stats: &TraceStats,
-    src: &str,
-    start: &str,
-    host: &dyn Fn(IpAddr) -> String,
-) {
-    if cli.json {
-        let probe = &options.probe;
-        let meta = ReportMeta {
-            src: src.to_owned(),
-            dst: dst.to_owned(),
-            tos: probe.tos.unwrap_or(0),
-            tests: cli.cycles,
-            psize: probe.size.unwrap_or(64).to_string(),
-            bitpattern: format!("0x{:02X}", probe.bit_pattern.unwrap_or(0)),
-        };
-        let report = mtrproto::JsonReport::named(stats, meta, cli.wide, host);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{start}{}", text_report_named(stats, src, cli.wide, host));
+impl Cli {
+    /// mtr's trace settings from the options (a probe's timeout 10 s unless `-w` says).
+    fn trace_options(&self) -> TraceOptions {
+        let probe = self.probe.options();
+        TraceOptions {
+            trace: TraceConfig {
+                cycles: self.cycles,
+                first_ttl: self.first_ttl,
+                max_ttl: self.max_hops,
+                max_unknown: self.max_unknown,
+                interval: self.interval,
+                timeout: probe.timeout.unwrap_or(Duration::from_secs(10)),
+                grace: self.grace,
+            },
+            probe,
+        }
+    }
+}
+
+/// What every report shares: the options, the names, the header, whether the table is
+/// redrawn live.
+struct Printer<'a> {
+    cli: &'a Cli,
+    options: &'a TraceOptions,
+    names: Names,
+    live: bool,
+    src: String,
+    start: String,
+}
+
+impl Printer<'_> {
+    /// After each round: start the name lookups; redraw the table when live.
+    fn round(&self, round: u32, stats: &TraceStats) {
+        self.names.start_all(stats);
+        if self.live {
+            let host = |address| self.names.label(address);
+            print!(
+                "\x1b[H\x1b[2J{}{}",
+                self.start,
+                text_report_named(stats, &self.src, self.cli.wide, &host)
+            );
+            println!("round {round}/{}", self.cli.cycles);
+        }
+    }
+
+    /// Prints one target's report: mtr's text, or its JSON.
+    fn report(&self, dst: &str, stats: &TraceStats) {
+        self.names.start_all(stats);
+        if self.live {
+            print!("\x1b[H\x1b[2J");
+        }
+        let host = |address| self.names.label(address);
+        if self.cli.json {
+            let probe = &self.options.probe;
+            let meta = ReportMeta {
+                src: self.src.clone(),
+                dst: dst.to_owned(),
+                tos: probe.tos.unwrap_or(0),
+                tests: self.cli.cycles,
+                psize: probe.size.unwrap_or(64).to_string(),
+                bitpattern: format!("0x{:02X}", probe.bit_pattern.unwrap_or(0)),
+            };
+            let report = mtrproto::JsonReport::named(stats, meta, self.cli.wide, &host);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else {
+            let text = text_report_named(stats, &self.src, self.cli.wide, &host);
+            print!("{}{text}", self.start);
+        }
     }
 }
 
