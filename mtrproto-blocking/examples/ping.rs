@@ -10,6 +10,7 @@
 //! Prints one line per probe and a summary; exits non-zero when the session cannot open or
 //! no probe got a reply. Only ping hosts you are allowed to probe (try `localhost`).
 
+#[macro_use]
 mod common;
 
 use std::process::ExitCode;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
     options.ttl = cli.ttl;
     let session = common::open_session();
     let (count, interval) = (cli.count, cli.interval);
-    println!("PING {} via mtr-packet {}", cli.host, session.version());
+    outln!("PING {} via mtr-packet {}", cli.host, session.version());
     let target = match session.resolve(&cli.host, options.ip_version) {
         Ok(target) => target,
         Err(error) => {
@@ -62,10 +63,10 @@ fn main() -> ExitCode {
             Ok(result) => {
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);
-                println!("{} from {from}: seq={seq} time={time} ms", result.result);
+                outln!("{} from {from}: seq={seq} time={time} ms", result.result);
                 stats.record(1, &result);
             }
-            Err(error) => println!("seq={seq}: {error}"),
+            Err(error) => outln!("seq={seq}: {error}"),
         }
         if seq < count {
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
@@ -74,12 +75,12 @@ fn main() -> ExitCode {
     stats.end_transit();
     let received = stats.hops().first().map_or(0, |hop| hop.received());
     let loss = stats.hops().first().map_or(100.0, |hop| hop.loss_percent());
-    println!("--- {} ping statistics ---", cli.host);
-    println!("{count} probes sent, {received} received, {loss:.0}% loss");
+    outln!("--- {} ping statistics ---", cli.host);
+    outln!("{count} probes sent, {received} received, {loss:.0}% loss");
     if let Some(hop) = stats.hops().first().filter(|hop| hop.received() > 0) {
         let ms = |us: i64| format!("{:.3}", us as f64 / 1e3);
         let (best, avg, worst) = (hop.best_us(), hop.avg_us(), hop.worst_us());
-        println!(
+        outln!(
             "rtt min/avg/max = {}/{}/{} ms",
             ms(best),
             ms(avg),

@@ -23,6 +23,7 @@
 //! round. `--help` lists every
 //! option. Only trace hosts you are allowed to probe (try `localhost`).
 
+#[macro_use]
 mod common;
 
 use std::io::IsTerminal;
@@ -173,12 +174,12 @@ impl Printer<'_> {
         self.names.start_all(stats);
         if self.live {
             let host = |address| self.names.label(address);
-            print!(
+            out!(
                 "\x1b[H\x1b[2J{}{}",
                 self.start,
                 text_report_named(stats, &self.src, self.cli.wide, &host)
             );
-            println!("round {round}/{}", self.cli.cycles);
+            outln!("round {round}/{}", self.cli.cycles);
         }
     }
 
@@ -186,7 +187,7 @@ impl Printer<'_> {
     fn report(&self, dst: &str, stats: &TraceStats) {
         self.names.start_all(stats);
         if self.live {
-            print!("\x1b[H\x1b[2J");
+            out!("\x1b[H\x1b[2J");
         }
         let host = |address| self.names.label(address);
         if self.cli.json {
@@ -200,13 +201,13 @@ impl Printer<'_> {
                 bitpattern: format!("0x{:02X}", probe.bit_pattern.unwrap_or(0)),
             };
             let report = mtrproto::JsonReport::named(stats, meta, self.cli.wide, &host);
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         } else {
             let text = text_report_named(stats, &self.src, self.cli.wide, &host);
-            print!("{}{text}", self.start);
+            out!("{}{text}", self.start);
         }
     }
 }

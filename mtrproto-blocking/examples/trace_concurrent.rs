@@ -10,6 +10,7 @@
 //! Hops past the first that the target itself answers are not shown. Only trace hosts you
 //! are allowed to probe (try `localhost`).
 
+#[macro_use]
 mod common;
 
 use std::process::ExitCode;
@@ -61,13 +62,13 @@ fn main() -> ExitCode {
                 let time = result
                     .time
                     .map_or(String::new(), |t| format!("{} ms", common::ms(t)));
-                println!("{ttl:>2}  {from:<40} {time:>12}  {}", result.result);
+                outln!("{ttl:>2}  {from:<40} {time:>12}  {}", result.result);
                 if result.success() {
                     reached = true;
                     break;
                 }
             }
-            Err(error) => println!("{ttl:>2}  {error}"),
+            Err(error) => outln!("{ttl:>2}  {error}"),
         }
     }
     if reached {

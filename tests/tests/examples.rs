@@ -36,3 +36,40 @@ fn every_example_takes_the_ip_version_flags() {
         );
     }
 }
+
+/// An example whose stdout is closed early (`trace --json HOST | head -1`) ends quietly:
+/// no panic message, no panic exit status.
+#[test]
+fn examples_end_quietly_when_stdout_closes() {
+    if real_mtr_packet().is_none() {
+        println!("skipped: mtr-packet is not installed");
+        return;
+    }
+    let runs: [(&str, &[&str]); 3] = [
+        ("ping", &["-c", "2", "-i", "0", "127.0.0.1"]),
+        (
+            "trace",
+            &["--json", "-n", "-c", "1", "-i", "0", "127.0.0.1"],
+        ),
+        ("trace_concurrent", &["-m", "3", "127.0.0.1"]),
+    ];
+    for (example, args) in runs {
+        let mut child = Command::new(built_example(example))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first line is written.
+        drop(child.stdout.take());
+        let status = wait_within(&mut child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!stderr.contains("panicked"), "{example}: {stderr}");
+        // 101 is the exit status of a Rust panic.
+        assert!(
+            status.is_some_and(|s| s.code() != Some(101)),
+            "{example} {args:?}: {status:?}, {stderr}"
+        );
+    }
+}

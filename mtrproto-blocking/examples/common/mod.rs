@@ -2,8 +2,9 @@
 //!
 //! Numeric options take negative numbers (so `-c -1` says the value is out of range) one by
 //! one, never command-wide, where `-4` and `-6` would read as numbers instead of flags.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
@@ -71,4 +72,26 @@ pub(crate) fn open_session() -> Session {
         eprintln!("error: {error}");
         std::process::exit(1);
     })
+}
+
+/// Writes to stdout. A closed stdout (`trace --json HOST | head -1`) ends the program
+/// quietly with status 1, as it ends Unix tools, instead of the panic of `print!`.
+pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing the output: {error}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::common::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::common::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
