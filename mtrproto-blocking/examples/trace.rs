@@ -151,6 +151,7 @@ impl Cli {
                 interval: self.interval,
                 timeout: probe.timeout.unwrap_or(Duration::from_secs(10)),
                 grace: self.grace,
+                ..TraceConfig::default()
             },
             probe,
         }

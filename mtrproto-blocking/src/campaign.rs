@@ -294,9 +294,21 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     /// Starts tracing `host`, or reports at once why it cannot be traced. Fails only when
     /// the session is closed.
     fn start(&mut self, index: usize, host: &str, now: Instant) -> Result<(), Error> {
+        // A trace in flows sets both ports: the release must answer such probes.
+        let in_flows;
+        let probe = match self.options.trace.flows {
+            1.. if self.options.probe.flow.is_none() => {
+                in_flows = ProbeOptions {
+                    flow: Some(mtrproto::Flow::new(0)?),
+                    ..self.options.probe.clone()
+                };
+                &in_flows
+            }
+            _ => &self.options.probe,
+        };
         let started = self
             .session
-            .probe_args(host.into(), &self.options.probe)
+            .probe_args(host.into(), probe)
             .and_then(|args| Ok(Tracer::new(args, &self.options.trace, now)?));
         let tracer = match started {
             Ok(tracer) => tracer,

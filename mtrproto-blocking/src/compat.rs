@@ -198,18 +198,22 @@ impl Release {
     pub(crate) fn refusal(&self, options: &ProbeOptions, target: IpAddr) -> Option<&'static str> {
         let family = usize::from(target.is_ipv6());
         let udp = options.protocol == Protocol::Udp;
+        // A flow sets both ports.
+        let both_ports =
+            options.flow.is_some() || (options.port.is_some() && options.local_port.is_some());
         if options.local_device.is_some() && !self.local_device {
             Some("local_device (mtr-packet before 0.96 ignores it)")
         } else if udp && target.is_ipv6() && !self.udp_ipv6 {
-            Some("UDP over IPv6 (this mtr-packet refuses it)")
-        } else if udp
-            && options.port.is_some()
-            && options.local_port.is_some()
-            && !self.udp_port_and_local_port[family]
-        {
-            Some(
-                "UDP with both port and local_port here (this mtr-packet never matches the answer)",
-            )
+            Some("UDP over IPv6 (this mtr-packet refuses it; 0.94 or later is needed)")
+        } else if udp && both_ports && !self.udp_port_and_local_port[family] {
+            // The first release that answers them, per family (`RELEASES`).
+            Some(if target.is_ipv6() {
+                "a UDP flow (both port and local_port) over IPv6: this mtr-packet never \
+                 matches the answer; 0.96 or later is needed"
+            } else {
+                "a UDP flow (both port and local_port) over IPv4: this mtr-packet never \
+                 matches the answer; 0.93 or later is needed"
+            })
         } else {
             None
         }
@@ -318,5 +322,33 @@ mod tests {
         assert!(!refused("0.96", &device, v4));
         assert!(UNKNOWN.refusal(&device, v4).is_some());
         assert!(UNKNOWN.refusal(&udp, v6).is_none());
+        let flow = ProbeOptions {
+            protocol: Protocol::Udp,
+            flow: Some(mtrproto::Flow::new(3).unwrap()),
+            ..ProbeOptions::default()
+        };
+        let why = |version: &str, target| {
+            Release::for_version(version)
+                .unwrap()
+                .refusal(&flow, target)
+                .unwrap_or_default()
+        };
+        assert!(why("0.92", v4).contains("0.93 or later is needed"));
+        assert!(why("0.95", v6).contains("0.96 or later is needed"));
+        assert_eq!(why("0.95", v4), "");
+        assert_eq!(why("0.96", v6), "");
+    }
+
+    #[test]
+    fn each_needed_release_named_in_a_refusal_answers_flows() {
+        // The releases the refusals name are the first rows that answer flows.
+        let first = |family: usize| {
+            RELEASES
+                .iter()
+                .find(|r| r.udp_port_and_local_port[family])
+                .map(|r| r.version)
+        };
+        assert_eq!(first(0), Some("0.93"));
+        assert_eq!(first(1), Some("0.96"));
     }
 }

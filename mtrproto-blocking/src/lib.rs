@@ -86,7 +86,7 @@ pub use campaign::{CampaignEvent, CampaignLimits, CampaignSummary, TargetReport,
 pub use error::{Error, HostResolveError, ProcessError, StateError};
 pub use handle::ProbeHandle;
 pub use mtrproto::{
-    Feature, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind, TraceConfig, TraceStats,
+    Feature, Flow, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind, TraceConfig, TraceStats,
 };
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};

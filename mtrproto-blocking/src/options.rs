@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mtrproto::{ArgumentError, DeviceName, ProbeArgs, ProbeFields, Protocol};
+use mtrproto::{ArgumentError, DeviceName, Flow, ProbeArgs, ProbeFields, Protocol};
 
 /// An IP version to ask for when a host name has addresses of both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +60,10 @@ pub struct ProbeOptions {
     pub tos: Option<u8>,
     /// Linux socket mark.
     pub mark: Option<u32>,
+    /// A fixed flow for UDP probes ([`Flow`]): its `local_port` and `port`, which must then
+    /// be unset. Refused for other protocols, and by releases that cannot answer such
+    /// probes (see [`compat`](crate::compat)).
+    pub flow: Option<Flow>,
 }
 
 impl ProbeOptions {
@@ -83,6 +87,7 @@ impl ProbeOptions {
             bit_pattern: self.bit_pattern,
             tos: self.tos,
             mark: self.mark,
+            flow: self.flow,
         })
     }
 }

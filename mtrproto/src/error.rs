@@ -55,6 +55,20 @@ pub enum ArgumentError {
         /// The local address.
         local: std::net::IpAddr,
     },
+    /// A flow was asked of a probe whose protocol cannot keep its flow fields fixed.
+    #[error("a {protocol} probe cannot hold a flow ({why}): flows need protocol udp")]
+    FlowNotHeld {
+        /// The probe's protocol.
+        protocol: crate::Protocol,
+        /// Why it cannot.
+        why: &'static str,
+    },
+    /// A flow was given with a `port` or `local_port` other than its own.
+    #[error("{flow} sets port and local port itself: leave them unset or give the flow's")]
+    FlowPortsDiffer {
+        /// The flow.
+        flow: crate::Flow,
+    },
     /// A protocol name mtr-packet does not know.
     #[error("unknown protocol `{0}`: one of icmp, udp, tcp, sctp")]
     UnknownProtocol(String),

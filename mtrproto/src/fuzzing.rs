@@ -121,6 +121,11 @@ fn arbitrary_request(input: &mut arbitrary::Unstructured<'_>) -> Built<(Token, R
     if let Some(size) = input.arbitrary()? {
         args = args.clone().size(size).unwrap_or(args);
     }
+    // So is a flow that the protocol cannot hold.
+    if let Some(id) = input.arbitrary::<Option<u16>>()? {
+        let flow = crate::Flow::new(id % (crate::Flow::MAX + 1)).expect("in range");
+        args = args.clone().flow(flow).unwrap_or(args);
+    }
     Ok(Some((token, Request::SendProbe(args))))
 }
 

@@ -60,6 +60,7 @@ pub use measurement::report::{ReportMeta, host_label, text_report, text_report_n
 pub use measurement::stats::{Hop, Responder, Rounds, TraceStats};
 pub use measurement::tracer::{TraceConfig, TraceProbe, Tracer};
 pub use protocol::command::{DeviceName, Feature, ProbeArgs, ProbeFields, Protocol, Request};
+pub use protocol::flow::Flow;
 pub use protocol::framer::LineFramer;
 pub use protocol::mpls::{Mpls, MplsStack};
 pub use protocol::reply::{Reply, ReplyKind};

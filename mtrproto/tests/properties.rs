@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mtrproto::{
-    DeviceName, Feature, FrameError, LineFramer, Mpls, MplsStack, ProbeArgs, ProbeFields, Protocol,
-    Reply, ReplyKind, Request, Token, Word,
+    DeviceName, Feature, Flow, FrameError, LineFramer, Mpls, MplsStack, ProbeArgs, ProbeFields,
+    Protocol, Reply, ReplyKind, Request, Token, Word,
 };
 use proptest::prelude::*;
 
@@ -41,12 +41,19 @@ fn probe_args() -> impl Strategy<Value = ProbeArgs> {
                 prop::option::of(any::<u8>()),
                 prop::option::of(any::<u8>()),
                 prop::option::of(any::<u32>()),
+                prop::option::weighted(0.25, 0..=Flow::MAX),
             ),
         )
             .prop_filter_map(
                 "device names . and .. are refused",
                 |(target, protocol, port, local, local_port, device, timeout, ttl, rest)| {
-                    let (size, pattern, tos, mark) = rest;
+                    let (size, pattern, tos, mark, flow) = rest;
+                    // A flow is a UDP probe whose two ports are the flow's.
+                    let flow = flow.map(|id| Flow::new(id).unwrap());
+                    let (protocol, port, local_port) = match flow {
+                        Some(_) => (Protocol::Udp, None, None),
+                        None => (protocol, port, local_port),
+                    };
                     let local_device = match device {
                         Some(name) => Some(DeviceName::new(&name).ok()?),
                         None => None,
@@ -64,6 +71,7 @@ fn probe_args() -> impl Strategy<Value = ProbeArgs> {
                         bit_pattern: pattern,
                         tos,
                         mark,
+                        flow,
                     })
                     .ok()
                 },
@@ -179,6 +187,32 @@ proptest! {
     #[test]
     fn probe_fields_check_back_to_the_same_args(args in probe_args()) {
         prop_assert_eq!(ProbeArgs::from_fields(args.fields()), Ok(args));
+    }
+
+    #[test]
+    fn a_flow_is_held_by_udp_only_and_read_back_from_its_line(
+        args in probe_args(), id in 0..=Flow::MAX, token in token(),
+    ) {
+        let flow = Flow::new(id).unwrap();
+        match args.clone().flow(flow) {
+            Ok(with_flow) => {
+                prop_assert_eq!(args.fields().protocol, Protocol::Udp);
+                prop_assert_eq!(with_flow.fixed_flow(), Some(flow));
+                let mut out = Vec::new();
+                with_flow.encode(token, &mut out);
+                let line = std::str::from_utf8(&out).unwrap().trim_end();
+                let Ok((_, Request::SendProbe(parsed))) = Request::parse(line) else {
+                    return Err(TestCaseError::fail("the line parses"));
+                };
+                prop_assert_eq!(parsed.fixed_flow(), Some(flow));
+                let fields = parsed.fields();
+                prop_assert_eq!((fields.local_port, fields.port), (Some(flow.local_port()), Some(flow.port())));
+            }
+            Err(e) => {
+                prop_assert_ne!(args.fields().protocol, Protocol::Udp);
+                prop_assert!(e.to_string().contains("flows need protocol udp"), "{}", e);
+            }
+        }
     }
 
     #[test]

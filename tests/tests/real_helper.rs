@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtrproto_blocking::{Feature, ProbeOptions, Protocol, ReplyKind, Session};
+use mtrproto_blocking::{Error, Feature, Flow, ProbeOptions, Protocol, ReplyKind, Session};
 
 /// The real helper's session; fails the test where mtr-packet is not installed.
 fn open() -> Session {
@@ -94,6 +94,37 @@ fn every_protocol_on_both_loopbacks() {
             );
         }
     }
+}
+
+#[test]
+#[ignore = "needs mtr-packet: apt-get install mtr-tiny (root, or its cap_net_raw)"]
+fn udp_flows_answer_over_ipv4_and_are_refused_over_ipv6_on_0_95() {
+    let session = open();
+    for id in [0, 1, Flow::MAX] {
+        let options = ProbeOptions {
+            protocol: Protocol::Udp,
+            flow: Some(Flow::new(id).unwrap()),
+            ..timeout()
+        };
+        let result = session.probe_blocking("127.0.0.1", &options).unwrap();
+        assert_eq!(result.result, ReplyKind::Reply, "flow {id}: {result:?}");
+        // 0.95 never matches the answer of such a probe over IPv6: refused, naming 0.96.
+        match session.probe_blocking("::1", &options) {
+            Err(error @ Error::Unsupported { .. }) => {
+                assert!(error.to_string().contains("0.96 or later"), "{error}")
+            }
+            other => panic!("flow over IPv6 on 0.95: {other:?}"),
+        }
+    }
+    let icmp = ProbeOptions {
+        flow: Some(Flow::new(1).unwrap()),
+        ..timeout()
+    };
+    let refused = session.probe_blocking("127.0.0.1", &icmp).unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot hold a flow"),
+        "{refused}"
+    );
 }
 
 #[test]

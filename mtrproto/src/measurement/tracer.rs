@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::error::ArgumentError;
 use crate::measurement::stats::{Rounds, TraceStats};
 use crate::protocol::command::ProbeArgs;
+use crate::protocol::flow::Flow;
 use crate::protocol::result::ProbeResult;
 
 /// How to trace one target: mtr's options of the same names.
@@ -28,6 +29,11 @@ pub struct TraceConfig {
     /// How long to wait for answers after the last round (mtr's `--gracetime`, default
     /// 5 s).
     pub grace: Duration,
+    /// Fixed flows to probe in ([`Flow`], UDP only), round by round: round `r` goes out in
+    /// flow `r % flows`, and each flow keeps its own figures ([`Tracer::flow_stats`]), so
+    /// each shows one path through load balancers. 0 (the default) leaves the ports as the
+    /// probe arguments have them, as mtr does.
+    pub flows: u16,
 }
 
 impl Default for TraceConfig {
@@ -40,6 +46,7 @@ impl Default for TraceConfig {
             interval: Duration::from_secs(1),
             timeout: ProbeArgs::DEFAULT_TIMEOUT,
             grace: Duration::from_secs(5),
+            flows: 0,
         }
     }
 }
@@ -48,6 +55,7 @@ impl Default for TraceConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceProbe {
     ttl: u8,
+    flow: Option<Flow>,
     args: ProbeArgs,
 }
 
@@ -55,6 +63,12 @@ impl TraceProbe {
     /// Its TTL: give it back with the probe's result.
     pub fn ttl(&self) -> u8 {
         self.ttl
+    }
+
+    /// Its flow, when the trace probes in fixed flows ([`TraceConfig::flows`]): give it
+    /// back with the probe's result ([`Tracer::handle_flow_result`]).
+    pub fn flow(&self) -> Option<Flow> {
+        self.flow
     }
 
     /// The request to send.
@@ -135,6 +149,8 @@ enum Phase {
 pub struct Tracer {
     args: ProbeArgs,
     stats: TraceStats,
+    /// One per flow when the trace probes in fixed flows, flow `i` at `i`.
+    flow_stats: Vec<TraceStats>,
     rounds: Rounds,
     interval: Duration,
     grace: Duration,
@@ -148,7 +164,8 @@ pub struct Tracer {
 impl Tracer {
     /// A trace of `args`' target (its protocol, port, size and so on, every probe alike),
     /// started at `now`: the first probe is due one gap later, as in mtr. Fails if
-    /// `config.timeout` or a TTL cannot be sent.
+    /// `config.timeout` or a TTL cannot be sent, or if `config.flows` are asked of a
+    /// protocol that cannot hold a flow or are more than [`Flow::MAX`]` + 1`.
     pub fn new(
         args: ProbeArgs,
         config: &TraceConfig,
@@ -167,12 +184,20 @@ impl Tracer {
             return Err(out_of_range("cycles", 0, 1, u32::MAX.into()));
         }
         let args = args.timeout(config.timeout)?;
+        if config.flows > 0 {
+            // Checks the protocol, and that the last flow exists.
+            args.clone().flow(Flow::new(config.flows - 1)?)?;
+        }
         let stats = TraceStats::new(args.target(), config.max_ttl);
+        let flow_stats = (0..config.flows)
+            .map(|_| TraceStats::new(args.target(), config.max_ttl))
+            .collect();
         let rounds = Rounds::starting_at(&stats, config.first_ttl, config.max_unknown);
         let next = now + rounds.gap(config.interval);
         Ok(Tracer {
             args,
             stats,
+            flow_stats,
             rounds,
             interval: config.interval,
             grace: config.grace,
@@ -193,8 +218,14 @@ impl Tracer {
             return None;
         }
         let ttl = self.rounds.next_ttl();
-        // Rounds yields TTLs in 1..=max_ttl, which every ProbeArgs accepts.
-        let args = self.args.clone().ttl(ttl).ok()?;
+        // Rounds yields TTLs in 1..=max_ttl, which every ProbeArgs accepts, and `new`
+        // checked that the args hold every flow.
+        let mut args = self.args.clone().ttl(ttl).ok()?;
+        let flow = self.round_flow();
+        if let Some(flow) = flow {
+            args = args.flow(flow).ok()?;
+            self.flow_stats[usize::from(flow.id())].sent(ttl);
+        }
         self.stats.sent(ttl);
         self.in_flight += 1;
         self.sent += 1;
@@ -208,15 +239,43 @@ impl Tracer {
         } else {
             Phase::Probing { next: tick }
         };
-        Some(TraceProbe { ttl, args })
+        Some(TraceProbe { ttl, flow, args })
+    }
+
+    /// The flow of the round being sent, if the trace probes in flows.
+    fn round_flow(&self) -> Option<Flow> {
+        let flows = u32::try_from(self.flow_stats.len())
+            .ok()
+            .filter(|&n| n > 0)?;
+        let id = u16::try_from(self.completed % flows).ok()?;
+        Flow::new(id).ok()
     }
 
     /// The probe sent at `ttl` completed with `result` (`no-reply` included).
+    ///
+    /// With fixed flows, use [`handle_flow_result`](Tracer::handle_flow_result): this
+    /// counts the answer in the whole trace's figures only.
     pub fn handle_result(&mut self, now: Instant, ttl: u8, result: &ProbeResult) {
+        self.handle_flow_result(now, ttl, None, result);
+    }
+
+    /// The probe sent at `ttl` in `flow` ([`TraceProbe::flow`]) completed with `result`:
+    /// counted in the whole trace's figures and in the flow's. A flow the trace does not
+    /// have counts in the whole trace's only.
+    pub fn handle_flow_result(
+        &mut self,
+        now: Instant,
+        ttl: u8,
+        flow: Option<Flow>,
+        result: &ProbeResult,
+    ) {
         if self.phase == Phase::Done {
             return;
         }
         self.stats.record(ttl, result);
+        if let Some(stats) = flow.and_then(|f| self.flow_stats.get_mut(usize::from(f.id()))) {
+            stats.record(ttl, result);
+        }
         self.handle_lost(now, ttl);
     }
 
@@ -236,6 +295,7 @@ impl Tracer {
         {
             self.phase = Phase::Done;
             self.stats.end_transit();
+            self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
         }
     }
 
@@ -275,11 +335,24 @@ impl Tracer {
         &self.stats
     }
 
+    /// Each flow's figures so far, flow `i` at index `i`: the path that flow took and its
+    /// per-hop figures. Empty unless the trace probes in flows ([`TraceConfig::flows`]).
+    pub fn flow_stats(&self) -> &[TraceStats] {
+        &self.flow_stats
+    }
+
     /// The figures, with every probe out of transit as mtr prints its report
     /// ([`TraceStats::end_transit`]), whether or not the trace is done.
-    pub fn into_stats(mut self) -> TraceStats {
+    pub fn into_stats(self) -> TraceStats {
+        self.into_flow_stats().0
+    }
+
+    /// The whole trace's figures and each flow's ([`Tracer::flow_stats`]), every probe
+    /// out of transit.
+    pub fn into_flow_stats(mut self) -> (TraceStats, Vec<TraceStats>) {
         self.stats.end_transit();
-        self.stats
+        self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
+        (self.stats, self.flow_stats)
     }
 }
 
@@ -618,6 +691,97 @@ mod tests {
             ..TraceConfig::default()
         };
         assert_eq!(ttls(&run(&path, localhost(), &config)), [1, 2, 3]);
+    }
+
+    #[test]
+    fn each_flow_keeps_the_path_it_took() {
+        // TTL 2 is a balancer that sends even flows to 10.0.0.2 and odd ones to 10.0.1.2,
+        // the target is at TTL 3.
+        let answer = |ttl: u8, flow: Flow| {
+            let line = match ttl {
+                1 => "1 ttl-expired ip-4 10.0.0.1 round-trip-time 900".to_owned(),
+                2 => format!(
+                    "1 ttl-expired ip-4 10.0.{}.2 round-trip-time 900",
+                    flow.id() % 2
+                ),
+                _ => "1 reply ip-4 127.0.0.1 round-trip-time 900".to_owned(),
+            };
+            ProbeResult::from_reply(&Reply::parse(&line).unwrap())
+        };
+        let config = TraceConfig {
+            cycles: 6,
+            flows: 3,
+            ..TraceConfig::default()
+        };
+        let udp = localhost().protocol(Protocol::Udp);
+        let start = Instant::now();
+        let mut tracer = Tracer::new(udp, &config, start).unwrap();
+        let mut now = start;
+        let mut flows_sent = Vec::new();
+        for _ in 0..1000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                let flow = probe.flow().expect("every probe in a flow");
+                assert_eq!(probe.args().fixed_flow(), Some(flow));
+                flows_sent.push(flow.id());
+                tracer.handle_flow_result(now, probe.ttl(), Some(flow), &answer(probe.ttl(), flow));
+            }
+            match tracer.poll_timeout() {
+                Some(next) => now = next,
+                None => break,
+            }
+            tracer.handle_timeout(now);
+        }
+        assert!(tracer.is_done());
+        // Round r in flow r % 3: the first round reaches TTL 4, later ones stop at 3.
+        assert_eq!(&flows_sent[..4], [0, 0, 0, 0]);
+        assert_eq!(
+            &flows_sent[4..],
+            [1, 1, 1, 2, 2, 2, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+        );
+        let (all, flows) = tracer.into_flow_stats();
+        let second = |stats: &TraceStats| -> Vec<IpAddr> {
+            stats.hops()[1]
+                .responders()
+                .iter()
+                .map(|r| r.address)
+                .collect()
+        };
+        assert_eq!(second(&all).len(), 2, "the whole trace mixes both paths");
+        assert_eq!(flows.len(), 3);
+        for (id, stats) in flows.iter().enumerate() {
+            let expected: IpAddr = format!("10.0.{}.2", id % 2).parse().unwrap();
+            assert_eq!(second(stats), [expected], "flow {id} took one path");
+            assert_eq!(stats.hops()[1].sent(), 2);
+            assert_eq!(stats.hops()[1].received(), 2);
+            assert_eq!(stats.destination_ttl(), Some(3));
+        }
+    }
+
+    #[test]
+    fn flows_are_refused_where_they_cannot_hold() {
+        let now = Instant::now();
+        let flows = TraceConfig {
+            flows: 2,
+            ..TraceConfig::default()
+        };
+        for protocol in [Protocol::Icmp, Protocol::Tcp, Protocol::Sctp] {
+            let error = Tracer::new(localhost().protocol(protocol), &flows, now).unwrap_err();
+            assert!(
+                matches!(error, ArgumentError::FlowNotHeld { protocol: p, .. } if p == protocol),
+                "{error}"
+            );
+        }
+        let too_many = TraceConfig {
+            flows: Flow::MAX + 2,
+            ..TraceConfig::default()
+        };
+        let udp = localhost().protocol(Protocol::Udp);
+        assert!(Tracer::new(udp.clone(), &too_many, now).is_err());
+        let all = TraceConfig {
+            flows: Flow::MAX + 1,
+            ..TraceConfig::default()
+        };
+        assert!(Tracer::new(udp, &all, now).is_ok());
     }
 
     /// The loop mtr runs, written directly over Rounds as the `trace` example did: the same

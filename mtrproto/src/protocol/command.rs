@@ -7,6 +7,7 @@ use std::num::NonZeroU8;
 use std::time::Duration;
 
 use crate::error::{ArgumentError, ParseError};
+use crate::protocol::flow::Flow;
 use crate::protocol::grammar::{self, Arguments};
 use crate::protocol::names::names;
 use crate::protocol::token::Token;
@@ -242,6 +243,9 @@ pub struct ProbeFields {
     pub tos: Option<u8>,
     /// See [`ProbeArgs::mark`].
     pub mark: Option<u32>,
+    /// See [`ProbeArgs::flow`]: sets `port` and `local_port`, which must then be `None` or
+    /// the flow's. [`ProbeArgs::fields`] gives those ports back, with `flow` `None`.
+    pub flow: Option<Flow>,
 }
 
 impl ProbeFields {
@@ -260,6 +264,7 @@ impl ProbeFields {
             bit_pattern: None,
             tos: None,
             mark: None,
+            flow: None,
         }
     }
 }
@@ -337,6 +342,42 @@ impl ProbeArgs {
         )?;
         self.local_port = Some(port);
         Ok(self)
+    }
+
+    /// Sends the probe in `flow`: its fixed `local-port` and `port`, so that every probe of
+    /// the flow takes the same path through load balancers (see [`Flow`]).
+    ///
+    /// Only UDP probes can hold a flow: set the protocol first. Refused, saying why, for
+    /// the others, whose flow fields change with every probe. A later
+    /// [`port`](ProbeArgs::port) or [`local_port`](ProbeArgs::local_port) replaces the
+    /// flow's.
+    ///
+    /// ```
+    /// use mtrproto::{ArgumentError, Flow, ProbeArgs, Protocol};
+    /// let icmp = ProbeArgs::new("127.0.0.1".parse()?);
+    /// let refused = icmp.clone().flow(Flow::new(1)?);
+    /// assert!(matches!(refused, Err(ArgumentError::FlowNotHeld { protocol: Protocol::Icmp, .. })));
+    /// assert!(icmp.protocol(Protocol::Udp).flow(Flow::new(1)?).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flow(mut self, flow: Flow) -> Result<ProbeArgs, ArgumentError> {
+        if let Some(why) = Flow::refusal(self.protocol) {
+            return Err(ArgumentError::FlowNotHeld {
+                protocol: self.protocol,
+                why,
+            });
+        }
+        self.port = Some(flow.port());
+        self.local_port = Some(flow.local_port());
+        Ok(self)
+    }
+
+    /// The flow this UDP probe's ports are, if they are one ([`Flow::from_ports`]).
+    pub fn fixed_flow(&self) -> Option<Flow> {
+        match (self.protocol, self.local_port, self.port) {
+            (Protocol::Udp, Some(local), Some(port)) => Flow::from_ports(local, port),
+            _ => None,
+        }
     }
 
     /// Sets the interface to send from (`local-device`; newer mtr-packet only).
@@ -437,6 +478,13 @@ impl ProbeArgs {
         if let Some(port) = fields.local_port {
             args = args.local_port(port)?;
         }
+        if let Some(flow) = fields.flow {
+            let theirs = |given: Option<u16>, flow_port| given.is_none_or(|p| p == flow_port);
+            if !theirs(fields.port, flow.port()) || !theirs(fields.local_port, flow.local_port()) {
+                return Err(ArgumentError::FlowPortsDiffer { flow });
+            }
+            args = args.flow(flow)?;
+        }
         if let Some(device) = fields.local_device {
             args = args.local_device(device);
         }
@@ -470,6 +518,7 @@ impl ProbeArgs {
             bit_pattern: self.bit_pattern,
             tos: self.tos,
             mark: self.mark,
+            flow: None,
         }
     }
 
@@ -547,6 +596,7 @@ impl ProbeArgs {
             bit_pattern: values.number("bit-pattern")?,
             tos: values.number("tos")?,
             mark: values.number("mark")?,
+            flow: None,
         })?;
         match values.number("timeout")? {
             Some(secs) => Ok(args.timeout_secs(secs)?),

@@ -3,6 +3,7 @@
 //! probe. No state beyond one line.
 
 pub(crate) mod command;
+pub(crate) mod flow;
 pub(crate) mod framer;
 pub(crate) mod grammar;
 pub(crate) mod mpls;
