@@ -13,8 +13,10 @@
 //! with 143). Exits with COMMAND's code. Nothing can leave the namespace: it has no other
 //! interface. Needs root. Format: tests/scenarios/README.md.
 //!
-//! `--ground-truth` prints the expected hops of every target of the scenario's generated
-//! internet as JSON lines (format in the same README), and needs nothing.
+//! `--ground-truth` prints what a trace of each target should find, one JSON line per target
+//! (format in the same README): the scenario's own targets first (every responder per TTL
+//! and the links between them, for multipath tracing), then its generated internet's; it
+//! needs nothing.
 
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode};
@@ -159,7 +161,7 @@ fn run(
     Ok(code)
 }
 
-/// Prints the ground truth of every target of the scenario's generated internet.
+/// Prints the ground truth of every target of the scenario and of its generated internet.
 fn ground_truth(path: &str) -> ExitCode {
     let scenario = match std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
@@ -171,18 +173,22 @@ fn ground_truth(path: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(internet) = scenario.internet else {
-        eprintln!("mtrsim: {path}: no [internet] table");
+    if scenario.targets.is_empty() && scenario.internet.is_none() {
+        eprintln!("mtrsim: {path}: no targets");
         return ExitCode::from(2);
-    };
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let (v4, v6): (Vec<_>, Vec<_>) = (0..internet.targets())
-        .flat_map(|i| internet.target_addresses(i))
-        .partition(|a| a.is_ipv4());
-    for address in v4.into_iter().chain(v6) {
-        let Some(line) = internet.ground_truth(address) else {
-            continue;
-        };
+    // The scenario's own targets first: their paths as a graph, for multipath tracing.
+    let paths = scenario.path_truths().into_iter().map(|t| t.to_json());
+    let internet = scenario.internet.iter().flat_map(|internet| {
+        let (v4, v6): (Vec<_>, Vec<_>) = (0..internet.targets())
+            .flat_map(|i| internet.target_addresses(i))
+            .partition(|a| a.is_ipv4());
+        v4.into_iter()
+            .chain(v6)
+            .filter_map(|address| internet.ground_truth(address))
+    });
+    for line in paths.chain(internet) {
         // A closed pipe (`| head`) ends the listing quietly.
         if writeln!(out, "{line}").is_err() {
             return ExitCode::SUCCESS;

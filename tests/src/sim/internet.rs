@@ -174,6 +174,7 @@ const BEHAVIOUR: u64 = 7;
 const ECMP: u64 = 8;
 const TARGET_KIND: u64 = 9;
 const TARGET_DELAY: u64 = 10;
+const ROUTER_SEED: u64 = 11;
 
 /// A seeded hash of (seed, stream, index): every draw is a pure function of these.
 fn hash(seed: u64, stream: u64, index: u64) -> u64 {
@@ -440,6 +441,11 @@ impl Internet {
         }
     }
 
+    /// The seed router `k` mixes into its flow hash (real routers seed theirs per device).
+    pub fn router_seed(&self, k: u32) -> u64 {
+        hash(self.seed, ROUTER_SEED, k.into())
+    }
+
     /// The edge chain of target `index`: targets are split into consecutive blocks.
     fn edge_of(&self, index: u32) -> u32 {
         (u64::from(index) * self.edges.len() as u64 / u64::from(self.spec.targets)) as u32
@@ -628,13 +634,27 @@ impl TargetTruth {
             };
             let _ = write!(
                 line,
-                r#"{}{{"ttl":{},"responders":{responders},"lossy":{},"rate_limited":{},"delay_ms":{}}}"#,
+                r#"{}{{"ttl":{},"responders":{responders},"per_packet":false,"lossy":{},"rate_limited":{},"delay_ms":{}}}"#,
                 if i > 0 { "," } else { "" },
                 hop.ttl,
                 hop.lossy,
                 hop.rate_limited,
                 hop.delay.as_micros() as f64 / 1000.0,
             );
+        }
+        // Links between consecutive answering hops: ECMP routers choose independently.
+        line.push_str(r#"],"links":["#);
+        let mut first = true;
+        for pair in self.hops.windows(2) {
+            let (Some(from), Some(to)) = (&pair[0].responders, &pair[1].responders) else {
+                continue;
+            };
+            for a in from {
+                for b in to {
+                    let _ = write!(line, r#"{}["{a}","{b}"]"#, if first { "" } else { "," });
+                    first = false;
+                }
+            }
         }
         line.push_str("]}");
         line
@@ -814,6 +834,7 @@ mod tests {
                 assert_eq!(hops.len(), want_len, "{line}");
                 for (ttl, hop) in (1..).zip(hops) {
                     assert_eq!(hop["ttl"], ttl);
+                    assert_eq!(hop["per_packet"], false);
                     let responders = &hop["responders"];
                     seen.insert(responders.as_array().map_or(0, Vec::len));
                     for r in responders.as_array().into_iter().flatten() {
@@ -822,6 +843,24 @@ mod tests {
                         assert!(is_simulated(r));
                     }
                 }
+                // Every pair of consecutive responders is a link, and nothing else.
+                let mut want = HashSet::new();
+                for pair in hops.windows(2) {
+                    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+                    for a in list(&pair[0]["responders"]) {
+                        for b in list(&pair[1]["responders"]) {
+                            want.insert(serde_json::json!([a, b]).to_string());
+                        }
+                    }
+                }
+                let links: HashSet<_> = v["links"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect();
+                assert_eq!(links, want, "{line}");
+                assert_eq!(links.len(), v["links"].as_array().unwrap().len());
                 let last = &hops[want_len - 1]["responders"];
                 if kind == TargetKind::Answers {
                     assert_eq!(last[0], address.to_string());

@@ -5,6 +5,7 @@ pub mod internet;
 pub mod packet;
 pub mod responder;
 pub mod scenario;
+pub mod topology;
 pub mod tun;
 
 use std::net::IpAddr;

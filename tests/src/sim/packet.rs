@@ -121,8 +121,23 @@ impl Probe<'_> {
         })
     }
 
-    /// A hash of the flow: addresses, protocol and ports, as an ECMP router uses.
+    /// A hash of the 5-tuple: addresses, protocol and, for UDP and TCP, the ports (an
+    /// ECMP router hashing flows).
     pub fn flow_hash(&self) -> u64 {
+        let ports = match self.transport {
+            Transport::Udp { .. } | Transport::Tcp { .. } => self.payload.get(..4),
+            Transport::Echo | Transport::Other => None,
+        };
+        self.hash_with(ports.unwrap_or(&[]))
+    }
+
+    /// A hash of the addresses, the protocol and the transport header's first four bytes
+    /// (ICMP: type, code, checksum; UDP and TCP: the ports), as some routers balance.
+    pub fn head_hash(&self) -> u64 {
+        self.hash_with(self.payload.get(..4).unwrap_or(self.payload))
+    }
+
+    fn hash_with(&self, transport: &[u8]) -> u64 {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         let mut feed = |bytes: &[u8]| {
             for &b in bytes {
@@ -132,18 +147,9 @@ impl Probe<'_> {
         feed(&ip_bytes(self.src));
         feed(&ip_bytes(self.dst));
         feed(&[self.protocol]);
-        if let Transport::Udp { src_port, dst_port }
-        | Transport::Tcp {
-            src_port, dst_port, ..
-        } = self.transport
-        {
-            feed(&src_port.to_be_bytes());
-            feed(&dst_port.to_be_bytes());
-        }
-        // FNV's low bits follow the last bytes closely; mix them (SplitMix64's finaliser).
-        hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        hash ^ (hash >> 31)
+        feed(transport);
+        // FNV's low bits follow the last bytes closely; mix them.
+        crate::mix64(hash)
     }
 }
 
@@ -185,16 +191,34 @@ const QUOTE_WITH_EXTENSION: usize = 128;
 /// Quote at most this much of the probe otherwise.
 const MAX_QUOTE: usize = 512;
 
-/// An ICMP error from `from` to the probe's sender, quoting the probe, with an MPLS label
-/// stack extension when `mpls` is not empty.
-pub fn icmp_error(probe: &Probe<'_>, from: IpAddr, error: IcmpError, mpls: &[Mpls]) -> Vec<u8> {
+/// An ICMP error from `from` to the probe's sender, quoting the probe as it arrived there,
+/// with TTL (hop limit) `quoted_ttl`, and with an MPLS label stack extension when `mpls` is
+/// not empty.
+pub fn icmp_error(
+    probe: &Probe<'_>,
+    from: IpAddr,
+    error: IcmpError,
+    mpls: &[Mpls],
+    quoted_ttl: u8,
+) -> Vec<u8> {
     let v4 = probe.src.is_ipv4();
     let (kind, code) = error.type_code(v4);
     let mut body = vec![kind, code, 0, 0, 0, 0, 0, 0];
-    if mpls.is_empty() {
-        body.extend_from_slice(&probe.packet[..probe.packet.len().min(MAX_QUOTE)]);
+    let mut quote = probe.packet.to_vec();
+    if v4 {
+        // The TTL changed on the way, and the header checksum with it (RFC 1812 5.3.1).
+        let header_len = usize::from(quote[0] & 0x0f) * 4;
+        quote[8] = quoted_ttl;
+        quote[10..12].fill(0);
+        let sum = checksum(&[&quote[..header_len.min(quote.len())]]);
+        quote[10..12].copy_from_slice(&sum.to_be_bytes());
     } else {
-        let mut quote = probe.packet[..probe.packet.len().min(QUOTE_WITH_EXTENSION)].to_vec();
+        quote[7] = quoted_ttl;
+    }
+    if mpls.is_empty() {
+        quote.truncate(MAX_QUOTE);
+        body.extend_from_slice(&quote);
+    } else {
         quote.resize(QUOTE_WITH_EXTENSION, 0);
         body.extend_from_slice(&quote);
         // RFC 4884 length of the quote: 32-bit words in ICMPv4 (byte 5), 64-bit in ICMPv6 (byte 4).
@@ -220,6 +244,19 @@ fn mpls_extension(mpls: &[Mpls]) -> Vec<u8> {
     let sum = checksum(&[&ext]);
     ext[2..4].copy_from_slice(&sum.to_be_bytes());
     ext
+}
+
+/// Sets an IPv4 answer's identification field to `id` (the header checksum follows); IPv6
+/// answers have none and are left as they are.
+pub fn set_ip_id(packet: &mut [u8], id: u16) {
+    if packet.len() < 20 || packet[0] >> 4 != 4 {
+        return;
+    }
+    let header_len = (usize::from(packet[0] & 0x0f) * 4).min(packet.len());
+    packet[4..6].copy_from_slice(&id.to_be_bytes());
+    packet[10..12].fill(0);
+    let sum = checksum(&[&packet[..header_len]]);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// The echo reply to an echo request probe, from its destination.
@@ -370,6 +407,7 @@ mod tests {
             [198, 18, 0, 101].into(),
             IcmpError::TimeExceeded,
             &mpls,
+            1,
         );
         let icmp = &answer[20..];
         assert_eq!((icmp[0], icmp[1], icmp[5]), (11, 0, 32));

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use mtrproto::Mpls;
 
 use super::internet::{Behaviour, Internet, Reach, TargetKind};
-use super::packet::{IcmpError, Probe, Transport, echo_reply, icmp_error, tcp_reply};
+use super::packet::{IcmpError, Probe, Transport, echo_reply, icmp_error, set_ip_id, tcp_reply};
 use super::scenario::{Hop, Scenario, Select, Target, mpls, offset};
+use super::topology::{Graph, router_seed};
 
 /// Answers probes as a scenario says.
 pub struct Responder {
@@ -22,12 +23,17 @@ pub struct Responder {
     internet: Option<Internet>,
     /// Per rate-limited router of the internet, as `rate`.
     router_rate: HashMap<u32, (Instant, u32)>,
+    /// Each target's routers.
+    graphs: Vec<Graph>,
+    /// The next IPv4 identification of each answering address: it counts per router.
+    ip_ids: HashMap<IpAddr, u16>,
 }
 
 impl Responder {
     /// A responder for a checked scenario.
     pub fn new(mut scenario: Scenario) -> Responder {
         let internet = scenario.internet.take();
+        let graphs = std::mem::take(&mut scenario.graphs);
         let mut targets = HashMap::new();
         for (i, target) in scenario.targets.iter().enumerate() {
             for n in 0..target.count {
@@ -52,11 +58,28 @@ impl Responder {
             rate: HashMap::new(),
             internet,
             router_rate: HashMap::new(),
+            graphs,
+            ip_ids: HashMap::new(),
         }
     }
 
     /// The answer to one datagram and when to send it; `None` to stay silent.
     pub fn answer(&mut self, packet: &[u8], now: Instant) -> Option<(Instant, Vec<u8>)> {
+        let (due, mut answer) = self.decide(packet, now)?;
+        if let Some(&[a, b, c, d]) = answer.get(12..16) {
+            let from = IpAddr::from([a, b, c, d]);
+            let seed = self.scenario.seed;
+            let next = self
+                .ip_ids
+                .entry(from)
+                .or_insert_with(|| router_seed(seed, from) as u16);
+            set_ip_id(&mut answer, *next);
+            *next = next.wrapping_add(1);
+        }
+        Some((due, answer))
+    }
+
+    fn decide(&mut self, packet: &[u8], now: Instant) -> Option<(Instant, Vec<u8>)> {
         let probe = Probe::parse(packet)?;
         if probe.transport == Transport::Other {
             return None;
@@ -81,15 +104,19 @@ impl Responder {
             return self.router_answer(&probe, index, hop_index, &hop, now);
         }
         let destination = target.destination.clone();
+        // It arrives after every router decremented its TTL.
+        let arrived = probe.ttl.saturating_sub(target.hops.len() as u8);
         if self.random.uniform() < destination.timing.loss {
             return None;
         }
         let reply = match probe.transport {
             Transport::Echo => match destination.icmp_unreachable {
-                Some(code) => icmp_error(&probe, probe.dst, code.into(), &[]),
+                Some(code) => icmp_error(&probe, probe.dst, code.into(), &[], arrived),
                 None => echo_reply(&probe),
             },
-            Transport::Udp { .. } => icmp_error(&probe, probe.dst, IcmpError::PortUnreachable, &[]),
+            Transport::Udp { .. } => {
+                icmp_error(&probe, probe.dst, IcmpError::PortUnreachable, &[], arrived)
+            }
             Transport::Tcp { .. } => tcp_reply(&probe, destination.tcp_open)?,
             Transport::Other => return None,
         };
@@ -110,23 +137,27 @@ impl Responder {
         {
             return None;
         }
-        let total: u64 = hop.responders.iter().map(|r| u64::from(r.weight())).sum();
-        let pick = match hop.select {
-            Select::Flow => probe.flow_hash() % total.max(1),
-            Select::Packet => self.random.next() % total.max(1),
-        };
-        let mut acc = 0;
-        let from = hop.responders.iter().find(|r| {
-            acc += u64::from(r.weight());
-            pick < acc
-        })?;
+        let random = &mut self.random;
+        let node = self
+            .graphs
+            .get(target)?
+            .route(hop_index, |select| match select {
+                Select::Flow => probe.flow_hash(),
+                Select::FirstFour => probe.head_hash(),
+                Select::Packet => random.next(),
+            })?;
+        let from = node.address?;
+        // The TTL it arrived with (1 where it expires), or after this router's decrement.
+        let arrived = probe.ttl.saturating_sub(hop_index as u8);
+        let quoted = arrived.saturating_sub(1 - hop.quoted_ttl.min(1));
         let answer = match hop.unreachable {
-            Some(code) => icmp_error(probe, from.address(), code.into(), &[]),
+            Some(code) => icmp_error(probe, from, code.into(), &[], quoted),
             None => icmp_error(
                 probe,
-                from.address(),
+                from,
                 IcmpError::TimeExceeded,
                 &self.mpls[target][hop_index],
+                quoted,
             ),
         };
         Some((now + hop.timing.delay(self.random.uniform()), answer))
@@ -143,10 +174,11 @@ impl Responder {
                 if internet.target_kind(index) != TargetKind::Answers {
                     return None;
                 }
+                let arrived = probe.ttl.saturating_sub(internet.path_len(index) as u8);
                 let reply = match probe.transport {
                     Transport::Echo => echo_reply(probe),
                     Transport::Udp { .. } => {
-                        icmp_error(probe, probe.dst, IcmpError::PortUnreachable, &[])
+                        icmp_error(probe, probe.dst, IcmpError::PortUnreachable, &[], arrived)
                     }
                     Transport::Tcp { .. } => tcp_reply(probe, false)?,
                     Transport::Other => return None,
@@ -173,9 +205,18 @@ impl Responder {
         if lost {
             return None;
         }
-        let twin = router.twin.is_some() && probe.flow_hash() % 2 == 1;
+        // Seeded per router, so consecutive ECMP routers choose independently.
+        let twin = router.twin.is_some()
+            && crate::mix64(probe.flow_hash() ^ internet.router_seed(k)) % 2 == 1;
         let from = internet.router_address(k, twin, probe.dst);
-        let answer = icmp_error(probe, from, error, &[]);
+        // Quoted as it arrived: 1 where it expired, more at an unreachable router.
+        let arrived = match error {
+            IcmpError::TimeExceeded => 1,
+            _ => probe
+                .ttl
+                .saturating_sub(internet.path_len(index).saturating_sub(1) as u8),
+        };
+        let answer = icmp_error(probe, from, error, &[], arrived);
         let jitter = internet.jitter(self.random.uniform());
         Some((now + internet.router_delay(k) + jitter, answer))
     }

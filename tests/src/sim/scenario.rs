@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::internet::{Internet, InternetSpec};
 use super::packet::IcmpError;
+use super::topology::{Graph, PathTruth};
 
 /// A whole scenario.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +37,9 @@ pub struct Scenario {
     /// The internet generated from it, by `parse`.
     #[serde(skip)]
     pub internet: Option<Internet>,
+    /// Each target's routers as a graph, made by `parse`.
+    #[serde(skip)]
+    pub graphs: Vec<Graph>,
 }
 
 fn default_source4() -> IpAddr {
@@ -71,6 +75,10 @@ fn one() -> u32 {
     1
 }
 
+fn one_u8() -> u8 {
+    1
+}
+
 /// One router on a path.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,9 +86,18 @@ pub struct Hop {
     /// Who answers: one address, or several with weights.
     #[serde(default)]
     pub responders: Vec<Responder>,
-    /// How a responder is chosen among several: per flow (hash) or per packet (weighted).
+    /// How each router of the previous hop (for the first hop, the prober's side) chooses
+    /// among its successors here: by a hash of the 5-tuple, of the first four bytes of the
+    /// transport header, or per packet; weighted.
     #[serde(default)]
     pub select: Select,
+    /// Which routers of the previous hop lead to which of this hop's (default: every one to
+    /// every one); not allowed on the first hop.
+    pub links: Option<Vec<Link>>,
+    /// The TTL its ICMP errors quote for a probe that expired here: 1, the datagram as it
+    /// arrived (RFC 1812 4.3.2.3), or 0, some routers' quote after the decrement.
+    #[serde(default = "one_u8")]
+    pub quoted_ttl: u8,
     /// Answers nothing.
     #[serde(default)]
     pub silent: bool,
@@ -130,14 +147,36 @@ impl Responder {
     }
 }
 
-/// How one responder among several is chosen.
+/// A link from a router of the previous hop to one of this hop's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Link {
+    /// `[from, to]`: weighted as `to` is among the hop's responders.
+    Pair([IpAddr; 2]),
+    /// `{ from, to, weight }`: its own weight among `from`'s links.
+    Weighted {
+        /// The previous hop's router.
+        from: IpAddr,
+        /// This hop's router.
+        to: IpAddr,
+        /// Its share of `from`'s flows, relative to `from`'s other links.
+        weight: u32,
+    },
+}
+
+/// How a balancing router chooses among its successors (`tests/scenarios/README.md`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Select {
-    /// By a hash of the probe's addresses, protocol and ports, weighted.
+    /// By a hash of the 5-tuple: addresses, protocol and, for UDP and TCP, the ports (ICMP
+    /// probes of one source and destination all take one path).
     #[default]
     Flow,
-    /// At random for every packet, weighted.
+    /// By a hash of the addresses, the protocol and the transport header's first four
+    /// bytes (ICMP: type, code, checksum, so classic ICMP probes change path; UDP and TCP:
+    /// the ports).
+    FirstFour,
+    /// At random for every packet.
     Packet,
 }
 
@@ -216,9 +255,27 @@ impl Scenario {
                 if !(0.0..=1.0).contains(&hop.timing.loss) {
                     return Err(format!("{at}: loss must be within 0..=1"));
                 }
+                if hop.quoted_ttl > 1 {
+                    return Err(format!("{at}: quoted_ttl must be 0 or 1"));
+                }
+                if ttl == 1 && hop.links.is_some() {
+                    return Err(format!("{at}: the first hop has no links"));
+                }
             }
+            let graph =
+                Graph::new(target, scenario.seed).map_err(|e| format!("target {i}: {e}"))?;
+            scenario.graphs.push(graph);
         }
         Ok(scenario)
+    }
+
+    /// The multipath ground truth of every target address (`count` expanded), in order.
+    pub fn path_truths(&self) -> Vec<PathTruth> {
+        self.targets
+            .iter()
+            .zip(&self.graphs)
+            .flat_map(|(t, g)| (0..t.count).map(move |i| g.truth(t, offset(t.address, i))))
+            .collect()
     }
 
     /// Every target address, `count` expanded.
