@@ -158,8 +158,8 @@ pub fn text_report_named(
         }
         line.end(&mut out);
         for other in hop.responders().iter().take(MAX_PATH) {
-            if Some(other.address) != hop.host() {
-                let _ = writeln!(out, "        {:<hosts$}", host(other.address));
+            if Some(other.address()) != hop.host() {
+                let _ = writeln!(out, "        {:<hosts$}", host(other.address()));
             }
         }
         if wide {
@@ -175,9 +175,10 @@ fn push_details(out: &mut String, hop: &Hop) {
         let _ = writeln!(
             out,
             "    |  `|-- {} ({} answers)",
-            responder.address, responder.count
+            responder.address(),
+            responder.count()
         );
-        for entry in &responder.mpls {
+        for entry in responder.mpls().iter() {
             let _ = writeln!(
                 out,
                 "    |   +-- [MPLS: Lbl {} TC {} S {} TTL {}]",
@@ -348,10 +349,10 @@ mod json {
                         hop.responders()
                             .iter()
                             .map(|r| JsonResponder {
-                                host: host(r.address),
-                                count: r.count,
+                                host: host(r.address()),
+                                count: r.count(),
                                 mpls: r
-                                    .mpls
+                                    .mpls()
                                     .iter()
                                     .map(|m| JsonMpls {
                                         label: m.label(),

@@ -39,37 +39,93 @@ pub struct TraceStats {
 /// One host that answered at a hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Responder {
+    address: IpAddr,
+    count: u32,
+    /// Out of line: most answers carry no label stack, and a stack is 36 bytes.
+    mpls: Option<Box<MplsStack>>,
+}
+
+/// The empty stack [`Responder::mpls`] lends when there is none.
+static NO_MPLS: MplsStack = MplsStack::new();
+
+impl Responder {
     /// Its address.
-    pub address: IpAddr,
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
     /// How many answers came from it.
-    pub count: u64,
+    pub fn count(&self) -> u64 {
+        self.count.into()
+    }
+
     /// The MPLS label stack of its first answer, as mtr keeps it (`mplss` in `net.c`); empty
     /// when none.
-    pub mpls: MplsStack,
+    pub fn mpls(&self) -> &MplsStack {
+        self.mpls.as_deref().unwrap_or(&NO_MPLS)
+    }
 }
 
 /// The statistics of one TTL.
+///
+/// A hop that never answered (most of a silent target's) holds only its probe count: the
+/// figures, responders and errors are made at its first answer or error.
 #[derive(Debug, Clone, Default)]
 pub struct Hop {
     ttl: u8,
-    xmit: u64,
-    returned: u64,
     transit: bool,
-    latest: Option<IpAddr>,
-    /// The error of the latest answer (mtr's `nh->err`), `None` after a plain answer.
-    err: Option<ReplyKind<'static>>,
-    last: i64,
-    best: i64,
-    worst: i64,
-    avg: i64,
+    xmit: u32,
+    seen: Option<Box<Seen>>,
+}
+
+/// What a hop has seen. The figures have mtr's C types (`struct nethost` in `ui/net.c`):
+/// `int`, and `long long` for `ssd`; the arithmetic on them is mtr's, so they stay equal.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    returned: u32,
+    last: i32,
+    best: i32,
+    worst: i32,
+    avg: i32,
+    gmean: i32,
+    jitter: i32,
+    javg: i32,
+    jworst: i32,
+    jinta: i32,
     ssd: i64,
-    gmean: i64,
-    jitter: i64,
-    javg: i64,
-    jworst: i64,
-    jinta: i64,
-    responders: Vec<Responder>,
-    errors: Vec<(ReplyKind<'static>, u64)>,
+    /// The index in `responders` of the latest answer's address (mtr's `nh->addr`).
+    latest: Option<u32>,
+    /// In the order first seen; room for exactly these (most hops have one).
+    responders: Box<[Responder]>,
+    /// Out of line: most hops have none.
+    errors: Option<Box<Errors>>,
+}
+
+/// The outcomes of a hop other than an answer or `no-reply`.
+#[derive(Debug, Clone, Default)]
+struct Errors {
+    counts: Box<[(ReplyKind<'static>, u64)]>,
+    /// The index in `counts` of the latest answer's error (mtr's `nh->err`), `None` after a
+    /// plain answer.
+    latest: Option<u32>,
+}
+
+/// Appends `value` with room for exactly one more: these lists are short and grow rarely.
+fn push_exact<T>(list: &mut Box<[T]>, value: T) {
+    let mut grown = std::mem::take(list).into_vec();
+    grown.reserve_exact(1);
+    grown.push(value);
+    *list = grown.into_boxed_slice();
+}
+
+/// C's conversion of a `double` to `int` as x86-64 does it (`cvttsd2si`): truncation, and
+/// `INT_MIN` for NaN or a value out of range, where mtr's `pow` can take its figures.
+fn c_int(value: f64) -> i32 {
+    if value.is_nan() || value <= f64::from(i32::MIN) - 1.0 || value >= f64::from(i32::MAX) + 1.0 {
+        i32::MIN
+    } else {
+        value as i32
+    }
 }
 
 impl TraceStats {
@@ -90,7 +146,7 @@ impl TraceStats {
     /// A probe with this TTL was sent and is in flight. TTLs out of range are ignored.
     pub fn sent(&mut self, ttl: u8) {
         if let Some(hop) = self.hop_mut(ttl) {
-            hop.xmit += 1;
+            hop.xmit = hop.xmit.saturating_add(1);
             hop.transit = true;
         }
     }
@@ -143,10 +199,10 @@ impl TraceStats {
     pub fn hops(&self) -> &[Hop] {
         let mut max = 0;
         for (i, hop) in self.hops.iter().enumerate() {
-            if hop.latest == Some(self.target) || hop.err.is_some() {
+            if hop.host() == Some(self.target) || hop.error().is_some() {
                 return &self.hops[..=i];
             }
-            if hop.latest.is_some() {
+            if hop.host().is_some() {
                 max = i + 2;
             }
         }
@@ -157,7 +213,7 @@ impl TraceStats {
     pub fn destination_ttl(&self) -> Option<u8> {
         self.hops
             .iter()
-            .find(|h| h.latest == Some(self.target))
+            .find(|h| h.host() == Some(self.target))
             .map(|h| h.ttl)
     }
 }
@@ -196,15 +252,16 @@ impl TraceStats {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Rounds {
-    /// mtr's `batch_at`: the index of the next TTL.
-    at: usize,
+    /// mtr's `batch_at`: the index of the next TTL. Every field is below 256 (TTLs are),
+    /// so each is a byte: a campaign holds thousands of these.
+    at: u8,
     /// mtr's `numhosts`.
-    hosts: usize,
-    max_ttl: usize,
+    hosts: u8,
+    max_ttl: u8,
     /// mtr's `fstTTL - 1`: the index each round starts at.
-    first: usize,
+    first: u8,
     /// mtr's `maxUnknown`.
-    max_unknown: usize,
+    max_unknown: u8,
 }
 
 impl Rounds {
@@ -221,34 +278,35 @@ impl Rounds {
     /// are silent (mtr's `-U`, at least 1). mtr counts every silent hop of the round from
     /// `first_ttl`, not only consecutive ones.
     pub fn starting_at(stats: &TraceStats, first_ttl: u8, max_unknown: u8) -> Rounds {
-        let max_ttl = usize::from(stats.max_ttl).max(1);
-        let first = usize::from(first_ttl).clamp(1, max_ttl) - 1;
+        let max_ttl = stats.max_ttl.max(1);
+        let first = first_ttl.clamp(1, max_ttl) - 1;
         Rounds {
             at: first,
             hosts: 10,
             max_ttl,
             first,
-            max_unknown: usize::from(max_unknown.max(1)),
+            max_unknown: max_unknown.max(1),
         }
     }
 
     /// The TTL of the next probe.
     pub fn next_ttl(&self) -> u8 {
-        u8::try_from(self.at + 1).unwrap_or(u8::MAX)
+        self.at.saturating_add(1)
     }
 
     /// The pause before the next probe: `interval / hosts`, as `calc_deltatime` computes it.
     pub fn gap(&self, interval: std::time::Duration) -> std::time::Duration {
-        interval / u32::try_from(self.hosts.max(1)).unwrap_or(u32::MAX)
+        interval / u32::from(self.hosts.max(1))
     }
 
     /// After the probe to [`next_ttl`](Rounds::next_ttl) went out (and before its answer
     /// is recorded): moves on, and tells whether that probe ended a round.
     pub fn advance(&mut self, stats: &TraceStats) -> bool {
         let target = Some(stats.target);
-        let latest = |i: usize| stats.hops.get(i).and_then(|h| h.latest);
+        let latest = |i: u8| stats.hops.get(usize::from(i)).and_then(Hop::host);
         let mut unknown = 0;
         let mut restart = false;
+        // `at + 1` is at most `max_ttl`, a u8: no sum below overflows.
         for i in self.first..self.at {
             if latest(i).is_none() {
                 unknown += 1;
@@ -278,17 +336,14 @@ impl Hop {
         let err = match result.result {
             Reply | TtlExpired => None,
             NoRoute | NoRouteHost | NoRouteNetwork | NetworkDown | HostDown => {
-                Some(result.result.clone())
+                Some(self.seen_mut().count_error(&result.result))
             }
             NoReply => return,
             _ => {
-                self.count_error(&result.result);
+                self.seen_mut().count_error(&result.result);
                 return;
             }
         };
-        if let Some(kind) = &err {
-            self.count_error(kind);
-        }
         // mtr reads only the address of its own family and needs a time to record anything;
         // a negative time (the helper's clock stepped back) it records as it is.
         let rtt = match (result.time, result.unusable_time_us) {
@@ -303,28 +358,176 @@ impl Hop {
             return;
         }
         self.transit = false;
-        self.err = err;
-        self.latest = Some(address);
-        match self.responders.iter_mut().find(|r| r.address == address) {
-            Some(r) => r.count += 1,
-            None => {
-                // Most hops have one responder: no room for four (256 bytes) per hop.
-                self.responders.reserve_exact(1);
-                self.responders.push(Responder {
-                    address,
-                    count: 1,
-                    mpls: result.mpls,
-                });
-            }
+        let seen = self.seen_mut();
+        if let Some(errors) = &mut seen.errors {
+            errors.latest = err;
         }
+        let at = match seen.responders.iter().position(|r| r.address == address) {
+            Some(at) => {
+                let r = &mut seen.responders[at];
+                r.count = r.count.saturating_add(1);
+                at
+            }
+            None => {
+                let mpls = (!result.mpls.is_empty()).then(|| Box::new(result.mpls));
+                let count = 1;
+                push_exact(
+                    &mut seen.responders,
+                    Responder {
+                        address,
+                        count,
+                        mpls,
+                    },
+                );
+                seen.responders.len() - 1
+            }
+        };
+        seen.latest = u32::try_from(at).ok();
         // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
-        self.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()));
+        seen.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
     }
 
-    /// mtr's running figures for one more round-trip time (`net_process_ping`).
-    fn add_rtt(&mut self, rtt: i64) {
+    fn seen_mut(&mut self) -> &mut Seen {
+        self.seen.get_or_insert_default()
+    }
+
+    /// A figure of the hop, `T::default()` (zero) until it answered or failed.
+    fn figure<T: Default>(&self, figure: impl Fn(&Seen) -> T) -> T {
+        self.seen.as_deref().map(figure).unwrap_or_default()
+    }
+}
+
+impl Hop {
+    /// The TTL.
+    pub fn ttl(&self) -> u8 {
+        self.ttl
+    }
+
+    /// Snt: probes sent.
+    pub fn sent(&self) -> u64 {
+        self.xmit.into()
+    }
+
+    /// Rcv: answers received.
+    pub fn received(&self) -> u64 {
+        self.figure(|s| s.returned).into()
+    }
+
+    /// Whether a probe to this hop is still in flight: sent, and no answer recorded since
+    /// (a `no-reply` does not end it, as in mtr, which ignores that reply).
+    pub fn in_flight(&self) -> bool {
+        self.transit
+    }
+
+    /// The error of the hop's latest answer (`no-route`, `network-down`...), `None` when
+    /// its latest answer was a `reply` or `ttl-expired`. A hop with an error ends the path
+    /// in [`TraceStats::hops`], as in mtr.
+    pub fn error(&self) -> Option<&ReplyKind<'static>> {
+        let errors = self.seen.as_deref()?.errors.as_deref()?;
+        let at = usize::try_from(errors.latest?).ok()?;
+        errors.counts.get(at).map(|(kind, _)| kind)
+    }
+
+    /// Drop: probes lost, the one in flight excluded: `Snt - transit - Rcv`.
+    pub fn dropped(&self) -> u64 {
+        (self.sent() - u64::from(self.transit)).saturating_sub(self.received())
+    }
+
+    /// Loss%: `100 - 100 * Rcv / (Snt - transit)`, 0 when nothing completed; truncated to
+    /// thousandths of a percent as mtr's `net_loss` does.
+    pub fn loss_percent(&self) -> f64 {
+        let completed = self.sent() - u64::from(self.transit);
+        if completed == 0 {
+            return 0.0;
+        }
+        let returned = self.received() as f64;
+        let milli = (1000.0 * (100.0 - 100.0 * returned / completed as f64)) as i64;
+        // More answers than probes only comes from a caller recording without `sent`.
+        (milli as f64 / 1000.0).clamp(0.0, 100.0)
+    }
+
+    /// The latest responder, or `None` for a silent hop.
+    pub fn host(&self) -> Option<IpAddr> {
+        let seen = self.seen.as_deref()?;
+        let at = usize::try_from(seen.latest?).ok()?;
+        seen.responders.get(at).map(|r| r.address)
+    }
+
+    /// Every responder, in the order first seen.
+    pub fn responders(&self) -> &[Responder] {
+        self.seen.as_deref().map_or(&[], |s| &s.responders)
+    }
+
+    /// Outcomes other than an answer or `no-reply`, with their counts.
+    pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
+        let errors = self.seen.as_deref().and_then(|s| s.errors.as_deref());
+        errors.map_or(&[], |e| &e.counts)
+    }
+
+    /// Last: the latest round-trip time, in µs.
+    pub fn last_us(&self) -> i64 {
+        self.figure(|s| s.last).into()
+    }
+
+    /// Best: the smallest round-trip time, in µs.
+    pub fn best_us(&self) -> i64 {
+        self.figure(|s| s.best).into()
+    }
+
+    /// Wrst: the largest round-trip time, in µs.
+    pub fn worst_us(&self) -> i64 {
+        self.figure(|s| s.worst).into()
+    }
+
+    /// Avg: the running mean `avg += (rtt - avg) / n`, kept as whole µs.
+    pub fn avg_us(&self) -> i64 {
+        self.figure(|s| s.avg).into()
+    }
+
+    /// StDev: `sqrt(ssd / (n - 1))` (sample standard deviation, Welford's sum of squared
+    /// differences), 0 below two answers; whole µs.
+    pub fn stdev_us(&self) -> i64 {
+        self.figure(|s| {
+            if s.returned > 1 {
+                (s.ssd as f64 / (f64::from(s.returned) - 1.0)).sqrt() as i64
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Gmean: the running geometric mean, whole µs.
+    pub fn gmean_us(&self) -> i64 {
+        self.figure(|s| s.gmean).into()
+    }
+
+    /// Jttr: `|rtt - previous rtt|` of the latest answer (0 for the first), µs.
+    pub fn jitter_us(&self) -> i64 {
+        self.figure(|s| s.jitter).into()
+    }
+
+    /// Javg: the running mean of Jttr in integer arithmetic, µs.
+    pub fn javg_us(&self) -> i64 {
+        self.figure(|s| s.javg).into()
+    }
+
+    /// Jmax: the largest Jttr, µs.
+    pub fn jmax_us(&self) -> i64 {
+        self.figure(|s| s.jworst).into()
+    }
+
+    /// Jint: RFC 1889's interarrival jitter estimator `J += |D| - (J + 8) / 16`, µs.
+    pub fn jint_us(&self) -> i64 {
+        self.figure(|s| s.jinta).into()
+    }
+}
+
+impl Seen {
+    /// mtr's running figures for one more round-trip time (`net_process_ping`), in its C
+    /// types: `int` arithmetic wraps as it does on x86-64.
+    fn add_rtt(&mut self, rtt: i32) {
         // Jitter: the absolute difference from the previous round-trip time.
-        self.jitter = (rtt - self.last).abs();
+        self.jitter = rtt.wrapping_sub(self.last).wrapping_abs();
         self.last = rtt;
         if self.returned == 0 {
             self.best = rtt;
@@ -339,154 +542,45 @@ impl Hop {
         self.best = self.best.min(rtt);
         self.worst = self.worst.max(rtt);
         self.jworst = self.jworst.max(self.jitter);
-        self.returned += 1;
-        let n = self.returned as f64;
+        self.returned = self.returned.saturating_add(1);
+        let n = f64::from(self.returned);
         // Welford's running mean and sum of squared differences, stored as integers.
         let old_avg = self.avg;
-        self.avg = (self.avg as f64 + (rtt - old_avg) as f64 / n) as i64;
-        self.ssd = (self.ssd as f64 + (rtt - old_avg) as f64 * (rtt - self.avg) as f64) as i64;
+        let step = f64::from(rtt.wrapping_sub(old_avg));
+        self.avg = c_int(f64::from(self.avg) + step / n);
+        self.ssd = (self.ssd as f64 + step * f64::from(rtt.wrapping_sub(self.avg))) as i64;
         // Mean jitter, in integer division as mtr does.
-        self.javg += (self.jitter - self.javg) / self.returned as i64;
+        let javg_step = i64::from(self.jitter.wrapping_sub(self.javg)) / i64::from(self.returned);
+        self.javg = self.javg.wrapping_add(javg_step as i32);
         // RFC 1889 A.8 interarrival jitter estimator, scaled by 16.
-        self.jinta += self.jitter - ((self.jinta + 8) >> 4);
+        self.jinta = self
+            .jinta
+            .wrapping_add(self.jitter.wrapping_sub(self.jinta.wrapping_add(8) >> 4));
         if self.returned > 1 {
-            // Running geometric mean: gmean^((n-1)/n) * rtt^(1/n).
-            // A negative time makes it NaN, which mtr's conversion to int makes INT_MIN.
-            let gmean = (self.gmean as f64).powf((n - 1.0) / n) * (rtt as f64).powf(1.0 / n);
-            self.gmean = if gmean.is_nan() {
-                i32::MIN.into()
-            } else {
-                gmean as i64
-            };
+            // Running geometric mean: gmean^((n-1)/n) * rtt^(1/n). A negative time makes it
+            // NaN, which mtr's conversion to int makes INT_MIN.
+            let gmean = f64::from(self.gmean).powf((n - 1.0) / n) * f64::from(rtt).powf(1.0 / n);
+            self.gmean = c_int(gmean);
         }
     }
 
-    fn count_error(&mut self, kind: &ReplyKind<'_>) {
-        match self.errors.iter_mut().find(|(k, _)| k == kind) {
-            Some((_, n)) => *n += 1,
-            None => {
-                self.errors.reserve_exact(1);
-                self.errors.push((kind.clone().into_owned(), 1));
+    /// Counts one more `kind`; returns its index in `errors`.
+    fn count_error(&mut self, kind: &ReplyKind<'_>) -> u32 {
+        let errors = &mut self.errors.get_or_insert_default().counts;
+        let at = match errors.iter().position(|(k, _)| k == kind) {
+            Some(at) => {
+                let n = &mut errors[at].1;
+                *n = n.saturating_add(1);
+                at
             }
-        }
-    }
-
-    /// The TTL.
-    pub fn ttl(&self) -> u8 {
-        self.ttl
-    }
-
-    /// Snt: probes sent.
-    pub fn sent(&self) -> u64 {
-        self.xmit
-    }
-
-    /// Rcv: answers received.
-    pub fn received(&self) -> u64 {
-        self.returned
-    }
-
-    /// Whether a probe to this hop is still in flight: sent, and no answer recorded since
-    /// (a `no-reply` does not end it, as in mtr, which ignores that reply).
-    pub fn in_flight(&self) -> bool {
-        self.transit
-    }
-
-    /// The error of the hop's latest answer (`no-route`, `network-down`...), `None` when
-    /// its latest answer was a `reply` or `ttl-expired`. A hop with an error ends the path
-    /// in [`TraceStats::hops`], as in mtr.
-    pub fn error(&self) -> Option<&ReplyKind<'static>> {
-        self.err.as_ref()
-    }
-
-    /// Drop: probes lost, the one in flight excluded: `Snt - transit - Rcv`.
-    pub fn dropped(&self) -> u64 {
-        (self.xmit - u64::from(self.transit)).saturating_sub(self.returned)
-    }
-
-    /// Loss%: `100 - 100 * Rcv / (Snt - transit)`, 0 when nothing completed; truncated to
-    /// thousandths of a percent as mtr's `net_loss` does.
-    pub fn loss_percent(&self) -> f64 {
-        let completed = self.xmit - u64::from(self.transit);
-        if completed == 0 {
-            return 0.0;
-        }
-        let milli = (1000.0 * (100.0 - 100.0 * self.returned as f64 / completed as f64)) as i64;
-        // More answers than probes only comes from a caller recording without `sent`.
-        (milli as f64 / 1000.0).clamp(0.0, 100.0)
-    }
-
-    /// The latest responder, or `None` for a silent hop.
-    pub fn host(&self) -> Option<IpAddr> {
-        self.latest
-    }
-
-    /// Every responder, in the order first seen.
-    pub fn responders(&self) -> &[Responder] {
-        &self.responders
-    }
-
-    /// Outcomes other than an answer or `no-reply`, with their counts.
-    pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
-        &self.errors
-    }
-
-    /// Last: the latest round-trip time, in µs.
-    pub fn last_us(&self) -> i64 {
-        self.last
-    }
-
-    /// Best: the smallest round-trip time, in µs.
-    pub fn best_us(&self) -> i64 {
-        self.best
-    }
-
-    /// Wrst: the largest round-trip time, in µs.
-    pub fn worst_us(&self) -> i64 {
-        self.worst
-    }
-
-    /// Avg: the running mean `avg += (rtt - avg) / n`, kept as whole µs.
-    pub fn avg_us(&self) -> i64 {
-        self.avg
-    }
-
-    /// StDev: `sqrt(ssd / (n - 1))` (sample standard deviation, Welford's sum of squared
-    /// differences), 0 below two answers; whole µs.
-    pub fn stdev_us(&self) -> i64 {
-        if self.returned > 1 {
-            (self.ssd as f64 / (self.returned as f64 - 1.0)).sqrt() as i64
-        } else {
-            0
-        }
-    }
-
-    /// Gmean: the running geometric mean, whole µs.
-    pub fn gmean_us(&self) -> i64 {
-        self.gmean
-    }
-
-    /// Jttr: `|rtt - previous rtt|` of the latest answer (0 for the first), µs.
-    pub fn jitter_us(&self) -> i64 {
-        self.jitter
-    }
-
-    /// Javg: the running mean of Jttr in integer arithmetic, µs.
-    pub fn javg_us(&self) -> i64 {
-        self.javg
-    }
-
-    /// Jmax: the largest Jttr, µs.
-    pub fn jmax_us(&self) -> i64 {
-        self.jworst
-    }
-
-    /// Jint: RFC 1889's interarrival jitter estimator `J += |D| - (J + 8) / 16`, µs.
-    pub fn jint_us(&self) -> i64 {
-        self.jinta
+            None => {
+                push_exact(errors, (kind.clone().into_owned(), 1));
+                errors.len() - 1
+            }
+        };
+        u32::try_from(at).unwrap_or(u32::MAX)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,8 +602,9 @@ mod tests {
         let ttls: Vec<u8> = trace.hops().iter().map(|h| h.ttl).collect();
         assert_eq!(ttls, [1, 2, 3, 4]);
         assert_eq!(trace.hops()[1].sent(), 0);
-        // One responder, room for one.
-        assert_eq!(trace.hops[0].responders.capacity(), 1);
+        // A silent hop holds no figures; one that answered, one responder.
+        assert!(trace.hops[1].seen.is_none());
+        assert_eq!(trace.hops[0].responders().len(), 1);
         // TTLs out of range are ignored and grow nothing.
         trace.sent(0);
         trace.sent(31);

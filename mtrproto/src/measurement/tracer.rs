@@ -743,7 +743,7 @@ mod tests {
             stats.hops()[1]
                 .responders()
                 .iter()
-                .map(|r| r.address)
+                .map(|r| r.address())
                 .collect()
         };
         assert_eq!(second(&all).len(), 2, "the whole trace mixes both paths");

@@ -1,0 +1,135 @@
+//! Heap bytes end to end, counted by a global allocator (every thread: the caller's, the
+//! driver's): what a trace in progress costs in a campaign. Counting does not depend on the
+//! allocator's reuse as RSS does; the figures are printed (`-- --nocapture`) and bounded by
+//! the goal: 2 KB per target.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mtrproto_blocking::{CampaignEvent, CampaignLimits, Session, TraceConfig, TraceOptions};
+use mtrproto_tests::script::SEED_ENV;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
+const SCRIPTED: &str = env!("CARGO_BIN_EXE_scripted-mtr-packet");
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        PEAK.fetch_max(live + layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let grow = new_size as isize - layout.size() as isize;
+        let live = LIVE.fetch_add(grow, Ordering::Relaxed);
+        PEAK.fetch_max(live + grow, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The tests count the whole process: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak from the bytes live now.
+fn reset_peak() {
+    PEAK.store(live(), Ordering::Relaxed);
+}
+
+fn peak() -> isize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// The live bytes once they stopped changing for 200 ms (the driver thread is idle),
+/// waiting 10 s at most.
+fn settled() -> isize {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last = live();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = live();
+        if now == last || Instant::now() > give_up {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Bytes per trace in progress: `targets` traced at once, each answering as `program`
+/// does, their peak over the campaign against the session alone. At most 64 probes are in
+/// flight, so that the figure is the targets' (64 probes add a few bytes per target).
+fn bytes_per_target(program: &[&str], targets: usize) -> (isize, u64) {
+    let session = Session::builder()
+        .program("env", program.iter().copied())
+        .open()
+        .expect("open the helper");
+    let options = TraceOptions {
+        trace: TraceConfig {
+            cycles: 3,
+            interval: Duration::from_millis(300),
+            timeout: Duration::from_secs(1),
+            grace: Duration::from_millis(100),
+            ..TraceConfig::default()
+        },
+        ..TraceOptions::default()
+    };
+    let limits = CampaignLimits {
+        max_active: targets,
+        max_in_flight: Some(64),
+        ..CampaignLimits::default()
+    };
+    let hosts: Vec<String> = (0..targets)
+        .map(|i| format!("127.{}.{}.1", i / 250, i % 250))
+        .collect();
+    let before = settled();
+    reset_peak();
+    let summary = session
+        .campaign(&hosts, &options, &limits, |event| {
+            if let CampaignEvent::Done(report) = event {
+                assert!(report.stats.is_ok(), "{report:?}");
+            }
+        })
+        .unwrap();
+    assert_eq!((summary.targets, summary.failed), (targets, 0));
+    let per_target = (peak() - before) / targets as isize;
+    (per_target, summary.probes / targets as u64)
+}
+
+#[test]
+fn bytes_per_trace_in_progress() {
+    const TARGETS: usize = 1000;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A silent target: 13 silent hops and the one past them.
+    let (silent, silent_probes) = bytes_per_target(&[FAKE, "--reply", "no-reply"], TARGETS);
+    // Seed 81's path: six hops (one silent; ECMP over two and three routers, MPLS, transient
+    // unreachables), then the target.
+    let seed = format!("{SEED_ENV}=81");
+    let (path, path_probes) = bytes_per_target(&[seed.as_str(), SCRIPTED], TARGETS);
+    println!("silent target: {silent} bytes per trace ({silent_probes} probes each)");
+    println!("answering path: {path} bytes per trace ({path_probes} probes each)");
+    assert!(silent <= 2048, "{silent} bytes per silent target");
+    assert!(path <= 2048, "{path} bytes per target");
+}
