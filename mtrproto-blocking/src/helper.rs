@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use mio::unix::pipe;
 use mio::{Interest, Registry, Token as PollToken};
 use mtrproto::{
@@ -42,6 +42,9 @@ const REAP_GIVE_UP: Duration = Duration::from_secs(2);
 /// Bytes read from one helper per wake-up: a helper flooding its output cannot starve the
 /// other helpers, the callers' commands or the timers.
 const READ_BUDGET: usize = 256 * 1024;
+
+/// A probe in the backlog: its request and its caller.
+type Backlogged = (ProbeArgs, Completion);
 
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
@@ -80,6 +83,13 @@ pub(crate) struct Helper {
     readable: bool,
     session: Session,
     waiting: TokenMap<Waiter>,
+    /// Probes waiting for the session's window, oldest first: a probe enters the session
+    /// (its token map, its queue) only when the window can take it. A channel is a FIFO
+    /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
+    /// (a map or a deque doubling its room would double that).
+    backlog: (Sender<Backlogged>, Receiver<Backlogged>),
+    /// Probes waiting at most, here and in the session (`SessionConfig::max_queue`).
+    max_queue: usize,
     grace: Duration,
     /// Why it is being ended, and when it is killed if it has not exited by then.
     ending: Option<(Why, Instant)>,
@@ -166,8 +176,10 @@ impl Helper {
             stdout: Some(stdout),
             readable: false,
             grace: config.grace,
+            max_queue: config.max_queue,
             session: Session::new(config),
             waiting: TokenMap::default(),
+            backlog: crossbeam_channel::unbounded(),
             ending: None,
             finished: None,
             status: None,
@@ -201,7 +213,12 @@ impl Helper {
 
     /// Requests in flight or queued: what "least loaded" compares.
     pub(crate) fn load(&self) -> usize {
-        self.session.in_flight() + self.session.queued()
+        self.session.in_flight() + self.waiting_probes()
+    }
+
+    /// Probes waiting for the window, in the session and in the backlog.
+    fn waiting_probes(&self) -> usize {
+        self.session.queued() + self.backlog.1.len()
     }
 
     /// Whether it takes requests.
@@ -255,6 +272,19 @@ impl Helper {
         if !self.accepts() {
             return done.complete(Err(self.gone()));
         }
+        if self.backlog.1.is_empty() && self.session.queued() == 0 {
+            return self.submit(now, args, done);
+        }
+        let waiting = self.waiting_probes();
+        if waiting >= self.max_queue {
+            return done.complete(Err(Error::QueueFull(waiting)));
+        }
+        // The backlog's receiver lives as long as its sender: this cannot fail.
+        let _ = self.backlog.0.send((args, done));
+    }
+
+    /// Hands a probe to the session.
+    fn submit(&mut self, now: Instant, args: ProbeArgs, done: Completion) {
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done));
@@ -262,6 +292,17 @@ impl Helper {
             }
             Err(SendError::QueueFull(n)) => done.complete(Err(Error::QueueFull(n))),
             Err(_) => done.complete(Err(self.gone())),
+        }
+    }
+
+    /// Moves probes from the backlog to the session while its window takes them at once
+    /// (and its stdin is open to write them).
+    fn feed(&mut self, now: Instant) {
+        while self.ending.is_none() && self.stdin.is_some() && self.session.queued() == 0 {
+            let Ok((args, done)) = self.backlog.1.try_recv() else {
+                return;
+            };
+            self.submit(now, args, done);
         }
     }
 
@@ -361,12 +402,17 @@ impl Helper {
             .min()
     }
 
-    /// Writes pending bytes until the pipe is full.
+    /// Writes pending bytes until the pipe is full, taking probes from the backlog as the
+    /// window and the transmit buffer make room.
     fn flush(&mut self, now: Instant, registry: &Registry) {
-        let Some(stdin) = &mut self.stdin else {
-            return;
-        };
-        while let Some(bytes) = self.session.poll_transmit(now) {
+        loop {
+            self.feed(now);
+            let Some(stdin) = &mut self.stdin else {
+                return;
+            };
+            let Some(bytes) = self.session.poll_transmit(now) else {
+                return;
+            };
             match stdin.write(bytes) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -558,6 +604,9 @@ impl Helper {
             self.finished = Some(now);
             self.session.handle_eof(now);
             self.dispatch(now);
+            while let Ok((_, done)) = self.backlog.1.try_recv() {
+                done.complete(Err(self.gone()));
+            }
             self.changed = true;
         }
         if self.next_check.is_some_and(|at| at <= now) {

@@ -766,3 +766,44 @@ fn a_silent_helper_fails_its_queued_probes_with_the_first_unanswered_one() {
     println!("silent helper: 20 probes, window 4, all Unresponsive after {took:?}");
     assert!(took < Duration::from_millis(2500), "{took:?}");
 }
+
+#[test]
+fn probes_past_the_queue_bound_are_refused_and_the_waiting_ones_complete_once() {
+    // A window of 2 and room for 3 waiting: of 8 probes to a helper that answers none, 5
+    // are taken (2 written, 3 waiting for the window) and 3 refused as the queue is full.
+    let session = fake(&["--stall"]).window(2).max_queue(3).open().unwrap();
+    let (done, results) = crossbeam_channel::unbounded();
+    for _ in 0..8 {
+        let done = done.clone();
+        session
+            .probe_with("127.0.0.1", &options(), move |r| {
+                let _ = done.send(r);
+            })
+            .unwrap();
+    }
+    let mut refused = 0;
+    for _ in 0..3 {
+        match results.recv_timeout(Duration::from_secs(5)) {
+            Ok(Err(Error::QueueFull(waiting))) => {
+                assert_eq!(waiting, 3);
+                refused += 1;
+            }
+            other => panic!("expected QueueFull, got {other:?}"),
+        }
+    }
+    assert_eq!(refused, 3);
+    assert!(
+        results.try_recv().is_err(),
+        "only the refused probes completed"
+    );
+    // Closing ends the helper: the 2 written and the 3 waiting complete, each once.
+    session.close();
+    let ended: Vec<_> = results.try_iter().collect();
+    assert_eq!(ended.len(), 5, "{ended:?}");
+    assert!(
+        ended
+            .iter()
+            .all(|r| matches!(r, Err(Error::Process(ProcessError::Exited { .. })))),
+        "{ended:?}"
+    );
+}

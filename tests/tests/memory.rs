@@ -1,14 +1,17 @@
 //! Heap bytes end to end, counted by a global allocator (every thread: the caller's, the
-//! driver's): what a trace in progress costs in a campaign. Counting does not depend on the
-//! allocator's reuse as RSS does; the figures are printed (`-- --nocapture`) and bounded by
-//! the goal: 2 KB per target.
+//! driver's): what a queued probe costs in a blocking session, and what a trace in progress
+//! costs in a campaign. Counting does not depend on the allocator's reuse as RSS does; the
+//! figures are printed (`-- --nocapture`) and bounded by the goals: 200 bytes per queued
+//! probe, 2 KB per target.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mtrproto_blocking::{CampaignEvent, CampaignLimits, Session, TraceConfig, TraceOptions};
+use mtrproto_blocking::{
+    CampaignEvent, CampaignLimits, ProbeOptions, Session, TraceConfig, TraceOptions,
+};
 use mtrproto_tests::script::SEED_ENV;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
@@ -132,4 +135,42 @@ fn bytes_per_trace_in_progress() {
     println!("answering path: {path} bytes per trace ({path_probes} probes each)");
     assert!(silent <= 2048, "{silent} bytes per silent target");
     assert!(path <= 2048, "{path} bytes per target");
+}
+
+/// 20,000 probes submitted at once to a helper that never answers: all but the window's
+/// wait in the session. Counted: the command in the channel, the caller's callback, the
+/// driver's waiter, the core session's entry.
+#[test]
+fn bytes_per_queued_probe() {
+    const PROBES: usize = 20_000;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let session = Session::builder()
+        .program(FAKE, ["--stall"])
+        .open()
+        .expect("open the fake helper");
+    let options = ProbeOptions {
+        ttl: Some(3),
+        timeout: Some(Duration::from_secs(60)),
+        ..ProbeOptions::default()
+    };
+    let (done, results) = crossbeam_channel::unbounded();
+    let before = settled();
+    reset_peak();
+    for _ in 0..PROBES {
+        let done = done.clone();
+        session
+            .probe_with("127.0.0.1", &options, move |r| {
+                let _ = done.send(r.is_ok());
+            })
+            .unwrap();
+    }
+    let held = (settled() - before) / PROBES as isize;
+    let peak = (peak() - before) / PROBES as isize;
+    println!("queued: {held} bytes per probe held, {peak} at the peak");
+    session.close();
+    // Closing completes every probe, each exactly once.
+    let completed = results.try_iter().count();
+    assert_eq!(completed, PROBES);
+    assert!(held <= 200, "{held} bytes per queued probe");
+    assert!(peak <= 200, "{peak} bytes per queued probe at the peak");
 }
