@@ -71,6 +71,7 @@ pub fn require_mtr() -> std::path::PathBuf {
 
 pub mod due;
 pub mod netns;
+pub mod scamper;
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value from any input. The one hash the
 /// scripted helper and the simulator draw their seeded values from.
