@@ -121,12 +121,16 @@ pub struct Hop {
 pub enum Responder {
     /// Just an address, weight 1.
     Address(IpAddr),
-    /// An address and its weight.
+    /// An address, its weight, and how it balances.
     Weighted {
         /// The address.
         address: IpAddr,
-        /// Its share, relative to the others'.
+        /// Its share, relative to the others' (default 1).
+        #[serde(default = "one")]
         weight: u32,
+        /// How this router chooses among its successors in the next hop, overriding that
+        /// hop's `select`.
+        select: Option<Select>,
     },
 }
 
@@ -143,6 +147,14 @@ impl Responder {
         match self {
             Responder::Address(_) => 1,
             Responder::Weighted { weight, .. } => *weight,
+        }
+    }
+
+    /// How it chooses among its successors, if it overrides the next hop's `select`.
+    pub fn select(&self) -> Option<Select> {
+        match self {
+            Responder::Address(_) => None,
+            Responder::Weighted { select, .. } => *select,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Node {
     pub seed: u64,
     /// Its successors in the next hop: (index there, weight), weights positive.
     pub next: Vec<(usize, u32)>,
+    /// How it chooses among them, if not as the next hop's `select` says.
+    pub select: Option<Select>,
 }
 
 /// The routers of one target's path, hop by hop.
@@ -88,6 +90,7 @@ impl Graph {
                     address: Some(r.address()),
                     seed: router_seed(seed, r.address()),
                     next: Vec::new(),
+                    select: r.select(),
                 });
                 hop_weights.push(r.weight());
             }
@@ -98,6 +101,7 @@ impl Graph {
                     address: None,
                     seed: crate::mix64(seed ^ crate::mix64(key)),
                     next: Vec::new(),
+                    select: None,
                 });
                 hop_weights.push(1);
             }
@@ -160,15 +164,21 @@ impl Graph {
         })
     }
 
+    /// How the router `from` (`None`: the prober's side) chooses among hop `h`'s routers.
+    fn select_at(&self, from: Option<&Node>, h: usize) -> Select {
+        from.and_then(|n| n.select)
+            .unwrap_or_else(|| self.select.get(h).copied().unwrap_or_default())
+    }
+
     /// The router a probe reaches at hop `hop` (0 for TTL 1): each router on the way picks
     /// its successor with `key(select)` (the probe's hash for that kind of balancing, or a
     /// random number per packet) mixed with its own seed.
     pub fn route(&self, hop: usize, mut key: impl FnMut(Select) -> u64) -> Option<&Node> {
         let mut choices = &self.first;
         let mut seed = self.source_seed;
-        let mut node = None;
+        let mut node: Option<&Node> = None;
         for h in 0..=hop {
-            let draw = crate::mix64(key(*self.select.get(h)?) ^ seed);
+            let draw = crate::mix64(key(self.select_at(node, h)) ^ seed);
             let n = &self.hops.get(h)?[pick(choices, draw)?];
             choices = &n.next;
             seed = n.seed;
@@ -233,8 +243,8 @@ impl Graph {
                         }
                     }
                 }
-                if self.select[h] == Select::Packet {
-                    for node in prev {
+                for node in prev {
+                    if self.select_at(Some(node), h) == Select::Packet {
                         add_all(&mut next, &node.next);
                     }
                 }
@@ -327,7 +337,8 @@ pub struct PathHop {
     pub responders: Vec<(IpAddr, f64)>,
     /// Whether one flow can get answers from more than one responder here.
     pub per_packet: bool,
-    /// How the previous hop's routers choose among this hop's.
+    /// How the previous hop's routers choose among this hop's (unless a router says
+    /// otherwise for itself).
     pub select: Select,
 }
 
