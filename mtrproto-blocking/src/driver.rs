@@ -1,10 +1,11 @@
 //! The driver thread: one `mio::Poll` over every helper's pipes and a waker.
 //!
-//! It blocks in `poll`, and nowhere else, until a helper writes, a helper can take more input
-//! (interest in writability is registered only while output is pending), a caller sends a
-//! command (the waker), or the earliest deadline of the helpers: their sessions' timers, the
-//! watchdogs, and the timers that reap an ended helper. Every deadline it waits for is acted
-//! on when reached, so it never spins.
+//! It blocks in `poll`, and nowhere else, until a helper writes (a helper whose output it
+//! just read is out of the poll until the next wake-up, 10 ms at most: see `helper.rs`), a
+//! helper can take more input (interest in writability is registered only while output is
+//! pending), a caller sends a command (the waker), or the earliest deadline of the helpers:
+//! their sessions' timers, the watchdogs, the end of a rest, and the timers that reap an
+//! ended helper. Every deadline it waits for is acted on when reached, so it never spins.
 //!
 //! With several helpers, each probe goes to the least loaded one (ties in turn). A helper
 //! that ends fails only its own requests and is started again, one helper or several: at

@@ -46,6 +46,11 @@ const READ_BUDGET: usize = 256 * 1024;
 /// A probe in the backlog: its request and its caller.
 type Backlogged = (ProbeArgs, Completion);
 
+/// How long a helper's output rests after a read while nothing waits for room in its
+/// window: the answers of that time are then read in one wake-up instead of one each. The
+/// helper timestamps every answer, so reading it later changes no figure.
+const READ_REST: Duration = Duration::from_millis(10);
+
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
     Probe(Completion),
@@ -79,8 +84,13 @@ pub(crate) struct Helper {
     stdin: Option<pipe::Sender>,
     stdin_registered: bool,
     stdout: Option<pipe::Receiver>,
+    stdout_token: PollToken,
     /// Its stdout may hold more bytes: it was readable and not read to `WouldBlock`.
     readable: bool,
+    /// Its stdout is out of the poll until then ([`READ_REST`]).
+    resting: Option<Instant>,
+    /// The last read got bytes: the next turn rests its stdout.
+    got_output: bool,
     session: Session,
     waiting: TokenMap<Waiter>,
     /// Probes waiting for the session's window, oldest first: a probe enters the session
@@ -174,7 +184,10 @@ impl Helper {
             stdin: Some(stdin),
             stdin_registered: false,
             stdout: Some(stdout),
+            stdout_token: PollToken(2 * slot),
             readable: false,
+            resting: None,
+            got_output: false,
             grace: config.grace,
             max_queue: config.max_queue,
             session: Session::new(config),
@@ -330,6 +343,7 @@ impl Helper {
     /// the steps of ending. `closing`: close stdin once everything is written.
     pub(crate) fn drive(&mut self, now: Instant, registry: &Registry, closing: bool) {
         if self.ending.is_none() {
+            self.wake_stdout(now, registry);
             self.session.handle_timeout(now);
             self.watch(now);
         }
@@ -340,7 +354,40 @@ impl Helper {
             }
         }
         self.dispatch(now);
+        if std::mem::take(&mut self.got_output) && !self.readable {
+            self.rest_stdout(now, registry);
+        }
         self.progress_end(now, registry);
+    }
+
+    /// Rests its stdout after a read while nothing is queued (answers then only complete
+    /// callers, they free no room anyone waits for): out of the poll for [`READ_REST`].
+    fn rest_stdout(&mut self, now: Instant, registry: &Registry) {
+        if self.resting.is_some() || self.waiting_probes() > 0 || self.ending.is_some() {
+            return;
+        }
+        let Some(stdout) = &mut self.stdout else {
+            return;
+        };
+        match registry.deregister(stdout) {
+            Ok(()) => self.resting = Some(now + READ_REST),
+            Err(_) => self.end(now, Why::Failed),
+        }
+    }
+
+    /// Ends a rest at the driver's next turn, whatever woke it (a command, a timer, the
+    /// rest's end): awake anyway, it reads what came meanwhile at once.
+    fn wake_stdout(&mut self, now: Instant, registry: &Registry) {
+        if self.resting.take().is_none() {
+            return;
+        }
+        let Some(stdout) = &mut self.stdout else {
+            return;
+        };
+        match registry.register(stdout, self.stdout_token, Interest::READABLE) {
+            Ok(()) => self.readable = true,
+            Err(_) => self.end(now, Why::Failed),
+        }
     }
 
     /// The stdin watchdog and the liveness check.
@@ -396,10 +443,15 @@ impl Helper {
         let stdin = self
             .stdin_progress
             .and_then(|since| since.checked_add(self.grace));
-        [self.session.poll_timeout(), stdin, self.next_check]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.poll_timeout(),
+            stdin,
+            self.next_check,
+            self.resting,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Writes pending bytes until the pipe is full, taking probes from the backlog as the
@@ -446,6 +498,7 @@ impl Helper {
                 }
                 Ok(n) => {
                     total += n;
+                    self.got_output = true;
                     self.session.handle_input(now, &buf[..n]);
                     // Completed at once, so that the session's event queue stays small.
                     self.dispatch(now);
