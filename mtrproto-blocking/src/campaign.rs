@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use mtrproto::{ProbeResult, TraceConfig, TraceStats, Tracer};
 
 use crate::error::Error;
@@ -122,9 +122,9 @@ struct Active {
 /// accepted completes, so this only bounds how late a trace notices its end).
 const BUDGET_WAIT: Duration = Duration::from_millis(100);
 
-/// How late a campaign may send a due probe, so that one wake-up serves every target due
-/// within it.
-const SLACK: Duration = Duration::from_millis(1);
+/// How late a campaign may send a due probe or take an answer, so that one wake-up serves
+/// every target due within it.
+const TICK: Duration = Duration::from_millis(5);
 
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
@@ -256,37 +256,31 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             while let Ok(answer) = answers.try_recv() {
                 self.answer(answer);
             }
-            self.send_due()?;
-            // With the budget used up, only an answer frees room: wait for one. Otherwise
-            // sleep until the next deadline (or rate slot): a tracer reads answers only when
-            // its next probe is due, so waking for each answer would cost a wake-up per
-            // probe for nothing; they are drained first thing after. Deadlines are met
-            // within SLACK, which lets one wake-up serve many targets.
+            let sent = self.summary.probes;
+            let due = self.send_due();
+            // One wake-up of the driver for the whole batch.
+            if self.summary.probes != sent {
+                self.session.wake_driver();
+            }
+            due?;
+            // The campaign wakes at most once per TICK: a tracer reads answers only when its
+            // next probe is due, and the driver delivers answers in batches too, so waking
+            // for each answer would cost a wake-up per probe for nothing. With the budget
+            // used up, only answers free room: look for them a TICK later (a slot stays
+            // free at most about two TICKs of a probe's timeout). Otherwise sleep until the
+            // next deadline (or rate slot), met within TICK.
             let now = Instant::now();
-            if self.in_flight >= self.budget {
-                match answers.recv_timeout(BUDGET_WAIT) {
-                    Ok(answer) => {
-                        self.answer(answer);
-                        // Let the answers due within SLACK come too: one wake-up for them
-                        // all (a slot stays free at most SLACK of a probe's timeout).
-                        std::thread::sleep(SLACK);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // The campaign holds a sender: never disconnected.
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                continue;
-            }
-            let wait = match self.heap.peek() {
-                Some(Reverse((deadline, ..))) => deadline.saturating_duration_since(now),
-                None => BUDGET_WAIT,
+            let wait = if self.in_flight >= self.budget {
+                TICK
+            } else {
+                let next = match self.heap.peek() {
+                    Some(Reverse((deadline, ..))) => deadline.saturating_duration_since(now),
+                    None => BUDGET_WAIT,
+                };
+                next.max(self.next_allowed.saturating_duration_since(now))
+                    .clamp(TICK, BUDGET_WAIT)
             };
-            let wait = wait
-                .max(self.next_allowed.saturating_duration_since(now))
-                .min(BUDGET_WAIT);
-            if !wait.is_zero() {
-                std::thread::sleep(wait.max(SLACK));
-            }
+            std::thread::sleep(wait);
         }
         Ok(())
     }
@@ -407,9 +401,11 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             if let Some(probe) = active.tracer.poll_probe(now) {
                 let ttl = probe.ttl();
                 let sender = self.sender.clone();
-                let sent = self.session.send_args(probe.into_args(), move |result| {
-                    let _ = sender.send((slot, generation, ttl, result));
-                });
+                let sent = self
+                    .session
+                    .send_args_unwoken(probe.into_args(), move |result| {
+                        let _ = sender.send((slot, generation, ttl, result));
+                    });
                 if let Err(error) = sent {
                     active.tracer.handle_lost(now, ttl);
                     if matches!(error, Error::State(_)) {
@@ -423,7 +419,11 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.summary.probes += 1;
                 self.summary.peak_in_flight = self.summary.peak_in_flight.max(self.in_flight);
                 if let Some(period) = self.period {
-                    self.next_allowed = self.next_allowed.max(now) + period;
+                    // Waking once per TICK, a rate above one probe per TICK needs up to a
+                    // TICK's worth of probes at once.
+                    let credit = TICK.saturating_sub(period);
+                    let floor = now.checked_sub(credit).unwrap_or(now);
+                    self.next_allowed = self.next_allowed.max(floor) + period;
                 }
                 if round < active.tracer.rounds_completed() {
                     (self.on_event)(CampaignEvent::Round {

@@ -339,11 +339,30 @@ impl Session {
         args: mtrproto::ProbeArgs,
         done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
     ) -> Result<(), Error> {
+        self.send_args_unwoken(args, done)?;
+        self.wake_driver();
+        Ok(())
+    }
+
+    /// [`Session::send_args`] without waking the driver: for a batch of probes, followed by
+    /// one [`Session::wake_driver`].
+    pub(crate) fn send_args_unwoken(
+        &self,
+        args: mtrproto::ProbeArgs,
+        done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
         self.check_open()?;
-        self.send(Command::Probe {
+        self.send_unwoken(Command::Probe {
             args,
             done: Completion::new(done),
         })
+    }
+
+    /// Wakes the driver to take the commands sent.
+    pub(crate) fn wake_driver(&self) {
+        // A waker that cannot be written is an eventfd already full of wake-ups: the
+        // driver is due to look anyway.
+        let _ = self.waker.wake();
     }
 
     /// The address a probe to `host` would go to: `host` itself if it is an IP address, else
@@ -380,6 +399,12 @@ impl Session {
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
+        self.send_unwoken(command)?;
+        self.wake_driver();
+        Ok(())
+    }
+
+    fn send_unwoken(&self, command: Command) -> Result<(), Error> {
         if let Err(refused) = self.commands.send(command) {
             // The driver has stopped: the caller gets this error instead of a callback.
             if let Command::Probe { done, .. } = refused.into_inner() {
@@ -390,9 +415,6 @@ impl Session {
             }
             .into());
         }
-        // The command is accepted. A waker that cannot be written is an eventfd already
-        // full of wake-ups: the driver is due to look anyway.
-        let _ = self.waker.wake();
         Ok(())
     }
 
