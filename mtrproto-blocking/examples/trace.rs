@@ -226,7 +226,7 @@ impl Names {
         if let Some(resolver) = &self.resolver {
             for hop in stats.hops() {
                 for responder in hop.responders() {
-                    resolver.lookup(responder.address());
+                    resolver.lookup(responder.address);
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Allocation figures: parsing a reply allocates nothing, and what a pending probe costs.
+//! Allocation figures: parsing a reply allocates nothing, what a pending probe costs, and
+//! what a trace in progress holds.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -96,4 +97,58 @@ fn bytes_held_per_pending_probe() {
         assert!(per_probe <= 400, "{what}: {per_probe} bytes per probe");
         drop(session);
     }
+}
+
+/// Heap bytes of one trace in progress on a long path: 16 routers (the longest of the
+/// generated internet), then a target that answers, or a silent one (probed 13 hops past
+/// the path). Every router answers each probe at once, in virtual time.
+fn bytes_held_by_trace(silent_target: bool) -> isize {
+    use mtrproto::{TraceConfig, Tracer};
+    use std::time::Duration;
+    const ROUTERS: u8 = 16;
+    let start = Instant::now();
+    let config = TraceConfig {
+        cycles: 3,
+        ..TraceConfig::default()
+    };
+    let target = "127.0.0.1";
+    let before = live_bytes();
+    let mut tracer = Tracer::new(ProbeArgs::new(target.parse().unwrap()), &config, start).unwrap();
+    let mut now = start;
+    let mut held = 0;
+    while !tracer.is_done() && now < start + Duration::from_secs(600) {
+        while let Some(probe) = tracer.poll_probe(now) {
+            let ttl = probe.ttl();
+            let line = match ttl {
+                _ if ttl <= ROUTERS => {
+                    format!("1 ttl-expired ip-4 10.0.0.{ttl} round-trip-time 900")
+                }
+                _ if silent_target => "1 no-reply".to_owned(),
+                _ => format!("1 reply ip-4 {target} round-trip-time 1000"),
+            };
+            let result = ProbeResult::from_reply(&Reply::parse(&line).unwrap());
+            drop(line);
+            tracer.handle_result(now, ttl, &result);
+            held = held.max(live_bytes() - before);
+        }
+        now = tracer.poll_timeout().unwrap_or(now).max(now);
+        tracer.handle_timeout(now);
+    }
+    assert!(tracer.is_done());
+    let hops = tracer.stats().hops().len();
+    assert_eq!(hops, usize::from(ROUTERS) + 1);
+    // The tracer itself lives on the stack here; a campaign keeps it in its table.
+    held + std::mem::size_of::<Tracer>() as isize
+}
+
+/// A trace in progress holds its tracer, a 16-byte hop per TTL probed, and one 80-byte
+/// allocation of mtr's figures per hop that answered (a second only for a hop with several
+/// responders, an MPLS stack or errors): within 2 KB on the longest paths.
+#[test]
+fn bytes_held_per_trace_in_progress() {
+    let answering = bytes_held_by_trace(false);
+    let silent = bytes_held_by_trace(true);
+    println!("16 routers: {answering} bytes, answering target; {silent} bytes, silent target");
+    assert!(answering <= 2048, "{answering} bytes per trace");
+    assert!(silent <= 2048, "{silent} bytes per trace");
 }

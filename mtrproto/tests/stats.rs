@@ -168,18 +168,15 @@ fn every_responder_and_its_mpls_stack_are_kept() {
             )),
         );
     }
-    let responders = stats.hops()[0].responders();
+    let responders: Vec<_> = stats.hops()[0].responders().collect();
     assert_eq!(responders.len(), 2);
     // mtr keeps each responder's first stack (`mplss` in net.c), not its latest.
     assert_eq!(
-        (responders[0].count(), responders[0].mpls()[0].label()),
+        (responders[0].count, responders[0].mpls[0].label()),
         (2, 16)
     );
     assert_eq!(
-        (
-            responders[1].count(),
-            responders[1].mpls()[0].traffic_class()
-        ),
+        (responders[1].count, responders[1].mpls[0].traffic_class()),
         (1, 5)
     );
     let wide = text_report(&stats, "client", true);

@@ -157,9 +157,9 @@ pub fn text_report_named(
             line.put(value, width);
         }
         line.end(&mut out);
-        for other in hop.responders().iter().take(MAX_PATH) {
-            if Some(other.address()) != hop.host() {
-                let _ = writeln!(out, "        {:<hosts$}", host(other.address()));
+        for other in hop.responders().take(MAX_PATH) {
+            if Some(other.address) != hop.host() {
+                let _ = writeln!(out, "        {:<hosts$}", host(other.address));
             }
         }
         if wide {
@@ -175,10 +175,9 @@ fn push_details(out: &mut String, hop: &Hop) {
         let _ = writeln!(
             out,
             "    |  `|-- {} ({} answers)",
-            responder.address(),
-            responder.count()
+            responder.address, responder.count
         );
-        for entry in responder.mpls().iter() {
+        for entry in responder.mpls.iter() {
             let _ = writeln!(
                 out,
                 "    |   +-- [MPLS: Lbl {} TC {} S {} TTL {}]",
@@ -347,12 +346,11 @@ mod json {
                     StDev: real(ms(hop.stdev_us())),
                     responders: extended.then(|| {
                         hop.responders()
-                            .iter()
                             .map(|r| JsonResponder {
-                                host: host(r.address()),
-                                count: r.count(),
+                                host: host(r.address),
+                                count: r.count,
                                 mpls: r
-                                    .mpls()
+                                    .mpls
                                     .iter()
                                     .map(|m| JsonMpls {
                                         label: m.label(),

@@ -36,40 +36,23 @@ pub struct TraceStats {
     max_ttl: u8,
 }
 
-/// One host that answered at a hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One host that answered at a hop, as [`Hop::responders`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Responder {
-    address: IpAddr,
-    count: u32,
-    /// Out of line: most answers carry no label stack, and a stack is 36 bytes.
-    mpls: Option<Box<MplsStack>>,
-}
-
-/// The empty stack [`Responder::mpls`] lends when there is none.
-static NO_MPLS: MplsStack = MplsStack::new();
-
-impl Responder {
     /// Its address.
-    pub fn address(&self) -> IpAddr {
-        self.address
-    }
-
+    pub address: IpAddr,
     /// How many answers came from it.
-    pub fn count(&self) -> u64 {
-        self.count.into()
-    }
-
+    pub count: u64,
     /// The MPLS label stack of its first answer, as mtr keeps it (`mplss` in `net.c`); empty
     /// when none.
-    pub fn mpls(&self) -> &MplsStack {
-        self.mpls.as_deref().unwrap_or(&NO_MPLS)
-    }
+    pub mpls: MplsStack,
 }
 
 /// The statistics of one TTL.
 ///
 /// A hop that never answered (most of a silent target's) holds only its probe count: the
-/// figures, responders and errors are made at its first answer or error.
+/// figures and responders are made at its first answer or error (one allocation for a hop
+/// with one responder and no error, the common case).
 #[derive(Debug, Clone, Default)]
 pub struct Hop {
     ttl: u8,
@@ -93,29 +76,47 @@ struct Seen {
     jworst: i32,
     jinta: i32,
     ssd: i64,
-    /// The index in `responders` of the latest answer's address (mtr's `nh->addr`).
-    latest: Option<u32>,
-    /// In the order first seen; room for exactly these (most hops have one).
-    responders: Box<[Responder]>,
-    /// Out of line: most hops have none.
-    errors: Option<Box<Errors>>,
+    /// The first responder (`None` before the first answer), inline: most hops have one.
+    /// Its count is `returned` less the others'; its label stack is in `more`.
+    first: Option<IpAddr>,
+    /// Who answered last (mtr's `nh->addr`): 0 the first responder, `i` the `i`-th of
+    /// `more.others`.
+    latest: u32,
+    /// The other responders and the errors, out of line: most hops have neither.
+    more: Option<Box<More>>,
 }
 
-/// The outcomes of a hop other than an answer or `no-reply`.
+/// What most hops do not have: the first responder's label stack, the responders after
+/// the first, and the outcomes other than an answer or `no-reply`.
 #[derive(Debug, Clone, Default)]
-struct Errors {
-    counts: Box<[(ReplyKind<'static>, u64)]>,
-    /// The index in `counts` of the latest answer's error (mtr's `nh->err`), `None` after a
+struct More {
+    first_mpls: Option<MplsStack>,
+    /// In the order first seen; room for exactly these.
+    others: Vec<OtherResponder>,
+    errors: Vec<(ReplyKind<'static>, u64)>,
+    /// The index in `errors` of the latest answer's error (mtr's `nh->err`), `None` after a
     /// plain answer.
-    latest: Option<u32>,
+    err: Option<u32>,
+}
+
+/// A responder after a hop's first.
+#[derive(Debug, Clone)]
+struct OtherResponder {
+    address: IpAddr,
+    count: u32,
+    mpls: Option<Box<MplsStack>>,
+}
+
+/// A label stack kept only when it has entries.
+fn kept_mpls(mpls: &MplsStack) -> Option<Box<MplsStack>> {
+    (!mpls.is_empty()).then(|| Box::new(*mpls))
 }
 
 /// Appends `value` with room for exactly one more: these lists are short and grow rarely.
-fn push_exact<T>(list: &mut Box<[T]>, value: T) {
-    let mut grown = std::mem::take(list).into_vec();
-    grown.reserve_exact(1);
-    grown.push(value);
-    *list = grown.into_boxed_slice();
+fn push_exact<T>(list: &mut Vec<T>, value: T) -> usize {
+    list.reserve_exact(1);
+    list.push(value);
+    list.len() - 1
 }
 
 /// C's conversion of a `double` to `int` as x86-64 does it (`cvttsd2si`): truncation, and
@@ -182,6 +183,11 @@ impl TraceStats {
             return None;
         }
         let want = usize::from(ttl.saturating_add(1).min(self.max_ttl));
+        if self.hops.len() < want {
+            // Exactly the hops reached: growing by doubling would leave room for up to twice
+            // as many in thousands of traces. The hops grow in a trace's first round only.
+            self.hops.reserve_exact(want - self.hops.len());
+        }
         while self.hops.len() < want {
             let next = u8::try_from(self.hops.len() + 1).unwrap_or(u8::MAX);
             self.hops.push(Hop {
@@ -359,30 +365,41 @@ impl Hop {
         }
         self.transit = false;
         let seen = self.seen_mut();
-        if let Some(errors) = &mut seen.errors {
-            errors.latest = err;
+        if let Some(more) = &mut seen.more {
+            more.err = err;
         }
-        let at = match seen.responders.iter().position(|r| r.address == address) {
-            Some(at) => {
-                let r = &mut seen.responders[at];
-                r.count = r.count.saturating_add(1);
-                at
-            }
+        let latest = match seen.first {
             None => {
-                let mpls = (!result.mpls.is_empty()).then(|| Box::new(result.mpls));
-                let count = 1;
-                push_exact(
-                    &mut seen.responders,
-                    Responder {
-                        address,
-                        count,
-                        mpls,
-                    },
-                );
-                seen.responders.len() - 1
+                seen.first = Some(address);
+                if !result.mpls.is_empty() {
+                    seen.more.get_or_insert_default().first_mpls = Some(result.mpls);
+                }
+                0
+            }
+            Some(first) if first == address => 0,
+            Some(_) => {
+                let others = &mut seen.more.get_or_insert_default().others;
+                match others.iter().position(|o| o.address == address) {
+                    Some(at) => {
+                        others[at].count = others[at].count.saturating_add(1);
+                        at + 1
+                    }
+                    None => {
+                        let mpls = kept_mpls(&result.mpls);
+                        let count = 1;
+                        push_exact(
+                            others,
+                            OtherResponder {
+                                address,
+                                count,
+                                mpls,
+                            },
+                        ) + 1
+                    }
+                }
             }
         };
-        seen.latest = u32::try_from(at).ok();
+        seen.latest = u32::try_from(latest).unwrap_or(u32::MAX);
         // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
         seen.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
     }
@@ -423,9 +440,9 @@ impl Hop {
     /// its latest answer was a `reply` or `ttl-expired`. A hop with an error ends the path
     /// in [`TraceStats::hops`], as in mtr.
     pub fn error(&self) -> Option<&ReplyKind<'static>> {
-        let errors = self.seen.as_deref()?.errors.as_deref()?;
-        let at = usize::try_from(errors.latest?).ok()?;
-        errors.counts.get(at).map(|(kind, _)| kind)
+        let more = self.seen.as_deref()?.more.as_deref()?;
+        let at = usize::try_from(more.err?).ok()?;
+        more.errors.get(at).map(|(kind, _)| kind)
     }
 
     /// Drop: probes lost, the one in flight excluded: `Snt - transit - Rcv`.
@@ -449,19 +466,45 @@ impl Hop {
     /// The latest responder, or `None` for a silent hop.
     pub fn host(&self) -> Option<IpAddr> {
         let seen = self.seen.as_deref()?;
-        let at = usize::try_from(seen.latest?).ok()?;
-        seen.responders.get(at).map(|r| r.address)
+        let first = seen.first?;
+        match usize::try_from(seen.latest).ok()? {
+            0 => Some(first),
+            at => seen.more.as_deref()?.others.get(at - 1).map(|o| o.address),
+        }
     }
 
     /// Every responder, in the order first seen.
-    pub fn responders(&self) -> &[Responder] {
-        self.seen.as_deref().map_or(&[], |s| &s.responders)
+    pub fn responders(&self) -> impl Iterator<Item = Responder> + '_ {
+        let seen = self.seen.as_deref();
+        let mpls = |stack: &Option<Box<MplsStack>>| stack.as_deref().copied().unwrap_or_default();
+        let others = seen
+            .and_then(|s| s.more.as_deref())
+            .map_or(&[][..], |m| &m.others[..]);
+        let first = seen.and_then(|s| {
+            let answers_after = others.iter().map(|o| u64::from(o.count)).sum::<u64>();
+            Some(Responder {
+                address: s.first?,
+                count: u64::from(s.returned).saturating_sub(answers_after),
+                mpls: s
+                    .more
+                    .as_deref()
+                    .and_then(|m| m.first_mpls)
+                    .unwrap_or_default(),
+            })
+        });
+        first
+            .into_iter()
+            .chain(others.iter().map(move |o| Responder {
+                address: o.address,
+                count: o.count.into(),
+                mpls: mpls(&o.mpls),
+            }))
     }
 
     /// Outcomes other than an answer or `no-reply`, with their counts.
     pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
-        let errors = self.seen.as_deref().and_then(|s| s.errors.as_deref());
-        errors.map_or(&[], |e| &e.counts)
+        let more = self.seen.as_deref().and_then(|s| s.more.as_deref());
+        more.map_or(&[], |m| &m.errors)
     }
 
     /// Last: the latest round-trip time, in µs.
@@ -566,17 +609,14 @@ impl Seen {
 
     /// Counts one more `kind`; returns its index in `errors`.
     fn count_error(&mut self, kind: &ReplyKind<'_>) -> u32 {
-        let errors = &mut self.errors.get_or_insert_default().counts;
+        let errors = &mut self.more.get_or_insert_default().errors;
         let at = match errors.iter().position(|(k, _)| k == kind) {
             Some(at) => {
                 let n = &mut errors[at].1;
                 *n = n.saturating_add(1);
                 at
             }
-            None => {
-                push_exact(errors, (kind.clone().into_owned(), 1));
-                errors.len() - 1
-            }
+            None => push_exact(errors, (kind.clone().into_owned(), 1)),
         };
         u32::try_from(at).unwrap_or(u32::MAX)
     }
@@ -604,7 +644,8 @@ mod tests {
         assert_eq!(trace.hops()[1].sent(), 0);
         // A silent hop holds no figures; one that answered, one responder.
         assert!(trace.hops[1].seen.is_none());
-        assert_eq!(trace.hops[0].responders().len(), 1);
+        assert_eq!(trace.hops[0].responders().count(), 1);
+        assert!(trace.hops[0].seen.as_ref().unwrap().more.is_none());
         // TTLs out of range are ignored and grow nothing.
         trace.sent(0);
         trace.sent(31);

@@ -156,8 +156,9 @@ pub struct Tracer {
     grace: Duration,
     cycles: u32,
     completed: u32,
-    in_flight: usize,
-    sent: u64,
+    /// Counted in 32 bits (saturating): a campaign holds thousands of tracers.
+    in_flight: u32,
+    sent: u32,
     phase: Phase,
 }
 
@@ -227,8 +228,8 @@ impl Tracer {
             self.flow_stats[usize::from(flow.id())].sent(ttl);
         }
         self.stats.sent(ttl);
-        self.in_flight += 1;
-        self.sent += 1;
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.sent = self.sent.saturating_add(1);
         let ended = self.rounds.advance(&self.stats);
         let tick = now + self.rounds.gap(self.interval);
         if ended {
@@ -322,12 +323,12 @@ impl Tracer {
 
     /// Probes sent so far.
     pub fn probes_sent(&self) -> u64 {
-        self.sent
+        self.sent.into()
     }
 
     /// Probes sent and not yet completed.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight as usize
     }
 
     /// The figures so far.
@@ -740,11 +741,7 @@ mod tests {
         );
         let (all, flows) = tracer.into_flow_stats();
         let second = |stats: &TraceStats| -> Vec<IpAddr> {
-            stats.hops()[1]
-                .responders()
-                .iter()
-                .map(|r| r.address())
-                .collect()
+            stats.hops()[1].responders().map(|r| r.address).collect()
         };
         assert_eq!(second(&all).len(), 2, "the whole trace mixes both paths");
         assert_eq!(flows.len(), 3);

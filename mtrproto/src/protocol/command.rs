@@ -135,9 +135,10 @@ impl Feature {
 }
 
 /// A network interface name for `local-device`: 1 to 15 bytes, no whitespace, `/` or `:`
-/// (Linux's rule for interface names).
+/// (Linux's rule for interface names). A boxed `str`, 8 bytes smaller than a `String`: every
+/// [`ProbeArgs`] has room for one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DeviceName(String);
+pub struct DeviceName(Box<str>);
 
 impl DeviceName {
     /// Linux's `IFNAMSIZ` minus the terminating NUL.
@@ -158,7 +159,7 @@ impl DeviceName {
         if name.contains(['/', ':']) || name == "." || name == ".." {
             return Err(ArgumentError::BadCharacter { what: WHAT });
         }
-        Ok(DeviceName(name.to_owned()))
+        Ok(DeviceName(name.into()))
     }
 
     /// The name.

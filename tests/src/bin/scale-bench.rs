@@ -196,7 +196,7 @@ fn seen(stats: &TraceStats) -> Vec<Vec<IpAddr>> {
     stats
         .hops()
         .iter()
-        .map(|h| h.responders().iter().map(|r| r.address()).collect())
+        .map(|h| h.responders().map(|r| r.address).collect())
         .collect()
 }
 
