@@ -69,6 +69,9 @@ pub enum ArgumentError {
         /// The flow.
         flow: crate::Flow,
     },
+    /// A confidence MDA's stopping rule does not have.
+    #[error("unknown confidence `{0}`: 95 or 99")]
+    UnknownConfidence(String),
     /// A protocol name mtr-packet does not know.
     #[error("unknown protocol `{0}`: one of icmp, udp, tcp, sctp")]
     UnknownProtocol(String),

@@ -16,7 +16,9 @@
 //! - [`Session`]: the state machine a driver runs: tokens, an in-flight window with a queue
 //!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events;
 //! - [`TraceStats`], [`text_report`] and (feature `serde`) `JsonReport`: mtr's per-hop
-//!   statistics and its `--report` / `--json` output.
+//!   statistics and its `--report` / `--json` output;
+//! - [`Flow`] and [`MultipathTracer`]: Paris-style flows, and every path to a target
+//!   through load balancers with the Multipath Detection Algorithm.
 //!
 //! It never reads a clock, starts a thread or touches a socket: see [`Session`] for the
 //! driving contract, and `mtrproto-blocking` for a ready driver.
@@ -54,6 +56,11 @@ mod session;
 
 pub use command_line::split_command;
 pub use error::{ArgumentError, CommandLineError, FrameError, MplsError, ParseError};
+pub use measurement::mda::Confidence;
+pub use measurement::multipath::{
+    Link, MultipathConfig, MultipathEnd, MultipathHop, MultipathProbe, MultipathReport,
+    MultipathResponder, MultipathTracer, ProbeId,
+};
 #[cfg(feature = "serde")]
 pub use measurement::report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use measurement::report::{ReportMeta, host_label, text_report, text_report_named};

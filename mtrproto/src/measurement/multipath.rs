@@ -1,0 +1,890 @@
+//! [`MultipathTracer`]: every path to one target, enumerated with MDA over fixed flows.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::error::ArgumentError;
+use crate::measurement::mda::Confidence;
+use crate::protocol::command::ProbeArgs;
+use crate::protocol::flow::Flow;
+use crate::protocol::reply::ReplyKind;
+use crate::protocol::result::ProbeResult;
+
+/// How to enumerate the paths to one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathConfig {
+    /// The stopping rule's confidence (default 95%).
+    pub confidence: Confidence,
+    /// The first TTL probed (default 1).
+    pub first_ttl: u8,
+    /// The highest TTL probed (default 30).
+    pub max_ttl: u8,
+    /// The trace ends after this many silent TTLs in a row (default 5); at least 1.
+    pub max_silent: u8,
+    /// The probe budget: no probe is sent past it (default 10,000).
+    pub max_probes: u32,
+    /// Probes in flight at most (default 16); at least 1.
+    pub window: usize,
+    /// The time between two probes (default 10 ms).
+    pub gap: Duration,
+    /// How long the helper waits for each answer (default 2 s; whole seconds on the wire,
+    /// rounded up). A probe whose result has not come one second past it counts as lost.
+    pub timeout: Duration,
+    /// MDA-Lite's saving (Vermeulen et al., IMC 2018; default): where paths converge onto
+    /// one interface, each interface before needs one flow onward (its link) instead of
+    /// the stopping point's number for ruling out a second successor. `false`: MDA's
+    /// per-interface rule everywhere.
+    pub lite: bool,
+}
+
+impl Default for MultipathConfig {
+    fn default() -> Self {
+        MultipathConfig {
+            confidence: Confidence::P95,
+            first_ttl: 1,
+            max_ttl: 30,
+            max_silent: 5,
+            max_probes: 10_000,
+            window: 16,
+            gap: Duration::from_millis(10),
+            timeout: Duration::from_secs(2),
+            lite: true,
+        }
+    }
+}
+
+/// Which probe a result belongs to: keep it from [`MultipathProbe::id`] and give it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeId {
+    seq: u32,
+    ttl: u8,
+    flow: Flow,
+}
+
+impl ProbeId {
+    /// The probe's TTL.
+    pub fn ttl(self) -> u8 {
+        self.ttl
+    }
+
+    /// The probe's flow.
+    pub fn flow(self) -> Flow {
+        self.flow
+    }
+}
+
+/// One probe to send: a TTL, a flow, and the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathProbe {
+    id: ProbeId,
+    args: ProbeArgs,
+}
+
+impl MultipathProbe {
+    /// Its identity: give it back with its result.
+    pub fn id(&self) -> ProbeId {
+        self.id
+    }
+
+    /// The request to send.
+    pub fn args(&self) -> &ProbeArgs {
+        &self.args
+    }
+
+    /// The request to send, owned.
+    pub fn into_args(self) -> ProbeArgs {
+        self.args
+    }
+}
+
+/// Why a multipath trace ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultipathEnd {
+    /// Every flow that was answered at the last TTL was answered by the target (or by a
+    /// router ending the path, such as an unreachable).
+    Reached,
+    /// `max_ttl` was probed.
+    MaxTtl,
+    /// `max_silent` TTLs in a row answered nothing.
+    Silent,
+    /// The probe budget (or the flow identifiers) ran out.
+    Budget,
+}
+
+/// One interface seen at a TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathResponder {
+    /// Its address.
+    pub address: IpAddr,
+    /// How many flows reached it.
+    pub flows: u32,
+}
+
+/// One TTL of a multipath trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathHop {
+    /// The TTL.
+    pub ttl: u8,
+    /// The interfaces that answered, by address.
+    pub responders: Vec<MultipathResponder>,
+    /// One flow was answered by different interfaces here: the hop balances per packet,
+    /// and its interfaces' flow counts say nothing about flows.
+    pub per_packet: bool,
+    /// Probes sent at this TTL.
+    pub probes: u32,
+    /// Probes at this TTL that got no answer.
+    pub unanswered: u32,
+}
+
+/// A link between two interfaces at consecutive TTLs, seen by one flow at both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Link {
+    /// The TTL of `to`; `from` is at the TTL before.
+    pub ttl: u8,
+    /// The interface at `ttl - 1`.
+    pub from: IpAddr,
+    /// The interface at `ttl`.
+    pub to: IpAddr,
+}
+
+/// What a multipath trace found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathReport {
+    /// The target.
+    pub target: IpAddr,
+    /// The stopping rule's confidence.
+    pub confidence: Confidence,
+    /// Probes sent.
+    pub probes: u32,
+    /// Every TTL probed, in order.
+    pub hops: Vec<MultipathHop>,
+    /// Every link seen.
+    pub links: Vec<Link>,
+    /// Why it ended; `None` while it runs.
+    pub end: Option<MultipathEnd>,
+}
+
+/// One flow at one TTL.
+#[derive(Debug, Clone, Default)]
+struct Obs {
+    /// Probes sent, answered, lost.
+    sent: u16,
+    answered: u16,
+    lost: u16,
+    /// The first interface that answered.
+    responder: Option<IpAddr>,
+    /// That answer ends the path (the target, or a router's unreachable).
+    terminal: bool,
+    /// A later probe of the flow was answered by another interface.
+    changed: bool,
+    /// The interface it came through at the TTL before, when first sent here.
+    from: Option<IpAddr>,
+}
+
+impl Obs {
+    /// Answered by an interface the path goes on from.
+    fn through(&self) -> Option<IpAddr> {
+        self.responder.filter(|_| !self.terminal && !self.changed)
+    }
+}
+
+/// The flows at one TTL that came through one interface of the TTL before.
+#[derive(Debug, Clone, Default)]
+struct FromStats {
+    /// Flows answered, lost, waiting for their first answer.
+    answered: usize,
+    lost: usize,
+    coming: usize,
+    /// The interfaces that answered them.
+    successors: BTreeSet<IpAddr>,
+    /// Every flow through the interface below this one has been probed at this TTL.
+    scan_from: Cell<u16>,
+}
+
+/// One TTL's flows.
+#[derive(Debug, Clone, Default)]
+struct HopState {
+    flows: BTreeMap<u16, Obs>,
+    per_packet: bool,
+    /// Re-probes of answered flows sent, looking for per-packet balancing.
+    reprobes: u32,
+    /// Fresh flows sent at the TTL before, to reach its interfaces (node control).
+    node_control: u32,
+    /// Probes in flight at this TTL.
+    pending: u32,
+    /// Other interfaces that answered re-probes, with the flow.
+    extra: BTreeSet<(IpAddr, u16)>,
+    /// The interfaces that answered, each with the flows that reached it.
+    found: BTreeMap<IpAddr, u32>,
+    /// Flows answered, lost (never answered), and waiting for their first answer: kept as
+    /// the flows change, as the rule reads them for every probe.
+    answered_flows: usize,
+    lost_flows: usize,
+    outstanding_flows: usize,
+    /// The flows that go on from each interface ([`Obs::through`]).
+    onward: BTreeMap<IpAddr, BTreeSet<u16>>,
+    /// Every flow of the TTL before below this one is probed here already: where the search
+    /// for the next one starts.
+    scan_from: Cell<u16>,
+    /// The flows here by the interface they came through at the TTL before.
+    by_from: BTreeMap<IpAddr, FromStats>,
+}
+
+impl HopState {
+    /// The interfaces that answered, each with the flows that reached it.
+    fn interfaces(&self) -> &BTreeMap<IpAddr, u32> {
+        &self.found
+    }
+
+    fn answered(&self) -> usize {
+        self.answered_flows
+    }
+
+    fn lost(&self) -> usize {
+        self.lost_flows
+    }
+
+    fn outstanding(&self) -> usize {
+        self.outstanding_flows
+    }
+
+    /// A probe of flow `id` goes out; `from`: where it came through at the TTL before.
+    fn sent(&mut self, id: u16, from: Option<IpAddr>) {
+        let obs = self.flows.entry(id).or_default();
+        if obs.sent == 0 {
+            self.outstanding_flows += 1;
+            obs.from = from;
+            if let Some(from) = from {
+                self.by_from.entry(from).or_default().coming += 1;
+            }
+        } else if obs.answered > 0 {
+            self.reprobes += 1;
+        }
+        obs.sent = obs.sent.saturating_add(1);
+        self.pending += 1;
+    }
+
+    /// A probe of flow `id` was answered by `address`; `terminal` if the path ends there.
+    fn answered_by(&mut self, id: u16, address: IpAddr, terminal: bool) {
+        self.pending = self.pending.saturating_sub(1);
+        let obs = self.flows.entry(id).or_default();
+        if obs.answered == 0 {
+            let stats = obs.from.map(|f| self.by_from.entry(f).or_default());
+            if obs.lost == 0 {
+                self.outstanding_flows = self.outstanding_flows.saturating_sub(1);
+            } else {
+                self.lost_flows = self.lost_flows.saturating_sub(1);
+            }
+            self.answered_flows += 1;
+            if let Some(stats) = stats {
+                if obs.lost == 0 {
+                    stats.coming = stats.coming.saturating_sub(1);
+                } else {
+                    stats.lost = stats.lost.saturating_sub(1);
+                }
+                stats.answered += 1;
+                stats.successors.insert(address);
+            }
+        }
+        obs.answered = obs.answered.saturating_add(1);
+        match obs.responder {
+            None => {
+                obs.responder = Some(address);
+                obs.terminal = terminal;
+                *self.found.entry(address).or_insert(0) += 1;
+                if !terminal {
+                    self.onward.entry(address).or_default().insert(id);
+                }
+            }
+            Some(first) if first != address => {
+                obs.changed = true;
+                self.per_packet = true;
+                if let Some(flows) = self.onward.get_mut(&first) {
+                    flows.remove(&id);
+                }
+                if self.extra.insert((address, id)) {
+                    *self.found.entry(address).or_insert(0) += 1;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A probe of flow `id` got no answer.
+    fn unanswered(&mut self, id: u16) {
+        self.pending = self.pending.saturating_sub(1);
+        let obs = self.flows.entry(id).or_default();
+        if obs.answered == 0 && obs.lost == 0 {
+            self.outstanding_flows = self.outstanding_flows.saturating_sub(1);
+            self.lost_flows += 1;
+            if let Some(stats) = obs.from.map(|f| self.by_from.entry(f).or_default()) {
+                stats.coming = stats.coming.saturating_sub(1);
+                stats.lost += 1;
+            }
+        }
+        obs.lost = obs.lost.saturating_add(1);
+    }
+
+    /// The one interface flows go on from, if there is exactly one.
+    fn sole_through(&self) -> Option<IpAddr> {
+        let mut through = self.onward.iter().filter(|(_, flows)| !flows.is_empty());
+        match (through.next(), through.next()) {
+            (Some((&address, _)), None) => Some(address),
+            _ => None,
+        }
+    }
+
+    /// Where flow `id` came from at this TTL, when it was probed at the next: its
+    /// interface here, or, for a flow sent straight to the next TTL, the one interface
+    /// flows go on from here.
+    fn came_through(&self, id: u16) -> Option<IpAddr> {
+        match self.flows.get(&id) {
+            Some(obs) => obs.through(),
+            None => self.sole_through(),
+        }
+    }
+}
+
+/// What the trace wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A probe at `ttl` in `flow`, or in a fresh flow.
+    Send { ttl: u8, flow: Option<u16> },
+    /// Answers in flight may be enough: wait for them.
+    Wait,
+    /// The current TTL is done.
+    HopDone,
+}
+
+/// The most next hops the stopping points are kept for; past it, the last point is used.
+const MAX_POINTS: usize = 128;
+
+/// A lost probe is given up this long after the helper's own timeout.
+const LOST_AFTER: Duration = Duration::from_secs(1);
+
+/// Every path to one target, found with the Multipath Detection Algorithm over fixed flows,
+/// without I/O.
+///
+/// MDA (Augustin, Friedman, Teixeira 2007; Veitch et al. 2009) probes TTL by TTL in Paris
+/// flows ([`Flow`]: UDP with both ports fixed, so a per-flow balancer sends all of a flow's
+/// probes one way). At each TTL it keeps sending flows until, with `k` interfaces seen,
+/// [`Confidence::stopping_point`]`(k)` flows have answered: a `k + 1`-th interface is then
+/// ruled out at the confidence chosen. Flows answered at one TTL are reused at the next, so
+/// a flow seen at both gives a link. The rule holds for the TTL as a whole and, where the
+/// TTL before has several interfaces, for each of them: each needs the stopping point's
+/// number of flows through it for the successors it showed, and fresh flows are sent to the
+/// TTL before until enough reach it (node control), within a cap. With
+/// [`MultipathConfig::lite`] (MDA-Lite's saving, Vermeulen et al. 2018), a TTL where the
+/// paths converge onto one interface needs only one flow onward from each interface before
+/// (its link). Fresh flows go straight to a TTL whose predecessor showed one interface, and
+/// are linked to that one (wrongly, where MDA missed a second one there). A TTL with two or
+/// more interfaces has answered flows probed again, `stopping_point(1)` times: one flow
+/// answered by two interfaces marks the hop as balancing per packet. The trace ends when
+/// every answered flow reached the target, after `max_silent` silent TTLs, at `max_ttl`,
+/// or when the budget is spent.
+///
+/// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
+/// it and after each input, call [`poll_probe`](MultipathTracer::poll_probe) until `None`,
+/// send each probe, keep its [`ProbeId`]; hand results to
+/// [`handle_result`](MultipathTracer::handle_result) and reached deadlines
+/// ([`poll_timeout`](MultipathTracer::poll_timeout)) to
+/// [`handle_timeout`](MultipathTracer::handle_timeout); stop once
+/// [`is_done`](MultipathTracer::is_done) and read the [`report`](MultipathTracer::report).
+///
+/// ```
+/// use std::time::Instant;
+/// use mtrproto::{MultipathConfig, MultipathTracer, ProbeArgs, ProbeResult, Protocol, Reply};
+///
+/// // TTL 1 balances flows over two routers; the target is at TTL 2.
+/// let args = ProbeArgs::new("127.0.0.1".parse()?).protocol(Protocol::Udp);
+/// let mut now = Instant::now();
+/// let mut tracer = MultipathTracer::new(args, &MultipathConfig::default(), now)?;
+/// for _ in 0..10_000 {
+///     while let Some(probe) = tracer.poll_probe(now) {
+///         let id = probe.id();
+///         let line = match id.ttl() {
+///             1 => format!("1 ttl-expired ip-4 10.0.0.{} round-trip-time 500", id.flow().id() % 2),
+///             _ => "1 reply ip-4 127.0.0.1 round-trip-time 900".to_owned(),
+///         };
+///         tracer.handle_result(now, id, &ProbeResult::from_reply(&Reply::parse(&line)?));
+///     }
+///     match tracer.poll_timeout() {
+///         Some(next) => now = now.max(next),
+///         None => break,
+///     }
+///     tracer.handle_timeout(now);
+/// }
+/// let report = tracer.report();
+/// assert_eq!(report.hops[0].responders.len(), 2);
+/// assert_eq!(report.hops[1].responders.len(), 1);
+/// assert_eq!(report.links.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MultipathTracer {
+    args: ProbeArgs,
+    target: IpAddr,
+    config: MultipathConfig,
+    /// Indexed by TTL; 0 unused.
+    hops: Vec<HopState>,
+    current: u8,
+    silent_run: u8,
+    next_flow: u32,
+    next_seq: u32,
+    probes: u32,
+    pending: BTreeMap<u32, ProbeId>,
+    deadlines: VecDeque<(Instant, u32)>,
+    next_send: Instant,
+    end: Option<MultipathEnd>,
+    points: &'static [u32],
+}
+
+impl MultipathTracer {
+    /// A trace of `args`' target, which must be a UDP probe (its flows set the ports),
+    /// started at `now`; the first probe is due at once. Fails on a protocol that cannot
+    /// hold a flow, and on settings out of range.
+    pub fn new(
+        args: ProbeArgs,
+        config: &MultipathConfig,
+        now: Instant,
+    ) -> Result<MultipathTracer, ArgumentError> {
+        let out_of_range = |what, value: u64, min: u64, max: u64| ArgumentError::OutOfRange {
+            what,
+            value,
+            min,
+            max,
+        };
+        if config.max_ttl == 0 {
+            return Err(out_of_range("max_ttl", 0, 1, 255));
+        }
+        if config.first_ttl == 0 || config.first_ttl > config.max_ttl {
+            let value = config.first_ttl.into();
+            return Err(out_of_range("first_ttl", value, 1, config.max_ttl.into()));
+        }
+        if config.max_silent == 0 {
+            return Err(out_of_range("max_silent", 0, 1, 255));
+        }
+        if config.window == 0 {
+            return Err(out_of_range("window", 0, 1, usize::MAX as u64));
+        }
+        let args = args.timeout(config.timeout)?.flow(Flow::new(0)?)?;
+        let points = match config.confidence {
+            Confidence::P95 => &stopping_points()[0],
+            Confidence::P99 => &stopping_points()[1],
+        };
+        Ok(MultipathTracer {
+            target: args.target(),
+            args,
+            config: config.clone(),
+            hops: vec![HopState::default(); usize::from(config.max_ttl) + 1],
+            current: config.first_ttl,
+            silent_run: 0,
+            next_flow: 0,
+            next_seq: 0,
+            probes: 0,
+            pending: BTreeMap::new(),
+            deadlines: VecDeque::new(),
+            next_send: now,
+            end: None,
+            points,
+        })
+    }
+
+    /// The next probe if one is due at `now`: within the window, the gap and the budget.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<MultipathProbe> {
+        if self.end.is_some()
+            || self.pending.len() >= self.config.window
+            || now < self.next_send
+            || self.probes >= self.config.max_probes
+        {
+            return None;
+        }
+        let Want::Send { ttl, flow } = self.want() else {
+            return None;
+        };
+        let id = match flow {
+            Some(id) => id,
+            None => {
+                let id = u16::try_from(self.next_flow)
+                    .ok()
+                    .filter(|&id| id <= Flow::MAX)?;
+                self.next_flow += 1;
+                if ttl < self.current {
+                    self.hops[usize::from(self.current)].node_control += 1;
+                }
+                id
+            }
+        };
+        let flow = Flow::new(id).ok()?;
+        // `new` checked that the arguments hold a flow; every TTL is valid.
+        let args = self.args.clone().ttl(ttl).ok()?.flow(flow).ok()?;
+        let from = match usize::from(ttl) {
+            t if t > usize::from(self.config.first_ttl) => self.hops[t - 1].came_through(id),
+            _ => None,
+        };
+        self.hops[usize::from(ttl)].sent(id, from);
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let probe_id = ProbeId { seq, ttl, flow };
+        self.pending.insert(seq, probe_id);
+        let deadline = now + args.effective_timeout() + LOST_AFTER;
+        self.deadlines.push_back((deadline, seq));
+        self.probes += 1;
+        self.next_send = now + self.config.gap;
+        Some(MultipathProbe { id: probe_id, args })
+    }
+
+    /// The probe `id` completed with `result`. A result for a probe not in flight (a
+    /// duplicate, one already counted lost, one of another trace) is ignored.
+    pub fn handle_result(&mut self, now: Instant, id: ProbeId, result: &ProbeResult) {
+        if self.pending.get(&id.seq) != Some(&id) {
+            return;
+        }
+        self.pending.remove(&id.seq);
+        let hop = &mut self.hops[usize::from(id.ttl)];
+        match result.responder {
+            Some(address) => {
+                let terminal = address == self.target || result.result != ReplyKind::TtlExpired;
+                hop.answered_by(id.flow.id(), address, terminal);
+            }
+            None => hop.unanswered(id.flow.id()),
+        }
+        self.handle_timeout(now);
+    }
+
+    /// The probe `id` ended without a result (the helper failed): counted as unanswered.
+    pub fn handle_lost(&mut self, now: Instant, id: ProbeId) {
+        if self.pending.get(&id.seq) == Some(&id) {
+            self.lose(id.seq);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Time has reached `now`: probes past their deadline count as lost. Early calls do
+    /// nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Deadlines of probes already answered are dropped here too, so that the front is
+        // always one in flight.
+        while let Some(&(deadline, seq)) = self.deadlines.front() {
+            if deadline <= now {
+                self.lose(seq);
+            } else if self.pending.contains_key(&seq) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        self.advance();
+    }
+
+    /// When to call [`handle_timeout`](MultipathTracer::handle_timeout) or
+    /// [`poll_probe`](MultipathTracer::poll_probe) next; `None` once done.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.end.is_some() {
+            return None;
+        }
+        // The front is in flight (`handle_timeout` drops the others), the earliest.
+        let lost = self.deadlines.front().map(|d| d.0);
+        let flows_left = self.next_flow <= u32::from(Flow::MAX);
+        let send = (self.pending.len() < self.config.window
+            && self.probes < self.config.max_probes
+            && match self.want() {
+                Want::Send { flow, .. } => flow.is_some() || flows_left,
+                _ => false,
+            })
+        .then_some(self.next_send);
+        match (lost, send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the trace is over.
+    pub fn is_done(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Probes sent so far.
+    pub fn probes_sent(&self) -> u32 {
+        self.probes
+    }
+
+    /// Probes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// What the trace found so far: every TTL probed, its interfaces, the links.
+    pub fn report(&self) -> MultipathReport {
+        let last = self
+            .hops
+            .iter()
+            .rposition(|h| !h.flows.is_empty())
+            .unwrap_or(0);
+        let first = usize::from(self.config.first_ttl);
+        let mut hops = Vec::new();
+        let mut links = BTreeSet::new();
+        for ttl in first..=last {
+            let hop = &self.hops[ttl];
+            let ttl8 = u8::try_from(ttl).unwrap_or(u8::MAX);
+            hops.push(MultipathHop {
+                ttl: ttl8,
+                responders: hop
+                    .interfaces()
+                    .iter()
+                    .map(|(&address, &flows)| MultipathResponder { address, flows })
+                    .collect(),
+                per_packet: hop.per_packet,
+                probes: hop.flows.values().map(|o| u32::from(o.sent)).sum(),
+                unanswered: hop.flows.values().map(|o| u32::from(o.lost)).sum(),
+            });
+            if ttl > first {
+                let before = &self.hops[ttl - 1];
+                for (id, obs) in &hop.flows {
+                    if let (Some(from), Some(to)) = (before.came_through(*id), obs.responder) {
+                        links.insert(Link {
+                            ttl: ttl8,
+                            from,
+                            to,
+                        });
+                    }
+                }
+                // After a per-packet hop, flows say nothing about links; but where the
+                // next TTL has one interface, every interface of the hop leads to it.
+                let next = hop.interfaces();
+                if before.per_packet && next.len() == 1 {
+                    for (&from, &to) in before.interfaces().keys().zip(next.keys().cycle()) {
+                        links.insert(Link {
+                            ttl: ttl8,
+                            from,
+                            to,
+                        });
+                    }
+                }
+            }
+        }
+        MultipathReport {
+            target: self.target,
+            confidence: self.config.confidence,
+            probes: self.probes,
+            hops,
+            links: links.into_iter().collect(),
+            end: self.end,
+        }
+    }
+
+    /// Counts the probe `seq` as lost, if it is still in flight.
+    fn lose(&mut self, seq: u32) {
+        let Some(id) = self.pending.remove(&seq) else {
+            return;
+        };
+        self.hops[usize::from(id.ttl)].unanswered(id.flow.id());
+    }
+
+    /// Ends TTLs that are done and the trace when it is over.
+    fn advance(&mut self) {
+        // Each turn ends a TTL or the trace: bounded by max_ttl.
+        for _ in 0..=u16::from(self.config.max_ttl) {
+            if self.end.is_some() {
+                return;
+            }
+            match self.want() {
+                Want::HopDone => self.finish_hop(),
+                Want::Send { flow, .. } => {
+                    let no_flows = flow.is_none() && self.next_flow > u32::from(Flow::MAX);
+                    if (self.probes >= self.config.max_probes || no_flows)
+                        && self.pending.is_empty()
+                    {
+                        self.end = Some(MultipathEnd::Budget);
+                    }
+                    return;
+                }
+                Want::Wait => return,
+            }
+        }
+    }
+
+    /// The current TTL is done: on to the next, or the end.
+    fn finish_hop(&mut self) {
+        let hop = &self.hops[usize::from(self.current)];
+        let answered: Vec<&Obs> = hop.flows.values().filter(|o| o.answered > 0).collect();
+        if answered.is_empty() {
+            self.silent_run += 1;
+            if self.silent_run >= self.config.max_silent {
+                self.end = Some(MultipathEnd::Silent);
+                return;
+            }
+        } else {
+            self.silent_run = 0;
+            if answered.iter().all(|o| o.terminal) {
+                self.end = Some(MultipathEnd::Reached);
+                return;
+            }
+        }
+        if self.current >= self.config.max_ttl {
+            self.end = Some(MultipathEnd::MaxTtl);
+        } else {
+            self.current += 1;
+        }
+    }
+
+    /// `n_k` at the trace's confidence, for at least one next hop.
+    fn point(&self, k: usize) -> usize {
+        let k = k.clamp(1, MAX_POINTS);
+        self.points[k] as usize
+    }
+
+    /// What the current TTL needs next.
+    fn want(&self) -> Want {
+        let h = usize::from(self.current);
+        let first = usize::from(self.config.first_ttl);
+        let hop = &self.hops[h];
+        let before = (h > first).then(|| &self.hops[h - 1]);
+        let interfaces = hop.interfaces();
+        let k = interfaces.len();
+
+        // The TTL as a whole: n_k flows answered, or as many lost (a lossy hop gives up).
+        let needed = self.point(k);
+        let (answered, lost) = (hop.answered(), hop.lost());
+        if answered < needed && lost < needed {
+            let coming = hop.outstanding() + before.map_or(0, HopState::outstanding);
+            if answered + coming < needed {
+                return self.next_flow_at(h);
+            }
+            return Want::Wait;
+        }
+
+        // Per-packet balancing: answered flows probed again, stopping_point(1) times.
+        if k >= 2 && !hop.per_packet && (hop.reprobes as usize) < self.point(1) {
+            let again = hop
+                .flows
+                .iter()
+                .filter(|(_, o)| o.answered > 0 && o.answered + o.lost == o.sent)
+                .min_by_key(|(id, o)| (o.sent, **id));
+            return match again {
+                Some((&id, _)) => Want::Send {
+                    ttl: self.current,
+                    flow: Some(id),
+                },
+                None => Want::Wait,
+            };
+        }
+
+        // The interfaces of the TTL before, each on its own.
+        if let Some(before) = before.filter(|b| !b.per_packet)
+            && let Some(want) = self.per_interface(h, before)
+        {
+            return want;
+        }
+        let in_flight = hop.pending + before.map_or(0, |b| b.pending);
+        if in_flight > 0 {
+            Want::Wait
+        } else {
+            Want::HopDone
+        }
+    }
+
+    /// What the interfaces of the TTL before `h` need, if anything: at least one flow
+    /// onward each (MDA-Lite), or n_k flows through each where MDA's rule applies.
+    fn per_interface(&self, h: usize, before: &HopState) -> Option<Want> {
+        let hop = &self.hops[h];
+        let through = &before.onward;
+        // MDA-Lite: where the hop converges onto one interface, one flow onward from each
+        // interface before shows its link; elsewhere MDA's rule.
+        let full = through.len() >= 2 && (!self.config.lite || hop.interfaces().len() >= 2);
+        let mut waiting = false;
+        let none = FromStats::default();
+        for (from, flows) in through {
+            let stats = hop.by_from.get(from).unwrap_or(&none);
+            let needed = if full {
+                self.point(stats.successors.len())
+            } else {
+                1
+            };
+            if stats.answered >= needed || stats.lost >= needed {
+                continue;
+            }
+            // Flows through it go out in order: the probed ones are a prefix.
+            let mut unprobed = None;
+            for &id in flows.range(stats.scan_from.get()..) {
+                if hop.flows.contains_key(&id) {
+                    stats.scan_from.set(id.saturating_add(1));
+                } else {
+                    unprobed = Some(id);
+                    break;
+                }
+            }
+            if let Some(id) = unprobed {
+                return Some(Want::Send {
+                    ttl: self.current,
+                    flow: Some(id),
+                });
+            }
+            if stats.answered + stats.coming >= needed {
+                waiting = true;
+                continue;
+            }
+            // Node control: fresh flows at the TTL before until enough reach this
+            // interface, within a cap that gives up on one too rarely reached.
+            let cap = 2 * through.len() * self.point(through.len());
+            if (hop.node_control as usize) < cap {
+                if before.outstanding() < self.config.window {
+                    return Some(self.next_flow_at(h - 1));
+                }
+                waiting = true;
+            }
+        }
+        waiting.then_some(Want::Wait)
+    }
+
+    /// The next flow to probe at `h`: one that went on from `h - 1` and has not been
+    /// probed at `h` (lowest first), or a fresh one, sent at `h - 1` first so that its
+    /// link is known, unless `h` is the first TTL or the TTL before answers nothing or
+    /// balances per packet.
+    fn next_flow_at(&self, h: usize) -> Want {
+        let first = usize::from(self.config.first_ttl);
+        let ttl = u8::try_from(h).unwrap_or(u8::MAX);
+        if h > first {
+            let before = &self.hops[h - 1];
+            let hop = &self.hops[h];
+            let mut prefix = true;
+            for (&id, o) in before.flows.range(hop.scan_from.get()..) {
+                if hop.flows.contains_key(&id) {
+                    if prefix {
+                        hop.scan_from.set(id.saturating_add(1));
+                    }
+                    continue;
+                }
+                prefix = false;
+                if o.through().is_some() || (o.answered == 0 && o.lost > 0) {
+                    return Want::Send {
+                        ttl,
+                        flow: Some(id),
+                    };
+                }
+            }
+            // Straight to `h` where the TTL before cannot tell where a flow went (it answers
+            // nothing, or balances per packet) or need not (it has one interface).
+            let direct =
+                before.per_packet || before.answered() == 0 || before.sole_through().is_some();
+            if !direct && h == usize::from(self.current) {
+                return Want::Send {
+                    ttl: ttl - 1,
+                    flow: None,
+                };
+            }
+        }
+        Want::Send { ttl, flow: None }
+    }
+}
+
+/// The stopping points at 95% and 99%, `[k]` for `k` in `0..=MAX_POINTS`, computed once.
+fn stopping_points() -> &'static [Vec<u32>; 2] {
+    static POINTS: OnceLock<[Vec<u32>; 2]> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        [Confidence::P95, Confidence::P99]
+            .map(|c| (0..=MAX_POINTS).map(|k| c.stopping_point(k)).collect())
+    })
+}

@@ -1,0 +1,515 @@
+//! The multipath tracer (MDA) against in-process topologies in virtual time: diamonds 2 to
+//! 16 wide, nested, meshed, unequal weights, a diamond at the first hop, a per-packet hop, a
+//! silent hop. Every router picks a flow's next hop by a hash seeded per router and per run,
+//! as real balancers do; each check runs over many seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use mtrproto::{
+    Confidence, Link, MultipathConfig, MultipathEnd, MultipathReport, MultipathTracer, ProbeArgs,
+    ProbeId, ProbeResult, Protocol, Reply,
+};
+
+/// One router.
+#[derive(Clone)]
+struct Node {
+    addr: IpAddr,
+    /// Next hops (index at the next TTL) and their weights.
+    next: Vec<(usize, u64)>,
+    per_packet: bool,
+    silent: bool,
+}
+
+/// Routers by TTL: `levels[0]` is the source, the last level is the target alone.
+#[derive(Clone)]
+struct Topology {
+    name: &'static str,
+    levels: Vec<Vec<Node>>,
+}
+
+fn addr(ttl: usize, i: usize) -> IpAddr {
+    format!("10.{ttl}.{}.{}", i / 200, 1 + i % 200)
+        .parse()
+        .unwrap()
+}
+
+const TARGET: &str = "127.0.0.1";
+
+impl Topology {
+    /// Levels of `widths[t]` routers (the source first, the target added last), each
+    /// connected to the next level by `link(ttl, from, to) -> weight` (0: no link).
+    fn new(
+        name: &'static str,
+        widths: &[usize],
+        link: impl Fn(usize, usize, usize) -> u64,
+    ) -> Topology {
+        let mut widths = widths.to_vec();
+        widths.push(1);
+        let levels = (0..widths.len())
+            .map(|t| {
+                (0..widths[t])
+                    .map(|i| Node {
+                        addr: if t + 1 == widths.len() {
+                            TARGET.parse().unwrap()
+                        } else {
+                            addr(t, i)
+                        },
+                        next: match widths.get(t + 1) {
+                            Some(&n) => (0..n)
+                                .map(|j| (j, link(t, i, j)))
+                                .filter(|&(_, w)| w > 0)
+                                .collect(),
+                            None => Vec::new(),
+                        },
+                        per_packet: false,
+                        silent: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        Topology { name, levels }
+    }
+
+    /// Every router of a level to every one of the next, weight 1.
+    fn full(name: &'static str, widths: &[usize]) -> Topology {
+        Topology::new(name, widths, |_, _, _| 1)
+    }
+
+    /// The interfaces at each TTL and the links, as the trace should find them.
+    fn truth(&self) -> (BTreeSet<(u8, IpAddr)>, BTreeSet<Link>) {
+        let mut interfaces = BTreeSet::new();
+        let mut links = BTreeSet::new();
+        for (t, level) in self.levels.iter().enumerate().skip(1) {
+            for node in level.iter().filter(|n| !n.silent) {
+                interfaces.insert((t as u8, node.addr));
+            }
+        }
+        for (t, level) in self.levels.iter().enumerate().skip(1) {
+            for node in level.iter().filter(|n| !n.silent) {
+                for &(j, _) in &node.next {
+                    let to = &self.levels[t + 1][j];
+                    if !to.silent && t + 1 < self.levels.len() {
+                        links.insert(Link {
+                            ttl: (t + 1) as u8,
+                            from: node.addr,
+                            to: to.addr,
+                        });
+                    }
+                }
+            }
+        }
+        (interfaces, links)
+    }
+
+    /// The router a probe in `flow` reaches at `ttl`: per-flow routers hash the flow with
+    /// their own seed, per-packet ones draw from `rng`.
+    fn walk(&self, seed: u64, ttl: u8, flow: u16, rng: &mut u64) -> &Node {
+        let last = self.levels.len() - 1;
+        let mut at = 0;
+        for t in 0..usize::from(ttl).min(last) {
+            let node = &self.levels[t][at];
+            let total: u64 = node.next.iter().map(|n| n.1).sum();
+            let draw = if node.per_packet {
+                *rng = mix64(*rng);
+                *rng
+            } else {
+                mix64(seed ^ mix64(((t as u64) << 40) | ((at as u64) << 20)) ^ u64::from(flow))
+            };
+            let mut pick = draw % total;
+            for &(j, w) in &node.next {
+                if pick < w {
+                    at = j;
+                    break;
+                }
+                pick -= w;
+            }
+        }
+        &self.levels[usize::from(ttl).min(last)][at]
+    }
+}
+
+/// SplitMix64's finaliser.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn result(line: &str) -> ProbeResult {
+    ProbeResult::from_reply(&Reply::parse(line).unwrap())
+}
+
+fn udp() -> ProbeArgs {
+    ProbeArgs::new(TARGET.parse().unwrap()).protocol(Protocol::Udp)
+}
+
+/// Runs a trace over `topology` in virtual time with the routers seeded by `seed`; answers
+/// come 1 ms after each probe, silence at the timeout. Bounded: 100,000 steps.
+fn trace(topology: &Topology, seed: u64, config: &MultipathConfig) -> MultipathReport {
+    let start = Instant::now();
+    let mut now = start;
+    let mut tracer = MultipathTracer::new(udp(), config, now).unwrap();
+    let mut rng = seed ^ 0x5555;
+    let mut pending: Vec<(Instant, ProbeId, ProbeResult)> = Vec::new();
+    for _ in 0..100_000 {
+        while let Some(probe) = tracer.poll_probe(now) {
+            let id = probe.id();
+            assert_eq!(probe.args().fixed_flow(), Some(id.flow()));
+            let node = topology.walk(seed, id.ttl(), id.flow().id(), &mut rng);
+            let (delay, answer) = if node.silent {
+                (config.timeout, result("1 no-reply"))
+            } else if node.addr == TARGET.parse::<IpAddr>().unwrap() {
+                (
+                    Duration::from_millis(1),
+                    result(&format!("1 reply ip-4 {} round-trip-time 1000", node.addr)),
+                )
+            } else {
+                (
+                    Duration::from_millis(1),
+                    result(&format!(
+                        "1 ttl-expired ip-4 {} round-trip-time 1000",
+                        node.addr
+                    )),
+                )
+            };
+            pending.push((now + delay, id, answer));
+        }
+        if tracer.is_done() {
+            break;
+        }
+        let due = pending.iter().map(|p| p.0).min();
+        now = match (tracer.poll_timeout(), due) {
+            (Some(t), Some(d)) => t.min(d).max(now),
+            (t, d) => t.or(d).expect("a trace that is not done has a deadline"),
+        };
+        if let Some(i) = pending.iter().position(|p| p.0 <= now) {
+            let (_, id, answer) = pending.swap_remove(i);
+            tracer.handle_result(now, id, &answer);
+        } else {
+            tracer.handle_timeout(now);
+        }
+    }
+    assert!(tracer.is_done(), "{}: the trace did not end", topology.name);
+    tracer.report()
+}
+
+/// What runs over many seeds found, per interface and per link.
+struct Tally {
+    runs: usize,
+    interfaces: BTreeMap<(u8, IpAddr), usize>,
+    links: BTreeMap<Link, usize>,
+    per_packet: BTreeMap<u8, usize>,
+    probes: Vec<u32>,
+    /// Runs that reported a link the topology does not have.
+    phantom: usize,
+}
+
+fn tally(topology: &Topology, runs: usize, config: &MultipathConfig) -> Tally {
+    let (truth_interfaces, truth_links) = topology.truth();
+    let mut tally = Tally {
+        runs,
+        interfaces: truth_interfaces.iter().map(|i| (*i, 0)).collect(),
+        links: truth_links.iter().map(|l| (*l, 0)).collect(),
+        per_packet: BTreeMap::new(),
+        probes: Vec::new(),
+        phantom: 0,
+    };
+    for run in 0..runs {
+        let seed = mix64(run as u64 + 1);
+        let report = trace(topology, seed, config);
+        assert_eq!(report.end, Some(MultipathEnd::Reached), "{}", topology.name);
+        assert!(report.probes <= config.max_probes);
+        for hop in &report.hops {
+            for responder in &hop.responders {
+                let key = (hop.ttl, responder.address);
+                let count = tally.interfaces.get_mut(&key);
+                *count.unwrap_or_else(|| panic!("{}: no interface {key:?}", topology.name)) += 1;
+            }
+            if hop.per_packet {
+                *tally.per_packet.entry(hop.ttl).or_insert(0) += 1;
+            }
+        }
+        // A flow sent straight past a TTL that showed one interface is linked to that
+        // one; had the TTL a second one MDA missed, the link can be wrong.
+        let mut phantom = false;
+        for link in &report.links {
+            match tally.links.get_mut(link) {
+                Some(count) => *count += 1,
+                None => phantom = true,
+            }
+        }
+        tally.phantom += usize::from(phantom);
+        tally.probes.push(report.probes);
+    }
+    tally
+}
+
+/// Every interface and link found in at least 95% of the runs, and a link that is not
+/// there reported in at most 5% of them.
+fn assert_found(topology: &Topology, tally: &Tally) {
+    assert!(
+        tally.phantom * 100 <= tally.runs * 5,
+        "{}: links that are not there in {} runs",
+        topology.name,
+        tally.phantom
+    );
+    let least = |counts: Vec<usize>| counts.into_iter().min().unwrap_or(tally.runs);
+    let worst_interface = least(tally.interfaces.values().copied().collect());
+    let worst_link = least(tally.links.values().copied().collect());
+    for (what, worst) in [("interface", worst_interface), ("link", worst_link)] {
+        assert!(
+            worst * 100 >= tally.runs * 95,
+            "{}: an {what} found in only {worst} of {} runs: {:?} {:?}",
+            topology.name,
+            tally.runs,
+            tally.interfaces,
+            tally.links
+        );
+    }
+}
+
+fn median(values: &[u32]) -> u32 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+/// MDA's probes for a topology: at each TTL, the stopping point of every interface before
+/// for its successors (MDA's per-interface rule, node control aside), and one more
+/// stopping point of re-probes where a TTL has two or more interfaces.
+fn mda_bound(topology: &Topology, confidence: Confidence) -> u32 {
+    let n = |k: usize| confidence.stopping_point(k.max(1));
+    let mut total = 0;
+    for t in 1..topology.levels.len() {
+        let before = &topology.levels[t - 1];
+        total += before.iter().map(|u| n(u.next.len())).sum::<u32>();
+        if topology.levels[t].len() >= 2 {
+            total += n(1);
+        }
+    }
+    total
+}
+
+fn diamond(name: &'static str, width: usize) -> Topology {
+    Topology::full(name, &[1, 1, width, 1])
+}
+
+const RUNS: usize = 200;
+
+#[test]
+fn diamonds_2_to_16_wide_are_found_within_mdas_bound() {
+    for width in [2, 3, 4, 8, 16] {
+        let topology = diamond("diamond", width);
+        for lite in [true, false] {
+            let config = MultipathConfig {
+                lite,
+                ..MultipathConfig::default()
+            };
+            let tally = tally(&topology, RUNS, &config);
+            assert_found(&topology, &tally);
+            let bound = mda_bound(&topology, config.confidence);
+            let worst = tally.probes.iter().max().copied().unwrap_or(0);
+            println!(
+                "width {width} lite {lite}: median {} worst {worst} probes, MDA bound {bound}",
+                median(&tally.probes)
+            );
+            // MDA's per-interface rule also sends fresh flows to reach each interface (node
+            // control), which the bound leaves out: only MDA-Lite is held to it.
+            if lite {
+                assert!(worst <= bound, "width {width}: {worst} probes > {bound}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nested_meshed_unequal_and_first_hop_diamonds_are_found() {
+    let nested = Topology::new("nested", &[1, 1, 2, 4, 1], |t, i, j| match t {
+        // b_i -> c_{2i}, c_{2i+1}
+        2 => u64::from(j / 2 == i),
+        _ => 1,
+    });
+    let meshed = Topology::full("meshed", &[1, 1, 2, 2, 1]);
+    let meshed_wide = Topology::full("meshed 4x4", &[1, 1, 4, 4, 1]);
+    // Unequal shares downstream: TTL 3's first router takes half the flows, the two
+    // others a quarter each (TTL 2's routers have one and two next hops).
+    let unequal = Topology::new("unequal", &[1, 1, 2, 3, 1], |t, i, j| match (t, i, j) {
+        (2, 0, 0) => 1,
+        (2, 1, 1 | 2) => 1,
+        (2, _, _) => 0,
+        _ => 1,
+    });
+    let first_hop = Topology::full("first hop", &[1, 4, 1]);
+    for topology in [nested, meshed, meshed_wide, unequal, first_hop] {
+        for confidence in [Confidence::P95, Confidence::P99] {
+            let config = MultipathConfig {
+                confidence,
+                ..MultipathConfig::default()
+            };
+            let tally = tally(&topology, RUNS, &config);
+            println!(
+                "{} at {}%: median {} probes",
+                topology.name,
+                confidence.percent(),
+                median(&tally.probes)
+            );
+            assert_found(&topology, &tally);
+        }
+    }
+}
+
+#[test]
+fn a_per_packet_hop_is_reported_as_such() {
+    let mut topology = Topology::full("per packet", &[1, 1, 3, 1]);
+    // TTL 1's router balances per packet over TTL 2's three.
+    topology.levels[1][0].per_packet = true;
+    let tally = tally(&topology, RUNS, &MultipathConfig::default());
+    assert_found(&topology, &tally);
+    let flagged = tally.per_packet.get(&2).copied().unwrap_or(0);
+    assert!(flagged * 100 >= RUNS * 95, "flagged in {flagged} of {RUNS}");
+    // No other hop is: per-flow routers never answer one flow from two interfaces.
+    assert_eq!(tally.per_packet.len(), 1, "{:?}", tally.per_packet);
+    // The same diamond balanced per flow is never flagged.
+    let per_flow = Topology::full("per flow", &[1, 1, 2, 1]);
+    assert!(tally_of(&per_flow).per_packet.is_empty());
+}
+
+fn tally_of(topology: &Topology) -> Tally {
+    tally(topology, RUNS, &MultipathConfig::default())
+}
+
+#[test]
+fn a_silent_hop_is_crossed_and_left_empty() {
+    let mut topology = Topology::full("silent", &[1, 1, 1, 2, 1]);
+    topology.levels[2][0].silent = true;
+    let tally = tally_of(&topology);
+    assert_found(&topology, &tally);
+    let report = trace(&topology, 7, &MultipathConfig::default());
+    assert!(report.hops[1].responders.is_empty());
+    assert!(report.hops[1].unanswered > 0);
+    assert_eq!(report.hops.len(), 5);
+}
+
+#[test]
+fn a_silent_path_ends_after_max_silent_hops() {
+    let mut topology = Topology::full("all silent", &[1, 1, 1, 1, 1, 1, 1, 1]);
+    for level in &mut topology.levels[1..7] {
+        level[0].silent = true;
+    }
+    let config = MultipathConfig {
+        max_silent: 3,
+        ..MultipathConfig::default()
+    };
+    let start = Instant::now();
+    let mut tracer = MultipathTracer::new(udp(), &config, start).unwrap();
+    let mut now = start;
+    let mut ids = Vec::new();
+    for _ in 0..10_000 {
+        while let Some(probe) = tracer.poll_probe(now) {
+            ids.push(probe.id());
+        }
+        match tracer.poll_timeout() {
+            Some(next) => now = next.max(now),
+            None => break,
+        }
+        // Nothing ever answers: every probe is given up at its deadline.
+        tracer.handle_timeout(now);
+    }
+    let report = tracer.report();
+    assert_eq!(report.end, Some(MultipathEnd::Silent));
+    assert_eq!(report.hops.len(), 3);
+    assert!(report.hops.iter().all(|h| h.responders.is_empty()));
+    assert_eq!(report.probes as usize, ids.len());
+}
+
+#[test]
+fn the_budget_is_respected() {
+    let topology = diamond("budget", 16);
+    for budget in [1, 10, 50, 100] {
+        let config = MultipathConfig {
+            max_probes: budget,
+            ..MultipathConfig::default()
+        };
+        let report = trace(&topology, 3, &config);
+        assert!(report.probes <= budget, "{} > {budget}", report.probes);
+        assert_eq!(report.end, Some(MultipathEnd::Budget));
+    }
+}
+
+#[test]
+fn nonsense_results_do_not_panic_and_the_trace_ends() {
+    let kinds = [
+        "1 no-reply",
+        "1 reply ip-4 127.0.0.1 round-trip-time 5",
+        "1 ttl-expired ip-4 10.9.9.9 round-trip-time 5",
+        "1 ttl-expired ip-6 ::1 round-trip-time -5",
+        "1 no-route ip-4 10.1.1.1 round-trip-time 5",
+        "1 probes-exhausted",
+        "1 invalid-argument",
+        "1 something-new foo bar",
+    ];
+    for seed in 0..50u64 {
+        let config = MultipathConfig {
+            max_probes: 500,
+            window: 1 + (seed % 8) as usize,
+            ..MultipathConfig::default()
+        };
+        let start = Instant::now();
+        let mut now = start;
+        let mut tracer = MultipathTracer::new(udp(), &config, now).unwrap();
+        let mut rng = mix64(seed);
+        let mut sent: Vec<ProbeId> = Vec::new();
+        for _ in 0..20_000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                sent.push(probe.id());
+            }
+            if tracer.is_done() || sent.is_empty() {
+                break;
+            }
+            rng = mix64(rng);
+            // Any probe sent so far, again and again, with any answer, or a loss.
+            let id = sent[(rng % sent.len() as u64) as usize];
+            let line = kinds[((rng >> 20) % kinds.len() as u64) as usize];
+            match (rng >> 40) % 4 {
+                0 => tracer.handle_lost(now, id),
+                1 => tracer.handle_timeout(now),
+                _ => tracer.handle_result(now, id, &result(line)),
+            }
+            now += Duration::from_millis((rng >> 50) % 50);
+            assert!(tracer.probes_sent() <= config.max_probes);
+        }
+        assert!(tracer.is_done(), "seed {seed}");
+        let report = tracer.report();
+        assert!(report.probes <= config.max_probes);
+    }
+}
+
+#[test]
+fn settings_are_checked() {
+    let now = Instant::now();
+    let icmp = ProbeArgs::new(TARGET.parse().unwrap());
+    assert!(MultipathTracer::new(icmp, &MultipathConfig::default(), now).is_err());
+    for config in [
+        MultipathConfig {
+            max_ttl: 0,
+            ..MultipathConfig::default()
+        },
+        MultipathConfig {
+            first_ttl: 31,
+            ..MultipathConfig::default()
+        },
+        MultipathConfig {
+            window: 0,
+            ..MultipathConfig::default()
+        },
+        MultipathConfig {
+            max_silent: 0,
+            ..MultipathConfig::default()
+        },
+    ] {
+        assert!(MultipathTracer::new(udp(), &config, now).is_err());
+    }
+}
