@@ -1,7 +1,8 @@
 //! The driver thread: one `mio::Poll` over every helper's pipes and a waker.
 //!
 //! It blocks in `poll`, and nowhere else, until a helper writes (a helper whose output it
-//! just read is out of the poll until the next wake-up, 10 ms at most: see `helper.rs`), a
+//! just read is out of the poll, and read at each wake-up, until 10 ms pass without
+//! output: see `helper.rs`), a
 //! helper can take more input (interest in writability is registered only while output is
 //! pending), a caller sends a command (the waker), or the earliest deadline of the helpers:
 //! their sessions' timers, the watchdogs, the end of a rest, and the timers that reap an
@@ -244,6 +245,9 @@ impl Driver {
                 slot.helper.end(now, Why::Failed);
             }
             self.kill_at.get_or_insert(now);
+        }
+        for slot in &mut self.slots {
+            slot.helper.after_poll();
         }
         for event in events.iter() {
             if let Some(slot) =

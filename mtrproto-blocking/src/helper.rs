@@ -360,10 +360,16 @@ impl Helper {
         self.progress_end(now, registry);
     }
 
-    /// Rests its stdout after a read while nothing is queued (answers then only complete
-    /// callers, they free no room anyone waits for): out of the poll for [`READ_REST`].
+    /// After a read that got output, while no probe waits for room (answers then only
+    /// complete callers, they free no room anyone waits for): its stdout leaves the poll
+    /// and stays out while the driver's wake-ups keep finding output, until [`READ_REST`]
+    /// passes without any.
     fn rest_stdout(&mut self, now: Instant, registry: &Registry) {
-        if self.resting.is_some() || self.waiting_probes() > 0 || self.ending.is_some() {
+        if self.waiting_probes() > 0 || self.ending.is_some() {
+            return;
+        }
+        if self.resting.is_some() {
+            self.resting = Some(now + READ_REST);
             return;
         }
         let Some(stdout) = &mut self.stdout else {
@@ -375,11 +381,12 @@ impl Helper {
         }
     }
 
-    /// Ends a rest at the driver's next turn, whatever woke it (a command, a timer, the
-    /// rest's end): awake anyway, it reads what came meanwhile at once.
+    /// Ends a rest once it is over or probes wait for room: back in the poll, and read at
+    /// once (output may have come meanwhile).
     fn wake_stdout(&mut self, now: Instant, registry: &Registry) {
-        if self.resting.take().is_none() {
-            return;
+        match self.resting {
+            Some(until) if until <= now || self.waiting_probes() > 0 => self.resting = None,
+            _ => return,
         }
         let Some(stdout) = &mut self.stdout else {
             return;
@@ -387,6 +394,13 @@ impl Helper {
         match registry.register(stdout, self.stdout_token, Interest::READABLE) {
             Ok(()) => self.readable = true,
             Err(_) => self.end(now, Why::Failed),
+        }
+    }
+
+    /// After the driver's poll returned, whatever woke it: a resting stdout is read then.
+    pub(crate) fn after_poll(&mut self) {
+        if self.resting.is_some() {
+            self.readable = self.stdout.is_some();
         }
     }
 
