@@ -75,6 +75,7 @@ mod driver;
 mod error;
 mod handle;
 mod helper;
+mod multipath;
 mod names;
 mod options;
 mod resolve;
@@ -86,8 +87,10 @@ pub use campaign::{CampaignEvent, CampaignLimits, CampaignSummary, TargetReport,
 pub use error::{Error, HostResolveError, ProcessError, StateError};
 pub use handle::ProbeHandle;
 pub use mtrproto::{
-    Feature, Flow, Mpls, MplsStack, ProbeResult, Protocol, ReplyKind, TraceConfig, TraceStats,
+    Confidence, Feature, Flow, Link, Mpls, MplsStack, MultipathConfig, MultipathEnd, MultipathHop,
+    MultipathReport, MultipathResponder, ProbeResult, Protocol, ReplyKind, TraceConfig, TraceStats,
 };
+pub use multipath::MultipathOptions;
 pub use names::{Lookup, NameConfig, NameResolver};
 pub use options::{IpVersion, ProbeOptions};
 pub use resolve::Host;

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mtrproto::{
-    Confidence, Link, MultipathConfig, MultipathEnd, MultipathReport, MultipathTracer, ProbeArgs,
-    ProbeId, ProbeResult, Protocol, Reply,
+    Confidence, Flow, Link, MultipathConfig, MultipathEnd, MultipathReport, MultipathTracer,
+    ProbeArgs, ProbeId, ProbeResult, Protocol, Reply,
 };
 
 /// One router.
@@ -426,6 +426,18 @@ fn a_silent_path_ends_after_max_silent_hops() {
 }
 
 #[test]
+fn flows_run_out_like_the_budget() {
+    // Starting 20 flows before the last: a 16-wide hop needs more.
+    let config = MultipathConfig {
+        first_flow: Flow::MAX - 19,
+        ..MultipathConfig::default()
+    };
+    let report = trace(&diamond("last flows", 16), 5, &config);
+    assert_eq!(report.end, Some(MultipathEnd::Budget));
+    assert!(report.probes >= 20);
+}
+
+#[test]
 fn the_budget_is_respected() {
     let topology = diamond("budget", 16);
     for budget in [1, 10, 50, 100] {
@@ -507,6 +519,10 @@ fn settings_are_checked() {
         },
         MultipathConfig {
             max_silent: 0,
+            ..MultipathConfig::default()
+        },
+        MultipathConfig {
+            first_flow: Flow::MAX + 1,
             ..MultipathConfig::default()
         },
     ] {

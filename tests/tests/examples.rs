@@ -73,3 +73,46 @@ fn examples_end_quietly_when_stdout_closes() {
         );
     }
 }
+
+/// `paths` on the loopback: one hop, the target, with MDA's stopping point of probes (6 at
+/// 95%, 8 at 99%); over IPv6 mtr-packet 0.95 cannot hold a flow, and `paths` says which
+/// release can.
+#[test]
+fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
+    if real_mtr_packet().is_none() {
+        println!("skipped: mtr-packet is not installed");
+        return;
+    }
+    let run = |args: &[&str]| {
+        let child = Command::new(built_example("paths"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (output.status, text(&output.stdout), text(&output.stderr))
+    };
+    for (confidence, probes) in [("95", 6), ("99", 8)] {
+        let (status, stdout, stderr) = run(&["--json", "-c", confidence, "127.0.0.1"]);
+        assert!(status.success(), "{stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "target": "127.0.0.1",
+                "confidence": confidence.parse::<u8>().unwrap(),
+                "probes": probes,
+                "hops": [{"ttl": 1, "responders": ["127.0.0.1"], "per_packet": false}],
+                "links": [],
+            })
+        );
+    }
+    let (status, stdout, _) = run(&["127.0.0.1"]);
+    assert!(status.success());
+    assert!(stdout.contains("  1  127.0.0.1 "), "{stdout}");
+    let (status, _, stderr) = run(&["-6", "::1"]);
+    assert!(!status.success());
+    assert!(stderr.contains("0.96 or later is needed"), "{stderr}");
+}

@@ -38,6 +38,10 @@ pub struct MultipathConfig {
     /// the stopping point's number for ruling out a second successor. `false`: MDA's
     /// per-interface rule everywhere.
     pub lite: bool,
+    /// The first flow identifier used (default 0); later ones follow it, up to
+    /// [`Flow::MAX`] (then the trace ends as if out of budget). The same flows through the
+    /// same routers take the same paths: another `first_flow` samples others.
+    pub first_flow: u16,
 }
 
 impl Default for MultipathConfig {
@@ -52,6 +56,7 @@ impl Default for MultipathConfig {
             gap: Duration::from_millis(10),
             timeout: Duration::from_secs(2),
             lite: true,
+            first_flow: 0,
         }
     }
 }
@@ -467,6 +472,10 @@ impl MultipathTracer {
         if config.max_silent == 0 {
             return Err(out_of_range("max_silent", 0, 1, 255));
         }
+        if config.first_flow > Flow::MAX {
+            let value = config.first_flow.into();
+            return Err(out_of_range("first_flow", value, 0, Flow::MAX.into()));
+        }
         if config.window == 0 {
             return Err(out_of_range("window", 0, 1, usize::MAX as u64));
         }
@@ -482,7 +491,7 @@ impl MultipathTracer {
             hops: vec![HopState::default(); usize::from(config.max_ttl) + 1],
             current: config.first_ttl,
             silent_run: 0,
-            next_flow: 0,
+            next_flow: u32::from(config.first_flow),
             next_seq: 0,
             probes: 0,
             pending: BTreeMap::new(),

@@ -1,0 +1,164 @@
+//! Finds every path to a host through load balancers (MDA over fixed UDP flows), like
+//! scamper's `tracelb`.
+//!
+//! ```text
+//! cargo run -p mtrproto-blocking --example paths -- [--confidence 95|99] [--max-ttl N]
+//!     [--budget N] [-w TIMEOUT_S] [--first-flow N] [-4|-6] [--json] HOST
+//! ```
+//!
+//! `--help` lists every option.
+//!
+//! Text: per TTL, the interfaces and how many flows reached each, `per packet` where one flow
+//! was answered by several, then the links. `--json`: `{"target", "confidence", "probes",
+//! "hops": [{"ttl", "responders": [addresses], "per_packet"}], "links": [[from, to], ...]}`.
+//! Exits non-zero when the session cannot open or the trace cannot run. Only trace hosts you
+//! are allowed to probe (try `localhost`).
+
+#[macro_use]
+mod common;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mtrproto_blocking::{
+    Confidence, Flow, IpVersion, MultipathConfig, MultipathOptions, MultipathReport, ProbeOptions,
+};
+use serde_json::json;
+
+/// Finds every path to a host through load balancers (MDA over fixed UDP flows). Only trace
+/// hosts you are allowed to probe.
+#[derive(Debug, Parser)]
+#[command(name = "paths")]
+struct Cli {
+    /// Confidence of the stopping rule, in percent: 95 or 99.
+    #[arg(short = 'c', long, default_value = "95")]
+    confidence: Confidence,
+    /// Highest TTL probed.
+    #[arg(short = 'm', allow_negative_numbers = true, long, default_value_t = 30,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    max_ttl: u8,
+    /// Probes to send at most.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    budget: u32,
+    /// Seconds to wait for each probe's answer (whole seconds, as mtr-packet counts them).
+    #[arg(short = 'w', allow_negative_numbers = true, long = "timeout", value_name = "SECONDS",
+          default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+    /// The first flow (UDP source port 3000 + N): other flows sample other paths.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(..=i64::from(Flow::MAX)))]
+    first_flow: u16,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 only (needs mtr-packet 0.96 or later).
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Host name or address (try localhost).
+    host: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = MultipathOptions {
+        trace: MultipathConfig {
+            confidence: cli.confidence,
+            max_ttl: cli.max_ttl,
+            max_probes: cli.budget,
+            timeout: Duration::from_secs(cli.timeout),
+            first_flow: cli.first_flow,
+            ..MultipathConfig::default()
+        },
+        probe: ProbeOptions {
+            ip_version: match (cli.ipv4, cli.ipv6) {
+                (true, _) => Some(IpVersion::V4),
+                (_, true) => Some(IpVersion::V6),
+                _ => None,
+            },
+            ..ProbeOptions::default()
+        },
+    };
+    let session = common::open_session();
+    let report = match session.multipath(&cli.host, &options) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("paths: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.json {
+        outln!("{}", to_json(&report));
+    } else {
+        print_text(&cli.host, &report);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The report as JSON, in the shape of the simulator's ground truth plus the confidence and
+/// the probes used.
+fn to_json(report: &MultipathReport) -> serde_json::Value {
+    let hops: Vec<_> = report
+        .hops
+        .iter()
+        .map(|hop| {
+            let responders: Vec<String> = hop
+                .responders
+                .iter()
+                .map(|r| r.address.to_string())
+                .collect();
+            json!({"ttl": hop.ttl, "responders": responders, "per_packet": hop.per_packet})
+        })
+        .collect();
+    let links: Vec<_> = report
+        .links
+        .iter()
+        .map(|l| json!([l.from.to_string(), l.to.to_string()]))
+        .collect();
+    json!({
+        "target": report.target.to_string(),
+        "confidence": report.confidence.percent(),
+        "probes": report.probes,
+        "hops": hops,
+        "links": links,
+    })
+}
+
+/// Per TTL the interfaces, most flows first, then the links.
+fn print_text(host: &str, report: &MultipathReport) {
+    outln!(
+        "paths to {host} ({}), {}% confidence, {} probes",
+        report.target,
+        report.confidence.percent(),
+        report.probes
+    );
+    for hop in &report.hops {
+        let mut responders: Vec<_> = hop.responders.iter().collect();
+        responders.sort_by_key(|r| std::cmp::Reverse(r.flows));
+        let tail = if hop.per_packet { "  (per packet)" } else { "" };
+        match responders.split_first() {
+            None => outln!("{:>3}  *{tail}", hop.ttl),
+            Some((first, rest)) => {
+                outln!(
+                    "{:>3}  {:<39} {:>4} flows{tail}",
+                    hop.ttl,
+                    first.address,
+                    first.flows
+                );
+                for r in rest {
+                    outln!("     {:<39} {:>4} flows", r.address, r.flows);
+                }
+            }
+        }
+    }
+    if !report.links.is_empty() {
+        outln!("links:");
+        for link in &report.links {
+            outln!("{:>3}  {} -> {}", link.ttl, link.from, link.to);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Multipath traces: every path to one target ([`mtrproto::MultipathTracer`], MDA over
+//! fixed UDP flows) on the caller's thread, over a session.
+
+use std::time::Instant;
+
+use crossbeam_channel::RecvTimeoutError;
+use mtrproto::{Flow, MultipathConfig, MultipathReport, MultipathTracer, ProbeId, Protocol};
+
+use crate::error::Error;
+use crate::options::ProbeOptions;
+use crate::session::Session;
+
+/// How to trace every path to a target: MDA's settings ([`MultipathConfig`]) and the
+/// probes' own ([`ProbeOptions`]: IP version, size, source...). The probes are UDP in fixed
+/// flows: `protocol` UDP is used whatever it says, and `port`, `local_port`, `flow`, `ttl`
+/// and `timeout` are set by the trace.
+///
+/// ```
+/// use mtrproto_blocking::{Confidence, MultipathConfig, MultipathOptions};
+/// let options = MultipathOptions {
+///     trace: MultipathConfig { confidence: Confidence::P99, max_ttl: 16, ..MultipathConfig::default() },
+///     ..MultipathOptions::default()
+/// };
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MultipathOptions {
+    /// MDA's settings: confidence, TTLs, budget, window, gap, timeout.
+    pub trace: MultipathConfig,
+    /// The probes' options.
+    pub probe: ProbeOptions,
+}
+
+impl Session {
+    /// Finds every path to `host` through load balancers, with the Multipath Detection
+    /// Algorithm over fixed UDP flows (see [`MultipathTracer`]), and returns what it found
+    /// once the trace ends: per TTL the interfaces and how many flows reached each, the
+    /// links, the probes used.
+    ///
+    /// Fails at once if the helper's release cannot answer UDP probes with fixed ports
+    /// for this address family ([`Error::Unsupported`], naming the release needed: 0.93
+    /// for IPv4, 0.96 for IPv6), or if the session is closed.
+    ///
+    /// ```no_run
+    /// use mtrproto_blocking::{MultipathOptions, Session};
+    /// let session = Session::open()?;
+    /// let report = session.multipath("127.0.0.1", &MultipathOptions::default())?;
+    /// assert_eq!(report.hops[0].responders[0].address, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    /// # Ok::<(), mtrproto_blocking::Error>(())
+    /// ```
+    pub fn multipath(
+        &self,
+        host: &str,
+        options: &MultipathOptions,
+    ) -> Result<MultipathReport, Error> {
+        // The release check sees the flows' two ports; the tracer sets them per probe.
+        let probe = ProbeOptions {
+            protocol: Protocol::Udp,
+            port: None,
+            local_port: None,
+            flow: Some(Flow::new(0)?),
+            ttl: None,
+            ..options.probe.clone()
+        };
+        let args = self.probe_args(host.into(), &probe)?;
+        let mut tracer = MultipathTracer::new(args, &options.trace, Instant::now())?;
+        // Each probe's callback sends once, and at most a window of them are in flight.
+        let (sender, answers) = crossbeam_channel::bounded(options.trace.window.max(1));
+        loop {
+            let now = Instant::now();
+            let mut sent = false;
+            while let Some(probe) = tracer.poll_probe(now) {
+                let id: ProbeId = probe.id();
+                let sender = sender.clone();
+                let result = self.send_args_unwoken(probe.into_args(), move |result| {
+                    let _ = sender.send((id, result));
+                });
+                match result {
+                    Ok(()) => sent = true,
+                    Err(error @ Error::State(_)) => return Err(error),
+                    Err(_) => tracer.handle_lost(now, id),
+                }
+            }
+            if sent {
+                self.wake_driver();
+            }
+            let Some(deadline) = tracer.poll_timeout() else {
+                break;
+            };
+            match answers.recv_deadline(deadline) {
+                Ok(first) => {
+                    // Every answer already in, then the probes they make due.
+                    let now = Instant::now();
+                    for (id, result) in std::iter::once(first).chain(answers.try_iter()) {
+                        match result {
+                            Ok(result) => tracer.handle_result(now, id, &result),
+                            Err(_) => tracer.handle_lost(now, id),
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => tracer.handle_timeout(Instant::now()),
+                // The loop holds a sender: never disconnected.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(tracer.report())
+    }
+}
