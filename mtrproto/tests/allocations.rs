@@ -141,7 +141,7 @@ fn bytes_held_by_trace(silent_target: bool) -> isize {
     held + std::mem::size_of::<Tracer>() as isize
 }
 
-/// A trace in progress holds its tracer, a 16-byte hop per TTL probed, and one 80-byte
+/// A trace in progress holds its tracer, a 16-byte hop per TTL probed, and one 72-byte
 /// allocation of mtr's figures per hop that answered (a second only for a hop with several
 /// responders, an MPLS stack or errors): within 2 KB on the longest paths.
 #[test]

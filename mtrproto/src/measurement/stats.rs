@@ -57,6 +57,8 @@ pub struct Responder {
 pub struct Hop {
     ttl: u8,
     transit: bool,
+    /// The family of its responders (the target's: answers of the other are not counted).
+    v6: bool,
     xmit: u32,
     seen: Option<Box<Seen>>,
 }
@@ -76,12 +78,11 @@ struct Seen {
     jworst: i32,
     jinta: i32,
     ssd: i64,
-    /// The first responder (`None` before the first answer), inline: most hops have one.
-    /// Its count is `returned` less the others'; its label stack is in `more`.
-    first: Option<IpAddr>,
-    /// Who answered last (mtr's `nh->addr`): 0 the first responder, `i` the `i`-th of
-    /// `more.others`.
-    latest: u32,
+    /// The first responder's address, once `returned` is not 0, inline: most hops have one
+    /// responder. Its family is the hop's (`Hop::v6`), so its 16 bytes hold either (with
+    /// the figures, 72 bytes). Its count is `returned` less the others'; its label stack
+    /// and whether it answered last are in `more`.
+    first: [u8; 16],
     /// The other responders and the errors, out of line: most hops have neither.
     more: Option<Box<More>>,
 }
@@ -97,6 +98,30 @@ struct More {
     /// The index in `errors` of the latest answer's error (mtr's `nh->err`), `None` after a
     /// plain answer.
     err: Option<u32>,
+    /// Who answered last (mtr's `nh->addr`): 0 the first responder, `i` the `i`-th of
+    /// `others`.
+    latest: u32,
+}
+
+/// An address in 16 bytes, its family told apart by the caller.
+fn pack(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address [`pack`] made of `bytes`.
+fn unpack(bytes: [u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from(bytes)
+    } else {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
 }
 
 /// A responder after a hop's first.
@@ -364,20 +389,22 @@ impl Hop {
             return;
         }
         self.transit = false;
+        self.v6 = address.is_ipv6();
         let seen = self.seen_mut();
         if let Some(more) = &mut seen.more {
             more.err = err;
         }
-        let latest = match seen.first {
-            None => {
-                seen.first = Some(address);
+        let packed = pack(address);
+        let latest = match seen.returned {
+            0 => {
+                seen.first = packed;
                 if !result.mpls.is_empty() {
                     seen.more.get_or_insert_default().first_mpls = Some(result.mpls);
                 }
                 0
             }
-            Some(first) if first == address => 0,
-            Some(_) => {
+            _ if seen.first == packed => 0,
+            _ => {
                 let others = &mut seen.more.get_or_insert_default().others;
                 match others.iter().position(|o| o.address == address) {
                     Some(at) => {
@@ -399,7 +426,9 @@ impl Hop {
                 }
             }
         };
-        seen.latest = u32::try_from(latest).unwrap_or(u32::MAX);
+        if latest != 0 || seen.more.is_some() {
+            seen.more.get_or_insert_default().latest = u32::try_from(latest).unwrap_or(u32::MAX);
+        }
         // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
         seen.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
     }
@@ -466,10 +495,15 @@ impl Hop {
     /// The latest responder, or `None` for a silent hop.
     pub fn host(&self) -> Option<IpAddr> {
         let seen = self.seen.as_deref()?;
-        let first = seen.first?;
-        match usize::try_from(seen.latest).ok()? {
-            0 => Some(first),
-            at => seen.more.as_deref()?.others.get(at - 1).map(|o| o.address),
+        if seen.returned == 0 {
+            return None;
+        }
+        match seen.more.as_deref() {
+            Some(more) if more.latest > 0 => {
+                let at = usize::try_from(more.latest).ok()?;
+                more.others.get(at - 1).map(|o| o.address)
+            }
+            _ => Some(unpack(seen.first, self.v6)),
         }
     }
 
@@ -480,17 +514,17 @@ impl Hop {
         let others = seen
             .and_then(|s| s.more.as_deref())
             .map_or(&[][..], |m| &m.others[..]);
-        let first = seen.and_then(|s| {
+        let first = seen.filter(|s| s.returned > 0).map(|s| {
             let answers_after = others.iter().map(|o| u64::from(o.count)).sum::<u64>();
-            Some(Responder {
-                address: s.first?,
+            Responder {
+                address: unpack(s.first, self.v6),
                 count: u64::from(s.returned).saturating_sub(answers_after),
                 mpls: s
                     .more
                     .as_deref()
                     .and_then(|m| m.first_mpls)
                     .unwrap_or_default(),
-            })
+            }
         });
         first
             .into_iter()
@@ -658,6 +692,34 @@ mod tests {
         );
         assert_eq!(trace.hops.len(), 30);
         assert_eq!(trace.hops().len(), 30);
+    }
+
+    #[test]
+    fn responders_keep_their_family_counts_and_the_latest() {
+        for (target, a, b) in [
+            ("127.0.0.9", "127.0.0.1", "127.0.0.2"),
+            ("2001:db8::9", "2001:db8::1", "::ffff:127.0.0.1"),
+        ] {
+            let mut trace = TraceStats::new(target.parse().unwrap(), 30);
+            let line = |from: &str| {
+                format!(
+                    "1 ttl-expired ip-{} {from} round-trip-time 10",
+                    if from.contains(':') { 6 } else { 4 }
+                )
+            };
+            answer(&mut trace, 1, &line(a));
+            assert!(trace.hops[0].seen.as_ref().unwrap().more.is_none());
+            answer(&mut trace, 1, &line(b));
+            assert_eq!(trace.hops[0].host(), Some(b.parse().unwrap()));
+            answer(&mut trace, 1, &line(a));
+            assert_eq!(trace.hops[0].host(), Some(a.parse().unwrap()));
+            let seen: Vec<(IpAddr, u64)> = trace.hops[0]
+                .responders()
+                .map(|r| (r.address, r.count))
+                .collect();
+            assert_eq!(seen, [(a.parse().unwrap(), 2), (b.parse().unwrap(), 1)]);
+            assert_eq!(trace.hops[0].received(), 3);
+        }
     }
 
     #[test]
