@@ -236,6 +236,15 @@ pub fn stats(data: &[u8]) {
         assert!((0.0..=100.0).contains(&hop.loss_percent()), "{hop:?}");
         assert!(hop.dropped() <= hop.sent());
         assert!(hop.best_us() <= hop.worst_us() || hop.received() == 0);
+        // Every answer counts for one responder, and the latest is one of them.
+        assert_eq!(
+            hop.responders().map(|r| r.count).sum::<u64>(),
+            hop.received()
+        );
+        assert!(
+            hop.host()
+                .is_none_or(|h| hop.responders().any(|r| r.address == h))
+        );
     }
     if let Some(destination) = trace.destination_ttl() {
         assert!(hops.len() <= usize::from(destination));
