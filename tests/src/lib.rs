@@ -105,6 +105,24 @@ pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
         })
 }
 
+/// Times this process's threads have gone to sleep so far (their voluntary context
+/// switches, summed): each is a wake-up later.
+pub fn voluntary_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// Process ids of this process's children, from every thread's `children` list.
 pub fn child_pids() -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {

@@ -13,7 +13,10 @@
 //! cycles probes elapsed_s probes_per_s exhausted lost hops_correct hops_correct_clean
 //! peak_rss_kb driver_cpu_s helper_cpu_s`, the settings, and `no_reply` (probes nothing
 //! answered within their timeout) with its rate. `driver_cpu_s` is this whole
-//! process (the campaign and the driver thread), `helper_cpu_s` the helpers'.
+//! process (the campaign and the driver thread, and the judging of each report),
+//! `helper_cpu_s` the helpers' (read from `/proc` while they run), `driver_helper_cpu` the
+//! first over the second, and `wakeups_per_s` how often this process's threads went to
+//! sleep (voluntary context switches), the measure of its wake-ups.
 //!
 //! `hops_correct` is the fraction of targets whose report matches the ground truth, by the
 //! rule of `tests/scenarios/README.md` (`TargetTruth::matches`): at every TTL up to the
@@ -36,7 +39,7 @@ use mtrproto_blocking::{
 };
 use mtrproto_tests::sim::internet::TargetTruth;
 use mtrproto_tests::sim::scenario::Scenario;
-use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds};
+use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds, voluntary_switches};
 
 struct Args {
     scenario: String,
@@ -123,6 +126,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let helpers_before = helper_cpu();
     let self_before = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+    let switches_before = voluntary_switches();
     let mut helpers_after = helpers_before;
     let (mut correct, mut clean, mut clean_correct, mut judged) = (0u64, 0u64, 0u64, 0u64);
     let started = Instant::now();
@@ -152,6 +156,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let helpers_after = helpers_after.max(helper_cpu());
     let driver_cpu = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0) - self_before;
+    let wakeups = voluntary_switches() - switches_before;
+    let helper_cpu = helpers_after - helpers_before;
     let ratio = |a: u64, b: u64| {
         if b == 0 {
             f64::NAN
@@ -163,7 +169,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "targets={} cycles={} probes={} elapsed_s={elapsed:.3} probes_per_s={:.0} exhausted={} \
          lost={} hops_correct={:.4} hops_correct_clean={:.4} peak_rss_kb={} \
          driver_cpu_s={driver_cpu:.2} helper_cpu_s={:.2} helpers={} timeout_s={} protocol={} \
-         rate={} peak_in_flight={} failed={} no_reply={} no_reply_per_s={:.0}",
+         rate={} peak_in_flight={} failed={} no_reply={} no_reply_per_s={:.0} \
+         driver_helper_cpu={:.3} wakeups_per_s={:.0}",
         summary.targets,
         args.cycles,
         summary.probes,
@@ -173,7 +180,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ratio(correct, judged),
         ratio(clean_correct, clean),
         peak_rss_kb(),
-        helpers_after - helpers_before,
+        helper_cpu,
         args.helpers,
         args.timeout,
         args.protocol,
@@ -182,6 +189,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         summary.failed,
         summary.no_reply,
         summary.no_reply as f64 / elapsed,
+        driver_cpu / helper_cpu,
+        wakeups as f64 / elapsed,
     );
     Ok(())
 }
