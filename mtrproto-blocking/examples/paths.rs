@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run -p mtrproto-blocking --example paths -- [--confidence 95|99] [--max-ttl N]
-//!     [--budget N] [-w TIMEOUT_S] [--first-flow N] [-4|-6] [--json] HOST
+//!     [--budget N] [-w TIMEOUT_S] [--first-flow N] [--single-first-hop]
+//!     [--no-per-packet-check] [-4|-6] [--json] HOST
 //! ```
 //!
 //! `--help` lists every option.
@@ -50,6 +51,14 @@ struct Cli {
     #[arg(long, allow_negative_numbers = true, default_value_t = 0,
           value_parser = clap::value_parser!(u16).range(..=i64::from(Flow::MAX)))]
     first_flow: u16,
+    /// Take the first hop as one interface, as scamper's tracelb does (one probe there; a
+    /// balancer at the first hop shows one of its interfaces).
+    #[arg(long)]
+    single_first_hop: bool,
+    /// Do not re-probe flows to tell per-packet balancing from per-flow (saves 5 probes at
+    /// 95%, 7 at 99%, per hop with several interfaces; no hop is reported per packet).
+    #[arg(long)]
+    no_per_packet_check: bool,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -72,6 +81,8 @@ fn main() -> ExitCode {
             max_probes: cli.budget,
             timeout: Duration::from_secs(cli.timeout),
             first_flow: cli.first_flow,
+            single_first_hop: cli.single_first_hop,
+            per_packet_check: !cli.no_per_packet_check,
             ..MultipathConfig::default()
         },
         probe: ProbeOptions {

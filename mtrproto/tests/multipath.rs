@@ -529,3 +529,53 @@ fn settings_are_checked() {
         assert!(MultipathTracer::new(udp(), &config, now).is_err());
     }
 }
+
+#[test]
+fn the_targets_ttl_takes_one_answer_from_the_target() {
+    for width in [2, 16] {
+        let topology = diamond("diamond", width);
+        for seed in 1..=20 {
+            let report = trace(&topology, mix64(seed), &MultipathConfig::default());
+            let last = report.hops.last().unwrap();
+            assert_eq!(last.ttl, 4);
+            // Answers come one at a time here, so nothing else is in flight at the end.
+            assert_eq!(last.probes, 1, "width {width}: {report:?}");
+        }
+    }
+}
+
+#[test]
+fn a_single_first_hop_without_the_per_packet_check_counts_like_tracelb() {
+    let config = MultipathConfig {
+        single_first_hop: true,
+        per_packet_check: false,
+        ..MultipathConfig::default()
+    };
+    // scamper's tracelb took 19 probes on the simulator's diamond-2 and 104 on diamond-16
+    // (tests/scenarios/README.md).
+    for (width, scamper) in [(2, 19), (16, 104)] {
+        let topology = diamond("diamond", width);
+        let tally = tally(&topology, RUNS, &config);
+        assert_found(&topology, &tally);
+        assert!(tally.per_packet.is_empty());
+        let worst = tally.probes.iter().max().copied().unwrap_or(0);
+        println!(
+            "width {width} like tracelb: median {} worst {worst} probes, tracelb {scamper}",
+            median(&tally.probes)
+        );
+        if width == 2 {
+            assert!(worst <= scamper, "{worst} probes > tracelb's {scamper}");
+        }
+    }
+    // A balancer at the first hop shows one of its interfaces, its links onward found.
+    let first_hop = Topology::full("first hop", &[1, 4, 1]);
+    for seed in 1..=20 {
+        let report = trace(&first_hop, mix64(seed), &config);
+        assert_eq!(report.hops[0].responders.len(), 1);
+        assert_eq!(report.hops[0].probes, 1);
+        // Its one interface to TTL 2's router, that router to the target.
+        let first = report.hops[0].responders[0].address;
+        assert_eq!(report.links.len(), 2, "{report:?}");
+        assert_eq!(report.links[0].from, first);
+    }
+}

@@ -42,6 +42,18 @@ impl Confidence {
         }
     }
 
+    /// The re-probes of answered flows that show per-packet balancing at this confidence:
+    /// at a hop balancing per packet over two or more interfaces evenly, a re-probe gets
+    /// the flow's first interface again with probability at most 1/2, so `r` re-probes all
+    /// do with at most `2^-r` (5 at 95%, 7 at 99%).
+    pub(crate) fn repeat_point(self) -> u32 {
+        let mut r = 1;
+        while 0.5f64.powi(r as i32) > self.failure() {
+            r += 1;
+        }
+        r
+    }
+
     /// `n_k`: the number of probes that, all reaching only `k` next hops, rule out a
     /// `k + 1`-th at this confidence (0 for `k` 0: nothing to rule out yet).
     ///
@@ -148,5 +160,7 @@ mod tests {
         assert_eq!("95%".parse(), Ok(Confidence::P95));
         assert!("90".parse::<Confidence>().is_err());
         assert_eq!(Confidence::P99.percent(), 99);
+        assert_eq!(Confidence::P95.repeat_point(), 5);
+        assert_eq!(Confidence::P99.repeat_point(), 7);
     }
 }

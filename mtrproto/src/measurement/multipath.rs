@@ -38,6 +38,14 @@ pub struct MultipathConfig {
     /// the stopping point's number for ruling out a second successor. `false`: MDA's
     /// per-interface rule everywhere.
     pub lite: bool,
+    /// Probe the first TTL as one interface, as scamper's `tracelb` does (default
+    /// `false`): one answered flow there instead of the stopping rule. A balancer at the
+    /// first hop then shows one of its interfaces; for probe counts like tracelb's.
+    pub single_first_hop: bool,
+    /// Re-probe answered flows at every TTL with two or more interfaces to tell per-packet
+    /// balancing from per-flow (default `true`). `false` saves those probes (5 per such
+    /// TTL at 95%, 7 at 99%) and never reports a hop as per packet.
+    pub per_packet_check: bool,
     /// The first flow identifier used (default 0); later ones follow it, up to
     /// [`Flow::MAX`] (then the trace ends as if out of budget). The same flows through the
     /// same routers take the same paths: another `first_flow` samples others.
@@ -56,6 +64,8 @@ impl Default for MultipathConfig {
             gap: Duration::from_millis(10),
             timeout: Duration::from_secs(2),
             lite: true,
+            single_first_hop: false,
+            per_packet_check: true,
             first_flow: 0,
         }
     }
@@ -216,6 +226,8 @@ struct HopState {
     per_packet: bool,
     /// Re-probes of answered flows sent, looking for per-packet balancing.
     reprobes: u32,
+    /// The target itself answered a flow here.
+    reached_target: bool,
     /// Fresh flows sent at the TTL before, to reach its interfaces (node control).
     node_control: u32,
     /// Probes in flight at this TTL.
@@ -558,6 +570,7 @@ impl MultipathTracer {
             Some(address) => {
                 let terminal = address == self.target || result.result != ReplyKind::TtlExpired;
                 hop.answered_by(id.flow.id(), address, terminal);
+                hop.reached_target |= address == self.target;
             }
             None => hop.unanswered(id.flow.id()),
         }
@@ -755,9 +768,21 @@ impl MultipathTracer {
         let k = interfaces.len();
 
         // The TTL as a whole: n_k flows answered, or as many lost (a lossy hop gives up).
-        let needed = self.point(k);
+        // MDA-Lite: at the target's TTL one answer from the target will do, as no balancer
+        // spreads one destination address over several; and a single first hop needs one.
+        let single = self.config.single_first_hop && h == first;
+        let needed = if single { 1 } else { self.point(k) };
         let (answered, lost) = (hop.answered(), hop.lost());
-        if answered < needed && lost < needed {
+        let reached = self.config.lite && hop.reached_target;
+        if !reached && answered < needed && lost < needed {
+            // Flows onward from the interfaces before not yet followed count for both rules:
+            // take those first, so that fewer flows cover every link.
+            if self.config.lite
+                && let Some(before) = before.filter(|b| !b.per_packet)
+                && let Some(send @ Want::Send { .. }) = self.per_interface(h, before)
+            {
+                return send;
+            }
             let coming = hop.outstanding() + before.map_or(0, HopState::outstanding);
             if answered + coming < needed {
                 return self.next_flow_at(h);
@@ -765,8 +790,13 @@ impl MultipathTracer {
             return Want::Wait;
         }
 
-        // Per-packet balancing: answered flows probed again, stopping_point(1) times.
-        if k >= 2 && !hop.per_packet && (hop.reprobes as usize) < self.point(1) {
+        // Per-packet balancing: answered flows probed again until, were the hop balancing
+        // per packet, one of them would have shown another interface at this confidence.
+        if self.config.per_packet_check
+            && k >= 2
+            && !hop.per_packet
+            && hop.reprobes < self.config.confidence.repeat_point()
+        {
             let again = hop
                 .flows
                 .iter()
