@@ -154,14 +154,16 @@ fn print_text(host: &str, report: &MultipathReport) {
         match responders.split_first() {
             None => outln!("{:>3}  *{tail}", hop.ttl),
             Some((first, rest)) => {
+                let plural = |n: u32| if n == 1 { "flow" } else { "flows" };
                 outln!(
-                    "{:>3}  {:<39} {:>4} flows{tail}",
+                    "{:>3}  {:<39} {:>4} {}{tail}",
                     hop.ttl,
                     first.address,
-                    first.flows
+                    first.flows,
+                    plural(first.flows)
                 );
                 for r in rest {
-                    outln!("     {:<39} {:>4} flows", r.address, r.flows);
+                    outln!("     {:<39} {:>4} {}", r.address, r.flows, plural(r.flows));
                 }
             }
         }
