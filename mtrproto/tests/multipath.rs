@@ -579,3 +579,53 @@ fn a_single_first_hop_without_the_per_packet_check_counts_like_tracelb() {
         assert_eq!(report.links[0].from, first);
     }
 }
+
+#[test]
+fn a_hop_mixing_a_per_flow_and_a_per_packet_router_is_flagged() {
+    // TTL 2: two routers, the first balancing per flow over TTL 3's first two, the second
+    // per packet over the other two (the simulator's diamond-per-packet, second target).
+    let mut topology = Topology::new("mixed", &[1, 1, 2, 4, 1], |t, i, j| match t {
+        2 => u64::from(j / 2 == i),
+        _ => 1,
+    });
+    topology.levels[2][1].per_packet = true;
+    let (second, per_packet_pair) = (addr(2, 1), [addr(3, 2), addr(3, 3)]);
+    for confidence in [Confidence::P95, Confidence::P99] {
+        let config = MultipathConfig {
+            confidence,
+            ..MultipathConfig::default()
+        };
+        // Runs that saw the per-packet router and both its next hops, and of those, the
+        // runs that flagged TTL 3: that decision is held to the confidence. (The others
+        // are MDA's own misses at TTL 2 or 3, each within the confidence.)
+        let (mut saw, mut flagged, mut flagged_all) = (0, 0, 0);
+        for run in 0..RUNS {
+            let report = trace(&topology, mix64(run as u64 + 1), &config);
+            let has = |ttl: usize, a: IpAddr| {
+                report.hops[ttl - 1]
+                    .responders
+                    .iter()
+                    .any(|r| r.address == a)
+            };
+            let flag = report.hops[2].per_packet;
+            assert!(
+                report.hops.iter().all(|h| h.ttl == 3 || !h.per_packet),
+                "{report:?}"
+            );
+            flagged_all += usize::from(flag);
+            if has(2, second) && per_packet_pair.iter().all(|&a| has(3, a)) {
+                saw += 1;
+                flagged += usize::from(flag);
+            }
+        }
+        println!(
+            "mixed at {}%: TTL 3 per packet in {flagged} of the {saw} runs that saw its \
+             routers, {flagged_all} of {RUNS} in all",
+            confidence.percent()
+        );
+        assert!(saw * 100 >= RUNS * 90, "{saw} of {RUNS}");
+        assert!(flagged * 100 >= saw * 95, "flagged in {flagged} of {saw}");
+        let tally = tally(&topology, RUNS, &config);
+        assert_found(&topology, &tally);
+    }
+}

@@ -224,8 +224,6 @@ struct FromStats {
 struct HopState {
     flows: BTreeMap<u16, Obs>,
     per_packet: bool,
-    /// Re-probes of answered flows sent, looking for per-packet balancing.
-    reprobes: u32,
     /// The target itself answered a flow here.
     reached_target: bool,
     /// Fresh flows sent at the TTL before, to reach its interfaces (node control).
@@ -277,8 +275,6 @@ impl HopState {
             if let Some(from) = from {
                 self.by_from.entry(from).or_default().coming += 1;
             }
-        } else if obs.answered > 0 {
-            self.reprobes += 1;
         }
         obs.sent = obs.sent.saturating_add(1);
         self.pending += 1;
@@ -790,25 +786,17 @@ impl MultipathTracer {
             return Want::Wait;
         }
 
-        // Per-packet balancing: answered flows probed again until, were the hop balancing
+        // Per-packet balancing: answered flows probed again until, were a router balancing
         // per packet, one of them would have shown another interface at this confidence.
+        // Per interface of the TTL before (its router's own choice), not per TTL: a hop
+        // may mix per-flow and per-packet routers, and re-probes of the per-flow ones'
+        // flows show nothing.
         if self.config.per_packet_check
             && k >= 2
             && !hop.per_packet
-            && hop.reprobes < self.config.confidence.repeat_point()
+            && let Some(want) = self.reprobe(hop)
         {
-            let again = hop
-                .flows
-                .iter()
-                .filter(|(_, o)| o.answered > 0 && o.answered + o.lost == o.sent)
-                .min_by_key(|(id, o)| (o.sent, **id));
-            return match again {
-                Some((&id, _)) => Want::Send {
-                    ttl: self.current,
-                    flow: Some(id),
-                },
-                None => Want::Wait,
-            };
+            return want;
         }
 
         // The interfaces of the TTL before, each on its own.
@@ -823,6 +811,44 @@ impl MultipathTracer {
         } else {
             Want::HopDone
         }
+    }
+
+    /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
+    /// flows grouped by the interface they came through at the TTL before, each group that
+    /// reached two or more interfaces re-probed `repeat_point` times (the least-probed idle
+    /// flow first).
+    fn reprobe(&self, hop: &HopState) -> Option<Want> {
+        // Per group: the interfaces reached, the re-probes sent, the idle flow to re-probe.
+        type Group = (BTreeSet<IpAddr>, u32, Option<(u16, u16)>);
+        let mut groups: BTreeMap<Option<IpAddr>, Group> = BTreeMap::new();
+        for (&id, o) in &hop.flows {
+            let Some(responder) = o.responder else {
+                continue;
+            };
+            let group = groups.entry(o.from).or_default();
+            group.0.insert(responder);
+            group.1 += u32::from(o.sent.saturating_sub(1));
+            if o.answered + o.lost == o.sent && group.2.is_none_or(|best| (o.sent, id) < best) {
+                group.2 = Some((o.sent, id));
+            }
+        }
+        let needed = self.config.confidence.repeat_point();
+        let mut waiting = false;
+        for (reached, reprobes, idle) in groups.values() {
+            if reached.len() < 2 || *reprobes >= needed {
+                continue;
+            }
+            match idle {
+                Some((_, id)) => {
+                    return Some(Want::Send {
+                        ttl: self.current,
+                        flow: Some(*id),
+                    });
+                }
+                None => waiting = true,
+            }
+        }
+        waiting.then_some(Want::Wait)
     }
 
     /// What the interfaces of the TTL before `h` need, if anything: at least one flow
