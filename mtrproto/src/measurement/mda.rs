@@ -42,18 +42,6 @@ impl Confidence {
         }
     }
 
-    /// The re-probes of answered flows that show per-packet balancing at this confidence:
-    /// at a hop balancing per packet over two or more interfaces evenly, a re-probe gets
-    /// the flow's first interface again with probability at most 1/2, so `r` re-probes all
-    /// do with at most `2^-r` (5 at 95%, 7 at 99%).
-    pub(crate) fn repeat_point(self) -> u32 {
-        let mut r = 1;
-        while 0.5f64.powi(r as i32) > self.failure() {
-            r += 1;
-        }
-        r
-    }
-
     /// `n_k`: the number of probes that, all reaching only `k` next hops, rule out a
     /// `k + 1`-th at this confidence (0 for `k` 0: nothing to rule out yet).
     ///
@@ -64,25 +52,47 @@ impl Confidence {
     /// (6, 11, 16, 21, 27... at 95%; 8, 15, 21, 28, 36... at 99%). Each call costs about
     /// `k * n_k` steps: cache the points you use.
     pub fn stopping_point(self, k: usize) -> u32 {
-        if k == 0 {
-            return 0;
+        stopping_point(self.failure(), k)
+    }
+
+    /// The failure each of `decisions` stopping decisions is held to so that all of them
+    /// together fail with probability at most `1 - confidence` (the union bound).
+    pub(crate) fn split(self, decisions: u32) -> f64 {
+        self.failure() / f64::from(decisions.max(1))
+    }
+}
+
+/// The re-probes of answered flows that show per-packet balancing with failure at most
+/// `alpha`: at a hop balancing per packet over two or more interfaces evenly, a re-probe
+/// gets the flow's first interface again with probability at most 1/2, so `r` re-probes
+/// all do with at most `2^-r` (5 at 95%, 7 at 99%).
+pub(crate) fn repeat_point(alpha: f64) -> u32 {
+    let mut r = 1;
+    while r < 64 && 0.5f64.powi(r as i32) > alpha {
+        r += 1;
+    }
+    r
+}
+
+/// `n_k` for a failure probability `alpha` (see [`Confidence::stopping_point`]).
+pub(crate) fn stopping_point(alpha: f64, k: usize) -> u32 {
+    if k == 0 {
+        return 0;
+    }
+    let m = k + 1;
+    // seen[i]: the probability that the probes so far reached exactly i of the m.
+    let mut seen = vec![0.0f64; m + 1];
+    seen[0] = 1.0;
+    let mf = m as f64;
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        for i in (1..=m).rev() {
+            seen[i] = seen[i] * (i as f64 / mf) + seen[i - 1] * ((m - i + 1) as f64 / mf);
         }
-        let m = k + 1;
-        let alpha = self.failure();
-        // seen[i]: the probability that the probes so far reached exactly i of the m.
-        let mut seen = vec![0.0f64; m + 1];
-        seen[0] = 1.0;
-        let mf = m as f64;
-        let mut n = 0u32;
-        loop {
-            n += 1;
-            for i in (1..=m).rev() {
-                seen[i] = seen[i] * (i as f64 / mf) + seen[i - 1] * ((m - i + 1) as f64 / mf);
-            }
-            seen[0] = 0.0;
-            if 1.0 - seen[m] <= alpha || n == u32::MAX {
-                return n;
-            }
+        seen[0] = 0.0;
+        if 1.0 - seen[m] <= alpha || n == u32::MAX {
+            return n;
         }
     }
 }
@@ -160,7 +170,11 @@ mod tests {
         assert_eq!("95%".parse(), Ok(Confidence::P95));
         assert!("90".parse::<Confidence>().is_err());
         assert_eq!(Confidence::P99.percent(), 99);
-        assert_eq!(Confidence::P95.repeat_point(), 5);
-        assert_eq!(Confidence::P99.repeat_point(), 7);
+        assert_eq!(repeat_point(Confidence::P95.failure()), 5);
+        assert_eq!(repeat_point(Confidence::P99.failure()), 7);
+        assert_eq!(repeat_point(Confidence::P95.split(4)), 7);
+        // n_1 with the 5% split 4 and 8 ways: 2^(1-n) <= 0.0125, 0.00625.
+        assert_eq!(stopping_point(Confidence::P95.split(4), 1), 8);
+        assert_eq!(stopping_point(Confidence::P95.split(8), 1), 9);
     }
 }

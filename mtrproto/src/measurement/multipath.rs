@@ -3,11 +3,11 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::ArgumentError;
-use crate::measurement::mda::Confidence;
+use crate::measurement::mda::{self, Confidence};
 use crate::protocol::command::ProbeArgs;
 use crate::protocol::flow::Flow;
 use crate::protocol::reply::ReplyKind;
@@ -38,6 +38,13 @@ pub struct MultipathConfig {
     /// the stopping point's number for ruling out a second successor. `false`: MDA's
     /// per-interface rule everywhere.
     pub lite: bool,
+    /// The stopping decisions the confidence covers together (default 1: each decision on
+    /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
+    /// interface's stopping rule, a per-packet check) is held to `(1 - confidence) / N`, so
+    /// a trace taking at most `N` of them misses nothing with probability at least the
+    /// confidence (failure control, Veitch et al. 2009, by the union bound). More probes:
+    /// `n_1` is 6 at 95%, 8 with `N` = 4, 9 with 8.
+    pub decisions: u32,
     /// Probe the first TTL as one interface, as scamper's `tracelb` does (default
     /// `false`): one answered flow there instead of the stopping rule. A balancer at the
     /// first hop then shows one of its interfaces; for probe counts like tracelb's.
@@ -64,6 +71,7 @@ impl Default for MultipathConfig {
             gap: Duration::from_millis(10),
             timeout: Duration::from_secs(2),
             lite: true,
+            decisions: 1,
             single_first_hop: false,
             per_packet_check: true,
             first_flow: 0,
@@ -453,6 +461,8 @@ pub struct MultipathTracer {
     next_send: Instant,
     end: Option<MultipathEnd>,
     points: &'static [u32],
+    /// Re-probes that show per-packet balancing at the decisions' failure.
+    repeats: u32,
 }
 
 impl MultipathTracer {
@@ -488,10 +498,12 @@ impl MultipathTracer {
             return Err(out_of_range("window", 0, 1, usize::MAX as u64));
         }
         let args = args.timeout(config.timeout)?.flow(Flow::new(0)?)?;
-        let points = match config.confidence {
-            Confidence::P95 => &stopping_points()[0],
-            Confidence::P99 => &stopping_points()[1],
-        };
+        if !(1..=MAX_DECISIONS).contains(&config.decisions) {
+            let value = config.decisions.into();
+            return Err(out_of_range("decisions", value, 1, MAX_DECISIONS.into()));
+        }
+        let points = stopping_points(config.confidence, config.decisions);
+        let repeats = mda::repeat_point(config.confidence.split(config.decisions));
         Ok(MultipathTracer {
             target: args.target(),
             args,
@@ -507,6 +519,7 @@ impl MultipathTracer {
             next_send: now,
             end: None,
             points,
+            repeats,
         })
     }
 
@@ -832,7 +845,7 @@ impl MultipathTracer {
                 group.2 = Some((o.sent, id));
             }
         }
-        let needed = self.config.confidence.repeat_point();
+        let needed = self.repeats;
         let mut waiting = false;
         for (reached, reprobes, idle) in groups.values() {
             if reached.len() < 2 || *reprobes >= needed {
@@ -945,11 +958,25 @@ impl MultipathTracer {
     }
 }
 
-/// The stopping points at 95% and 99%, `[k]` for `k` in `0..=MAX_POINTS`, computed once.
-fn stopping_points() -> &'static [Vec<u32>; 2] {
-    static POINTS: OnceLock<[Vec<u32>; 2]> = OnceLock::new();
-    POINTS.get_or_init(|| {
-        [Confidence::P95, Confidence::P99]
-            .map(|c| (0..=MAX_POINTS).map(|k| c.stopping_point(k)).collect())
-    })
+/// The most stopping decisions a trace's confidence can be split over.
+const MAX_DECISIONS: u32 = 100;
+
+/// The stopping points for a confidence split over `decisions`, `[k]` for `k` in
+/// `0..=MAX_POINTS`, each set computed once and kept (at most 2 x `MAX_DECISIONS` sets of
+/// 129 numbers).
+fn stopping_points(confidence: Confidence, decisions: u32) -> &'static [u32] {
+    type Cache = Mutex<BTreeMap<(u8, u32), &'static [u32]>>;
+    static POINTS: OnceLock<Cache> = OnceLock::new();
+    let cache = POINTS.get_or_init(Cache::default);
+    // A poisoned lock still holds complete entries: each is inserted whole.
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry((confidence.percent(), decisions))
+        .or_insert_with(|| {
+            let alpha = confidence.split(decisions);
+            let points: Vec<u32> = (0..=MAX_POINTS)
+                .map(|k| mda::stopping_point(alpha, k))
+                .collect();
+            Box::leak(points.into_boxed_slice())
+        })
 }
