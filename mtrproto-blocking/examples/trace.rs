@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p mtrproto-blocking --example trace -- [-c CYCLES] [-i INTERVAL_S] [-G GRACE_S]
 //!     [-m MAX_HOPS] [-w TIMEOUT_S] [-p icmp|udp|tcp|sctp] [--port N] [-4|-6] [-n|-b]
-//!     [-f FIRST_TTL] [-U MAX_UNKNOWN] [--json] [--wide] HOST...
+//!     [-f FIRST_TTL] [-U MAX_UNKNOWN] [--flows N] [--json] [--wide] HOST...
 //! ```
 //!
 //! Responders show their reverse-DNS names, as mtr shows them: `-n` shows addresses only,
@@ -20,7 +20,10 @@
 //! soon as its trace ends. `--wide` lists every responder of a hop with the MPLS
 //! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
 //! When stdout is a terminal and one host is traced, the table is redrawn after every
-//! round. `--help` lists every
+//! round. `--flows N` (with `-p udp`) sends round `r` in fixed flow `r % N` (both UDP
+//! ports fixed, so each flow keeps one path through load balancers) and follows the text
+//! report with each flow's path: per TTL the responders that flow saw (`???` for none).
+//! `--help` lists every
 //! option. Only trace hosts you are allowed to probe (try `localhost`).
 
 #[macro_use]
@@ -78,6 +81,11 @@ struct Cli {
     #[arg(short = 'U', allow_negative_numbers = true, long = "max-unknown", value_name = "HOPS", default_value_t = 12,
           value_parser = clap::value_parser!(u8).range(1..))]
     max_unknown: u8,
+    /// Probe in N fixed UDP flows (needs -p udp), round r in flow r % N, and print each
+    /// flow's path after the text report.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=i64::from(mtrproto::Flow::MAX) + 1))]
+    flows: u16,
     #[command(flatten)]
     probe: common::ProbeFlags,
     /// Host names or addresses to trace (try localhost).
@@ -123,6 +131,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
             Ok(stats) => {
                 reached &= stats.destination_ttl().is_some();
                 printer.report(&report.host, &stats);
+                printer.flows(&report.flows);
             }
             Err(error) => {
                 eprintln!("error: {}: {error}", report.host);
@@ -151,7 +160,7 @@ impl Cli {
                 interval: self.interval,
                 timeout: probe.timeout.unwrap_or(Duration::from_secs(10)),
                 grace: self.grace,
-                ..TraceConfig::default()
+                flows: self.flows,
             },
             probe,
         }
@@ -209,6 +218,37 @@ impl Printer<'_> {
         } else {
             let text = text_report_named(stats, &self.src, self.cli.wide, &host);
             out!("{}{text}", self.start);
+        }
+    }
+}
+
+impl Printer<'_> {
+    /// Each flow's path, one line per flow: per TTL up to the target the responders that
+    /// flow saw (one, unless a router balances per packet), `???` where none answered.
+    fn flows(&self, flows: &[TraceStats]) {
+        if flows.is_empty() || self.cli.json {
+            return;
+        }
+        outln!("Flows:");
+        for (id, stats) in flows.iter().enumerate() {
+            let last = stats
+                .destination_ttl()
+                .map_or(stats.hops().len(), usize::from);
+            let hops: Vec<String> = stats.hops()[..last.min(stats.hops().len())]
+                .iter()
+                .map(|hop| {
+                    let names: Vec<String> = hop
+                        .responders()
+                        .map(|r| self.names.label(r.address))
+                        .collect();
+                    if names.is_empty() {
+                        "???".to_owned()
+                    } else {
+                        names.join("/")
+                    }
+                })
+                .collect();
+            outln!("  {id:>3}  {}", hops.join(" "));
         }
     }
 }

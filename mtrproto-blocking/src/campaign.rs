@@ -5,7 +5,7 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use mtrproto::{ProbeResult, TraceConfig, TraceStats, Tracer};
+use mtrproto::{Flow, ProbeResult, TraceConfig, TraceStats, Tracer};
 
 use crate::error::Error;
 use crate::options::ProbeOptions;
@@ -82,6 +82,11 @@ pub struct TargetReport {
     /// Its figures, every probe out of transit; or why it could not be traced (a name
     /// that does not resolve, an option the helper refuses, the session gone).
     pub stats: Result<TraceStats, Error>,
+    /// Each flow's figures when the trace probes in fixed flows ([`TraceConfig::flows`]),
+    /// flow `i` at index `i`: the one path that flow took through load balancers and its
+    /// per-hop figures, every probe out of transit. Empty otherwise, and when `stats` is
+    /// an error.
+    pub flows: Vec<TraceStats>,
 }
 
 /// What a whole campaign did.
@@ -105,8 +110,8 @@ pub struct CampaignSummary {
 }
 
 /// A probe's completion, sent from the driver thread: the target's slot and generation,
-/// the TTL, the result.
-type Answer = (usize, u64, u8, Result<ProbeResult, Error>);
+/// the TTL and flow, the result.
+type Answer = (usize, u64, u8, Option<Flow>, Result<ProbeResult, Error>);
 
 /// One target being traced.
 struct Active {
@@ -308,7 +313,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             Ok(tracer) => tracer,
             Err(error @ Error::State(_)) => return Err(error),
             Err(error) => {
-                self.report(index, host.to_owned(), Err(error));
+                self.report(index, host.to_owned(), Err(error), Vec::new());
                 return Ok(());
             }
         };
@@ -350,7 +355,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     }
 
     /// Folds a completed probe into its target's trace.
-    fn answer(&mut self, (slot, generation, ttl, result): Answer) {
+    fn answer(&mut self, (slot, generation, ttl, flow, result): Answer) {
         self.in_flight -= 1;
         match &result {
             Ok(r) if r.result == mtrproto::ReplyKind::ProbesExhausted => {
@@ -369,7 +374,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             return;
         }
         match &result {
-            Ok(result) => active.tracer.handle_result(now, ttl, result),
+            Ok(result) => active.tracer.handle_flow_result(now, ttl, flow, result),
             Err(_) => active.tracer.handle_lost(now, ttl),
         }
         self.finish_or_schedule(slot);
@@ -399,12 +404,12 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             active.tracer.handle_timeout(now);
             let round = active.tracer.rounds_completed();
             if let Some(probe) = active.tracer.poll_probe(now) {
-                let ttl = probe.ttl();
+                let (ttl, flow) = (probe.ttl(), probe.flow());
                 let sender = self.sender.clone();
                 let sent = self
                     .session
                     .send_args_unwoken(probe.into_args(), move |result| {
-                        let _ = sender.send((slot, generation, ttl, result));
+                        let _ = sender.send((slot, generation, ttl, flow, result));
                     });
                 if let Err(error) = sent {
                     active.tracer.handle_lost(now, ttl);
@@ -445,8 +450,8 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 if let Some(active) = entry.take() {
                     self.free.push(slot);
                     self.active -= 1;
-                    let stats = active.tracer.into_stats();
-                    self.report(active.index, active.host, Ok(stats));
+                    let (stats, flows) = active.tracer.into_flow_stats();
+                    self.report(active.index, active.host, Ok(stats), flows);
                 }
             }
             _ => self.schedule(slot),
@@ -460,14 +465,25 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
         };
         self.free.push(slot);
         self.active -= 1;
-        self.report(active.index, active.host, stats);
+        self.report(active.index, active.host, stats, Vec::new());
     }
 
-    fn report(&mut self, index: usize, host: String, stats: Result<TraceStats, Error>) {
+    fn report(
+        &mut self,
+        index: usize,
+        host: String,
+        stats: Result<TraceStats, Error>,
+        flows: Vec<TraceStats>,
+    ) {
         self.summary.targets += 1;
         if stats.is_err() {
             self.summary.failed += 1;
         }
-        (self.on_event)(CampaignEvent::Done(TargetReport { index, host, stats }));
+        (self.on_event)(CampaignEvent::Done(TargetReport {
+            index,
+            host,
+            stats,
+            flows,
+        }));
     }
 }

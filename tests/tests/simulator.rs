@@ -469,6 +469,68 @@ fn the_trace_example_shows_what_the_scenario_holds() {
     assert!(hop1.contains(" 0.0%"), "{hop1}");
 }
 
+/// `trace --flows 8` inside the simulator on diamond-2: each fixed UDP flow's path is one
+/// of the ground truth's paths, and the flows together take both branches (each flow's
+/// ports, so its path, are the same in every run: flows 0 to 7 split between the two).
+#[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
+fn the_trace_example_prints_each_flows_path() {
+    require_simulator();
+    let trace = mtrproto_tests::built_example("trace");
+    let target = "198.18.40.1";
+    let args = [
+        "-n", "-p", "udp", "--flows", "8", "-c", "16", "-i", "0.1", "-w", "1", "-G", "1", target,
+    ];
+    let text = run_in_simulation("diamond-2.toml", trace.to_str().unwrap(), &args);
+    let scenario = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/diamond-2.toml"),
+    )
+    .unwrap();
+    let truth = mtrproto_tests::sim::scenario::Scenario::parse(&scenario)
+        .unwrap()
+        .path_truths()
+        .into_iter()
+        .find(|t| t.target.to_string() == target)
+        .unwrap();
+    // Every path of the truth: TTL 1's routers, then along the links.
+    let mut paths: Vec<Vec<IpAddr>> = truth.hops[0].responders.iter().map(|r| vec![r.0]).collect();
+    for _ in 1..truth.hops.len() {
+        paths = paths
+            .into_iter()
+            .flat_map(|path| {
+                let last = *path.last().unwrap();
+                truth
+                    .links
+                    .iter()
+                    .filter(move |l| l.0 == last)
+                    .map(move |l| {
+                        let mut longer = path.clone();
+                        longer.push(l.1);
+                        longer
+                    })
+            })
+            .collect();
+    }
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let flows: Vec<Vec<IpAddr>> = text
+        .lines()
+        .skip_while(|l| *l != "Flows:")
+        .skip(1)
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            words.next().unwrap();
+            words.map(|w| w.parse().expect(line)).collect()
+        })
+        .collect();
+    assert_eq!(flows.len(), 8, "{text}");
+    for flow in &flows {
+        assert!(paths.contains(flow), "{flow:?} not in {paths:?}\n{text}");
+    }
+    for path in &paths {
+        assert!(flows.contains(path), "no flow took {path:?}\n{text}");
+    }
+}
+
 /// mtr-packet `helper`'s answers to raw request lines sent inside `mtrsim SCENARIO`: token
 /// to (reply name, address). The helper reads until its input ends, 2 s after the last
 /// request (each request's timeout is 2 s).
