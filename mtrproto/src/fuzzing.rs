@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Event, Feature, LineFramer, ProbeArgs, ProbeResult, Reply, ReplyKind, Request, SendError,
-    Session, SessionConfig, Token, TraceStats, text_report,
+    Confidence, Event, Feature, LineFramer, MultipathConfig, MultipathTracer, ProbeArgs, ProbeId,
+    ProbeResult, Reply, ReplyKind, Request, SendError, Session, SessionConfig, Token, TraceStats,
+    text_report,
 };
 
 /// Reply lines: whatever parses encodes to a line that parses back equal.
@@ -250,6 +251,110 @@ pub fn stats(data: &[u8]) {
         assert!(hops.len() <= usize::from(destination));
     }
     let _ = text_report(&trace, "fuzz", true);
+}
+
+/// The multipath tracer with arbitrary settings under arbitrary results (any responder, any
+/// kind, lost, late, duplicated, never): no panic; the trace ends within its bounds; the
+/// budget and the window hold; the report stays within the TTLs probed.
+pub fn multipath(data: &[u8]) {
+    let mut bytes = Bytes(data);
+    let target = std::net::IpAddr::from([198, 18, 0, 9]);
+    let max_ttl = 1 + bytes.byte() % 12;
+    let config = MultipathConfig {
+        confidence: if bytes.byte() & 1 == 0 {
+            Confidence::P95
+        } else {
+            Confidence::P99
+        },
+        first_ttl: 1 + bytes.byte() % max_ttl,
+        max_ttl,
+        max_silent: 1 + bytes.byte() % 4,
+        max_probes: 1 + u32::from(bytes.byte()) * 2,
+        window: 1 + usize::from(bytes.byte() % 16),
+        gap: Duration::from_millis(u64::from(bytes.byte() % 20)),
+        timeout: Duration::from_secs(1 + u64::from(bytes.byte() % 3)),
+        lite: bytes.byte() & 1 == 0,
+        decisions: 1 + u32::from(bytes.byte() % 8),
+        single_first_hop: bytes.byte() & 1 == 1,
+        per_packet_check: bytes.byte() & 1 == 0,
+        first_flow: u16::from(bytes.byte()) * 64,
+    };
+    let start = Instant::now();
+    let mut now = start;
+    let args = ProbeArgs::new(target).protocol(crate::Protocol::Udp);
+    let mut tracer = MultipathTracer::new(args, &config, now).expect("valid settings");
+    let mut in_flight: Vec<ProbeId> = Vec::new();
+    let mut done: Vec<ProbeId> = Vec::new();
+    let kinds = [
+        ReplyKind::TtlExpired,
+        ReplyKind::Reply,
+        ReplyKind::NoReply,
+        ReplyKind::NoRoute,
+    ];
+    // Each turn sends, answers or moves the clock: bounded by the budget and the deadlines.
+    for _ in 0..100_000 {
+        while let Some(probe) = tracer.poll_probe(now) {
+            in_flight.push(probe.id());
+        }
+        assert!(tracer.in_flight() <= config.window);
+        assert!(tracer.probes_sent() <= config.max_probes);
+        if tracer.is_done() {
+            break;
+        }
+        let action = bytes.byte();
+        match (action % 8, in_flight.is_empty()) {
+            // The clock moves to the tracer's next deadline (probes may be lost).
+            (0, _) | (_, true) => {
+                let next = tracer
+                    .poll_timeout()
+                    .expect("a running trace has a deadline");
+                now = now.max(next);
+                tracer.handle_timeout(now);
+            }
+            (1, false) => {
+                let id = in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                tracer.handle_lost(now, id);
+                done.push(id);
+            }
+            // An old result again.
+            (2, false) if !done.is_empty() => {
+                let id = done[usize::from(bytes.byte()) % done.len()];
+                tracer.handle_result(now, id, &ProbeResult::from_kind(ReplyKind::Reply));
+            }
+            _ => {
+                let id = in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                let from = bytes.byte();
+                let mut result = ProbeResult::from_kind(kinds[usize::from(from) % 4].clone());
+                if from & 4 == 0 {
+                    result.responder = Some(if from & 8 == 0 {
+                        std::net::IpAddr::from([198, 18, id.ttl(), from >> 5])
+                    } else {
+                        target
+                    });
+                }
+                now += Duration::from_millis(u64::from(from >> 4));
+                tracer.handle_result(now, id, &result);
+                done.push(id);
+            }
+        }
+    }
+    assert!(tracer.is_done(), "{config:?}: the trace did not end");
+    assert!(tracer.poll_timeout().is_none());
+    let report = tracer.report();
+    assert_eq!(report.probes, tracer.probes_sent());
+    assert!(report.end.is_some());
+    let ttls = config.first_ttl..=config.max_ttl;
+    assert!(
+        report.hops.iter().all(|h| ttls.contains(&h.ttl)),
+        "{report:?}"
+    );
+    assert!(report.hops.iter().map(|h| h.probes).sum::<u32>() <= report.probes);
+    for link in &report.links {
+        assert!(
+            ttls.contains(&link.ttl) && link.ttl > config.first_ttl,
+            "{link:?}"
+        );
+    }
 }
 
 /// The session under an arbitrary sequence of operations, played against a scripted helper:

@@ -40,6 +40,11 @@ fn session() {
 }
 
 #[test]
+fn multipath() {
+    replay("multipath", mtrproto::fuzzing::multipath);
+}
+
+#[test]
 fn stats() {
     replay("stats", mtrproto::fuzzing::stats);
 }
