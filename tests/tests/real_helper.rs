@@ -5,7 +5,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtrproto_blocking::{Error, Feature, Flow, ProbeOptions, Protocol, ReplyKind, Session};
+use mtrproto_blocking::{
+    CampaignEvent, CampaignLimits, Error, Feature, Flow, ProbeOptions, Protocol, ReplyKind,
+    Session, TraceConfig, TraceOptions,
+};
 
 /// The real helper's session; fails the test where mtr-packet is not installed.
 fn open() -> Session {
@@ -125,6 +128,69 @@ fn udp_flows_answer_over_ipv4_and_are_refused_over_ipv6_on_0_95() {
         refused.to_string().contains("cannot hold a flow"),
         "{refused}"
     );
+}
+
+/// A campaign in fixed UDP flows hands out each flow's figures with the report: round `r`
+/// in flow `r % 3`, so 6 rounds on 127.0.0.1 give each flow 2 probes, both answered.
+#[test]
+#[ignore = "needs mtr-packet: apt-get install mtr-tiny (root, or its cap_net_raw)"]
+fn a_campaign_in_flows_reports_each_flows_figures() {
+    let session = open();
+    let options = TraceOptions {
+        trace: TraceConfig {
+            cycles: 6,
+            interval: Duration::ZERO,
+            timeout: Duration::from_secs(3),
+            grace: Duration::from_secs(3),
+            flows: 3,
+            ..TraceConfig::default()
+        },
+        probe: ProbeOptions {
+            protocol: Protocol::Udp,
+            ..ProbeOptions::default()
+        },
+    };
+    let mut reports = Vec::new();
+    session
+        .campaign(
+            ["127.0.0.1"],
+            &options,
+            &CampaignLimits::default(),
+            |event| {
+                if let CampaignEvent::Done(report) = event {
+                    reports.push(report);
+                }
+            },
+        )
+        .unwrap();
+    let [report] = &reports[..] else {
+        panic!("{reports:?}")
+    };
+    let stats = report.stats.as_ref().unwrap();
+    assert_eq!(stats.hops()[0].received(), 6, "{stats:?}");
+    assert_eq!(report.flows.len(), 3);
+    for flow in &report.flows {
+        let hop = &flow.hops()[0];
+        assert_eq!((hop.sent(), hop.received()), (2, 2), "{flow:?}");
+        assert_eq!(hop.host(), Some("127.0.0.1".parse().unwrap()));
+    }
+    // Without flows, none.
+    let plain = TraceOptions {
+        trace: TraceConfig {
+            flows: 0,
+            ..options.trace.clone()
+        },
+        ..options.clone()
+    };
+    let mut flows = None;
+    session
+        .campaign(["127.0.0.1"], &plain, &CampaignLimits::default(), |event| {
+            if let CampaignEvent::Done(report) = event {
+                flows = Some(report.flows.len());
+            }
+        })
+        .unwrap();
+    assert_eq!(flows, Some(0));
 }
 
 #[test]
