@@ -74,9 +74,9 @@ fn examples_end_quietly_when_stdout_closes() {
     }
 }
 
-/// `paths` on the loopback: one hop, the target, with MDA's stopping point of probes (6 at
-/// 95%, 8 at 99%); over IPv6 mtr-packet 0.95 cannot hold a flow, and `paths` says which
-/// release can.
+/// `paths` on the loopback: one hop, the target, ended by the target's first answer (fewer
+/// probes than MDA's stopping point, 6 at 95% and 8 at 99%); over IPv6 mtr-packet 0.95
+/// cannot hold a flow, and `paths` says which release can.
 #[test]
 fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
     if real_mtr_packet().is_none() {
@@ -94,18 +94,21 @@ fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (output.status, text(&output.stdout), text(&output.stderr))
     };
-    // The target's first answer ends its TTL (no balancer spreads one destination): one
-    // probe whatever the confidence.
-    for (confidence, probes) in [("95", 1), ("99", 1)] {
+    // The target's first answer ends its TTL (no balancer spreads one destination).
+    for confidence in ["95", "99"] {
         let (status, stdout, stderr) = run(&["--json", "-c", confidence, "127.0.0.1"]);
         assert!(status.success(), "{stderr}");
-        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        // One probe unless the answer takes longer than the 10 ms between probes (a busy
+        // machine): then a few, never the stopping point's 6.
+        let probes = json["probes"].take().as_u64().unwrap();
+        assert!((1..6).contains(&probes), "{stdout}");
         assert_eq!(
             json,
             serde_json::json!({
                 "target": "127.0.0.1",
                 "confidence": confidence.parse::<u8>().unwrap(),
-                "probes": probes,
+                "probes": null,
                 "hops": [{"ttl": 1, "responders": ["127.0.0.1"], "per_packet": false}],
                 "links": [],
             })
