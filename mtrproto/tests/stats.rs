@@ -365,3 +365,90 @@ fn a_negative_round_trip_time_counts_as_mtr_counts_it() {
         "{report}"
     );
 }
+
+/// Round-trip times at and past the ends of a C `int`, with every figure as mtr 0.95 has it:
+/// `strtol` into an `int` keeps the low 32 bits, `int` sums wrap, and a `double` out of
+/// range (or NaN) becomes `INT_MIN` (`LLONG_MIN` for `ssd`), as on x86-64. The expected
+/// figures come from `net_process_ping` and `net_stdev` of mtr 0.95's `ui/net.c` built with
+/// gcc on x86-64, over 8 answers cycling through the times; `mtr --report` driven by a
+/// helper answering these times shows the same (`Best 0.0` for the first, `StDev -2147`
+/// for the second).
+#[test]
+fn round_trip_times_past_a_c_int_give_mtrs_figures() {
+    // [last, best, worst, avg, stdev, gmean, jitter, javg, jmax, jint]
+    let cases: [(&[&str], [i64; 10]); 4] = [
+        (
+            &["4294967297", "1000"],
+            [1000, 1, 1000, 498, 534, 28, 999, 873, 999, 5810],
+        ),
+        (
+            &["2147483648", "1000"],
+            [
+                1000,
+                -2147483648,
+                1000,
+                -2147483648,
+                -2147483648,
+                -2147483648,
+                2147482648,
+                1879047315,
+                2147482648,
+                1813856712,
+            ],
+        ),
+        (
+            &["2147483647", "-2147483648"],
+            [
+                -2147483648,
+                -2147483648,
+                2147483647,
+                2147483647,
+                0,
+                -2147483648,
+                1,
+                0,
+                1,
+                7,
+            ],
+        ),
+        (
+            &["2000000000", "-2000000000"],
+            [
+                -2000000000,
+                -2000000000,
+                2000000000,
+                -2129048192,
+                156430031,
+                -2147483648,
+                294967296,
+                258096383,
+                294967296,
+                1715526149,
+            ],
+        ),
+    ];
+    for (rtts, expected) in cases {
+        let mut stats = TraceStats::new(target(), 30);
+        for rtt in rtts.iter().cycle().take(8) {
+            stats.sent(1);
+            stats.record(
+                1,
+                &result(&format!("1 reply ip-4 198.18.3.2 round-trip-time {rtt}")),
+            );
+        }
+        let hop = &stats.hops()[0];
+        let figures = [
+            hop.last_us(),
+            hop.best_us(),
+            hop.worst_us(),
+            hop.avg_us(),
+            hop.stdev_us(),
+            hop.gmean_us(),
+            hop.jitter_us(),
+            hop.javg_us(),
+            hop.jmax_us(),
+            hop.jint_us(),
+        ];
+        assert_eq!(figures, expected, "round-trip times {rtts:?}");
+    }
+}

@@ -154,6 +154,18 @@ fn c_int(value: f64) -> i32 {
     }
 }
 
+/// [`c_int`] for a `long long` (`ssd`): `LLONG_MIN` for NaN or a value out of range.
+fn c_long_long(value: f64) -> i64 {
+    // 2^63 is exact in an f64; every f64 below it and from -2^63 up converts.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    // NaN is in no range.
+    if !(-LIMIT..LIMIT).contains(&value) {
+        i64::MIN
+    } else {
+        value as i64
+    }
+}
+
 impl TraceStats {
     /// An empty trace towards `target` over TTLs `1..=max_ttl`.
     pub fn new(target: IpAddr, max_ttl: u8) -> TraceStats {
@@ -429,8 +441,8 @@ impl Hop {
         if latest != 0 || seen.more.is_some() {
             seen.more.get_or_insert_default().latest = u32::try_from(latest).unwrap_or(u32::MAX);
         }
-        // mtr keeps round-trip times in a C int; so do these figures, which bounds them.
-        seen.add_rtt(rtt.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
+        // mtr reads the time with `strtol` into a C int, which keeps its low 32 bits.
+        seen.add_rtt(rtt as i32);
     }
 
     fn seen_mut(&mut self) -> &mut Seen {
@@ -562,15 +574,17 @@ impl Hop {
     }
 
     /// StDev: `sqrt(ssd / (n - 1))` (sample standard deviation, Welford's sum of squared
-    /// differences), 0 below two answers; whole µs.
+    /// differences), 0 below two answers; whole µs, in a C int as mtr's `net_stdev` returns
+    /// it (`INT_MIN` when `ssd` went negative or out of range).
     pub fn stdev_us(&self) -> i64 {
         self.figure(|s| {
             if s.returned > 1 {
-                (s.ssd as f64 / (f64::from(s.returned) - 1.0)).sqrt() as i64
+                c_int((s.ssd as f64 / (f64::from(s.returned) - 1.0)).sqrt())
             } else {
                 0
             }
         })
+        .into()
     }
 
     /// Gmean: the running geometric mean, whole µs.
@@ -625,7 +639,7 @@ impl Seen {
         let old_avg = self.avg;
         let step = f64::from(rtt.wrapping_sub(old_avg));
         self.avg = c_int(f64::from(self.avg) + step / n);
-        self.ssd = (self.ssd as f64 + step * f64::from(rtt.wrapping_sub(self.avg))) as i64;
+        self.ssd = c_long_long(self.ssd as f64 + step * f64::from(rtt.wrapping_sub(self.avg)));
         // Mean jitter, in integer division as mtr does.
         let javg_step = i64::from(self.jitter.wrapping_sub(self.javg)) / i64::from(self.returned);
         self.javg = self.javg.wrapping_add(javg_step as i32);
