@@ -220,6 +220,18 @@ impl Session {
     }
 }
 
+/// Wakes the driver if the caller's callback panics while a batch is being sent: the
+/// probes sent so far must not wait for some later wake-up.
+struct WakeOnUnwind<'s>(&'s Session);
+
+impl Drop for WakeOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.wake_driver();
+        }
+    }
+}
+
 /// A campaign's state while it runs.
 struct Run<'s, F> {
     session: &'s Session,
@@ -262,7 +274,9 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.answer(answer);
             }
             let sent = self.summary.probes;
+            let unwinding = WakeOnUnwind(self.session);
             let due = self.send_due();
+            drop(unwinding);
             // One wake-up of the driver for the whole batch.
             if self.summary.probes != sent {
                 self.session.wake_driver();

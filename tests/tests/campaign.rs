@@ -1,6 +1,7 @@
 //! Campaigns and `Session::trace` through the fake and scripted helpers (no packet is sent):
 //! every target reported once, the in-flight budget, the rate cap, fairness between targets,
-//! the bound on targets traced at once, and targets that cannot be traced.
+//! the bound on targets traced at once, targets that cannot be traced, and a callback that
+//! panics mid-batch.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -282,4 +283,51 @@ fn the_summary_counts_outcomes() {
         (summary.no_reply, summary.exhausted, summary.lost),
         (6, 0, 0)
     );
+}
+
+#[test]
+fn probes_sent_before_a_callback_panics_still_reach_the_helper() {
+    // The helper exits at its first probe (after the two opening checks): once that probe
+    // reaches it, its slot shows an exit and a restart.
+    let session = Session::builder()
+        .program(FAKE, ["--exit-after", "2"])
+        .open()
+        .expect("open the fake helper");
+    // Past the driver's read rest after the opening checks: nothing else would wake it.
+    std::thread::sleep(Duration::from_millis(100));
+    let one_ttl = TraceOptions {
+        trace: TraceConfig {
+            max_ttl: 1,
+            ..options(1, 10).trace
+        },
+        ..TraceOptions::default()
+    };
+    // With one TTL, the first probe ends a round: the callback sees it and panics, after
+    // the probe was sent and before the campaign woke the driver for its batch.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        session.campaign(
+            ["127.0.0.1"],
+            &one_ttl,
+            &CampaignLimits::default(),
+            |event| {
+                if let CampaignEvent::Round { .. } = event {
+                    panic!("the caller's callback panics");
+                }
+            },
+        )
+    }));
+    assert!(
+        panicked.is_err(),
+        "the callback's panic goes on to the caller"
+    );
+    let started = Instant::now();
+    while session.helpers()[0].restarts == 0 && started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let helper = &session.helpers()[0];
+    println!(
+        "probe sent before the panic reached the helper after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(helper.restarts, 1, "{helper:?}");
 }
