@@ -113,8 +113,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Probes waiting behind the window at most (default 65536), saturated to
-    /// [`SessionConfig::MAX_QUEUE`]. With 0, a probe is taken only while the window has room.
+    /// Probes waiting behind the window at most, per helper like the window (default
+    /// 65536), saturated to [`SessionConfig::MAX_QUEUE`]. With 0, a probe is taken only
+    /// while the window has room.
     pub fn max_queue(mut self, max_queue: usize) -> Self {
         self.config.max_queue = max_queue.min(SessionConfig::MAX_QUEUE);
         self

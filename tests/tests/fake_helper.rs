@@ -807,3 +807,37 @@ fn probes_past_the_queue_bound_are_refused_and_the_waiting_ones_complete_once() 
         "{ended:?}"
     );
 }
+
+#[test]
+fn the_queue_bound_holds_per_helper() {
+    // Two helpers that answer nothing, a window of 1 and room for 1 waiting: each takes one
+    // probe in flight and one waiting, 4 in all; the next 2 are refused.
+    let session = fake(&["--stall"])
+        .helpers(2)
+        .window(1)
+        .max_queue(1)
+        .open()
+        .unwrap();
+    let (done, results) = crossbeam_channel::unbounded();
+    for _ in 0..6 {
+        let done = done.clone();
+        session
+            .probe_with("127.0.0.1", &options(), move |r| {
+                let _ = done.send(r);
+            })
+            .unwrap();
+    }
+    for _ in 0..2 {
+        match results.recv_timeout(Duration::from_secs(5)) {
+            Ok(Err(Error::QueueFull(1))) => {}
+            other => panic!("expected QueueFull(1), got {other:?}"),
+        }
+    }
+    assert!(results.try_recv().is_err(), "4 probes taken");
+    session.close();
+    assert_eq!(
+        results.try_iter().count(),
+        4,
+        "each taken probe completes once"
+    );
+}
