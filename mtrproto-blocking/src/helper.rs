@@ -360,12 +360,13 @@ impl Helper {
         self.progress_end(now, registry);
     }
 
-    /// After a read that got output, while no probe waits for room (answers then only
-    /// complete callers, they free no room anyone waits for): its stdout leaves the poll
-    /// and stays out while the driver's wake-ups keep finding output, until [`READ_REST`]
-    /// passes without any.
+    /// After a read that got output, while requests are still in flight and no probe waits
+    /// for room (answers then only complete callers, they free no room anyone waits for):
+    /// its stdout leaves the poll and stays out while the driver's wake-ups keep finding
+    /// output, until [`READ_REST`] passes without any. With nothing in flight, no rest: a
+    /// caller probing one at a time would wait for it at every probe.
     fn rest_stdout(&mut self, now: Instant, registry: &Registry) {
-        if self.waiting_probes() > 0 || self.ending.is_some() {
+        if self.waiting_probes() > 0 || self.session.in_flight() == 0 || self.ending.is_some() {
             return;
         }
         if self.resting.is_some() {
@@ -381,11 +382,16 @@ impl Helper {
         }
     }
 
-    /// Ends a rest once it is over or probes wait for room: back in the poll, and read at
-    /// once (output may have come meanwhile).
+    /// Ends a rest once it is over, probes wait for room or nothing is in flight (the next
+    /// request's answer is then read as it comes): back in the poll, and read at once
+    /// (output may have come meanwhile).
     fn wake_stdout(&mut self, now: Instant, registry: &Registry) {
         match self.resting {
-            Some(until) if until <= now || self.waiting_probes() > 0 => self.resting = None,
+            Some(until)
+                if until <= now || self.waiting_probes() > 0 || self.session.in_flight() == 0 =>
+            {
+                self.resting = None
+            }
             _ => return,
         }
         let Some(stdout) = &mut self.stdout else {

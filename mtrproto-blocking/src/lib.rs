@@ -51,9 +51,10 @@
 //! | mixes such lines with answers, or floods its output | nothing: each line is counted ([`HelperStatus::diagnostics`], the last 8 kept); reads stop after 256 KiB per wake-up, so memory stays bounded and other work goes on | - |
 //! | exits while probes are being written | as when it exits: SIGPIPE is blocked on the driver thread, so the host process lives on even if it keeps SIGPIPE's default action | as above |
 //!
-//! After a read that got output, a helper's stdout rests out of the driver's poll and is
-//! read at each of the driver's wake-ups, at the latest when the 10 ms rest ends: so every
-//! row's "when its output ends" is when the driver sees it, at most 10 ms after.
+//! After a read that got output, while requests are in flight, a helper's stdout rests out
+//! of the driver's poll and is read at each of the driver's wake-ups, at the latest when the
+//! 10 ms rest ends: so every row's "when its output ends" is when the driver sees it, at
+//! most 10 ms after.
 //!
 //! Whatever the count of helpers ([`SessionBuilder::helpers`]), only the failed helper's
 //! probes fail, and its slot gets a new process: at once if the helper had answered
