@@ -34,7 +34,8 @@ pub enum Error {
         /// What it cannot do.
         what: &'static str,
     },
-    /// More probes are waiting than the session's queue holds.
+    /// More probes are waiting than the chosen helper's queue holds
+    /// ([`SessionBuilder::max_queue`](crate::SessionBuilder::max_queue), per helper).
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),
 }
