@@ -846,21 +846,22 @@ fn the_queue_bound_holds_per_helper() {
 fn a_caller_probing_one_at_a_time_gets_each_answer_when_it_comes() {
     // The helper answers at once. The driver rests a helper's output after reading some,
     // to read many answers per wake-up; an answer to the only probe in flight must not
-    // wait for that rest (10 ms): nothing else would come in meanwhile.
+    // wait for that rest (10 ms): nothing else would come in meanwhile. With the rest,
+    // about every other probe here took 10 ms; without, about 0.1 ms each. Counting the
+    // slow ones, not the total, leaves room for a busy machine's odd delay.
     let session = fake(&[]).open().unwrap();
-    let mut took: Vec<Duration> = (0..21)
+    let took: Vec<Duration> = (0..41)
         .map(|_| {
             let started = Instant::now();
             assert!(session.probe_blocking("127.0.0.1", &options()).is_ok());
             started.elapsed()
         })
         .collect();
+    let slow = took
+        .iter()
+        .filter(|t| **t >= Duration::from_millis(8))
+        .count();
     let total: Duration = took.iter().sum();
-    took.sort();
-    println!(
-        "one probe at a time: 21 in {total:?}, median {:?}, slowest {:?}",
-        took[10], took[20]
-    );
-    // Each waited up to 10 ms with the rest: about 130 ms in all.
-    assert!(total < Duration::from_millis(50), "{total:?}");
+    println!("one probe at a time: 41 in {total:?}, {slow} of them 8 ms or more");
+    assert!(slow <= 5, "{slow} of 41 probes took 8 ms or more: {took:?}");
 }
