@@ -63,8 +63,11 @@ impl Session {
         };
         let args = self.probe_args(host.into(), &probe)?;
         let mut tracer = MultipathTracer::new(args, &options.trace, Instant::now())?;
-        // Each probe's callback sends once, and at most a window of them are in flight.
-        let (sender, answers) = crossbeam_channel::bounded(options.trace.window.max(1));
+        // Each probe's callback sends once, on the driver thread, which must never wait on
+        // a full channel: more than a window of answers can be due at once (the tracer
+        // gives a probe up before the driver does), so the channel is unbounded, and holds
+        // at most one answer per probe sent, which the tracer's budget bounds.
+        let (sender, answers) = crossbeam_channel::unbounded();
         loop {
             let now = Instant::now();
             let mut sent = false;
@@ -76,7 +79,13 @@ impl Session {
                 });
                 match result {
                     Ok(()) => sent = true,
-                    Err(error @ Error::State(_)) => return Err(error),
+                    Err(error @ Error::State(_)) => {
+                        // The probes of this batch already accepted still go out.
+                        if sent {
+                            self.wake_driver();
+                        }
+                        return Err(error);
+                    }
                     Err(_) => tracer.handle_lost(now, id),
                 }
             }
