@@ -77,6 +77,18 @@ pub enum ArgumentError {
     UnknownProtocol(String),
 }
 
+impl ArgumentError {
+    /// `what` is `value`, outside `min..=max`.
+    pub(crate) fn out_of_range(what: &'static str, value: u64, min: u64, max: u64) -> Self {
+        ArgumentError::OutOfRange {
+            what,
+            value,
+            min,
+            max,
+        }
+    }
+}
+
 /// A line from or for mtr-packet that does not follow the protocol grammar.
 ///
 /// Every variant concerns one line only: the stream goes on with the next line.

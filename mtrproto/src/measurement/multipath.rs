@@ -474,12 +474,7 @@ impl MultipathTracer {
         config: &MultipathConfig,
         now: Instant,
     ) -> Result<MultipathTracer, ArgumentError> {
-        let out_of_range = |what, value: u64, min: u64, max: u64| ArgumentError::OutOfRange {
-            what,
-            value,
-            min,
-            max,
-        };
+        let out_of_range = ArgumentError::out_of_range;
         if config.max_ttl == 0 {
             return Err(out_of_range("max_ttl", 0, 1, 255));
         }

@@ -172,12 +172,7 @@ impl Tracer {
         config: &TraceConfig,
         now: Instant,
     ) -> Result<Tracer, ArgumentError> {
-        let out_of_range = |what, value: u64, min: u64, max: u64| ArgumentError::OutOfRange {
-            what,
-            value,
-            min,
-            max,
-        };
+        let out_of_range = ArgumentError::out_of_range;
         if config.max_ttl == 0 {
             return Err(out_of_range("max_ttl", 0, 1, u8::MAX.into()));
         }
