@@ -358,14 +358,21 @@ impl HopState {
         }
     }
 
-    /// Where flow `id` came from at this TTL, when it was probed at the next: its
+    /// Where flow `id` is taken to come from at this TTL, when it goes out at the next: its
     /// interface here, or, for a flow sent straight to the next TTL, the one interface
-    /// flows go on from here.
+    /// flows go on from here (an assumption, for the stopping rules only).
     fn came_through(&self, id: u16) -> Option<IpAddr> {
         match self.flows.get(&id) {
             Some(obs) => obs.through(),
             None => self.sole_through(),
         }
+    }
+
+    /// Where flow `id` was seen to go on from at this TTL: its own answer here, the only
+    /// ground for a link (a flow sent straight past may have gone through an interface
+    /// MDA missed here).
+    fn seen_through(&self, id: u16) -> Option<IpAddr> {
+        self.flows.get(&id).and_then(Obs::through)
     }
 }
 
@@ -400,8 +407,10 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// TTL before until enough reach it (node control), within a cap. With
 /// [`MultipathConfig::lite`] (MDA-Lite's saving, Vermeulen et al. 2018), a TTL where the
 /// paths converge onto one interface needs only one flow onward from each interface before
-/// (its link). Fresh flows go straight to a TTL whose predecessor showed one interface, and
-/// are linked to that one (wrongly, where MDA missed a second one there). A TTL with two or
+/// (its link). Fresh flows go straight to a TTL whose predecessor showed one interface; an
+/// interface reached only by such flows has one of them probed at the TTL before, as a
+/// link is reported only where one flow answered at both TTLs (the predecessor may have an
+/// interface MDA missed, which that probe may find). A TTL with two or
 /// more interfaces has answered flows probed again, `stopping_point(1)` times: one flow
 /// answered by two interfaces marks the hop as balancing per packet. The trace ends when
 /// every answered flow reached the target, after `max_silent` silent TTLs, at `max_ttl`,
@@ -669,7 +678,12 @@ impl MultipathTracer {
             if ttl > first {
                 let before = &self.hops[ttl - 1];
                 for (id, obs) in &hop.flows {
-                    if let (Some(from), Some(to)) = (before.came_through(*id), obs.responder) {
+                    let from = if self.assumed_single(ttl - 1) {
+                        before.came_through(*id)
+                    } else {
+                        before.seen_through(*id)
+                    };
+                    if let (Some(from), Some(to)) = (from, obs.responder) {
                         links.insert(Link {
                             ttl: ttl8,
                             from,
@@ -813,6 +827,10 @@ impl MultipathTracer {
         {
             return want;
         }
+        // Links into this TTL, and into the one before, where node control found more.
+        if let Some(want) = self.link_probe(h).or_else(|| self.link_probe(h - 1)) {
+            return want;
+        }
         let in_flight = hop.pending + before.map_or(0, |b| b.pending);
         if in_flight > 0 {
             Want::Wait
@@ -910,6 +928,58 @@ impl MultipathTracer {
             }
         }
         waiting.then_some(Want::Wait)
+    }
+
+    /// A probe at the TTL before `h` for an interface at `h` reached only by flows sent
+    /// straight to it, if one is needed: one of those flows, so that its own answer there
+    /// shows the link (and any interface MDA missed there). Each flow is tried once. None
+    /// where the TTL before is silent, balances per packet, or is a first hop taken as one.
+    fn link_probe(&self, h: usize) -> Option<Want> {
+        if h <= usize::from(self.config.first_ttl) || self.assumed_single(h - 1) {
+            return None;
+        }
+        let (hop, before) = (&self.hops[h], &self.hops[h - 1]);
+        if before.per_packet || before.answered() == 0 {
+            return None;
+        }
+        // Per interface: linked by a flow seen at both TTLs, a flow on its way to the TTL
+        // before, a flow not yet sent there.
+        let mut state: BTreeMap<IpAddr, (bool, bool, Option<u16>)> = BTreeMap::new();
+        for (&id, o) in &hop.flows {
+            let Some(to) = o.responder else {
+                continue;
+            };
+            let entry = state.entry(to).or_default();
+            match before.flows.get(&id) {
+                Some(b) if b.through().is_some() => entry.0 = true,
+                Some(b) if b.answered == 0 && b.lost == 0 => entry.1 = true,
+                Some(_) => {}
+                None => {
+                    entry.2.get_or_insert(id);
+                }
+            }
+        }
+        let mut waiting = false;
+        for (linked, coming, untried) in state.into_values() {
+            if linked {
+                continue;
+            }
+            if coming {
+                waiting = true;
+            } else if let Some(id) = untried {
+                return Some(Want::Send {
+                    ttl: u8::try_from(h - 1).unwrap_or(u8::MAX),
+                    flow: Some(id),
+                });
+            }
+        }
+        waiting.then_some(Want::Wait)
+    }
+
+    /// Whether TTL `t` is taken as one interface without the stopping rule
+    /// ([`MultipathConfig::single_first_hop`]): flows sent past it are linked to it.
+    fn assumed_single(&self, t: usize) -> bool {
+        self.config.single_first_hop && t == usize::from(self.config.first_ttl)
     }
 
     /// The next flow to probe at `h`: one that went on from `h - 1` and has not been
