@@ -125,7 +125,13 @@ pub fn voluntary_switches() -> u64 {
 
 /// Process ids of this process's children, from every thread's `children` list.
 pub fn child_pids() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of("self")
+}
+
+/// Process ids of the children of process `pid` (a number, or `self`), from every one of its
+/// threads' `children` lists; empty if it is gone.
+pub fn children_of(pid: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     tasks

@@ -227,19 +227,7 @@ fn sigterm_removes_the_namespace() {
             .split_whitespace()
             .any(|n| n == name)
     };
-    let children = || -> Vec<u32> {
-        std::fs::read_dir(format!("/proc/{}/task", mtrsim.id()))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .flat_map(|c| {
-                c.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-            .collect()
-    };
+    let children = || mtrproto_tests::children_of(&mtrsim.id().to_string());
     // Wait (bounded) until the command runs inside the namespace.
     let deadline = Instant::now() + Duration::from_secs(10);
     let sleep = loop {

@@ -57,15 +57,9 @@ fn main() -> ExitCode {
         eprintln!("usage: mtrsim SCENARIO.toml -- COMMAND [ARGS...]");
         return ExitCode::from(2);
     };
-    let scenario = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| Scenario::parse(&t))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mtrsim: {path}: {e}");
-            return ExitCode::from(2);
-        }
+    let scenario = match load(path) {
+        Ok(scenario) => scenario,
+        Err(code) => return code,
     };
     match run(scenario, program, &args[split + 2..]) {
         Ok(code) => ExitCode::from(code),
@@ -163,15 +157,9 @@ fn run(
 
 /// Prints the ground truth of every target of the scenario and of its generated internet.
 fn ground_truth(path: &str) -> ExitCode {
-    let scenario = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| Scenario::parse(&t))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mtrsim: {path}: {e}");
-            return ExitCode::from(2);
-        }
+    let scenario = match load(path) {
+        Ok(scenario) => scenario,
+        Err(code) => return code,
     };
     if scenario.targets.is_empty() && scenario.internet.is_none() {
         eprintln!("mtrsim: {path}: no targets");
@@ -196,4 +184,15 @@ fn ground_truth(path: &str) -> ExitCode {
     }
     let _ = out.flush();
     ExitCode::SUCCESS
+}
+
+/// Reads and parses the scenario at `path`, or says why not and gives exit status 2.
+fn load(path: &str) -> Result<Scenario, ExitCode> {
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| Scenario::parse(&t))
+        .map_err(|e| {
+            eprintln!("mtrsim: {path}: {e}");
+            ExitCode::from(2)
+        })
 }
