@@ -8,7 +8,10 @@
 //! their sessions' timers, the watchdogs, the end of a rest, and the timers that reap an
 //! ended helper. Every deadline it waits for is acted on when reached, so it never spins.
 //!
-//! With several helpers, each probe goes to the least loaded one (ties in turn). A helper
+//! With several helpers, each probe goes to the least loaded one (ties in turn), except a
+//! UDP probe with fixed ports (a flow among them): all of a target's probes with the same
+//! ports go to one helper ([`pinned_slot`]), since mtr-packet tells their answers apart only
+//! by sequences each helper numbers alike from 33000, and every helper sees every answer. A helper
 //! that ends fails only its own requests and is started again, one helper or several: at
 //! once if it had answered (but after [`RESTART_PAUSE`] once its slot was started
 //! [`RESTART_BURST`] times within [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never
@@ -16,6 +19,7 @@
 //! ends when every slot is. Requests sent while no helper takes them fail at once.
 
 use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -102,6 +106,22 @@ struct Slot {
     recent_restarts: VecDeque<Instant>,
     restart_at: Option<Instant>,
     last_exit: Option<ExitStatus>,
+}
+
+/// Where a UDP probe naming `local-port` or `port` goes whatever the load: a number the
+/// same for every probe to its target with its ports (the slot is that modulo the helpers).
+///
+/// mtr-packet finds such a probe's answer by the sequence it numbers (in a port or the
+/// checksum) and the ports; every helper numbers from 33000 and every helper's raw socket
+/// sees every answer, so the same ports to one target on two helpers cross answers
+/// ([`ProbeArgs::fixed_udp_ports`]). Consecutive flows of a target land on consecutive
+/// helpers, and a flow stays on one, so its path is one helper's view.
+fn pinned_slot(args: &ProbeArgs) -> Option<usize> {
+    let (local_port, port) = args.fixed_udp_ports()?;
+    let mut hasher = DefaultHasher::new();
+    args.target().hash(&mut hasher);
+    let ports = usize::from(local_port.unwrap_or(0)) + usize::from(port.unwrap_or(0));
+    Some((hasher.finish() as usize).wrapping_add(ports))
 }
 
 /// The thread's state.
@@ -263,7 +283,7 @@ impl Driver {
         self.wakeup.rearm();
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Probe { args, done }) => match self.least_loaded() {
+                Ok(Command::Probe { args, done }) => match self.helper_for(&args) {
                     Some(helper) => helper.probe(now, args, done),
                     None => done.complete(Err(self.exited().into())),
                 },
@@ -302,6 +322,20 @@ impl Driver {
         ProcessError::Exited {
             status: self.shared.last_exit(),
         }
+    }
+
+    /// The helper `args` goes to: its pinned one ([`pinned_slot`]) or the least loaded.
+    fn helper_for(&mut self, args: &ProbeArgs) -> Option<&mut Helper> {
+        let Some(pin) = pinned_slot(args) else {
+            return self.least_loaded();
+        };
+        // A pinned helper that takes no requests (restarting) is stood in for by the next
+        // one that does, the same one for every probe pinned there.
+        let count = self.slots.len();
+        let slot = (0..count)
+            .map(|i| (pin + i) % count)
+            .find(|&i| self.slots[i].helper.accepts())?;
+        Some(&mut self.slots[slot].helper)
     }
 
     /// The least loaded helper that takes requests; among equals, the next in turn.

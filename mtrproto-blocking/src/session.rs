@@ -95,7 +95,11 @@ impl SessionBuilder {
 
     /// Runs `count` helper processes behind the one driver thread (default 1, at most
     /// [`SessionBuilder::MAX_HELPERS`]), to go past one helper's CPU. Each probe goes to the
-    /// least loaded helper; the window applies per helper. If one of several helpers dies,
+    /// least loaded helper, except UDP probes naming `port` or `local-port` (fixed flows
+    /// among them): those to one target with the same ports always go to the same helper,
+    /// since mtr-packet matches their answers by sequences every helper numbers alike
+    /// ([`ProbeArgs::fixed_udp_ports`](mtrproto::ProbeArgs::fixed_udp_ports)); a flow keeps
+    /// its helper. The window applies per helper. If one of several helpers dies,
     /// only its probes fail and it is started again.
     ///
     /// This pays off for TCP probes (1.8x with two helpers on loopback here), not for ICMP or

@@ -624,3 +624,47 @@ fn fixed_udp_flows_keep_their_path_and_answers_match() {
         );
     }
 }
+
+/// Two helpers, one fixed UDP flow, TTLs 1 to 4 sent at once: each answer comes from a
+/// router at its probe's TTL. mtr-packet finds a fixed flow's answer by the sequence in the
+/// checksum and every helper's raw socket sees every answer; both helpers number from
+/// 33000, so a flow whose probes went to both would have one helper take the other's
+/// answer from TTL 1 for its TTL 2 probe. The session keeps a flow on one helper.
+#[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
+fn two_helpers_keep_each_flows_answers_apart() {
+    require_simulator();
+    let truth = |ttl: u8| -> (&str, Vec<IpAddr>) {
+        let at = |a: &[&str]| a.iter().map(|x| x.parse().unwrap()).collect();
+        match ttl {
+            1 => ("ttl-expired", at(&["198.18.40.11"])),
+            2 => ("ttl-expired", at(&["198.18.40.21", "198.18.40.22"])),
+            3 => ("ttl-expired", at(&["198.18.40.31"])),
+            _ => ("reply", at(&["198.18.40.1"])),
+        }
+    };
+    for flow in ["0", "1", "2", "3"] {
+        let results = simulate(
+            "diamond-2.toml",
+            &[
+                "--helpers",
+                "2",
+                "--flow",
+                flow,
+                "--ttls",
+                "1-4",
+                "198.18.40.1",
+                "198.18.40.1",
+            ],
+        );
+        assert_eq!(results.len(), 8, "flow {flow}: {results:?}");
+        for r in &results {
+            let (kind, from) = truth(r.ttl);
+            assert!(
+                r.kind == kind && r.from.is_some_and(|a| from.contains(&a)),
+                "flow {flow}: TTL {} answered by another TTL's router: {r:?}\n{results:?}",
+                r.ttl
+            );
+        }
+    }
+}

@@ -381,6 +381,29 @@ impl ProbeArgs {
         }
     }
 
+    /// The ports of a UDP probe that names `local-port` or `port`, as `(local_port, port)`;
+    /// `None` for a UDP probe naming neither and for the other protocols.
+    ///
+    /// mtr-packet then tells the probe's answer apart only by the sequence it numbers
+    /// itself (in the source port, the destination port or the checksum), and every
+    /// mtr-packet's raw socket sees every answer: two helpers probing one target with these
+    /// ports may each take the other's answer as their own. A UDP probe naming neither
+    /// port sends from mtr-packet's pid; ICMP probes carry it as their identifier.
+    ///
+    /// ```
+    /// use mtrproto::{Flow, ProbeArgs, Protocol};
+    /// let udp = ProbeArgs::new("127.0.0.1".parse()?).protocol(Protocol::Udp);
+    /// assert_eq!(udp.fixed_udp_ports(), None);
+    /// assert_eq!(udp.clone().port(9)?.fixed_udp_ports(), Some((None, Some(9))));
+    /// let flow = udp.flow(Flow::new(2)?)?;
+    /// assert_eq!(flow.fixed_udp_ports(), Some((Some(3002), Some(Flow::PORT))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fixed_udp_ports(&self) -> Option<(Option<u16>, Option<u16>)> {
+        let named = self.local_port.is_some() || self.port.is_some();
+        (self.protocol == Protocol::Udp && named).then_some((self.local_port, self.port))
+    }
+
     /// Sets the interface to send from (`local-device`; newer mtr-packet only).
     pub fn local_device(mut self, device: DeviceName) -> ProbeArgs {
         self.local_device = Some(device);

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! sim-probe [--count N] [--ttls A-B] [--protocol icmp|udp|tcp|sctp] [--ports A-B] [--timeout S]
-//!     [--helpers K] [--window W] TARGET...
+//!     [--flow F] [--helpers K] [--window W] TARGET...
 //! ```
 //!
 //! Sends N probes for every TARGET and every TTL in A-B through one session, W (default 64)
-//! in flight (port i of the range for the i-th probe), then prints one line per result:
+//! in flight (port i of the range for the i-th probe; with `--flow`, every probe a UDP probe
+//! in fixed flow F), then prints one line per result:
 //! `TARGET TTL KIND FROM RTT_US MPLS` (`-` where the reply has none; MPLS entries as
 //! `label,tc,s,ttl` joined by `;`). Meant to run inside `mtrsim`: it refuses any target but
 //! loopback, or the simulator's ranges when run inside the simulator's namespace.
@@ -15,7 +16,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mtrproto_blocking::{ProbeOptions, ProbeResult, Protocol, Session};
+use mtrproto_blocking::{Flow, ProbeOptions, ProbeResult, Protocol, Session};
 
 fn main() -> ExitCode {
     match run() {
@@ -38,6 +39,7 @@ struct Args {
     count: u32,
     ttls: (u32, u32),
     ports: Option<(u32, u32)>,
+    flow: Option<Flow>,
     timeout: u64,
     helpers: usize,
     window: usize,
@@ -51,6 +53,7 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
         count: 1,
         ttls: (1, 1),
         ports: None,
+        flow: None,
         timeout: 2,
         helpers: 1,
         // Small: hundreds of answers in one instant overflow mtr-packet's socket buffer, a
@@ -66,6 +69,7 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
             "--count" => parsed.count = value()?.parse()?,
             "--ttls" => parsed.ttls = range(&value()?)?,
             "--ports" => parsed.ports = Some(range(&value()?)?),
+            "--flow" => parsed.flow = Some(Flow::new(value()?.parse()?)?),
             "--timeout" => parsed.timeout = value()?.parse()?,
             "--helpers" => parsed.helpers = value()?.parse()?,
             "--window" => parsed.window = value()?.parse()?,
@@ -93,7 +97,12 @@ fn send_all(
         for ttl in args.ttls.0..=args.ttls.1 {
             for i in 0..args.count {
                 let options = ProbeOptions {
-                    protocol: args.protocol,
+                    protocol: if args.flow.is_some() {
+                        Protocol::Udp
+                    } else {
+                        args.protocol
+                    },
+                    flow: args.flow,
                     ttl: Some(u8::try_from(ttl)?),
                     port: args.ports.map(|(a, b)| (a + i % (b - a + 1)) as u16),
                     timeout: Some(Duration::from_secs(args.timeout)),
