@@ -6,8 +6,12 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+mod deadlines;
 mod pacer;
+mod slots;
+use deadlines::Deadlines;
 use pacer::Pacer;
+use slots::Slots;
 
 use crate::error::{FrameError, ParseError};
 use crate::protocol::command::{Feature, ProbeArgs, Request};
@@ -301,7 +305,7 @@ pub struct Session {
     config: SessionConfig,
     next_token: u32,
     /// Pending requests by the token on the wire.
-    requests: TokenMap<Pending>,
+    requests: Slots<Pending>,
     /// For re-sent probes: the caller's token to the token of the current attempt.
     resent: TokenMap<Token>,
     queue: VecDeque<Token>,
@@ -315,7 +319,8 @@ pub struct Session {
     /// Set by a `probes-exhausted` while other requests were in flight: nothing is released
     /// until one of them completes.
     held: bool,
-    deadlines: BTreeSet<(Instant, Token)>,
+    /// The watchdog's deadline of each request in flight (and of some that completed).
+    deadlines: Deadlines,
     pacer: Option<Pacer>,
     transmit: Vec<u8>,
     transmitted: usize,
@@ -377,7 +382,7 @@ impl Session {
             framer: LineFramer::with_max_line(config.max_line),
             config,
             next_token: 1,
-            requests: TokenMap::default(),
+            requests: Slots::default(),
             resent: TokenMap::default(),
             queue: VecDeque::new(),
             resend: VecDeque::new(),
@@ -385,7 +390,7 @@ impl Session {
             in_flight: 0,
             capacity: None,
             held: false,
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             transmit: Vec::new(),
             transmitted: 0,
             events: VecDeque::new(),
@@ -425,7 +430,7 @@ impl Session {
         // Taken if released at once or if there is room to wait.
         if self.queue.len() > self.config.max_queue && self.queue.back() == Some(&token) {
             self.queue.pop_back();
-            self.requests.remove(&token);
+            self.requests.remove(token);
             return Err(SendError::QueueFull(waiting));
         }
         Ok(token)
@@ -442,8 +447,10 @@ impl Session {
                 candidate.get() + 1
             };
             // The window and queue bounds keep far fewer than i32::MAX tokens in use, so this
-            // finds a free one.
-            if !self.requests.contains_key(&candidate) && !self.resent.contains_key(&candidate) {
+            // finds a free one. A token whose slot another request holds is skipped too: the
+            // table then never needs to grow for lack of a free slot.
+            let held = !self.resent.is_empty() && self.resent.contains_key(&candidate);
+            if self.requests.is_vacant(candidate) && !held {
                 return candidate;
             }
         }
@@ -455,7 +462,7 @@ impl Session {
     /// deadline passes, and that answer is dropped.
     pub fn cancel(&mut self, token: Token) -> bool {
         let wire = self.resent.get(&token).copied().unwrap_or(token);
-        let Some(pending) = self.requests.get_mut(&wire).filter(|p| p.origin == token) else {
+        let Some(pending) = self.requests.get_mut(wire).filter(|p| p.origin == token) else {
             return false;
         };
         match pending.state {
@@ -463,7 +470,7 @@ impl Session {
                 if let Some(expires) = pending.expires {
                     self.expiries.remove(&(expires, wire));
                 }
-                self.requests.remove(&wire);
+                self.requests.remove(wire);
                 self.resent.remove(&token);
                 self.queue.retain(|&t| t != wire);
                 self.resend.retain(|&t| t != wire);
@@ -496,7 +503,7 @@ impl Session {
         if let Ok((token, name, _)) = grammar::head(line) {
             let sent = self
                 .requests
-                .get(&token)
+                .get(token)
                 .is_some_and(|p| p.state != State::Queued);
             if token != Token::UNSOLICITED && sent {
                 let reply = Reply::new(token, ReplyKind::from_name(Word::parsed(name)));
@@ -517,23 +524,21 @@ impl Session {
             return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
         }
         let token = reply.token;
-        let Some(pending) = self.requests.get(&token) else {
+        let Some(pending) = self.requests.get(token) else {
             return self.stray(reply);
         };
-        let deadline = match pending.state {
+        match pending.state {
             // mtr-packet cannot answer what it was never sent.
             State::Queued => return self.diagnostic(Diagnostic::UnknownToken(reply.into_owned())),
-            State::Cancelled { deadline } => {
-                return self.cancelled_answered(token, deadline, &reply);
-            }
-            State::InFlight { deadline } => deadline,
-        };
+            State::Cancelled { .. } => return self.cancelled_answered(token, &reply),
+            State::InFlight { .. } => {}
+        }
         let refused = reply.kind == ReplyKind::ProbesExhausted
             && matches!(pending.request, Request::SendProbe(_));
-        let Some(pending) = self.requests.remove(&token) else {
+        let Some(pending) = self.requests.remove(token) else {
             return;
         };
-        self.settle(token, deadline, Ended::Answered);
+        self.settle(token, Ended::Answered);
         if refused {
             self.back_off();
             if let Some(pending) = self.retry(now, pending) {
@@ -557,10 +562,10 @@ impl Session {
 
     /// The answer to a request the caller cancelled once sent: it frees the slot, and a
     /// refusal still says the helper's table is full.
-    fn cancelled_answered(&mut self, token: Token, deadline: Instant, reply: &Reply<'_>) {
-        if let Some(pending) = self.requests.remove(&token) {
-            self.settle(token, deadline, Ended::Answered);
-            self.resent.remove(&pending.origin);
+    fn cancelled_answered(&mut self, token: Token, reply: &Reply<'_>) {
+        if let Some(pending) = self.requests.remove(token) {
+            self.settle(token, Ended::Answered);
+            self.forget_resent(pending.origin);
         }
         if reply.kind == ReplyKind::ProbesExhausted {
             self.back_off();
@@ -592,7 +597,7 @@ impl Session {
     /// Completes a request with its answer: a probe's result, a feature's support, or
     /// [`Failure::Malformed`].
     fn complete(&mut self, pending: Pending, reply: Reply<'_>, malformed: Option<ParseError>) {
-        self.resent.remove(&pending.origin);
+        self.forget_resent(pending.origin);
         let token = pending.origin;
         if let Some(error) = malformed {
             self.counters.malformed += 1;
@@ -650,16 +655,28 @@ impl Session {
         self.in_flight < self.window() && !(self.held && self.in_flight > 0)
     }
 
-    /// Frees the window slot of a request that left flight, and remembers how it ended.
-    fn settle(&mut self, token: Token, deadline: Instant, ended: Ended) {
-        self.deadlines.remove(&(deadline, token));
+    /// Frees the window slot of a request that left flight (already out of `requests`), and
+    /// remembers how it ended.
+    fn settle(&mut self, token: Token, ended: Ended) {
         self.in_flight -= 1;
+        let requests = &self.requests;
+        self.deadlines.prune(self.in_flight, |deadline, token| {
+            watched(requests, deadline, token)
+        });
         self.held = false;
         if self.config.history > 0 {
             if self.recent.len() >= self.config.history {
                 self.recent.pop_front();
             }
             self.recent.push_back((token, ended));
+        }
+    }
+
+    /// Drops the re-sent token of a completed request, if it had one.
+    fn forget_resent(&mut self, origin: Token) {
+        // Re-sends are rare: most completions skip the lookup.
+        if !self.resent.is_empty() {
+            self.resent.remove(&origin);
         }
     }
 
@@ -684,7 +701,7 @@ impl Session {
         self.in_flight = 0;
         self.transmit.clear();
         self.transmitted = 0;
-        let mut pending: Vec<_> = self.requests.drain().map(|(_, p)| p).collect();
+        let mut pending: Vec<_> = self.requests.drain().collect();
         pending.sort_unstable_by_key(|p| p.origin);
         for pending in pending {
             if !matches!(pending.state, State::Cancelled { .. }) {
@@ -703,30 +720,33 @@ impl Session {
                 break;
             }
             self.expiries.pop_first();
-            let Some(pending) = self.requests.remove(&wire) else {
+            let Some(pending) = self.requests.remove(wire) else {
                 continue;
             };
             if let Some(i) = self.resend.iter().position(|&t| t == wire) {
                 self.resend.remove(i);
             }
-            self.resent.remove(&pending.origin);
+            self.forget_resent(pending.origin);
             self.counters.answered += 1;
             self.events.push_back(Event::Probe {
                 token: pending.origin,
                 outcome: Ok(ProbeResult::from_kind(ReplyKind::ProbesExhausted)),
             });
         }
-        while let Some(&(deadline, token)) = self.deadlines.first() {
+        while let Some((deadline, token)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
-            let Some(pending) = self.requests.remove(&token) else {
-                // Unreachable by construction; dropping the stale deadline keeps us live.
-                self.deadlines.remove(&(deadline, token));
+            self.deadlines.pop_first();
+            // An entry left by a request that completed since is dropped.
+            if !watched(&self.requests, deadline, token) {
+                continue;
+            }
+            let Some(pending) = self.requests.remove(token) else {
                 continue;
             };
-            self.settle(token, deadline, Ended::TimedOut);
-            self.resent.remove(&pending.origin);
+            self.settle(token, Ended::TimedOut);
+            self.forget_resent(pending.origin);
             self.counters.unanswered += 1;
             if !matches!(pending.state, State::Cancelled { .. }) {
                 self.events.push_back(failed(pending, Failure::Unanswered));
@@ -746,7 +766,7 @@ impl Session {
             // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
             // it with mtr-packet's answer.
             let expired = |p: &Pending| p.expires.is_some_and(|expires| expires <= now);
-            if resend && self.requests.get(&token).is_some_and(expired) {
+            if resend && self.requests.get(token).is_some_and(expired) {
                 self.resend.pop_front();
                 continue;
             }
@@ -760,7 +780,7 @@ impl Session {
             } else {
                 self.queue.pop_front();
             }
-            let Some(pending) = self.requests.get_mut(&token) else {
+            let Some(pending) = self.requests.get_mut(token) else {
                 continue;
             };
             let timeout = match &pending.request {
@@ -777,7 +797,7 @@ impl Session {
             let deadline = later(now, timeout.saturating_add(self.config.grace));
             pending.state = State::InFlight { deadline };
             pending.request.encode(token, &mut self.transmit);
-            self.deadlines.insert((deadline, token));
+            self.deadlines.push(deadline, token);
             self.in_flight += 1;
             self.counters.sent += 1;
         }
@@ -827,10 +847,10 @@ impl Session {
     /// pacer's next release. It may be at or before the latest `now` given (a deadline that
     /// just came due); it is never an instant the session already acted on.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let watchdog = [self.deadlines.first(), self.expiries.first()]
+        let watchdog = [self.deadlines.first(), self.expiries.first().copied()]
             .into_iter()
             .flatten()
-            .map(|&(deadline, _)| deadline)
+            .map(|(deadline, _)| deadline)
             .min();
         // Every input, write included, released what it could at its instant: what is still
         // releasable waits for the pacer only (a full transmit buffer waits for the driver's
@@ -901,6 +921,15 @@ pub const FAR_FUTURE: Duration = Duration::from_secs(u32::MAX as u64);
 /// `now + by`, or [`FAR_FUTURE`] on when that is past what an `Instant` holds.
 fn later(now: Instant, by: Duration) -> Instant {
     now.checked_add(by).unwrap_or(now + FAR_FUTURE)
+}
+
+/// Whether `deadline` is the watchdog's deadline of request `token`, which is in flight
+/// (or cancelled in flight): entries of requests that completed since are not.
+fn watched(requests: &Slots<Pending>, deadline: Instant, token: Token) -> bool {
+    requests.get(token).is_some_and(|p| match p.state {
+        State::InFlight { deadline: d } | State::Cancelled { deadline: d } => d == deadline,
+        State::Queued => false,
+    })
 }
 
 /// The event for a request that ended without an answer.

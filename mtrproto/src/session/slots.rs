@@ -1,0 +1,155 @@
+//! The session's requests by token: a table indexed by the token's low bits, no hashing.
+//!
+//! The session picks its tokens itself, in sequence, so it can pick one whose slot is free
+//! ([`Slots::is_vacant`]): then no two live tokens share a slot, and a lookup is one index
+//! and one compare. The table doubles at three quarters full; doubling keeps distinct slots
+//! distinct (tokens that differ in their low `k + 1` bits differ in their low `k`).
+
+use crate::protocol::token::Token;
+
+#[derive(Debug)]
+pub(super) struct Slots<V> {
+    /// A power of two long (or empty); `token & (len - 1)` is a token's slot.
+    slots: Vec<Option<(Token, V)>>,
+    len: usize,
+}
+
+impl<V> Default for Slots<V> {
+    fn default() -> Self {
+        Slots {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> Slots<V> {
+    /// The smallest table: enough for a handful of requests without growing.
+    const MIN: usize = 16;
+
+    fn index(&self, token: Token) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        Some(token.get() as usize & mask)
+    }
+
+    /// Whether `token` may be inserted without growing the table past its load: its slot is
+    /// empty. A token in use is not vacant.
+    pub(super) fn is_vacant(&self, token: Token) -> bool {
+        self.index(token)
+            .is_none_or(|i| self.slots.get(i).is_none_or(Option::is_none))
+    }
+
+    pub(super) fn get(&self, token: Token) -> Option<&V> {
+        match self.slots.get(self.index(token)?)? {
+            Some((t, value)) if *t == token => Some(value),
+            _ => None,
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, token: Token) -> Option<&mut V> {
+        let i = self.index(token)?;
+        match self.slots.get_mut(i)? {
+            Some((t, value)) if *t == token => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Puts `value` at `token`, replacing what `token` held. A slot held by another token
+    /// doubles the table until they part (the session avoids this by taking vacant tokens).
+    pub(super) fn insert(&mut self, token: Token, value: V) {
+        if self.len + 1 > self.slots.len() / 4 * 3 {
+            self.grow();
+        }
+        loop {
+            let i = token.get() as usize & (self.slots.len() - 1);
+            match &mut self.slots[i] {
+                Some((t, held)) if *t == token => {
+                    *held = value;
+                    return;
+                }
+                Some(_) => self.grow(),
+                slot @ None => {
+                    *slot = Some((token, value));
+                    self.len += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, token: Token) -> Option<V> {
+        let i = self.index(token)?;
+        let slot = self.slots.get_mut(i)?;
+        if slot.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.len -= 1;
+            slot.take().map(|(_, value)| value)
+        } else {
+            None
+        }
+    }
+
+    /// Takes every value out, in slot order.
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+        self.len = 0;
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.take().map(|(_, v)| v))
+    }
+
+    /// Doubles the table, each value moved to its slot in the larger one.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(Self::MIN);
+        let old = std::mem::replace(&mut self.slots, Vec::with_capacity(size));
+        self.slots.resize_with(size, || None);
+        for (token, value) in old.into_iter().flatten() {
+            let i = token.get() as usize & (size - 1);
+            self.slots[i] = Some((token, value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(value: u32) -> Token {
+        Token::new(value).unwrap()
+    }
+
+    #[test]
+    fn tokens_sharing_a_slot_grow_the_table_and_stay_apart() {
+        let mut slots = Slots::default();
+        assert!(slots.is_vacant(t(1)) && slots.get(t(1)).is_none());
+        slots.insert(t(1), "one");
+        // 17 shares slot 1 of the 16-slot table.
+        assert!(!slots.is_vacant(t(17)));
+        slots.insert(t(17), "seventeen");
+        assert_eq!(slots.get(t(1)), Some(&"one"));
+        assert_eq!(slots.get(t(17)), Some(&"seventeen"));
+        assert_eq!(slots.get(t(33)), None);
+        assert_eq!(slots.remove(t(33)), None);
+        assert_eq!(slots.remove(t(1)), Some("one"));
+        assert_eq!(slots.get(t(1)), None);
+        assert!(slots.get(t(17)).is_some());
+        slots.insert(t(17), "again");
+        assert_eq!(slots.drain().collect::<Vec<_>>(), ["again"]);
+        assert!(slots.get(t(17)).is_none());
+    }
+
+    #[test]
+    fn many_tokens_in_and_out_keep_their_values() {
+        let mut slots = Slots::default();
+        for v in 1..=1000 {
+            slots.insert(t(v), v);
+            if v % 3 == 0 {
+                assert_eq!(slots.remove(t(v - 1)), Some(v - 1));
+            }
+        }
+        for v in 1..=1000 {
+            let kept = v % 3 != 2;
+            assert_eq!(slots.get(t(v)).copied(), kept.then_some(v), "token {v}");
+        }
+        assert_eq!(slots.len, 667);
+        assert!(slots.slots.len() * 3 / 4 >= slots.len);
+    }
+}
