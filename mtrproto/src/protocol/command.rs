@@ -846,6 +846,18 @@ impl Field for Protocol {
 
 /// Appends `value` in decimal.
 fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    // Most values are a TTL or an octet: pushed digit by digit, without a copy of a
+    // variable length (a call to `memcpy`).
+    let digit = |v: u64| b'0' + (v % 10) as u8;
+    if value < 10 {
+        return out.push(digit(value));
+    }
+    if value < 100 {
+        return out.extend_from_slice(&[digit(value / 10), digit(value)]);
+    }
+    if value < 1000 {
+        return out.extend_from_slice(&[digit(value / 100), digit(value / 10), digit(value)]);
+    }
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
