@@ -785,3 +785,46 @@ fn the_topologies_hash_splits_flows_evenly() {
         .count();
     assert!((5_860..=6_640).contains(&one_way), "{one_way} of 200,000");
 }
+
+/// Median probes per TTL (from the first) and in all, over `RUNS` seeds.
+fn probes_per_ttl(topology: &Topology, config: &MultipathConfig) -> (Vec<u32>, u32) {
+    let mut per_ttl: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+    let mut total = Vec::new();
+    for run in 0..RUNS {
+        let report = trace(topology, mix64(run as u64 + 1), config);
+        for hop in &report.hops {
+            per_ttl.entry(hop.ttl).or_default().push(hop.probes);
+        }
+        total.push(report.probes);
+    }
+    (
+        per_ttl.values().map(|v| median(v)).collect(),
+        median(&total),
+    )
+}
+
+#[test]
+fn unmeshed_hops_take_mda_lites_hop_rule() {
+    // The simulator's diamond-nested: TTL 2's two routers each lead to two of TTL 3's
+    // four (divergent, not meshed), which pair up onto TTL 4's two (convergent).
+    let nested = Topology::new("nested", &[1, 1, 2, 4, 2, 1], |t, i, j| match t {
+        2 => u64::from(j / 2 == i),
+        3 => u64::from(i / 2 == j),
+        _ => 1,
+    });
+    let like_tracelb = MultipathConfig {
+        single_first_hop: true,
+        per_packet_check: false,
+        ..MultipathConfig::default()
+    };
+    let tally = tally(&nested, RUNS, &like_tracelb);
+    assert_found(&nested, &tally);
+    let (per_ttl, total) = probes_per_ttl(&nested, &like_tracelb);
+    println!("nested like tracelb: median {total} probes, per TTL {per_ttl:?}");
+    // scamper's tracelb: 1, 11, 21, 11, 6, 1 (51). The divergent TTL 3 takes the TTL's
+    // own rule, n_4 = 21 flows, with no fresh flows sent at TTL 2 to reach each of its
+    // routers (MDA's per-interface rule sent 25 there and 33 at TTL 3 in all).
+    assert_eq!(per_ttl[1], 11, "{per_ttl:?}");
+    assert!(per_ttl[2] <= 33, "{per_ttl:?}");
+    assert!(total <= 80, "{total} probes");
+}

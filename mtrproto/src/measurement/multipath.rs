@@ -33,10 +33,14 @@ pub struct MultipathConfig {
     /// How long the helper waits for each answer (default 2 s; whole seconds on the wire,
     /// rounded up). A probe whose result has not come one second past it counts as lost.
     pub timeout: Duration,
-    /// MDA-Lite's saving (Vermeulen et al., IMC 2018; default): where paths converge onto
-    /// one interface, each interface before needs one flow onward (its link) instead of
-    /// the stopping point's number for ruling out a second successor. `false`: MDA's
-    /// per-interface rule everywhere.
+    /// MDA-Lite's savings (Vermeulen et al., IMC 2018; default): each TTL takes its own
+    /// stopping rule (fresh flows sent straight to it) and each interface before needs one
+    /// flow onward (its link), instead of the stopping point's number through each
+    /// interface before; MDA's per-interface rule only where, on the flows seen at both
+    /// TTLs, the hops are meshed, the interfaces before reach unequal numbers here, or
+    /// several interfaces here are each reached from one before (where a second successor
+    /// behind one of them is the rarest next hop, which the TTL's own rule may miss).
+    /// `false`: MDA's per-interface rule everywhere.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
     /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
@@ -347,6 +351,32 @@ impl HopState {
             }
         }
         obs.lost = obs.lost.saturating_add(1);
+    }
+
+    /// Whether MDA-Lite's assumptions fail between the TTL before and this one, so that
+    /// MDA's per-interface rule is needed (Vermeulen et al., IMC 2018), on the flows seen
+    /// at both TTLs. The meshing test: some interface before reached two or more here, and
+    /// some interface here was reached from two or more before. The uniformity test: the
+    /// interfaces before that reached any here reached unequal numbers, so the TTL's
+    /// interfaces are not equally likely and the TTL's own rule may miss the rarer ones.
+    /// And where each interface before reached one here but there are several here, MDA's
+    /// rule still rules out a second successor behind each (a 2-way router's branch taken
+    /// by a quarter of the flows, beside a 1-way router, is missed by the TTL's rule more
+    /// often than its confidence allows). Otherwise every interface here has one
+    /// predecessor: a flow through each shows every link.
+    fn needs_mda(&self) -> bool {
+        let mut predecessors: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let (mut least, mut most) = (usize::MAX, 0);
+        for stats in self.by_from.values().filter(|s| !s.successors.is_empty()) {
+            least = least.min(stats.successors.len());
+            most = most.max(stats.successors.len());
+            for &to in &stats.successors {
+                *predecessors.entry(to).or_insert(0) += 1;
+            }
+        }
+        let meshed = most >= 2 && predecessors.values().any(|&n| n >= 2);
+        let parallel = most == 1 && predecessors.len() >= 2;
+        meshed || (most >= 2 && least < most) || parallel
     }
 
     /// The one interface flows go on from, if there is exactly one.
@@ -797,7 +827,7 @@ impl MultipathTracer {
             // take those first, so that fewer flows cover every link.
             if self.config.lite
                 && let Some(before) = before.filter(|b| !b.per_packet)
-                && let Some(send @ Want::Send { .. }) = self.per_interface(h, before)
+                && let Some(send @ Want::Send { .. }) = self.per_interface(h, before, false)
             {
                 return send;
             }
@@ -821,9 +851,10 @@ impl MultipathTracer {
             return want;
         }
 
-        // The interfaces of the TTL before, each on its own.
+        // The interfaces of the TTL before, each on its own: MDA's rule where MDA-Lite's
+        // tests fail (judged once the TTL's own rule is met, on the flows it took).
         if let Some(before) = before.filter(|b| !b.per_packet)
-            && let Some(want) = self.per_interface(h, before)
+            && let Some(want) = self.per_interface(h, before, !self.config.lite || hop.needs_mda())
         {
             return want;
         }
@@ -878,13 +909,12 @@ impl MultipathTracer {
     }
 
     /// What the interfaces of the TTL before `h` need, if anything: at least one flow
-    /// onward each (MDA-Lite), or n_k flows through each where MDA's rule applies.
-    fn per_interface(&self, h: usize, before: &HopState) -> Option<Want> {
+    /// onward each (MDA-Lite), or, `mda`, n_k flows through each (MDA's rule) where two or
+    /// more go on.
+    fn per_interface(&self, h: usize, before: &HopState, mda: bool) -> Option<Want> {
         let hop = &self.hops[h];
         let through = &before.onward;
-        // MDA-Lite: where the hop converges onto one interface, one flow onward from each
-        // interface before shows its link; elsewhere MDA's rule.
-        let full = through.len() >= 2 && (!self.config.lite || hop.interfaces().len() >= 2);
+        let full = mda && through.len() >= 2;
         let mut waiting = false;
         let none = FromStats::default();
         for (from, flows) in through {
@@ -1010,8 +1040,13 @@ impl MultipathTracer {
             }
             // Straight to `h` where the TTL before cannot tell where a flow went (it answers
             // nothing, or balances per packet) or need not (it has one interface).
-            let direct =
-                before.per_packet || before.answered() == 0 || before.sole_through().is_some();
+            // MDA-Lite: a fresh flow for the TTL's own rule needs no answer before (a link
+            // into an interface reached only this way is probed on its own, `link_probe`;
+            // MDA's rule, where needed, sends its own flows there first).
+            let direct = before.per_packet
+                || before.answered() == 0
+                || before.sole_through().is_some()
+                || (self.config.lite && !hop.needs_mda());
             if !direct && h == usize::from(self.current) {
                 return Want::Send {
                     ttl: ttl - 1,
