@@ -438,8 +438,8 @@ fn one_helper_closing_stdout_does_not_stall_the_others() {
 }
 
 #[test]
-fn a_helper_flooding_junk_is_killed_after_the_grace_and_memory_stays_bounded() {
-    let rss_before = rss_kb();
+fn a_helper_flooding_junk_is_killed_after_the_grace() {
+    // Its heap meanwhile is bounded in memory.rs, which counts allocations one test at a time.
     let session = fake(&["--junk-after", "3"])
         .grace(Duration::from_secs(1))
         .open()
@@ -447,12 +447,10 @@ fn a_helper_flooding_junk_is_killed_after_the_grace_and_memory_stays_bounded() {
     assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
     let handle = session.probe("127.0.0.1", &one_second()).unwrap();
     let (result, waited) = result_within(&handle, Duration::from_secs(10));
-    let grown = rss_kb().saturating_sub(rss_before);
-    println!("junk flood: error after {waited:?}, RSS grew {grown} kB");
+    println!("junk flood: error after {waited:?}");
     assert!(result.is_err(), "{result:?}");
     // The junk began with this probe: it is killed one grace later.
     assert!(waited < Duration::from_millis(2500), "{waited:?}");
-    assert!(grown < 64 * 1024, "RSS grew {grown} kB");
     // It had answered: a new helper takes its place and answers.
     restarted(&session, 1);
     assert!(
@@ -655,18 +653,6 @@ fn scope_ids_are_refused_and_long_names_cut() {
     assert!(message.len() < 1024, "{} bytes", message.len());
 }
 
-/// Resident memory of this process now, in kB.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn every_helper_is_restarted_and_its_new_pid_offered() {
     use std::os::unix::process::ExitStatusExt;
@@ -847,21 +833,30 @@ fn a_caller_probing_one_at_a_time_gets_each_answer_when_it_comes() {
     // The helper answers at once. The driver rests a helper's output after reading some,
     // to read many answers per wake-up; an answer to the only probe in flight must not
     // wait for that rest (10 ms): nothing else would come in meanwhile. With the rest,
-    // about every other probe here took 10 ms; without, about 0.1 ms each. Counting the
-    // slow ones, not the total, leaves room for a busy machine's odd delay.
+    // about every other probe here took 10 ms; without, about 0.1 ms each. A busy machine
+    // delays some probes too (with two CPU hogs on two cores, up to 19 of 41 took 8 ms or
+    // more), but at random, round by round, where the rest delays every round alike: so up
+    // to 5 rounds of 41 probes, and the best round counts.
     let session = fake(&[]).open().unwrap();
-    let took: Vec<Duration> = (0..41)
-        .map(|_| {
-            let started = Instant::now();
-            assert!(session.probe_blocking("127.0.0.1", &options()).is_ok());
-            started.elapsed()
-        })
-        .collect();
-    let slow = took
-        .iter()
-        .filter(|t| **t >= Duration::from_millis(8))
-        .count();
-    let total: Duration = took.iter().sum();
-    println!("one probe at a time: 41 in {total:?}, {slow} of them 8 ms or more");
-    assert!(slow <= 5, "{slow} of 41 probes took 8 ms or more: {took:?}");
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let took: Vec<Duration> = (0..41)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(session.probe_blocking("127.0.0.1", &options()).is_ok());
+                started.elapsed()
+            })
+            .collect();
+        let slow = took
+            .iter()
+            .filter(|t| **t >= Duration::from_millis(8))
+            .count();
+        let total: Duration = took.iter().sum();
+        println!("one probe at a time: 41 in {total:?}, {slow} of them 8 ms or more");
+        rounds.push(slow);
+        if slow <= 5 {
+            return;
+        }
+    }
+    panic!("in each round of 41, more than 5 probes took 8 ms or more: {rounds:?}");
 }

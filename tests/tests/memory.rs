@@ -192,3 +192,31 @@ fn bytes_per_probe_in_flight() {
     println!("in flight: {held} bytes per probe held, {peak} at the peak");
     assert!(held <= 600, "{held} bytes per probe in flight");
 }
+
+/// A helper that floods junk lines (answering nothing) from its third request on, until it
+/// is killed one grace later: however much the driver reads meanwhile (256 KiB per wake-up,
+/// each line counted, the last 8 kept), its heap grows by no more than a bound. Counted
+/// here rather than as RSS beside other tests: the process's RSS counts every test running
+/// at once.
+#[test]
+fn heap_stays_bounded_while_a_helper_floods_junk() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let session = Session::builder()
+        .program(FAKE, ["--junk-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .expect("open the fake helper");
+    let options = ProbeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..ProbeOptions::default()
+    };
+    assert!(session.probe_blocking("127.0.0.1", &options).is_ok());
+    let before = settled();
+    reset_peak();
+    let flooded = session.probe_blocking("127.0.0.1", &options);
+    assert!(flooded.is_err(), "{flooded:?}");
+    let grown = peak() - before;
+    println!("junk flood: heap peak {grown} bytes above the session's");
+    assert!(grown < 1 << 20, "{grown} bytes");
+    session.close();
+}
