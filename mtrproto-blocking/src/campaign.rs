@@ -1,13 +1,16 @@
 //! Campaigns: many mtr traces over one session, each target's report handed out when done.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use mtrproto::{Flow, ProbeResult, TraceConfig, TraceStats, Tracer};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use mtrproto::{TraceConfig, TraceStats, Tracer};
 
+use crate::driver::Command;
 use crate::error::Error;
+use crate::job::{Job, JobEvent, Target};
 use crate::options::ProbeOptions;
 use crate::session::Session;
 
@@ -57,7 +60,9 @@ impl Default for CampaignLimits {
 /// What a campaign tells its caller, on the caller's thread.
 #[derive(Debug)]
 pub enum CampaignEvent<'a> {
-    /// A target's trace sent a round (its figures so far, probes of the round in flight).
+    /// A target's trace sent a round (its figures as of then, probes of the round in
+    /// flight). While 256 of these wait for the caller's thread, further rounds go
+    /// unreported until it catches up; [`CampaignEvent::Done`] never does.
     Round {
         /// The target's position in the caller's list, from 0.
         index: usize,
@@ -109,28 +114,6 @@ pub struct CampaignSummary {
     pub no_reply: u64,
 }
 
-/// A probe's completion, sent from the driver thread: the target's slot and generation,
-/// the TTL and flow, the result.
-type Answer = (usize, u64, u8, Option<Flow>, Result<ProbeResult, Error>);
-
-/// One target being traced.
-struct Active {
-    index: usize,
-    host: String,
-    generation: u64,
-    tracer: Tracer,
-    /// The deadline last pushed on the heap for it.
-    scheduled: Option<Instant>,
-}
-
-/// The longest wait between looks at answers and deadlines (every probe the session
-/// accepted completes, so this only bounds how late a trace notices its end).
-const BUDGET_WAIT: Duration = Duration::from_millis(100);
-
-/// How late a campaign may send a due probe or take an answer, so that one wake-up serves
-/// every target due within it.
-const TICK: Duration = Duration::from_millis(5);
-
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
     /// probe out of transit, once the trace has ended.
@@ -156,6 +139,10 @@ impl Session {
     /// `on_event` on this thread after each target's rounds and as soon as each target is
     /// done ([`CampaignEvent::Done`], in the order they finish). Returns once every
     /// target is done.
+    ///
+    /// The traces run on the session's driver thread, which sends their probes and takes
+    /// their answers; this thread resolves the hosts, waits for news of each target and
+    /// calls `on_event`, which may take its time without holding back any probe.
     ///
     /// Every target follows mtr's rules on its own ([`Tracer`]). Over them, the campaign
     /// keeps the probes in flight within [`CampaignLimits::max_in_flight`] and the send rate
@@ -197,58 +184,72 @@ impl Session {
     {
         let capacity = self.window() * self.helper_pids().len().max(1);
         let budget = limits.max_in_flight.unwrap_or(capacity).clamp(1, capacity);
-        let (sender, answers) = crossbeam_channel::unbounded();
+        self.check_open()?;
+        let id = NEXT_CAMPAIGN.fetch_add(1, Ordering::Relaxed);
+        let (sender, events) = crossbeam_channel::unbounded();
+        let rounds_waiting = Arc::new(AtomicUsize::new(0));
+        let job = Job::new(
+            id,
+            budget,
+            limits.rate,
+            sender,
+            Arc::clone(&rounds_waiting),
+            Instant::now(),
+        );
+        // A driver that has stopped refuses it, and then each target (reported with the
+        // error).
+        let _ = self.send_unwoken(Command::Campaign(Box::new(job)));
+        // Ends the campaign on the driver however this returns (a panic in `on_event`
+        // included), so that it sends no more probes for it.
+        let _end = EndOnDrop { session: self, id };
         let mut run = Run {
             session: self,
             options,
-            budget,
-            max_active: limits.max_active.max(1),
-            period: limits.rate.map(|r| Duration::from_secs(1) / r.max(1)),
-            next_allowed: Instant::now(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            active: 0,
-            heap: BinaryHeap::new(),
-            in_flight: 0,
-            generation: 0,
-            sender,
+            id,
+            // Slots are keyed by u32 on the driver.
+            max_active: limits.max_active.clamp(1, u32::MAX as usize),
+            active: HashMap::new(),
+            rounds_waiting,
             summary: CampaignSummary::default(),
             on_event,
         };
-        run.run(hosts.into_iter().enumerate(), &answers)?;
+        run.run(hosts.into_iter().enumerate(), &events)?;
         Ok(run.summary)
     }
 }
 
-/// Wakes the driver if the caller's callback panics while a batch is being sent: the
-/// probes sent so far must not wait for some later wake-up.
-struct WakeOnUnwind<'s>(&'s Session);
+/// Numbers campaigns, so that the driver tells apart the answers of several.
+static NEXT_CAMPAIGN: AtomicU32 = AtomicU32::new(0);
 
-impl Drop for WakeOnUnwind<'_> {
+/// The longest wait for news from the driver between looks at the session (every target
+/// the driver took ends and is reported, so this only bounds each wait).
+const EVENT_WAIT: Duration = Duration::from_secs(1);
+
+/// Tells the driver the campaign is over, when the caller's side of it ends.
+struct EndOnDrop<'s> {
+    session: &'s Session,
+    id: u32,
+}
+
+impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.wake_driver();
-        }
+        let _ = self
+            .session
+            .send_unwoken(Command::EndCampaign { job: self.id });
+        self.session.wake_driver();
     }
 }
 
-/// A campaign's state while it runs.
+/// A campaign's state on the caller's thread: the targets handed to the driver, and the
+/// caller's callback. The tracers run on the driver thread (`job.rs`).
 struct Run<'s, F> {
     session: &'s Session,
     options: &'s TraceOptions,
-    budget: usize,
+    id: u32,
     max_active: usize,
-    /// The time between probes under a rate cap.
-    period: Option<Duration>,
-    next_allowed: Instant,
-    slots: Vec<Option<Active>>,
-    free: Vec<usize>,
-    active: usize,
-    /// Each target's next deadline, earliest first: (deadline, slot, generation).
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    in_flight: usize,
-    generation: u64,
-    sender: Sender<Answer>,
+    /// The targets being traced: index to host as the caller gave it.
+    active: HashMap<usize, String>,
+    rounds_waiting: Arc<AtomicUsize>,
     summary: CampaignSummary,
     on_event: F,
 }
@@ -257,56 +258,50 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     fn run<S: AsRef<str>>(
         &mut self,
         mut hosts: impl Iterator<Item = (usize, S)>,
-        answers: &Receiver<Answer>,
+        events: &Receiver<JobEvent>,
     ) -> Result<(), Error> {
         let mut hosts_left = true;
         loop {
-            while hosts_left && self.active < self.max_active {
+            let mut started = false;
+            while hosts_left && self.active.len() < self.max_active {
                 match hosts.next() {
-                    Some((index, host)) => self.start(index, host.as_ref(), Instant::now())?,
+                    Some((index, host)) => started |= self.start(index, host.as_ref())?,
                     None => hosts_left = false,
                 }
             }
-            if self.active == 0 && !hosts_left {
-                break;
-            }
-            while let Ok(answer) = answers.try_recv() {
-                self.answer(answer);
-            }
-            let sent = self.summary.probes;
-            let unwinding = WakeOnUnwind(self.session);
-            let due = self.send_due();
-            drop(unwinding);
-            // One wake-up of the driver for the whole batch.
-            if self.summary.probes != sent {
+            // One wake-up of the driver for the targets just handed over.
+            if started {
                 self.session.wake_driver();
             }
-            due?;
-            // The campaign wakes at most once per TICK: a tracer reads answers only when its
-            // next probe is due, and the driver delivers answers in batches too, so waking
-            // for each answer would cost a wake-up per probe for nothing. With the budget
-            // used up, only answers free room: look for them a TICK later (a slot stays
-            // free at most about two TICKs of a probe's timeout). Otherwise sleep until the
-            // next deadline (or rate slot), met within TICK.
-            let now = Instant::now();
-            let wait = if self.in_flight >= self.budget {
-                TICK
-            } else {
-                let next = match self.heap.peek() {
-                    Some(Reverse((deadline, ..))) => deadline.saturating_duration_since(now),
-                    None => BUDGET_WAIT,
-                };
-                next.max(self.next_allowed.saturating_duration_since(now))
-                    .clamp(TICK, BUDGET_WAIT)
-            };
-            std::thread::sleep(wait);
+            if self.active.is_empty() && !hosts_left {
+                return Ok(());
+            }
+            match events.recv_timeout(EVENT_WAIT) {
+                Ok(event) => {
+                    self.event(event);
+                    while let Ok(event) = events.try_recv() {
+                        self.event(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // The driver dropped the campaign: the session was closed, or its driver
+                // stopped. Then the targets it held end with the session's end.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.session.check_open()?;
+                    let mut ended: Vec<_> = self.active.drain().collect();
+                    ended.sort_unstable();
+                    for (index, host) in ended {
+                        let error = self.session.exited();
+                        self.report(index, host, Err(error), Vec::new());
+                    }
+                }
+            }
         }
-        Ok(())
     }
 
-    /// Starts tracing `host`, or reports at once why it cannot be traced. Fails only when
-    /// the session is closed.
-    fn start(&mut self, index: usize, host: &str, now: Instant) -> Result<(), Error> {
+    /// Hands the trace of `host` to the driver, or reports at once why it cannot be traced.
+    /// Returns whether the driver got it; fails only when the session is closed.
+    fn start(&mut self, index: usize, host: &str) -> Result<bool, Error> {
         // A trace in flows sets both ports: the release must answer such probes.
         let in_flows;
         let probe = match self.options.trace.flows {
@@ -322,164 +317,60 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
         let started = self
             .session
             .probe_args(host.into(), probe)
-            .and_then(|args| Ok(Tracer::new(args, &self.options.trace, now)?));
-        let tracer = match started {
-            Ok(tracer) => tracer,
-            Err(error @ Error::State(_)) => return Err(error),
+            .and_then(|args| Ok(Tracer::new(args, &self.options.trace, Instant::now())?))
+            .and_then(|tracer| {
+                self.session.send_unwoken(Command::Target {
+                    job: self.id,
+                    target: Box::new(Target { index, tracer }),
+                })
+            });
+        match started {
+            Ok(()) => {
+                self.active.insert(index, host.to_owned());
+                Ok(true)
+            }
+            Err(error @ Error::State(_)) => Err(error),
             Err(error) => {
                 self.report(index, host.to_owned(), Err(error), Vec::new());
-                return Ok(());
-            }
-        };
-        self.generation += 1;
-        let active = Active {
-            index,
-            host: host.to_owned(),
-            generation: self.generation,
-            tracer,
-            scheduled: None,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(active);
-                slot
-            }
-            None => {
-                self.slots.push(Some(active));
-                self.slots.len() - 1
-            }
-        };
-        self.active += 1;
-        self.schedule(slot);
-        Ok(())
-    }
-
-    /// Pushes the slot's next deadline if it changed.
-    fn schedule(&mut self, slot: usize) {
-        let Some(Some(active)) = self.slots.get_mut(slot) else {
-            return;
-        };
-        let next = active.tracer.poll_timeout();
-        if next != active.scheduled {
-            active.scheduled = next;
-            if let Some(deadline) = next {
-                self.heap.push(Reverse((deadline, slot, active.generation)));
+                Ok(false)
             }
         }
     }
 
-    /// Folds a completed probe into its target's trace.
-    fn answer(&mut self, (slot, generation, ttl, flow, result): Answer) {
-        self.in_flight -= 1;
-        match &result {
-            Ok(r) if r.result == mtrproto::ReplyKind::ProbesExhausted => {
-                self.summary.exhausted += 1
-            }
-            Ok(r) if r.result == mtrproto::ReplyKind::NoReply => self.summary.no_reply += 1,
-            Ok(_) => {}
-            Err(_) => self.summary.lost += 1,
-        }
-        let now = Instant::now();
-        let Some(Some(active)) = self.slots.get_mut(slot) else {
-            return;
-        };
-        // A probe of a target that already ended.
-        if active.generation != generation {
-            return;
-        }
-        match &result {
-            Ok(result) => active.tracer.handle_flow_result(now, ttl, flow, result),
-            Err(_) => active.tracer.handle_lost(now, ttl),
-        }
-        self.finish_or_schedule(slot);
-    }
-
-    /// Sends the probes that are due, earliest deadline first, within the budget and rate.
-    fn send_due(&mut self) -> Result<(), Error> {
-        loop {
-            let now = Instant::now();
-            if self.in_flight >= self.budget || self.next_allowed > now {
-                return Ok(());
-            }
-            let Some(&Reverse((deadline, slot, generation))) = self.heap.peek() else {
-                return Ok(());
-            };
-            if deadline > now {
-                return Ok(());
-            }
-            self.heap.pop();
-            let Some(Some(active)) = self.slots.get_mut(slot) else {
-                continue;
-            };
-            if active.generation != generation || active.scheduled != Some(deadline) {
-                continue;
-            }
-            active.scheduled = None;
-            active.tracer.handle_timeout(now);
-            let round = active.tracer.rounds_completed();
-            if let Some(probe) = active.tracer.poll_probe(now) {
-                let (ttl, flow) = (probe.ttl(), probe.flow());
-                let sender = self.sender.clone();
-                let sent = self
-                    .session
-                    .send_args_unwoken(probe.into_args(), move |result| {
-                        let _ = sender.send((slot, generation, ttl, flow, result));
-                    });
-                if let Err(error) = sent {
-                    active.tracer.handle_lost(now, ttl);
-                    if matches!(error, Error::State(_)) {
-                        return Err(error);
-                    }
-                    // The target cannot be probed any more: it ends with the error.
-                    self.end(slot, Err(error));
-                    continue;
-                }
-                self.in_flight += 1;
-                self.summary.probes += 1;
-                self.summary.peak_in_flight = self.summary.peak_in_flight.max(self.in_flight);
-                if let Some(period) = self.period {
-                    // Waking once per TICK, a rate above one probe per TICK needs up to a
-                    // TICK's worth of probes at once.
-                    let credit = TICK.saturating_sub(period);
-                    let floor = now.checked_sub(credit).unwrap_or(now);
-                    self.next_allowed = self.next_allowed.max(floor) + period;
-                }
-                if round < active.tracer.rounds_completed() {
+    /// News from the driver: a round sent, or a trace ended.
+    fn event(&mut self, event: JobEvent) {
+        match event {
+            JobEvent::Round {
+                index,
+                round,
+                stats,
+            } => {
+                self.rounds_waiting.fetch_sub(1, Ordering::AcqRel);
+                if let Some(host) = self.active.get(&index) {
                     (self.on_event)(CampaignEvent::Round {
-                        index: active.index,
-                        host: &active.host,
-                        round: active.tracer.rounds_completed(),
-                        stats: active.tracer.stats(),
+                        index,
+                        host,
+                        round,
+                        stats: &stats,
                     });
                 }
             }
-            self.finish_or_schedule(slot);
-        }
-    }
-
-    /// Ends the slot's trace if it is done, else pushes its next deadline.
-    fn finish_or_schedule(&mut self, slot: usize) {
-        match self.slots.get_mut(slot) {
-            Some(entry) if entry.as_ref().is_some_and(|a| a.tracer.is_done()) => {
-                if let Some(active) = entry.take() {
-                    self.free.push(slot);
-                    self.active -= 1;
-                    let (stats, flows) = active.tracer.into_flow_stats();
-                    self.report(active.index, active.host, Ok(stats), flows);
+            JobEvent::Done {
+                index,
+                stats,
+                flows,
+                counts,
+            } => {
+                self.summary.probes = counts.probes;
+                self.summary.peak_in_flight = counts.peak_in_flight;
+                self.summary.exhausted = counts.exhausted;
+                self.summary.lost = counts.lost;
+                self.summary.no_reply = counts.no_reply;
+                if let Some(host) = self.active.remove(&index) {
+                    self.report(index, host, Ok(stats), flows);
                 }
             }
-            _ => self.schedule(slot),
         }
-    }
-
-    /// Frees the slot and hands out its report.
-    fn end(&mut self, slot: usize, stats: Result<TraceStats, Error>) {
-        let Some(active) = self.slots.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        self.free.push(slot);
-        self.active -= 1;
-        self.report(active.index, active.host, stats, Vec::new());
     }
 
     fn report(

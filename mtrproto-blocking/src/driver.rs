@@ -32,7 +32,8 @@ use mtrproto::{Failure, Feature, ProbeArgs, SessionConfig};
 
 use crate::completion::Completion;
 use crate::error::ProcessError;
-use crate::helper::{Helper, Why};
+use crate::helper::{Answer, Caller, Helper, Why};
+use crate::job::{Job, Target};
 use crate::status::Shared;
 use crate::sys;
 
@@ -91,6 +92,17 @@ pub(crate) enum Command {
         feature: Feature,
         done: Sender<Result<String, Failure>>,
     },
+    /// Run a campaign's tracers on the driver thread.
+    Campaign(Box<Job>),
+    /// Start tracing a target in campaign `job`.
+    Target {
+        job: u32,
+        target: Box<Target>,
+    },
+    /// Stop campaign `job`: its caller is done with it (or gone).
+    EndCampaign {
+        job: u32,
+    },
     /// Close the helpers' stdin once written, let in-flight requests finish, kill them
     /// after `grace`.
     Close {
@@ -140,6 +152,10 @@ pub(crate) struct Driver {
     /// Some helper answered a request: the command works, and a helper that ends is
     /// started again.
     any_answered: bool,
+    /// The campaigns it runs.
+    jobs: Vec<Job>,
+    /// Campaign answers taken from the helpers, reused from turn to turn.
+    answers: Vec<Answer>,
 }
 
 impl Driver {
@@ -186,6 +202,8 @@ impl Driver {
             kill_at: None,
             next_slot: 0,
             any_answered: false,
+            jobs: Vec::new(),
+            answers: Vec::new(),
         };
         driver.publish();
         Ok((driver, wakeup))
@@ -218,6 +236,7 @@ impl Driver {
     /// true once the driver is finished.
     fn turn(&mut self, now: Instant) -> bool {
         self.take_commands(now);
+        self.run_jobs(now);
         let closing = self.kill_at.is_some();
         let kill = self.kill_at.is_some_and(|at| at <= now);
         let registry = self.poll.registry();
@@ -228,6 +247,8 @@ impl Driver {
             slot.helper.drive(now, registry, closing);
             self.any_answered |= slot.helper.has_answered();
         }
+        // Before a restart replaces an ended helper: its requests' outcomes are in it.
+        self.take_answers(now);
         self.restart(now);
         self.publish();
         if self.finished() {
@@ -243,14 +264,20 @@ impl Driver {
     /// Waits in `poll` until the earliest deadline (not at all when input was left unread),
     /// and marks the helpers whose output became readable.
     fn wait(&mut self, events: &mut Events, now: Instant) {
-        let timeout = if self.slots.iter().any(|s| s.helper.is_readable()) {
-            // Input was left unread for fairness: only look for other work.
+        let timeout = if self
+            .slots
+            .iter()
+            .any(|s| s.helper.is_readable() || s.helper.has_answers())
+        {
+            // Input was left unread for fairness, or answers wait for their campaign: only
+            // look for other work.
             Some(Duration::ZERO)
         } else {
             self.slots
                 .iter()
                 .filter_map(|s| s.helper.deadline())
                 .chain(self.slots.iter().filter_map(|s| s.restart_at))
+                .chain(self.jobs.iter().filter_map(Job::deadline))
                 // Once passed, the kill time has been acted on.
                 .chain(self.kill_at.filter(|&at| at > now))
                 .min()
@@ -283,16 +310,29 @@ impl Driver {
         self.wakeup.rearm();
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Probe { args, done }) => match self.helper_for(&args) {
-                    Some(helper) => helper.probe(now, args, done),
-                    None => done.complete(Err(self.exited().into())),
-                },
-                Ok(Command::Support { feature, done }) => match self.least_loaded() {
-                    Some(helper) => helper.support(now, feature, done),
-                    None => {
-                        let _ = done.send(Err(Failure::HelperGone));
+                Ok(Command::Probe { args, done }) => {
+                    match helper_for(&mut self.slots, &mut self.next_slot, &args) {
+                        Some(helper) => helper.probe(now, args, Caller::Callback(done)),
+                        None => done.complete(Err(self.exited().into())),
                     }
-                },
+                }
+                Ok(Command::Support { feature, done }) => {
+                    match least_loaded(&mut self.slots, &mut self.next_slot) {
+                        Some(helper) => helper.support(now, feature, done),
+                        None => {
+                            let _ = done.send(Err(Failure::HelperGone));
+                        }
+                    }
+                }
+                // While closing, no campaign runs: its caller sees the session closed.
+                Ok(Command::Campaign(job)) if self.kill_at.is_none() => self.jobs.push(*job),
+                Ok(Command::Campaign(_)) => {}
+                Ok(Command::Target { job, target }) => {
+                    if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == job) {
+                        job.add(*target);
+                    }
+                }
+                Ok(Command::EndCampaign { job }) => self.jobs.retain(|j| j.id() != job),
                 Ok(Command::Close { grace }) => self.begin_close(now, grace),
                 // Every Session handle is gone: close as `close()` would.
                 Err(TryRecvError::Disconnected) => {
@@ -312,7 +352,10 @@ impl Driver {
                 Command::Support { done, .. } => {
                     let _ = done.send(Err(Failure::HelperGone));
                 }
-                Command::Close { .. } => {}
+                Command::Close { .. }
+                | Command::Campaign(_)
+                | Command::Target { .. }
+                | Command::EndCampaign { .. } => {}
             }
         }
     }
@@ -324,35 +367,46 @@ impl Driver {
         }
     }
 
-    /// The helper `args` goes to: its pinned one ([`pinned_slot`]) or the least loaded.
-    fn helper_for(&mut self, args: &ProbeArgs) -> Option<&mut Helper> {
-        let Some(pin) = pinned_slot(args) else {
-            return self.least_loaded();
-        };
-        // A pinned helper that takes no requests (restarting) is stood in for by the next
-        // one that does, the same one for every probe pinned there.
-        let count = self.slots.len();
-        let slot = (0..count)
-            .map(|i| (pin + i) % count)
-            .find(|&i| self.slots[i].helper.accepts())?;
-        Some(&mut self.slots[slot].helper)
+    /// Hands the answers the helpers collected to their campaigns, then sends each
+    /// campaign's due probes to their helpers ([`helper_for`]).
+    fn run_jobs(&mut self, now: Instant) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        self.take_answers(now);
+        let (slots, next_slot, shared) = (&mut self.slots, &mut self.next_slot, &self.shared);
+        for job in &mut self.jobs {
+            job.send_due(now, |args, key| match helper_for(slots, next_slot, &args) {
+                Some(helper) => {
+                    helper.probe(now, args, Caller::Campaign(key));
+                    Ok(())
+                }
+                None => Err(ProcessError::Exited {
+                    status: shared.last_exit(),
+                }
+                .into()),
+            });
+        }
     }
 
-    /// The least loaded helper that takes requests; among equals, the next in turn.
-    fn least_loaded(&mut self) -> Option<&mut Helper> {
-        let count = self.slots.len();
-        let start = self.next_slot % count;
-        let best = (0..count)
-            .map(|i| (start + i) % count)
-            .filter(|&i| self.slots[i].helper.accepts())
-            .min_by_key(|&i| self.slots[i].helper.load())?;
-        self.next_slot = best + 1;
-        Some(&mut self.slots[best].helper)
+    /// Moves the helpers' campaign answers to their campaigns (an ended campaign's are
+    /// dropped).
+    fn take_answers(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            slot.helper.take_answers(&mut self.answers);
+        }
+        for (key, result) in self.answers.drain(..) {
+            if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
+                job.answer(now, key, result);
+            }
+        }
     }
 
     /// Starts closing: once what was sent is written, each helper's stdin closes so that it
     /// exits when its probes are answered; it is killed if it has not after `grace`.
     fn begin_close(&mut self, now: Instant, grace: Duration) {
+        // Their callers see the session closed; their probes in flight end with the helpers.
+        self.jobs.clear();
         if self.kill_at.is_none() {
             self.kill_at = Some(now.checked_add(grace).unwrap_or(now + mtrproto::FAR_FUTURE));
         }
@@ -432,4 +486,34 @@ impl Driver {
             *published = status;
         }
     }
+}
+
+/// The helper `args` goes to: its pinned one ([`pinned_slot`]) or the least loaded.
+fn helper_for<'s>(
+    slots: &'s mut [Slot],
+    next_slot: &mut usize,
+    args: &ProbeArgs,
+) -> Option<&'s mut Helper> {
+    let Some(pin) = pinned_slot(args) else {
+        return least_loaded(slots, next_slot);
+    };
+    // A pinned helper that takes no requests (restarting) is stood in for by the next
+    // one that does, the same one for every probe pinned there.
+    let count = slots.len();
+    let slot = (0..count)
+        .map(|i| (pin + i) % count)
+        .find(|&i| slots[i].helper.accepts())?;
+    Some(&mut slots[slot].helper)
+}
+
+/// The least loaded helper that takes requests; among equals, the next in turn.
+fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s mut Helper> {
+    let count = slots.len();
+    let start = *next_slot % count;
+    let best = (0..count)
+        .map(|i| (start + i) % count)
+        .filter(|&i| slots[i].helper.accepts())
+        .min_by_key(|&i| slots[i].helper.load())?;
+    *next_slot = best + 1;
+    Some(&mut slots[best].helper)
 }

@@ -15,11 +15,13 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::pipe;
 use mio::{Interest, Registry, Token as PollToken};
 use mtrproto::{
-    Diagnostic, Event, Failure, Feature, ProbeArgs, SendError, Session, SessionConfig, TokenMap,
+    Diagnostic, Event, Failure, Feature, ProbeArgs, ProbeResult, SendError, Session, SessionConfig,
+    TokenMap,
 };
 
 use crate::completion::Completion;
 use crate::error::{Error, ProcessError};
+use crate::job::ProbeKey;
 use crate::status::{DIAGNOSTIC_TEXT, HelperStatus, RECENT_DIAGNOSTICS, cut};
 use crate::sys;
 
@@ -44,16 +46,26 @@ const REAP_GIVE_UP: Duration = Duration::from_secs(2);
 const READ_BUDGET: usize = 256 * 1024;
 
 /// A probe in the backlog: its request and its caller.
-type Backlogged = (ProbeArgs, Completion);
+type Backlogged = (ProbeArgs, Caller);
+
+/// A campaign probe's answer, for the driver to hand to its campaign.
+pub(crate) type Answer = (ProbeKey, Result<ProbeResult, Error>);
 
 /// How long a helper's output rests after a read while nothing waits for room in its
 /// window: the answers of that time are then read in one wake-up instead of one each. The
 /// helper timestamps every answer, so reading it later changes no figure.
 const READ_REST: Duration = Duration::from_millis(10);
 
+/// Who gets a probe's outcome: a caller's callback, or a campaign the driver runs (its
+/// answers are collected for the driver, no allocation or call per probe).
+pub(crate) enum Caller {
+    Callback(Completion),
+    Campaign(ProbeKey),
+}
+
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
-    Probe(Completion),
+    Probe(Caller),
     Support(Sender<Result<String, Failure>>),
 }
 
@@ -93,6 +105,8 @@ pub(crate) struct Helper {
     got_output: bool,
     session: Session,
     waiting: TokenMap<Waiter>,
+    /// Campaign probes' outcomes not yet taken by the driver ([`Helper::take_answers`]).
+    answers: Vec<Answer>,
     /// Probes waiting for the session's window, oldest first: a probe enters the session
     /// (its token map, its queue) only when the window can take it. A channel is a FIFO
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
@@ -192,6 +206,7 @@ impl Helper {
             max_queue: config.max_queue,
             session: Session::new(config),
             waiting: TokenMap::default(),
+            answers: Vec::new(),
             backlog: crossbeam_channel::unbounded(),
             ending: None,
             finished: None,
@@ -281,31 +296,54 @@ impl Helper {
     }
 
     /// Queues a probe, or completes it at once with the error of a helper that takes none.
-    pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Completion) {
+    pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
         if !self.accepts() {
-            return done.complete(Err(self.gone()));
+            let gone = self.gone();
+            return self.finish(done, Err(gone));
         }
         if self.backlog.1.is_empty() && self.session.queued() == 0 {
             return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
         if waiting >= self.max_queue {
-            return done.complete(Err(Error::QueueFull(waiting)));
+            return self.finish(done, Err(Error::QueueFull(waiting)));
         }
         // The backlog's receiver lives as long as its sender: this cannot fail.
         let _ = self.backlog.0.send((args, done));
     }
 
     /// Hands a probe to the session.
-    fn submit(&mut self, now: Instant, args: ProbeArgs, done: Completion) {
+    fn submit(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done));
                 self.next_check.get_or_insert(now + LIVENESS_CHECK);
             }
-            Err(SendError::QueueFull(n)) => done.complete(Err(Error::QueueFull(n))),
-            Err(_) => done.complete(Err(self.gone())),
+            Err(SendError::QueueFull(n)) => self.finish(done, Err(Error::QueueFull(n))),
+            Err(_) => {
+                let gone = self.gone();
+                self.finish(done, Err(gone));
+            }
         }
+    }
+
+    /// Gives a probe's outcome to its caller: calls the callback, or keeps a campaign's
+    /// answer for the driver.
+    fn finish(&mut self, done: Caller, result: Result<ProbeResult, Error>) {
+        match done {
+            Caller::Callback(done) => done.complete(result),
+            Caller::Campaign(key) => self.answers.push((key, result)),
+        }
+    }
+
+    /// Moves the campaign answers collected so far to `into`.
+    pub(crate) fn take_answers(&mut self, into: &mut Vec<Answer>) {
+        into.append(&mut self.answers);
+    }
+
+    /// Whether campaign answers wait for the driver.
+    pub(crate) fn has_answers(&self) -> bool {
+        !self.answers.is_empty()
     }
 
     /// Moves probes from the backlog to the session while its window takes them at once
@@ -550,7 +588,7 @@ impl Helper {
                     if let Some(Waiter::Probe(done)) = self.waiting.remove(&token) {
                         self.note_answer(now, outcome.is_ok());
                         let outcome = outcome.map_err(|f| self.failure(f));
-                        done.complete(outcome);
+                        self.finish(done, outcome);
                     }
                     unanswered
                 }
@@ -678,7 +716,8 @@ impl Helper {
             self.session.handle_eof(now);
             self.dispatch(now);
             while let Ok((_, done)) = self.backlog.1.try_recv() {
-                done.complete(Err(self.gone()));
+                let gone = self.gone();
+                self.finish(done, Err(gone));
             }
             self.changed = true;
         }

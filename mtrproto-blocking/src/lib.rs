@@ -80,6 +80,7 @@ mod driver;
 mod error;
 mod handle;
 mod helper;
+mod job;
 mod multipath;
 mod names;
 mod options;

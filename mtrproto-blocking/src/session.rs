@@ -409,21 +409,27 @@ impl Session {
         Ok(())
     }
 
-    fn send_unwoken(&self, command: Command) -> Result<(), Error> {
+    /// Sends a command without waking the driver (see [`Session::wake_driver`]).
+    pub(crate) fn send_unwoken(&self, command: Command) -> Result<(), Error> {
         if let Err(refused) = self.commands.send(command) {
             // The driver has stopped: the caller gets this error instead of a callback.
             if let Command::Probe { done, .. } = refused.into_inner() {
                 done.cancel();
             }
-            return Err(ProcessError::Exited {
-                status: self.shared.last_exit(),
-            }
-            .into());
+            return Err(self.exited());
         }
         Ok(())
     }
 
-    fn check_open(&self) -> Result<(), StateError> {
+    /// The error for a request the driver can no longer take.
+    pub(crate) fn exited(&self) -> Error {
+        ProcessError::Exited {
+            status: self.shared.last_exit(),
+        }
+        .into()
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), StateError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StateError);
         }

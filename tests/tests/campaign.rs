@@ -331,3 +331,36 @@ fn probes_sent_before_a_callback_panics_still_reach_the_helper() {
     );
     assert_eq!(helper.restarts, 1, "{helper:?}");
 }
+
+/// The traces run on the driver thread; the caller's callback never does (a slow one would
+/// hold back every probe there). One that sleeps at its first event still gets every round
+/// and report.
+#[test]
+fn the_callback_runs_on_the_callers_thread() {
+    let session = fake(0);
+    let caller = std::thread::current().id();
+    let mut events = 0;
+    let mut done = 0;
+    let mut probes_at_ttl_1 = Vec::new();
+    let summary = session
+        .campaign(
+            hosts(4),
+            &options(2, 20),
+            &CampaignLimits::default(),
+            |event| {
+                assert_eq!(std::thread::current().id(), caller);
+                events += 1;
+                if events == 1 {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                if let CampaignEvent::Done(report) = event {
+                    done += 1;
+                    probes_at_ttl_1.push(report.stats.expect("traced").hops()[0].sent());
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!((summary.targets, summary.failed, done), (4, 0, 4));
+    assert!(events > 4, "rounds reported too: {events} events");
+    assert_eq!(probes_at_ttl_1, [2; 4]);
+}

@@ -1,0 +1,301 @@
+//! A campaign's tracers as the driver thread runs them: which probes are due, the in-flight
+//! budget, the rate cap, each probe's answer folded into its target's trace.
+//!
+//! The driver owns every running campaign, so a probe costs no channel message, no boxed
+//! callback and no wake-up of another thread: it leaves from here to a helper, and its answer
+//! comes back here keyed by a [`ProbeKey`]. Only per-target news crosses to the caller's
+//! thread ([`JobEvent`]): a round's figures, a finished trace.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mtrproto::{Flow, ProbeArgs, ProbeResult, ReplyKind, TraceStats, Tracer};
+
+use crate::error::Error;
+
+/// How late a campaign may send a due probe, so that one wake-up of the driver serves every
+/// target due within it (the driver's other wake-ups send what is due at once).
+pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// Round events waiting for the caller at most: past this, rounds go unreported until it
+/// catches up (each holds a copy of a target's figures; a finished trace is always reported).
+pub(crate) const ROUNDS_WAITING: usize = 256;
+
+/// Who a campaign probe's answer is for: the campaign, the target's slot and generation
+/// (a slot is reused once its target ends), the TTL and flow it was sent at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbeKey {
+    pub(crate) job: u32,
+    slot: u32,
+    generation: u64,
+    ttl: u8,
+    flow: Option<Flow>,
+}
+
+/// A target handed to a running campaign by the caller's thread.
+pub(crate) struct Target {
+    /// Its position in the caller's list.
+    pub(crate) index: usize,
+    pub(crate) tracer: Tracer,
+}
+
+/// The campaign's probe counts so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(crate) probes: u64,
+    pub(crate) peak_in_flight: usize,
+    pub(crate) exhausted: u64,
+    pub(crate) lost: u64,
+    pub(crate) no_reply: u64,
+}
+
+/// What a campaign tells the caller's thread.
+pub(crate) enum JobEvent {
+    /// A target's trace sent a round: a copy of its figures so far.
+    Round {
+        index: usize,
+        round: u32,
+        stats: TraceStats,
+    },
+    /// A target's trace ended; the campaign's counts as of then.
+    Done {
+        index: usize,
+        stats: TraceStats,
+        flows: Vec<TraceStats>,
+        counts: Counts,
+    },
+}
+
+/// One target being traced.
+struct Active {
+    index: usize,
+    generation: u64,
+    tracer: Tracer,
+    /// The deadline last pushed on the heap for it.
+    scheduled: Option<Instant>,
+}
+
+/// A running campaign, owned by the driver thread.
+pub(crate) struct Job {
+    id: u32,
+    budget: usize,
+    /// The time between probes under a rate cap.
+    period: Option<Duration>,
+    next_allowed: Instant,
+    slots: Vec<Option<Active>>,
+    free: Vec<u32>,
+    /// Each target's next deadline, earliest first: (deadline, slot, generation).
+    heap: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    generation: u64,
+    in_flight: usize,
+    counts: Counts,
+    /// When it last looked for due probes.
+    last_look: Option<Instant>,
+    events: Sender<JobEvent>,
+    /// Round events sent and not yet taken by the caller.
+    rounds_waiting: Arc<AtomicUsize>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: u32,
+        budget: usize,
+        rate: Option<u32>,
+        events: Sender<JobEvent>,
+        rounds_waiting: Arc<AtomicUsize>,
+        now: Instant,
+    ) -> Job {
+        Job {
+            id,
+            budget: budget.max(1),
+            period: rate.map(|r| Duration::from_secs(1) / r.max(1)),
+            next_allowed: now,
+            slots: Vec::new(),
+            free: Vec::new(),
+            heap: BinaryHeap::new(),
+            generation: 0,
+            in_flight: 0,
+            counts: Counts::default(),
+            last_look: None,
+            events,
+            rounds_waiting,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Starts tracing a target.
+    pub(crate) fn add(&mut self, target: Target) {
+        self.generation += 1;
+        let active = Active {
+            index: target.index,
+            generation: self.generation,
+            tracer: target.tracer,
+            scheduled: None,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(active);
+                slot
+            }
+            None => {
+                self.slots.push(Some(active));
+                // Targets at once are bounded by the caller's `max_active`, a usize; past
+                // u32::MAX slots, probes would be keyed wrongly, so such a target waits out.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.schedule(slot);
+    }
+
+    /// When the driver must come back to send due probes: the earliest target's deadline (or
+    /// the rate's next slot), at most once per [`TICK`]. None while the budget is used up:
+    /// only answers free room, and they wake the driver.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.in_flight >= self.budget {
+            return None;
+        }
+        let Reverse((due, ..)) = self.heap.peek()?;
+        let at = (*due).max(self.next_allowed);
+        Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
+    }
+
+    /// Folds a completed probe into its target's trace.
+    pub(crate) fn answer(
+        &mut self,
+        now: Instant,
+        key: ProbeKey,
+        result: Result<ProbeResult, Error>,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match &result {
+            Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
+            Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
+            Ok(_) => {}
+            Err(_) => self.counts.lost += 1,
+        }
+        let Some(Some(active)) = self.slots.get_mut(key.slot as usize) else {
+            return;
+        };
+        // A probe of a target that already ended.
+        if active.generation != key.generation {
+            return;
+        }
+        match &result {
+            Ok(result) => active
+                .tracer
+                .handle_flow_result(now, key.ttl, key.flow, result),
+            Err(_) => active.tracer.handle_lost(now, key.ttl),
+        }
+        self.finish_or_schedule(key.slot);
+    }
+
+    /// Sends the probes that are due, earliest deadline first, within the budget and rate,
+    /// through `send` (which routes one to a helper, or fails when no helper takes it).
+    pub(crate) fn send_due(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(ProbeArgs, ProbeKey) -> Result<(), Error>,
+    ) {
+        self.last_look = Some(now);
+        loop {
+            if self.in_flight >= self.budget || self.next_allowed > now {
+                return;
+            }
+            let Some(&Reverse((deadline, slot, generation))) = self.heap.peek() else {
+                return;
+            };
+            if deadline > now {
+                return;
+            }
+            self.heap.pop();
+            let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if active.generation != generation || active.scheduled != Some(deadline) {
+                continue;
+            }
+            active.scheduled = None;
+            active.tracer.handle_timeout(now);
+            let round = active.tracer.rounds_completed();
+            if let Some(probe) = active.tracer.poll_probe(now) {
+                let key = ProbeKey {
+                    job: self.id,
+                    slot,
+                    generation,
+                    ttl: probe.ttl(),
+                    flow: probe.flow(),
+                };
+                self.counts.probes += 1;
+                match send(probe.into_args(), key) {
+                    Ok(()) => {
+                        self.in_flight += 1;
+                        self.counts.peak_in_flight = self.counts.peak_in_flight.max(self.in_flight);
+                    }
+                    // No helper takes it: lost, as the helper's end would make it.
+                    Err(_) => {
+                        self.counts.lost += 1;
+                        active.tracer.handle_lost(now, key.ttl);
+                    }
+                }
+                if let Some(period) = self.period {
+                    // Sending at most once per TICK on its own, a rate above one probe per
+                    // TICK needs up to a TICK's worth of probes at once.
+                    let credit = TICK.saturating_sub(period);
+                    let floor = now.checked_sub(credit).unwrap_or(now);
+                    self.next_allowed = self.next_allowed.max(floor) + period;
+                }
+                let rounds = active.tracer.rounds_completed();
+                if round < rounds && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING {
+                    self.rounds_waiting.fetch_add(1, Ordering::AcqRel);
+                    let _ = self.events.send(JobEvent::Round {
+                        index: active.index,
+                        round: rounds,
+                        stats: active.tracer.stats().clone(),
+                    });
+                }
+            }
+            self.finish_or_schedule(slot);
+        }
+    }
+
+    /// Pushes the slot's next deadline if it changed.
+    fn schedule(&mut self, slot: u32) {
+        let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let next = active.tracer.poll_timeout();
+        if next != active.scheduled {
+            active.scheduled = next;
+            if let Some(deadline) = next {
+                self.heap.push(Reverse((deadline, slot, active.generation)));
+            }
+        }
+    }
+
+    /// Ends the slot's trace if it is done (its report goes to the caller), else pushes its
+    /// next deadline.
+    fn finish_or_schedule(&mut self, slot: u32) {
+        match self.slots.get_mut(slot as usize) {
+            Some(entry) if entry.as_ref().is_some_and(|a| a.tracer.is_done()) => {
+                if let Some(active) = entry.take() {
+                    self.free.push(slot);
+                    let (stats, flows) = active.tracer.into_flow_stats();
+                    let _ = self.events.send(JobEvent::Done {
+                        index: active.index,
+                        stats,
+                        flows,
+                        counts: self.counts,
+                    });
+                }
+            }
+            _ => self.schedule(slot),
+        }
+    }
+}
