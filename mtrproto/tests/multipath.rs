@@ -828,3 +828,34 @@ fn unmeshed_hops_take_mda_lites_hop_rule() {
     assert!(per_ttl[2] <= 33, "{per_ttl:?}");
     assert!(total <= 80, "{total} probes");
 }
+
+#[test]
+fn meshed_hops_take_flows_seen_at_both_ttls() {
+    // The simulator's diamond-meshed: 4 routers at TTL 2 each to both of TTL 3's, and 3
+    // and 3 with each of TTL 2's to two of TTL 3's.
+    let full = Topology::full("meshed 4x2", &[1, 1, 4, 2, 1]);
+    let partly = Topology::new("meshed 3x3", &[1, 1, 3, 3, 1], |t, i, j| match t {
+        2 => u64::from(j == i || j == (i + 1) % 3),
+        _ => 1,
+    });
+    let like_tracelb = MultipathConfig {
+        single_first_hop: true,
+        per_packet_check: false,
+        ..MultipathConfig::default()
+    };
+    // Links into TTL 3 are 1 flow in 8 (1 in 6); ruling out one more successor behind
+    // any of TTL 2's routers (1 in 12, 1 in 9) takes 35 (26) flows at both TTLs: 1 + 35
+    // + 35 + 6 + 1 = 78 (60). MDA's per-interface rule took a median 108 (81): n_2 = 11
+    // flows through each router, fresh flows sent at TTL 2 until each had them.
+    // scamper's tracelb: 40 for each, without the links inside.
+    for (topology, bound) in [(full, 78), (partly, 60)] {
+        let tally = tally(&topology, RUNS, &like_tracelb);
+        assert_found(&topology, &tally);
+        let (per_ttl, total) = probes_per_ttl(&topology, &like_tracelb);
+        println!(
+            "{} like tracelb: median {total} probes, per TTL {per_ttl:?}",
+            topology.name
+        );
+        assert!(total <= bound, "{}: {total} probes", topology.name);
+    }
+}

@@ -74,6 +74,19 @@ pub(crate) fn repeat_point(alpha: f64) -> u32 {
     r
 }
 
+/// The flows that take, with failure at most `alpha`, a link one flow in `ways` takes: the
+/// least `n` with `(1 - 1 / ways)^n <= alpha` (23 for 1 in 8 at 5%). At most 100,000.
+pub(crate) fn link_point(alpha: f64, ways: usize) -> usize {
+    let miss = 1.0 - 1.0 / ways.max(1) as f64;
+    let mut left = 1.0f64;
+    let mut n = 0;
+    while left > alpha && n < 100_000 {
+        left *= miss;
+        n += 1;
+    }
+    n
+}
+
 /// `n_k` for a failure probability `alpha` (see [`Confidence::stopping_point`]).
 pub(crate) fn stopping_point(alpha: f64, k: usize) -> u32 {
     if k == 0 {
@@ -176,5 +189,9 @@ mod tests {
         // n_1 with the 5% split 4 and 8 ways: 2^(1-n) <= 0.0125, 0.00625.
         assert_eq!(stopping_point(Confidence::P95.split(4), 1), 8);
         assert_eq!(stopping_point(Confidence::P95.split(8), 1), 9);
+        // (7/8)^23 = 0.046; (11/12)^35 = 0.048, (11/12)^34 = 0.052.
+        assert_eq!(link_point(0.05, 8), 23);
+        assert_eq!(link_point(0.05, 12), 35);
+        assert_eq!(link_point(0.05, 1), 1);
     }
 }

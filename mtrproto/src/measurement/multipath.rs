@@ -36,11 +36,12 @@ pub struct MultipathConfig {
     /// MDA-Lite's savings (Vermeulen et al., IMC 2018; default): each TTL takes its own
     /// stopping rule (fresh flows sent straight to it) and each interface before needs one
     /// flow onward (its link), instead of the stopping point's number through each
-    /// interface before; MDA's per-interface rule only where, on the flows seen at both
-    /// TTLs, the hops are meshed, the interfaces before reach unequal numbers here, or
-    /// several interfaces here are each reached from one before (where a second successor
-    /// behind one of them is the rarest next hop, which the TTL's own rule may miss).
-    /// `false`: MDA's per-interface rule everywhere.
+    /// interface before. Where, on the flows seen at both TTLs, the hops are meshed: flows
+    /// seen at both until one more successor behind any interface before would have shown
+    /// (35 for 4 interfaces reaching 2). MDA's per-interface rule only where the interfaces
+    /// before reach unequal numbers here, or several interfaces here are each reached from
+    /// one before (where a second successor behind one of them is the rarest next hop,
+    /// which the TTL's own rule may miss). `false`: MDA's per-interface rule everywhere.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
     /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
@@ -353,30 +354,34 @@ impl HopState {
         obs.lost = obs.lost.saturating_add(1);
     }
 
-    /// Whether MDA-Lite's assumptions fail between the TTL before and this one, so that
-    /// MDA's per-interface rule is needed (Vermeulen et al., IMC 2018), on the flows seen
-    /// at both TTLs. The meshing test: some interface before reached two or more here, and
-    /// some interface here was reached from two or more before. The uniformity test: the
-    /// interfaces before that reached any here reached unequal numbers, so the TTL's
-    /// interfaces are not equally likely and the TTL's own rule may miss the rarer ones.
-    /// And where each interface before reached one here but there are several here, MDA's
-    /// rule still rules out a second successor behind each (a 2-way router's branch taken
-    /// by a quarter of the flows, beside a 1-way router, is missed by the TTL's rule more
-    /// often than its confidence allows). Otherwise every interface here has one
-    /// predecessor: a flow through each shows every link.
-    fn needs_mda(&self) -> bool {
+    /// MDA-Lite's tests (Vermeulen et al., IMC 2018) between the TTL before and this one,
+    /// on the flows seen at both. The meshing test: some interface before reached two or
+    /// more here, and some interface here was reached from two or more before. The
+    /// uniformity test: the interfaces before that reached any here reached unequal
+    /// numbers, so the TTL's interfaces are not equally likely and the TTL's own rule may
+    /// miss the rarer ones. And where each interface before reached one here but there are
+    /// several here, MDA's rule still rules out a second successor behind each (a 2-way
+    /// router's branch taken by a quarter of the flows, beside a 1-way router, is missed by
+    /// the TTL's rule more often than its confidence allows). Otherwise every interface
+    /// here has one predecessor: a flow through each shows every link.
+    fn lite_test(&self) -> LiteTest {
         let mut predecessors: BTreeMap<IpAddr, usize> = BTreeMap::new();
-        let (mut least, mut most) = (usize::MAX, 0);
+        let (mut least, mut most, mut from) = (usize::MAX, 0, 0);
         for stats in self.by_from.values().filter(|s| !s.successors.is_empty()) {
             least = least.min(stats.successors.len());
             most = most.max(stats.successors.len());
+            from += 1;
             for &to in &stats.successors {
                 *predecessors.entry(to).or_insert(0) += 1;
             }
         }
-        let meshed = most >= 2 && predecessors.values().any(|&n| n >= 2);
-        let parallel = most == 1 && predecessors.len() >= 2;
-        meshed || (most >= 2 && least < most) || parallel
+        if most >= 2 && predecessors.values().any(|&n| n >= 2) {
+            LiteTest::Meshed { from, most }
+        } else if (most >= 2 && least < most) || (most == 1 && predecessors.len() >= 2) {
+            LiteTest::Mda
+        } else {
+            LiteTest::Pass
+        }
     }
 
     /// The one interface flows go on from, if there is exactly one.
@@ -404,6 +409,17 @@ impl HopState {
     fn seen_through(&self, id: u16) -> Option<IpAddr> {
         self.flows.get(&id).and_then(Obs::through)
     }
+}
+
+/// What MDA-Lite's tests say of the links into one TTL ([`HopState::lite_test`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LiteTest {
+    /// A flow through each interface shows every link.
+    Pass,
+    /// Meshed: `from` interfaces before reached several here, each at most `most`.
+    Meshed { from: usize, most: usize },
+    /// MDA's per-interface rule is needed.
+    Mda,
 }
 
 /// What the trace wants next.
@@ -502,6 +518,8 @@ pub struct MultipathTracer {
     points: &'static [u32],
     /// Re-probes that show per-packet balancing at the decisions' failure.
     repeats: u32,
+    /// The failure each stopping decision is held to.
+    alpha: f64,
 }
 
 impl MultipathTracer {
@@ -554,6 +572,7 @@ impl MultipathTracer {
             end: None,
             points,
             repeats,
+            alpha: config.confidence.split(config.decisions),
         })
     }
 
@@ -852,11 +871,22 @@ impl MultipathTracer {
         }
 
         // The interfaces of the TTL before, each on its own: MDA's rule where MDA-Lite's
-        // tests fail (judged once the TTL's own rule is met, on the flows it took).
-        if let Some(before) = before.filter(|b| !b.per_packet)
-            && let Some(want) = self.per_interface(h, before, !self.config.lite || hop.needs_mda())
-        {
-            return want;
+        // tests fail (judged once the TTL's own rule is met, on the flows it took); on
+        // meshed hops, flows seen at both TTLs until a link one more successor behind
+        // any interface before would add is ruled out.
+        if let Some(before) = before.filter(|b| !b.per_packet) {
+            let test = match self.config.lite {
+                true => hop.lite_test(),
+                false => LiteTest::Mda,
+            };
+            if let LiteTest::Meshed { from, most } = test
+                && let Some(want) = self.meshed_links(h, before, from, most)
+            {
+                return want;
+            }
+            if let Some(want) = self.per_interface(h, before, test == LiteTest::Mda) {
+                return want;
+            }
         }
         // Links into this TTL, and into the one before, where node control found more.
         if let Some(want) = self.link_probe(h).or_else(|| self.link_probe(h - 1)) {
@@ -960,6 +990,44 @@ impl MultipathTracer {
         waiting.then_some(Want::Wait)
     }
 
+    /// What a meshed TTL `h` needs, if anything: flows answered at both it and the TTL
+    /// before until, were one of the `from` interfaces before to reach one more than the
+    /// `most` seen (a link taken by one flow in `from * (most + 1)`, the interfaces equally
+    /// likely), one of them would have taken that link at the confidence; flows already
+    /// answered before first, then fresh ones sent there (within node control's cap).
+    fn meshed_links(&self, h: usize, before: &HopState, from: usize, most: usize) -> Option<Want> {
+        let hop = &self.hops[h];
+        let needed = mda::link_point(self.alpha, from.saturating_mul(most + 1));
+        let (mut answered, mut lost, mut coming) = (0, 0, 0);
+        for stats in hop.by_from.values() {
+            answered += stats.answered;
+            lost += stats.lost;
+            coming += stats.coming;
+        }
+        if answered >= needed || lost >= needed {
+            return None;
+        }
+        let unprobed = before
+            .onward
+            .values()
+            .flatten()
+            .find(|id| !hop.flows.contains_key(id));
+        if let Some(&id) = unprobed {
+            return Some(Want::Send {
+                ttl: self.current,
+                flow: Some(id),
+            });
+        }
+        if answered + coming >= needed {
+            return Some(Want::Wait);
+        }
+        let cap = 2 * before.onward.len() * self.point(before.onward.len());
+        if (hop.node_control as usize) < cap && before.outstanding() < self.config.window {
+            return Some(self.next_flow_at(h - 1));
+        }
+        (coming > 0 || before.outstanding() > 0).then_some(Want::Wait)
+    }
+
     /// A probe at the TTL before `h` for an interface at `h` reached only by flows sent
     /// straight to it, if one is needed: one of those flows, so that its own answer there
     /// shows the link (and any interface MDA missed there). Each flow is tried once. None
@@ -1046,7 +1114,7 @@ impl MultipathTracer {
             let direct = before.per_packet
                 || before.answered() == 0
                 || before.sole_through().is_some()
-                || (self.config.lite && !hop.needs_mda());
+                || (self.config.lite && hop.lite_test() == LiteTest::Pass);
             if !direct && h == usize::from(self.current) {
                 return Want::Send {
                     ttl: ttl - 1,
