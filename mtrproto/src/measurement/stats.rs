@@ -57,10 +57,25 @@ pub struct Responder {
 pub struct Hop {
     ttl: u8,
     transit: bool,
+    /// Who answered last, as [`Hop::host`] says it, for [`Rounds::advance`]'s scan of every
+    /// probe: no pointer to follow. In the hop's padding (a `Hop` stays 16 bytes).
+    latest: Latest,
     /// The family of its responders (the target's: answers of the other are not counted).
     v6: bool,
     xmit: u32,
     seen: Option<Box<Seen>>,
+}
+
+/// Who answered a hop last: [`Hop::host`] against the target, kept in a byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Latest {
+    /// No answer counted yet (`host` is `None`).
+    #[default]
+    Nobody,
+    /// A router (an address other than the target).
+    Router,
+    /// The target.
+    Target,
 }
 
 /// What a hop has seen. The figures have mtr's C types (`struct nethost` in `ui/net.c`):
@@ -345,13 +360,20 @@ impl Rounds {
     /// After the probe to [`next_ttl`](Rounds::next_ttl) went out (and before its answer
     /// is recorded): moves on, and tells whether that probe ended a round.
     pub fn advance(&mut self, stats: &TraceStats) -> bool {
-        let target = Some(stats.target);
-        let latest = |i: u8| stats.hops.get(usize::from(i)).and_then(Hop::host);
+        let target = Latest::Target;
+        // `Hop::latest` is `Hop::host` against the target, without following the figures'
+        // pointer: this scan runs on every probe.
+        let latest = |i: u8| {
+            stats
+                .hops
+                .get(usize::from(i))
+                .map_or(Latest::Nobody, |h| h.latest)
+        };
         let mut unknown = 0;
         let mut restart = false;
         // `at + 1` is at most `max_ttl`, a u8: no sum below overflows.
         for i in self.first..self.at {
-            if latest(i).is_none() {
+            if latest(i) == Latest::Nobody {
                 unknown += 1;
             }
             if latest(i) == target {
@@ -443,6 +465,12 @@ impl Hop {
         }
         // mtr reads the time with `strtol` into a C int, which keeps its low 32 bits.
         seen.add_rtt(rtt as i32);
+        // `address` is now the hop's host.
+        self.latest = if address == target {
+            Latest::Target
+        } else {
+            Latest::Router
+        };
     }
 
     fn seen_mut(&mut self) -> &mut Seen {
@@ -677,6 +705,38 @@ mod tests {
     fn answer(trace: &mut TraceStats, ttl: u8, line: &str) {
         trace.sent(ttl);
         trace.record(ttl, &ProbeResult::from_reply(&Reply::parse(line).unwrap()));
+    }
+
+    #[test]
+    fn the_latest_byte_follows_the_host() {
+        // Every kind of outcome, in an order that moves the host between the target, two
+        // routers and nobody-yet: the byte `Rounds` reads says what `host` says.
+        let target: IpAddr = "127.0.0.9".parse().unwrap();
+        let lines = [
+            "1 no-reply",
+            "1 ttl-expired ip-6 ::1 round-trip-time 10",
+            "1 no-route",
+            "1 ttl-expired ip-4 127.0.0.1",
+            "1 ttl-expired ip-4 127.0.0.1 round-trip-time 10",
+            "1 reply ip-4 127.0.0.9 round-trip-time 20",
+            "1 no-reply",
+            "1 ttl-expired ip-4 127.0.0.2 round-trip-time -5",
+            "1 probes-exhausted",
+            "1 reply ip-4 127.0.0.9 round-trip-time 30",
+            "1 ttl-expired ip-4 127.0.0.1 round-trip-time 10",
+        ];
+        let mut trace = TraceStats::new(target, 30);
+        for line in lines {
+            answer(&mut trace, 1, line);
+            let hop = &trace.hops[0];
+            let expected = match hop.host() {
+                None => Latest::Nobody,
+                Some(host) if host == target => Latest::Target,
+                Some(_) => Latest::Router,
+            };
+            assert_eq!(hop.latest, expected, "after {line}");
+        }
+        assert_eq!(std::mem::size_of::<Hop>(), 16);
     }
 
     #[test]
