@@ -10,7 +10,7 @@ use mtrproto::{TraceConfig, TraceStats, Tracer};
 
 use crate::driver::Command;
 use crate::error::Error;
-use crate::job::{Job, JobEvent, Target};
+use crate::job::{Job, JobEvent, MAX_ACTIVE, Target};
 use crate::options::ProbeOptions;
 use crate::session::Session;
 
@@ -42,8 +42,8 @@ pub struct CampaignLimits {
     pub max_in_flight: Option<usize>,
     /// Probes sent per second at most over the whole campaign; `None`: no cap.
     pub rate: Option<u32>,
-    /// Targets traced at once at most (default 4096): the others wait in the caller's
-    /// iterator, so memory grows with this, not with the number of targets.
+    /// Targets traced at once at most (default 4096, at most 2^24): the others wait in the
+    /// caller's iterator, so memory grows with this, not with the number of targets.
     pub max_active: usize,
 }
 
@@ -206,8 +206,7 @@ impl Session {
             session: self,
             options,
             id,
-            // Slots are keyed by u32 on the driver.
-            max_active: limits.max_active.clamp(1, u32::MAX as usize),
+            max_active: limits.max_active.clamp(1, MAX_ACTIVE),
             active: HashMap::new(),
             rounds_waiting,
             summary: CampaignSummary::default(),

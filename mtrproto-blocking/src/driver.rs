@@ -32,7 +32,7 @@ use mtrproto::{Failure, Feature, ProbeArgs, SessionConfig};
 
 use crate::completion::Completion;
 use crate::error::ProcessError;
-use crate::helper::{Answer, Caller, Helper, Why};
+use crate::helper::{Caller, Helper, Why};
 use crate::job::{Job, Target};
 use crate::status::Shared;
 use crate::sys;
@@ -154,8 +154,6 @@ pub(crate) struct Driver {
     any_answered: bool,
     /// The campaigns it runs.
     jobs: Vec<Job>,
-    /// Campaign answers taken from the helpers, reused from turn to turn.
-    answers: Vec<Answer>,
 }
 
 impl Driver {
@@ -203,7 +201,6 @@ impl Driver {
             next_slot: 0,
             any_answered: false,
             jobs: Vec::new(),
-            answers: Vec::new(),
         };
         driver.publish();
         Ok((driver, wakeup))
@@ -393,11 +390,10 @@ impl Driver {
     /// dropped).
     fn take_answers(&mut self, now: Instant) {
         for slot in &mut self.slots {
-            slot.helper.take_answers(&mut self.answers);
-        }
-        for (key, result) in self.answers.drain(..) {
-            if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
-                job.answer(now, key, result);
+            for (key, result) in slot.helper.take_answers() {
+                if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
+                    job.answer(now, key, result);
+                }
             }
         }
     }

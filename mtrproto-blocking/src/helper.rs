@@ -336,9 +336,9 @@ impl Helper {
         }
     }
 
-    /// Moves the campaign answers collected so far to `into`.
-    pub(crate) fn take_answers(&mut self, into: &mut Vec<Answer>) {
-        into.append(&mut self.answers);
+    /// The campaign answers collected so far, taken out.
+    pub(crate) fn take_answers(&mut self) -> std::vec::Drain<'_, Answer> {
+        self.answers.drain(..)
     }
 
     /// Whether campaign answers wait for the driver.

@@ -21,6 +21,13 @@ use crate::error::Error;
 /// target due within it (the driver's other wake-ups send what is due at once).
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
+/// The bits of a heap entry that hold the slot: targets traced at once are at most
+/// [`MAX_ACTIVE`].
+const SLOT_BITS: u32 = 24;
+
+/// Targets one campaign traces at once at most.
+pub(crate) const MAX_ACTIVE: usize = 1 << SLOT_BITS;
+
 /// Round events waiting for the caller at most: past this, rounds go unreported until it
 /// catches up (each holds a copy of a target's figures; a finished trace is always reported).
 pub(crate) const ROUNDS_WAITING: usize = 256;
@@ -75,8 +82,8 @@ struct Active {
     index: usize,
     generation: u64,
     tracer: Tracer,
-    /// The deadline last pushed on the heap for it.
-    scheduled: Option<Instant>,
+    /// The deadline last pushed on the heap for it ([`Job::millis`]).
+    scheduled: Option<u64>,
 }
 
 /// A running campaign, owned by the driver thread.
@@ -88,8 +95,12 @@ pub(crate) struct Job {
     next_allowed: Instant,
     slots: Vec<Option<Active>>,
     free: Vec<u32>,
-    /// Each target's next deadline, earliest first: (deadline, slot, generation).
-    heap: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    /// What the heap's deadlines count from.
+    base: Instant,
+    /// Each target's next deadline, earliest first, as one number: the deadline in whole
+    /// milliseconds from `base` (rounded up) above [`SLOT_BITS`], the slot below. Entries
+    /// whose deadline is no longer their target's are skipped when popped.
+    heap: BinaryHeap<Reverse<u64>>,
     generation: u64,
     in_flight: usize,
     counts: Counts,
@@ -116,6 +127,7 @@ impl Job {
             next_allowed: now,
             slots: Vec::new(),
             free: Vec::new(),
+            base: now,
             heap: BinaryHeap::new(),
             generation: 0,
             in_flight: 0,
@@ -146,8 +158,7 @@ impl Job {
             }
             None => {
                 self.slots.push(Some(active));
-                // Targets at once are bounded by the caller's `max_active`, a usize; past
-                // u32::MAX slots, probes would be keyed wrongly, so such a target waits out.
+                // The caller keeps its targets at once within MAX_ACTIVE, so this fits.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
@@ -161,8 +172,9 @@ impl Job {
         if self.in_flight >= self.budget {
             return None;
         }
-        let Reverse((due, ..)) = self.heap.peek()?;
-        let at = (*due).max(self.next_allowed);
+        let &Reverse(entry) = self.heap.peek()?;
+        let due = self.base + Duration::from_millis(entry >> SLOT_BITS);
+        let at = due.max(self.next_allowed);
         Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
     }
 
@@ -204,23 +216,30 @@ impl Job {
         mut send: impl FnMut(ProbeArgs, ProbeKey) -> Result<(), Error>,
     ) {
         self.last_look = Some(now);
+        // Whole milliseconds, rounded down: a deadline (rounded up) is due at most this.
+        let now_millis = self.millis(now, false);
         loop {
             if self.in_flight >= self.budget || self.next_allowed > now {
                 return;
             }
-            let Some(&Reverse((deadline, slot, generation))) = self.heap.peek() else {
+            let Some(&Reverse(entry)) = self.heap.peek() else {
                 return;
             };
-            if deadline > now {
+            let deadline = entry >> SLOT_BITS;
+            if deadline > now_millis {
                 return;
             }
             self.heap.pop();
+            let slot = (entry & ((1 << SLOT_BITS) - 1)) as u32;
             let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
                 continue;
             };
-            if active.generation != generation || active.scheduled != Some(deadline) {
+            // A stale entry (even one of a target that held the slot before: its deadline
+            // would then be this target's own).
+            if active.scheduled != Some(deadline) {
                 continue;
             }
+            let generation = active.generation;
             active.scheduled = None;
             active.tracer.handle_timeout(now);
             let round = active.tracer.rounds_completed();
@@ -265,16 +284,34 @@ impl Job {
         }
     }
 
+    /// `at` in whole milliseconds from `base`, rounded up or down, within the heap
+    /// entry's bits (about 34 years).
+    fn millis(&self, at: Instant, up: bool) -> u64 {
+        let since = at.saturating_duration_since(self.base);
+        let mut millis = since.as_millis();
+        if up && !since.subsec_nanos().is_multiple_of(1_000_000) {
+            millis += 1;
+        }
+        u64::try_from(millis)
+            .map_or(u64::MAX, |m| m)
+            .min(u64::MAX >> SLOT_BITS)
+    }
+
     /// Pushes the slot's next deadline if it changed.
     fn schedule(&mut self, slot: u32) {
+        let next = match self.slots.get(slot as usize) {
+            Some(Some(active)) => active.tracer.poll_timeout(),
+            _ => return,
+        };
+        let next = next.map(|at| self.millis(at, true));
         let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let next = active.tracer.poll_timeout();
         if next != active.scheduled {
             active.scheduled = next;
             if let Some(deadline) = next {
-                self.heap.push(Reverse((deadline, slot, active.generation)));
+                self.heap
+                    .push(Reverse(deadline << SLOT_BITS | u64::from(slot)));
             }
         }
     }
