@@ -35,8 +35,30 @@ fn simulate(scenario: &str, args: &[&str]) -> Vec<Result> {
 
 /// Runs `program ARGS` inside `mtrsim tests/scenarios/SCENARIO`; its stdout, once it succeeded.
 fn run_in_simulation(scenario: &str, program: &str, args: &[&str]) -> String {
+    mtrsim_output(
+        scenario,
+        program,
+        args,
+        Command::new(env!("CARGO_BIN_EXE_mtrsim")),
+    )
+}
+
+/// [`run_in_simulation`] with `$MTR_PACKET` set to `mtr_packet`.
+fn run_in_simulation_with(
+    scenario: &str,
+    mtr_packet: &str,
+    program: &str,
+    args: &[&str],
+) -> String {
+    let mut mtrsim = Command::new(env!("CARGO_BIN_EXE_mtrsim"));
+    mtrsim.env("MTR_PACKET", mtr_packet);
+    mtrsim_output(scenario, program, args, mtrsim)
+}
+
+/// `mtrsim SCENARIO -- PROGRAM ARGS`'s stdout, once it succeeded.
+fn mtrsim_output(scenario: &str, program: &str, args: &[&str], mut mtrsim: Command) -> String {
     let path = format!("{}/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(env!("CARGO_BIN_EXE_mtrsim"))
+    let output = mtrsim
         .args([path.as_str(), "--", program])
         .args(args)
         .output()
@@ -625,46 +647,89 @@ fn fixed_udp_flows_keep_their_path_and_answers_match() {
     }
 }
 
-/// Two helpers, one fixed UDP flow, TTLs 1 to 4 sent at once: each answer comes from a
-/// router at its probe's TTL. mtr-packet finds a fixed flow's answer by the sequence in the
-/// checksum and every helper's raw socket sees every answer; both helpers number from
-/// 33000, so a flow whose probes went to both would have one helper take the other's
-/// answer from TTL 1 for its TTL 2 probe. The session keeps a flow on one helper.
+/// Two helpers, one fixed UDP flow, every TTL of a diamond sent at once: each answer comes
+/// from a router at its probe's TTL. mtr-packet finds a fixed flow's answer by the sequence
+/// in the checksum and every helper's raw socket sees every answer; both helpers number
+/// from 33000, so a flow whose probes went to both would have one helper take the other's
+/// answer (TTL 1's router for its TTL 2 probe, in every run before the session kept a flow
+/// on one helper). IPv4 on the installed mtr-packet, IPv6 on 0.96.
 #[test]
 #[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
 fn two_helpers_keep_each_flows_answers_apart() {
     require_simulator();
-    let truth = |ttl: u8| -> (&str, Vec<IpAddr>) {
-        let at = |a: &[&str]| a.iter().map(|x| x.parse().unwrap()).collect();
-        match ttl {
-            1 => ("ttl-expired", at(&["198.18.40.11"])),
-            2 => ("ttl-expired", at(&["198.18.40.21", "198.18.40.22"])),
-            3 => ("ttl-expired", at(&["198.18.40.31"])),
-            _ => ("reply", at(&["198.18.40.1"])),
-        }
-    };
-    for flow in ["0", "1", "2", "3"] {
-        let results = simulate(
-            "diamond-2.toml",
-            &[
+    let at = |a: &[&str]| -> Vec<IpAddr> { a.iter().map(|x| x.parse().unwrap()).collect() };
+    let check = |scenario: &str, mtr_packet: &str, target: &str, hops: &[Vec<IpAddr>]| {
+        let ttls = format!("1-{}", hops.len() + 1);
+        for flow in ["0", "1", "2", "3"] {
+            let args = [
                 "--helpers",
                 "2",
                 "--flow",
                 flow,
                 "--ttls",
-                "1-4",
-                "198.18.40.1",
-                "198.18.40.1",
-            ],
-        );
-        assert_eq!(results.len(), 8, "flow {flow}: {results:?}");
-        for r in &results {
-            let (kind, from) = truth(r.ttl);
-            assert!(
-                r.kind == kind && r.from.is_some_and(|a| from.contains(&a)),
-                "flow {flow}: TTL {} answered by another TTL's router: {r:?}\n{results:?}",
-                r.ttl
+                &ttls,
+                target,
+                target,
+            ];
+            let stdout = run_in_simulation_with(
+                scenario,
+                mtr_packet,
+                env!("CARGO_BIN_EXE_sim-probe"),
+                &args,
             );
+            let results: Vec<Result> = stdout.lines().map(parse_line).collect();
+            assert_eq!(results.len(), 2 * (hops.len() + 1), "{results:?}");
+            for r in &results {
+                let from = r
+                    .from
+                    .unwrap_or_else(|| panic!("{scenario} flow {flow}: {r:?}"));
+                let right = match hops.get(usize::from(r.ttl) - 1) {
+                    Some(routers) => r.kind == "ttl-expired" && routers.contains(&from),
+                    None => r.kind == "reply" && from == target.parse::<IpAddr>().unwrap(),
+                };
+                assert!(
+                    right,
+                    "{scenario} flow {flow}: TTL {} answered by another TTL's router: {r:?}\n{results:?}",
+                    r.ttl
+                );
+            }
         }
+    };
+    let diamond_2 = [
+        at(&["198.18.40.11"]),
+        at(&["198.18.40.21", "198.18.40.22"]),
+        at(&["198.18.40.31"]),
+    ];
+    let installed = mtrproto_tests::require_mtr_packet();
+    let installed = installed.to_str().unwrap();
+    check("diamond-2.toml", installed, "198.18.40.1", &diamond_2);
+    // IPv6 fixed flows need mtr-packet 0.96 (scripts/build-mtr-versions).
+    let dir = std::env::var_os("MTR_VERSIONS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
+        std::path::PathBuf::from,
+    );
+    let v096 = dir.join("0.96/mtr-packet");
+    if !v096.exists() {
+        assert!(
+            std::env::var_os("MTR_VERSIONS").is_none(),
+            "{v096:?} missing"
+        );
+        println!(
+            "skipped IPv6: {} not built (scripts/build-mtr-versions)",
+            v096.display()
+        );
+        return;
     }
+    let diamond_v6 = [
+        at(&["2001:db8:48::11"]),
+        at(&["2001:db8:48::21", "2001:db8:48::22", "2001:db8:48::23"]),
+        at(&["2001:db8:48::31", "2001:db8:48::32"]),
+        at(&["2001:db8:48::41"]),
+    ];
+    check(
+        "diamond-v6.toml",
+        v096.to_str().unwrap(),
+        "2001:db8:48::1",
+        &diamond_v6,
+    );
 }
