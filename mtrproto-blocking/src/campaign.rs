@@ -127,10 +127,8 @@ impl Session {
     /// ```
     pub fn trace(&self, host: &str, options: &TraceOptions) -> Result<TraceStats, Error> {
         let mut stats = None;
-        self.campaign([host], options, &CampaignLimits::default(), |event| {
-            if let CampaignEvent::Done(report) = event {
-                stats = Some(report.stats);
-            }
+        self.campaign_reports([host], options, &CampaignLimits::default(), |report| {
+            stats = Some(report.stats);
         })?;
         stats.unwrap_or(Err(crate::StateError.into()))
     }
@@ -182,6 +180,57 @@ impl Session {
         S: AsRef<str>,
         F: FnMut(CampaignEvent<'_>),
     {
+        self.run_campaign(hosts, options, limits, true, on_event)
+    }
+
+    /// [`Session::campaign`] without [`CampaignEvent::Round`]: `on_report` gets each
+    /// target's report as soon as its trace ends, and nothing else. Cheaper when rounds are
+    /// of no interest (path monitoring): no copy of a target's figures is made per round.
+    ///
+    /// ```no_run
+    /// use mtrproto_blocking::{CampaignLimits, Session, TraceOptions};
+    /// let session = Session::open()?;
+    /// let hosts = ["127.0.0.1", "127.0.0.2"];
+    /// session.campaign_reports(hosts, &TraceOptions::default(), &CampaignLimits::default(), |report| {
+    ///     if let Ok(stats) = report.stats {
+    ///         println!("{}: {} hops", report.host, stats.hops().len());
+    ///     }
+    /// })?;
+    /// # Ok::<(), mtrproto_blocking::Error>(())
+    /// ```
+    pub fn campaign_reports<I, S, F>(
+        &self,
+        hosts: I,
+        options: &TraceOptions,
+        limits: &CampaignLimits,
+        mut on_report: F,
+    ) -> Result<CampaignSummary, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+        F: FnMut(TargetReport),
+    {
+        self.run_campaign(hosts, options, limits, false, |event| {
+            if let CampaignEvent::Done(report) = event {
+                on_report(report);
+            }
+        })
+    }
+
+    /// A campaign, with [`CampaignEvent::Round`]s if `rounds`.
+    fn run_campaign<I, S, F>(
+        &self,
+        hosts: I,
+        options: &TraceOptions,
+        limits: &CampaignLimits,
+        rounds: bool,
+        on_event: F,
+    ) -> Result<CampaignSummary, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+        F: FnMut(CampaignEvent<'_>),
+    {
         let capacity = self.window() * self.helper_pids().len().max(1);
         let budget = limits.max_in_flight.unwrap_or(capacity).clamp(1, capacity);
         self.check_open()?;
@@ -192,6 +241,7 @@ impl Session {
             id,
             budget,
             limits.rate,
+            rounds,
             sender,
             Arc::clone(&rounds_waiting),
             Instant::now(),

@@ -106,6 +106,8 @@ pub(crate) struct Job {
     counts: Counts,
     /// When it last looked for due probes.
     last_look: Option<Instant>,
+    /// Whether the caller wants round events.
+    rounds: bool,
     events: Sender<JobEvent>,
     /// Round events sent and not yet taken by the caller.
     rounds_waiting: Arc<AtomicUsize>,
@@ -116,6 +118,7 @@ impl Job {
         id: u32,
         budget: usize,
         rate: Option<u32>,
+        rounds: bool,
         events: Sender<JobEvent>,
         rounds_waiting: Arc<AtomicUsize>,
         now: Instant,
@@ -133,6 +136,7 @@ impl Job {
             in_flight: 0,
             counts: Counts::default(),
             last_look: None,
+            rounds,
             events,
             rounds_waiting,
         }
@@ -271,7 +275,10 @@ impl Job {
                     self.next_allowed = self.next_allowed.max(floor) + period;
                 }
                 let rounds = active.tracer.rounds_completed();
-                if round < rounds && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING {
+                if self.rounds
+                    && round < rounds
+                    && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING
+                {
                     self.rounds_waiting.fetch_add(1, Ordering::AcqRel);
                     let _ = self.events.send(JobEvent::Round {
                         index: active.index,

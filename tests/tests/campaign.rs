@@ -364,3 +364,24 @@ fn the_callback_runs_on_the_callers_thread() {
     assert!(events > 4, "rounds reported too: {events} events");
     assert_eq!(probes_at_ttl_1, [2; 4]);
 }
+
+#[test]
+fn campaign_reports_hands_out_every_report_and_no_rounds() {
+    let session = fake(0);
+    let mut indices = Vec::new();
+    let summary = session
+        .campaign_reports(
+            hosts(5),
+            &options(2, 10),
+            &CampaignLimits::default(),
+            |report| {
+                let stats = report.stats.expect("traced");
+                assert_eq!(stats.hops()[0].sent(), 2);
+                indices.push(report.index);
+            },
+        )
+        .unwrap();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..5).collect::<Vec<_>>());
+    assert_eq!((summary.targets, summary.failed), (5, 0));
+}

@@ -1,5 +1,6 @@
 //! Path monitoring at scale: traces every target of a simulator scenario through one
-//! campaign (`Session::campaign`) and checks each report against the ground truth.
+//! campaign (`Session::campaign_reports`: reports only, no round events) and checks each
+//! report against the ground truth.
 //!
 //! ```text
 //! sudo mtrsim SCENARIO.toml -- scale-bench --scenario SCENARIO.toml [--targets N]
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use mtrproto::TraceStats;
 use mtrproto_blocking::{
-    CampaignEvent, CampaignLimits, ProbeOptions, Protocol, Session, TraceConfig, TraceOptions,
+    CampaignLimits, ProbeOptions, Protocol, Session, TraceConfig, TraceOptions,
 };
 use mtrproto_tests::sim::internet::TargetTruth;
 use mtrproto_tests::sim::scenario::Scenario;
@@ -131,10 +132,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (mut correct, mut clean, mut clean_correct, mut judged) = (0u64, 0u64, 0u64, 0u64);
     let started = Instant::now();
     let hosts = targets.iter().map(IpAddr::to_string);
-    let summary = session.campaign(hosts, &options, &limits, |event| {
-        let CampaignEvent::Done(report) = event else {
-            return;
-        };
+    let summary = session.campaign_reports(hosts, &options, &limits, |report| {
         if report.index + 1 == targets.len() {
             // The helpers' CPU while they still run (they are gone after close).
             helpers_after = helper_cpu();
