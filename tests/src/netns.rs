@@ -4,6 +4,10 @@
 
 use std::io;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// How long [`Netns::add_ipv6`] waits for an address to become local.
+pub const LOCAL_ROUTE_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether this process may create network namespaces (root and iproute2 present).
 pub fn available() -> bool {
@@ -63,6 +67,34 @@ impl Netns {
         let mut all = vec!["-n", &self.name];
         all.extend_from_slice(args);
         ip(&all)
+    }
+
+    /// Adds the IPv6 `address` (with its prefix length) to `dev` without duplicate address
+    /// detection, and waits, at most [`LOCAL_ROUTE_WAIT`], until packets to it are delivered
+    /// here: the kernel adds an address's local route in its address configuration work,
+    /// after `ip addr add` returns (later still on a busy machine), and drops what arrives
+    /// for the address before.
+    pub fn add_ipv6(&self, address: &str, dev: &str) -> io::Result<()> {
+        self.ip(&["-6", "addr", "add", address, "dev", dev, "nodad"])?;
+        let bare = address.split('/').next().unwrap_or(address);
+        let deadline = Instant::now() + LOCAL_ROUTE_WAIT;
+        loop {
+            let shown = Command::new("ip")
+                .args([
+                    "-n", &self.name, "-6", "route", "show", "table", "local", bare,
+                ])
+                .output()?;
+            if shown.status.success() && !shown.stdout.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "{bare} in {}: no local route after {LOCAL_ROUTE_WAIT:?}",
+                    self.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Sets a sysctl inside the namespace.

@@ -339,7 +339,7 @@ fn build_line(tag: &str) -> std::io::Result<[Netns; 4]> {
     veth(&r2, &dev("r2b"), &target, &dev("t0"))?;
     let addr = |ns: &Netns, name: &str, v4: &str, v6: &str| -> std::io::Result<()> {
         ns.ip(&["addr", "add", v4, "dev", &dev(name)])?;
-        ns.ip(&["-6", "addr", "add", v6, "dev", &dev(name), "nodad"])
+        ns.add_ipv6(v6, &dev(name))
     };
     addr(&client, "c0", "198.18.1.2/24", "2001:db8:1::2/64")?;
     addr(&r1, "r1a", "198.18.1.1/24", "2001:db8:1::1/64")?;

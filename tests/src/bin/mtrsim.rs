@@ -34,8 +34,6 @@ use mtrproto_tests::sim::tun::{
 const TUN: &str = "sim0";
 /// How long a command may take to exit on SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(2);
-/// How long the IPv6 source address may take to become local ([`wait_for_local_route`]).
-const LOCAL_ROUTE_WAIT: Duration = Duration::from_secs(5);
 /// How often the command's exit and SIGTERM are checked.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -92,20 +90,12 @@ fn run(
         "dev",
         TUN,
     ])?;
-    ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{}/128", scenario.source6),
-        "dev",
-        TUN,
-        "nodad",
-    ])?;
+    // Waits for its local route: answers that arrive before it are dropped.
+    netns.add_ipv6(&format!("{}/128", scenario.source6), TUN)?;
     for route in &scenario.routes {
         let family = if route.contains(':') { "-6" } else { "-4" };
         ip(&[family, "route", "add", route, "dev", TUN])?;
     }
-    wait_for_local_route(&scenario.source6.to_string())?;
 
     let (to_writer, scheduled) = crossbeam_channel::unbounded();
     let reader_tun = Arc::clone(&tun);
@@ -156,27 +146,6 @@ fn run(
     };
     drop(netns);
     Ok(code)
-}
-
-/// Waits, at most [`LOCAL_ROUTE_WAIT`], until packets to the IPv6 source `address` are
-/// delivered here: its local route is added by IPv6's address configuration work, after
-/// `ip addr add` returns (even with `nodad`, and later still on a busy machine), and answers
-/// that arrive before it are dropped (every answer of a command started at once, in about
-/// 1 run of 40 with the simulator tests running beside it).
-fn wait_for_local_route(address: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + LOCAL_ROUTE_WAIT;
-    loop {
-        let shown = Command::new("ip")
-            .args(["-6", "route", "show", "table", "local", address])
-            .output()?;
-        if shown.status.success() && !shown.stdout.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no local route for {address} after {LOCAL_ROUTE_WAIT:?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Prints the ground truth of every target of the scenario and of its generated internet.
