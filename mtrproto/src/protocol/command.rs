@@ -845,7 +845,7 @@ impl Field for Protocol {
 }
 
 /// Appends `value` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+fn push_decimal(out: &mut Vec<u8>, value: u64) {
     // Most values are a TTL or an octet: pushed digit by digit, without a copy of a
     // variable length (a call to `memcpy`).
     let digit = |v: u64| b'0' + (v % 10) as u8;
@@ -858,11 +858,12 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
     if value < 1000 {
         return out.extend_from_slice(&[digit(value / 100), digit(value / 10), digit(value)]);
     }
+    let mut value = value;
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
+        digits[start] = digit(value);
         value /= 10;
         if value == 0 {
             break;
@@ -887,6 +888,23 @@ fn range(what: &'static str, value: u64, min: u64, max: u64) -> Result<(), Argum
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_of_every_length_as_format_writes_them() {
+        let mut values = vec![0, u64::MAX, u64::from(u32::MAX), 1 << 53];
+        for power in 0..20 {
+            let p = 10u64.pow(power);
+            values.extend([p - 1, p, p + 1, p.saturating_mul(7).saturating_add(3)]);
+        }
+        let mut out = b"x".to_vec();
+        let mut expected = "x".to_owned();
+        for value in values {
+            push_decimal(&mut out, value);
+            out.push(b' ');
+            expected.push_str(&format!("{value} "));
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
 
     #[test]
     fn a_parsed_timeout_is_checked_in_whole_seconds() {
