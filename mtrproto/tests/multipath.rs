@@ -570,9 +570,14 @@ fn a_single_first_hop_without_the_per_packet_check_counts_like_tracelb() {
             "width {width} like tracelb: median {} worst {worst} probes, tracelb {scamper}",
             median(&tally.probes)
         );
-        if width == 2 {
-            assert!(worst <= scamper, "{worst} probes > tracelb's {scamper}");
-        }
+        // 16 wide, 10 more: one flow onward from each of TTL 2's routers shows its link
+        // into TTL 3 (a link only where one flow answered at both TTLs), where tracelb
+        // sends the stopping rule's 6 and takes the links from TTL 3's one router.
+        let links = if width == 16 { 16 - 6 } else { 0 };
+        assert!(
+            worst <= scamper + links,
+            "{worst} probes > tracelb's {scamper} + {links}"
+        );
     }
     // A balancer at the first hop shows one of its interfaces, its links onward found.
     let first_hop = Topology::full("first hop", &[1, 4, 1]);
@@ -671,7 +676,7 @@ fn failure_control_holds_whole_traces_to_the_confidence() {
         Topology::full("first hop", &[1, 4, 1]),
     ];
     // MDA holds each decision to 5%; a trace takes many, so whole traces miss more often
-    // (the meshed ones in about 1 of 7 runs). Split 4 ways, every trace here is complete
+    // (the meshed ones in about 1 of 8 runs). Split 4 ways, every trace here is complete
     // in at least 95% of the runs.
     for topology in &topologies {
         let mut line = format!("{}:", topology.name);
