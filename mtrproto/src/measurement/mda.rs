@@ -75,16 +75,14 @@ pub(crate) fn repeat_point(alpha: f64) -> u32 {
 }
 
 /// The flows that take, with failure at most `alpha`, a link one flow in `ways` takes: the
-/// least `n` with `(1 - 1 / ways)^n <= alpha` (23 for 1 in 8 at 5%). At most 100,000.
+/// least `n` with `(1 - 1 / ways)^n <= alpha` (23 for 1 in 8 at 5%), at most 100,000.
 pub(crate) fn link_point(alpha: f64, ways: usize) -> usize {
-    let miss = 1.0 - 1.0 / ways.max(1) as f64;
-    let mut left = 1.0f64;
-    let mut n = 0;
-    while left > alpha && n < 100_000 {
-        left *= miss;
-        n += 1;
+    if ways <= 1 {
+        return 1;
     }
-    n
+    let n = (alpha.ln() / (1.0 - 1.0 / ways as f64).ln()).ceil();
+    // The cast saturates (NaN to 0): within 1 to 100,000 whatever alpha is.
+    (n.min(100_000.0) as usize).max(1)
 }
 
 /// `n_k` for a failure probability `alpha` (see [`Confidence::stopping_point`]).
@@ -193,5 +191,11 @@ mod tests {
         assert_eq!(link_point(0.05, 8), 23);
         assert_eq!(link_point(0.05, 12), 35);
         assert_eq!(link_point(0.05, 1), 1);
+        assert_eq!(link_point(0.05, 6), 17);
+        for ways in 2..200 {
+            let n = link_point(0.05, ways) as i32;
+            let miss = 1.0 - 1.0 / ways as f64;
+            assert!(miss.powi(n) <= 0.05 && miss.powi(n - 1) > 0.05, "{ways}");
+        }
     }
 }
