@@ -385,3 +385,28 @@ fn campaign_reports_hands_out_every_report_and_no_rounds() {
     assert_eq!(indices, (0..5).collect::<Vec<_>>());
     assert_eq!((summary.targets, summary.failed), (5, 0));
 }
+
+/// A helper that dies with probes in flight: those probes end as lost in their traces, the
+/// driver starts the helper again, and every target is still reported.
+#[test]
+fn a_helper_that_dies_mid_campaign_loses_its_probes_and_the_traces_go_on() {
+    // Two opening checks, then six probes: it exits at the sixth, with some unanswered.
+    let session = Session::builder()
+        .program(FAKE, ["--exit-after", "8", "--delay-ms", "20"])
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(2, 50);
+    options.trace.max_ttl = 3;
+    let mut reported = Vec::new();
+    let summary = session
+        .campaign_reports(hosts(4), &options, &CampaignLimits::default(), |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+            reported.push(report.index);
+        })
+        .unwrap();
+    reported.sort_unstable();
+    assert_eq!(reported, [0, 1, 2, 3]);
+    assert_eq!((summary.targets, summary.failed), (4, 0));
+    assert!(summary.lost >= 1, "{summary:?}");
+    assert!(session.helpers()[0].restarts >= 1, "{:?}", session.helpers());
+}
