@@ -408,5 +408,9 @@ fn a_helper_that_dies_mid_campaign_loses_its_probes_and_the_traces_go_on() {
     assert_eq!(reported, [0, 1, 2, 3]);
     assert_eq!((summary.targets, summary.failed), (4, 0));
     assert!(summary.lost >= 1, "{summary:?}");
-    assert!(session.helpers()[0].restarts >= 1, "{:?}", session.helpers());
+    assert!(
+        session.helpers()[0].restarts >= 1,
+        "{:?}",
+        session.helpers()
+    );
 }
