@@ -414,3 +414,37 @@ fn a_helper_that_dies_mid_campaign_loses_its_probes_and_the_traces_go_on() {
         session.helpers()
     );
 }
+
+/// Round events waiting for a caller that falls behind are bounded (each holds a copy of a
+/// target's figures): while the callback sleeps at its first event, the traces run to
+/// their end on the driver thread, and at most 256 of their rounds wait for it. Every
+/// report still arrives.
+#[test]
+fn rounds_waiting_for_a_slow_caller_are_bounded() {
+    const TARGETS: usize = 200;
+    let session = fake(0);
+    let hosts: Vec<String> = (0..TARGETS)
+        .map(|i| format!("127.0.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let (mut first, mut rounds, mut done) = (true, 0, 0);
+    session
+        .campaign(
+            &hosts,
+            &options(3, 10),
+            &CampaignLimits::default(),
+            |event| {
+                if std::mem::take(&mut first) {
+                    // Long enough for 200 short traces to end, 600 rounds sent.
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                match event {
+                    CampaignEvent::Round { .. } => rounds += 1,
+                    CampaignEvent::Done(_) => done += 1,
+                }
+            },
+        )
+        .unwrap();
+    println!("{rounds} round events of {} rounds sent", 3 * TARGETS);
+    assert_eq!(done, TARGETS);
+    assert!((1..=257).contains(&rounds), "{rounds} round events");
+}
