@@ -451,14 +451,18 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// TTL before has several interfaces, for each of them: each needs the stopping point's
 /// number of flows through it for the successors it showed, and fresh flows are sent to the
 /// TTL before until enough reach it (node control), within a cap. With
-/// [`MultipathConfig::lite`] (MDA-Lite's saving, Vermeulen et al. 2018), a TTL where the
-/// paths converge onto one interface needs only one flow onward from each interface before
-/// (its link). Fresh flows go straight to a TTL whose predecessor showed one interface; an
-/// interface reached only by such flows has one of them probed at the TTL before, as a
-/// link is reported only where one flow answered at both TTLs (the predecessor may have an
-/// interface MDA missed, which that probe may find). A TTL with two or
-/// more interfaces has answered flows probed again, `stopping_point(1)` times: one flow
-/// answered by two interfaces marks the hop as balancing per packet. The trace ends when
+/// [`MultipathConfig::lite`] (MDA-Lite, Vermeulen et al. 2018), a TTL takes its own rule,
+/// fresh flows sent straight to it, and one flow onward from each interface before (its
+/// link); MDA-Lite's tests on the flows seen at both TTLs pick what more it needs: on
+/// meshed hops, flows seen at both until a link one more successor behind any interface
+/// before would add is ruled out; where the interfaces before reach unequal numbers, or
+/// several interfaces are each reached from one before, the per-interface rule. An
+/// interface reached only by flows sent straight to it has one of them probed at the TTL
+/// before, as a link is reported only where one flow answered at both TTLs (the
+/// predecessor may have an interface MDA missed, which that probe may find). A TTL with
+/// two or more interfaces has answered flows probed again, 5 times at 95% (7 at 99%) for
+/// each interface before whose flows reached several: one flow answered by two
+/// interfaces marks the hop as balancing per packet. The trace ends when
 /// every answered flow reached the target, after `max_silent` silent TTLs, at `max_ttl`,
 /// or when the budget is spent.
 ///
