@@ -864,3 +864,20 @@ fn meshed_hops_take_flows_seen_at_both_ttls() {
         assert!(total <= bound, "{}: {total} probes", topology.name);
     }
 }
+
+#[test]
+fn a_gap_past_what_an_instant_holds_is_a_far_deadline() {
+    let now = Instant::now();
+    let config = MultipathConfig {
+        gap: Duration::MAX,
+        ..MultipathConfig::default()
+    };
+    let mut tracer = MultipathTracer::new(udp(), &config, now).unwrap();
+    let probe = tracer.poll_probe(now).unwrap();
+    assert_eq!(tracer.poll_probe(now), None, "the next waits the gap");
+    let line = format!("1 reply ip-4 {TARGET} round-trip-time 900");
+    let result = ProbeResult::from_reply(&Reply::parse(&line).unwrap());
+    tracer.handle_result(now, probe.id(), &result);
+    assert!(tracer.is_done(), "the target answered at the first TTL");
+    assert_eq!(tracer.report().probes, 1);
+}

@@ -12,6 +12,8 @@ use crate::protocol::command::ProbeArgs;
 use crate::protocol::flow::Flow;
 use crate::protocol::reply::ReplyKind;
 use crate::protocol::result::ProbeResult;
+// The gap is the caller's: a deadline past what an `Instant` holds is put far off.
+use crate::session::later;
 
 /// How to enumerate the paths to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -617,10 +619,10 @@ impl MultipathTracer {
         self.next_seq = self.next_seq.wrapping_add(1);
         let probe_id = ProbeId { seq, ttl, flow };
         self.pending.insert(seq, probe_id);
-        let deadline = now + args.effective_timeout() + LOST_AFTER;
+        let deadline = later(now, args.effective_timeout().saturating_add(LOST_AFTER));
         self.deadlines.push_back((deadline, seq));
         self.probes += 1;
-        self.next_send = now + self.config.gap;
+        self.next_send = later(now, self.config.gap);
         Some(MultipathProbe { id: probe_id, args })
     }
 

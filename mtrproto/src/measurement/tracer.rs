@@ -7,6 +7,8 @@ use crate::measurement::stats::{Rounds, TraceStats};
 use crate::protocol::command::ProbeArgs;
 use crate::protocol::flow::Flow;
 use crate::protocol::result::ProbeResult;
+// Durations are the caller's: deadlines past what an `Instant` holds are put far off.
+use crate::session::later;
 
 /// How to trace one target: mtr's options of the same names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +191,7 @@ impl Tracer {
             .map(|_| TraceStats::new(args.target(), config.max_ttl))
             .collect();
         let rounds = Rounds::starting_at(&stats, config.first_ttl, config.max_unknown);
-        let next = now + rounds.gap(config.interval);
+        let next = later(now, rounds.gap(config.interval));
         Ok(Tracer {
             args,
             stats,
@@ -226,7 +228,7 @@ impl Tracer {
         self.in_flight = self.in_flight.saturating_add(1);
         self.sent = self.sent.saturating_add(1);
         let ended = self.rounds.advance(&self.stats);
-        let tick = now + self.rounds.gap(self.interval);
+        let tick = later(now, self.rounds.gap(self.interval));
         if ended {
             self.completed += 1;
         }
@@ -287,7 +289,7 @@ impl Tracer {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Phase::Grace { until } = self.phase
             && now >= until
-            && (self.in_flight == 0 || now >= until + self.grace)
+            && (self.in_flight == 0 || now >= later(until, self.grace))
         {
             self.phase = Phase::Done;
             self.stats.end_transit();
@@ -301,7 +303,7 @@ impl Tracer {
         match self.phase {
             Phase::Probing { next } => Some(next),
             Phase::Grace { until } if self.in_flight == 0 => Some(until),
-            Phase::Grace { until } => Some(until + self.grace),
+            Phase::Grace { until } => Some(later(until, self.grace)),
             Phase::Done => None,
         }
     }
@@ -644,6 +646,37 @@ mod tests {
         let hop = &stats.hops()[0];
         assert_eq!((hop.sent(), hop.received()), (2, 1));
         assert_eq!(hop.loss_percent(), 50.0);
+    }
+
+    #[test]
+    fn intervals_and_graces_past_what_an_instant_holds_are_far_deadlines() {
+        let start = Instant::now();
+        let answer = Path::new("127.0.0.1", 1, &[]).answer(1);
+        for (interval, grace) in [
+            (Duration::MAX, Duration::ZERO),
+            (Duration::ZERO, Duration::MAX),
+            (Duration::MAX, Duration::MAX),
+        ] {
+            let config = TraceConfig {
+                cycles: 1,
+                max_ttl: 1,
+                interval,
+                grace,
+                ..TraceConfig::default()
+            };
+            let mut tracer = Tracer::new(localhost(), &config, start).unwrap();
+            let due = tracer.poll_timeout().unwrap();
+            assert!(due >= start);
+            let probe = tracer.poll_probe(due).unwrap();
+            // In flight: the tick after the round, then the grace.
+            let end = tracer.poll_timeout().unwrap();
+            assert!(end >= due);
+            tracer.handle_timeout(end);
+            assert!(tracer.is_done(), "{interval:?} {grace:?}");
+            // After the end: ignored.
+            tracer.handle_result(end, probe.ttl(), &answer);
+            assert_eq!((tracer.probes_sent(), tracer.poll_timeout()), (1, None));
+        }
     }
 
     #[test]

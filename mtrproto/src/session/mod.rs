@@ -919,7 +919,7 @@ impl Session {
 pub const FAR_FUTURE: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// `now + by`, or [`FAR_FUTURE`] on when that is past what an `Instant` holds.
-fn later(now: Instant, by: Duration) -> Instant {
+pub(crate) fn later(now: Instant, by: Duration) -> Instant {
     now.checked_add(by).unwrap_or(now + FAR_FUTURE)
 }
 
