@@ -495,11 +495,17 @@ fn helper_for<'s>(
     };
     // A pinned helper that takes no requests (restarting) is stood in for by the next
     // one that does, the same one for every probe pinned there.
-    let count = slots.len();
-    let slot = (0..count)
-        .map(|i| (pin + i) % count)
-        .find(|&i| slots[i].helper.accepts())?;
+    let slot = stand_in(pin, slots.len(), |i| slots[i].helper.accepts())?;
     Some(&mut slots[slot].helper)
+}
+
+/// The slot of `count` a probe pinned to `pin` goes to: `pin`'s own, or the next that
+/// `accepts`.
+fn stand_in(pin: usize, count: usize, accepts: impl Fn(usize) -> bool) -> Option<usize> {
+    // `pin` is a hash, anywhere up to usize::MAX: reduced first, so that adding cannot
+    // overflow.
+    let own = pin.checked_rem(count)?;
+    (0..count).map(|i| (own + i) % count).find(|&i| accepts(i))
 }
 
 /// The least loaded helper that takes requests; among equals, the next in turn.
@@ -512,4 +518,19 @@ fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s 
         .min_by_key(|&i| slots[i].helper.load())?;
     *next_slot = best + 1;
     Some(&mut slots[best].helper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_near_the_top_of_usize_finds_its_stand_in() {
+        // usize::MAX is slot 1 of 2; slot 1 restarting, slot 0 stands in.
+        assert_eq!(stand_in(usize::MAX, 2, |i| i == 0), Some(0));
+        assert_eq!(stand_in(usize::MAX, 2, |_| true), Some(1));
+        assert_eq!(stand_in(usize::MAX - 1, 3, |i| i == 1), Some(1));
+        assert_eq!(stand_in(7, 3, |_| false), None);
+        assert_eq!(stand_in(7, 0, |_| true), None);
+    }
 }
