@@ -191,7 +191,9 @@ pub struct MultipathReport {
     pub probes: u32,
     /// Every TTL probed, in order.
     pub hops: Vec<MultipathHop>,
-    /// Every link seen.
+    /// Every link seen: one flow answered at both TTLs. After a hop balancing per packet,
+    /// a flow's two probes may have gone different ways: links from it only where the next
+    /// TTL has one interface (every interface of the hop leads to it).
     pub links: Vec<Link>,
     /// Why it ended; `None` while it runs.
     pub end: Option<MultipathEnd>,
@@ -732,7 +734,14 @@ impl MultipathTracer {
             });
             if ttl > first {
                 let before = &self.hops[ttl - 1];
-                for (id, obs) in &hop.flows {
+                // After a per-packet hop, a flow's probe here may have come through another
+                // interface than its probe there showed: its link may not exist.
+                let flows = if before.per_packet {
+                    None
+                } else {
+                    Some(&hop.flows)
+                };
+                for (id, obs) in flows.into_iter().flatten() {
                     let from = if self.assumed_single(ttl - 1) {
                         before.came_through(*id)
                     } else {
