@@ -925,3 +925,18 @@ fn a_gap_past_what_an_instant_holds_is_a_far_deadline() {
     assert!(tracer.is_done(), "the target answered at the first TTL");
     assert_eq!(tracer.report().probes, 1);
 }
+
+#[test]
+fn a_budget_of_no_probes_ends_the_trace_at_once() {
+    let now = Instant::now();
+    let config = MultipathConfig {
+        max_probes: 0,
+        ..MultipathConfig::default()
+    };
+    let mut tracer = MultipathTracer::new(udp(), &config, now).unwrap();
+    // A driver waits for nothing once poll_timeout says None: the trace must be over then.
+    assert_eq!(tracer.poll_probe(now), None);
+    assert_eq!(tracer.poll_timeout(), None);
+    assert!(tracer.is_done());
+    assert_eq!(tracer.report().end, Some(MultipathEnd::Budget));
+}

@@ -564,7 +564,7 @@ impl MultipathTracer {
         }
         let points = stopping_points(config.confidence, config.decisions);
         let repeats = mda::repeat_point(config.confidence.split(config.decisions));
-        Ok(MultipathTracer {
+        let mut tracer = MultipathTracer {
             target: args.target(),
             args,
             config: config.clone(),
@@ -581,7 +581,10 @@ impl MultipathTracer {
             points,
             repeats,
             alpha: config.confidence.split(config.decisions),
-        })
+        };
+        // A budget of no probes ends it now: no input would come to end it later.
+        tracer.advance();
+        Ok(tracer)
     }
 
     /// The next probe if one is due at `now`: within the window, the gap and the budget.
