@@ -269,7 +269,8 @@ pub fn multipath(data: &[u8]) {
         first_ttl: 1 + bytes.byte() % max_ttl,
         max_ttl,
         max_silent: 1 + bytes.byte() % 4,
-        max_probes: 1 + u32::from(bytes.byte()) * 2,
+        // 0 included: a trace with no budget must end at once.
+        max_probes: u32::from(bytes.byte()) * 2,
         window: 1 + usize::from(bytes.byte() % 16),
         gap: Duration::from_millis(u64::from(bytes.byte() % 20)),
         timeout: Duration::from_secs(1 + u64::from(bytes.byte() % 3)),
