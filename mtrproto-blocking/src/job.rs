@@ -101,6 +101,9 @@ pub(crate) struct Job {
     /// milliseconds from `base` (rounded up) above [`SLOT_BITS`], the slot below. Entries
     /// whose deadline is no longer their target's are skipped when popped.
     heap: BinaryHeap<Reverse<u64>>,
+    /// Slots with a probe due while the budget was used up: off the heap (so that the
+    /// driver does not wake for them) until an answer frees room.
+    waiting: Vec<u32>,
     generation: u64,
     in_flight: usize,
     counts: Counts,
@@ -132,6 +135,7 @@ impl Job {
             free: Vec::new(),
             base: now,
             heap: BinaryHeap::new(),
+            waiting: Vec::new(),
             generation: 0,
             in_flight: 0,
             counts: Counts::default(),
@@ -169,16 +173,18 @@ impl Job {
         self.schedule(slot);
     }
 
-    /// When the driver must come back to send due probes: the earliest target's deadline (or
-    /// the rate's next slot), at most once per [`TICK`]. None while the budget is used up:
-    /// only answers free room, and they wake the driver.
+    /// When the driver must come back to send due probes or end a trace: the earliest
+    /// target's deadline (or the rate's next slot), at most once per [`TICK`]. While the
+    /// budget is used up, targets waiting to send are off the heap (answers free room, and
+    /// they wake the driver), so this is a trace's end.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        if self.in_flight >= self.budget {
-            return None;
-        }
         let &Reverse(entry) = self.heap.peek()?;
         let due = self.base + Duration::from_millis(entry >> SLOT_BITS);
-        let at = due.max(self.next_allowed);
+        let at = if self.in_flight >= self.budget {
+            due
+        } else {
+            due.max(self.next_allowed)
+        };
         Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
     }
 
@@ -190,6 +196,10 @@ impl Job {
         result: Result<ProbeResult, Error>,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        // Room again: the targets that waited for it are due.
+        for slot in std::mem::take(&mut self.waiting) {
+            self.schedule(slot);
+        }
         match &result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
@@ -223,7 +233,8 @@ impl Job {
         // Whole milliseconds, rounded down: a deadline (rounded up) is due at most this.
         let now_millis = self.millis(now, false);
         loop {
-            if self.in_flight >= self.budget || self.next_allowed > now {
+            let full = self.in_flight >= self.budget;
+            if !full && self.next_allowed > now {
                 return;
             }
             let Some(&Reverse(entry)) = self.heap.peek() else {
@@ -246,6 +257,16 @@ impl Job {
             let generation = active.generation;
             active.scheduled = None;
             active.tracer.handle_timeout(now);
+            if full {
+                // Only a trace's end is due now; a probe waits for room.
+                if active.tracer.is_done() || active.tracer.poll_timeout().is_none_or(|at| at > now)
+                {
+                    self.finish_or_schedule(slot);
+                } else {
+                    self.waiting.push(slot);
+                }
+                continue;
+            }
             let round = active.tracer.rounds_completed();
             if let Some(probe) = active.tracer.poll_probe(now) {
                 let key = ProbeKey {

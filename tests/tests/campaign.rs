@@ -448,3 +448,36 @@ fn rounds_waiting_for_a_slow_caller_are_bounded() {
     assert_eq!(done, TARGETS);
     assert!((1..=257).contains(&rounds), "{rounds} round events");
 }
+
+/// A trace whose grace ends while the in-flight budget is held by silent probes is
+/// reported at its own end, not when some probe's timeout frees room.
+#[test]
+fn a_finished_trace_is_reported_while_the_budget_is_full() {
+    let session = Session::builder()
+        .program(FAKE, ["--stall"])
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(1, 20);
+    options.trace.max_ttl = 1;
+    options.trace.timeout = Duration::from_secs(4);
+    options.trace.grace = Duration::from_millis(200);
+    let limits = CampaignLimits {
+        max_in_flight: Some(2),
+        ..CampaignLimits::default()
+    };
+    let start = Instant::now();
+    let mut first = None;
+    let summary = session
+        .campaign_reports(hosts(3), &options, &limits, |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+            first.get_or_insert_with(|| start.elapsed());
+        })
+        .unwrap();
+    assert_eq!((summary.targets, summary.failed), (3, 0));
+    // The first two traces end 20 ms + 200 ms after their one probe, silent for 4 s.
+    let first = first.expect("a report");
+    assert!(
+        first < Duration::from_secs(2),
+        "first report after {first:?}"
+    );
+}
