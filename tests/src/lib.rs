@@ -58,6 +58,30 @@ pub fn require_mtr_packet() -> std::path::PathBuf {
     real_mtr_packet().expect("needs mtr-packet: apt-get install mtr-tiny")
 }
 
+/// The `mtr-packet` of mtr release `version` (`0.92` to `0.96`), as
+/// `scripts/build-mtr-versions` builds them under `$MTR_VERSIONS` (default
+/// `target/mtr-versions`), or `None` where it is not built. With `MTR_VERSIONS` set, as
+/// `scripts/test-all` sets it, a missing build fails the test instead: there it must exist.
+pub fn built_release(version: &str) -> Option<std::path::PathBuf> {
+    let (dir, required) = match std::env::var_os("MTR_VERSIONS") {
+        Some(dir) => (std::path::PathBuf::from(dir), true),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
+            false,
+        ),
+    };
+    let path = dir.join(version).join("mtr-packet");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !required,
+        "{} missing with MTR_VERSIONS set",
+        path.display()
+    );
+    None
+}
+
 /// Debian's `mtr`; fails the test where it is not installed.
 pub fn require_mtr() -> std::path::PathBuf {
     std::env::var_os("PATH")

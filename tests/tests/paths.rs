@@ -249,24 +249,15 @@ const WRONG_ALLOWED: u32 = 18;
 fn paths_finds_the_diamonds_of_the_ground_truth() {
     mtrproto_tests::require_netns();
     let installed = mtrproto_tests::require_mtr_packet();
-    let versions = std::env::var_os("MTR_VERSIONS");
-    let dir = versions.clone().map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
-        PathBuf::from,
-    );
-    let v096 = dir.join("0.96/mtr-packet");
-    let mtr_packet = if v096.exists() {
-        v096.clone()
-    } else {
-        assert!(versions.is_none(), "{v096:?} missing with MTR_VERSIONS set");
+    let v096 = mtrproto_tests::built_release("0.96");
+    let six = v096.is_some();
+    let mtr_packet = v096.unwrap_or_else(|| {
         println!(
-            "skipped IPv6: {} not built (scripts/build-mtr-versions); IPv4 on {}",
-            v096.display(),
+            "skipped IPv6: mtr-packet 0.96 not built (scripts/build-mtr-versions); IPv4 on {}",
             installed.display()
         );
         installed
-    };
-    let six = mtr_packet == v096;
+    });
     let work = std::env::temp_dir().join(format!("mtrproto-paths-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let paths_example = built_example("paths");

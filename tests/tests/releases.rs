@@ -114,27 +114,11 @@ fn release(version: &str) -> Option<(&'static Expected, PathBuf)> {
 
 fn binary(dir_name: &str) -> Option<PathBuf> {
     mtrproto_tests::require_netns();
-    let (dir, required) = match std::env::var_os("MTR_VERSIONS") {
-        Some(dir) => (PathBuf::from(dir), true),
-        None => (
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
-            false,
-        ),
-    };
-    let path = dir.join(dir_name).join("mtr-packet");
-    if path.exists() {
-        return Some(path);
+    let path = mtrproto_tests::built_release(dir_name);
+    if path.is_none() {
+        println!("skipped: mtr-packet {dir_name} not built (scripts/build-mtr-versions)");
     }
-    assert!(
-        !required,
-        "{} missing with MTR_VERSIONS set",
-        path.display()
-    );
-    println!(
-        "skipped: {} not built (scripts/build-mtr-versions)",
-        path.display()
-    );
-    None
+    path
 }
 
 /// Namespace and interface names unique to this release's tests, which run in parallel.

@@ -623,27 +623,14 @@ fn fixed_udp_flows_keep_their_path_and_answers_match() {
     assert_eq!(distinct(&by_flow), 1, "{by_flow:?}");
     assert_eq!(distinct(&by_head), 2, "{by_head:?}");
     // IPv6 fixed flows need mtr-packet 0.96 (scripts/build-mtr-versions).
-    let dir = std::env::var_os("MTR_VERSIONS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
-        std::path::PathBuf::from,
-    );
-    let v096 = dir.join("0.96/mtr-packet");
-    if v096.exists() {
-        check(
+    match mtrproto_tests::built_release("0.96") {
+        Some(v096) => check(
             "diamond-v6.toml",
             v096.to_str().unwrap(),
             "2001:db8:48::1",
             "ip-6",
-        );
-    } else {
-        assert!(
-            std::env::var_os("MTR_VERSIONS").is_none(),
-            "{v096:?} missing"
-        );
-        println!(
-            "skipped IPv6: {} not built (scripts/build-mtr-versions)",
-            v096.display()
-        );
+        ),
+        None => println!("skipped IPv6: mtr-packet 0.96 not built (scripts/build-mtr-versions)"),
     }
 }
 
@@ -704,22 +691,10 @@ fn two_helpers_keep_each_flows_answers_apart() {
     let installed = installed.to_str().unwrap();
     check("diamond-2.toml", installed, "198.18.40.1", &diamond_2);
     // IPv6 fixed flows need mtr-packet 0.96 (scripts/build-mtr-versions).
-    let dir = std::env::var_os("MTR_VERSIONS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mtr-versions"),
-        std::path::PathBuf::from,
-    );
-    let v096 = dir.join("0.96/mtr-packet");
-    if !v096.exists() {
-        assert!(
-            std::env::var_os("MTR_VERSIONS").is_none(),
-            "{v096:?} missing"
-        );
-        println!(
-            "skipped IPv6: {} not built (scripts/build-mtr-versions)",
-            v096.display()
-        );
+    let Some(v096) = mtrproto_tests::built_release("0.96") else {
+        println!("skipped IPv6: mtr-packet 0.96 not built (scripts/build-mtr-versions)");
         return;
-    }
+    };
     let diamond_v6 = [
         at(&["2001:db8:48::11"]),
         at(&["2001:db8:48::21", "2001:db8:48::22", "2001:db8:48::23"]),
