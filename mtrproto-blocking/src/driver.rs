@@ -11,7 +11,9 @@
 //! With several helpers, each probe goes to the least loaded one (ties in turn), except a
 //! UDP probe with fixed ports (a flow among them): all of a target's probes with the same
 //! ports go to one helper ([`pinned_slot`]), since mtr-packet tells their answers apart only
-//! by sequences each helper numbers alike from 33000, and every helper sees every answer. A helper
+//! by sequences each helper numbers alike from 33000, and every helper sees every answer
+//! (while that helper restarts, a stand-in takes them, and keeps them as long as it has any
+//! of them queued or in flight: [`route`]). A helper
 //! that ends fails only its own requests and is started again, one helper or several: at
 //! once if it had answered (but after [`RESTART_PAUSE`] once its slot was started
 //! [`RESTART_BURST`] times within [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never
@@ -128,7 +130,7 @@ struct Slot {
 /// sees every answer, so the same ports to one target on two helpers cross answers
 /// ([`ProbeArgs::fixed_udp_ports`]). Consecutive flows of a target land on consecutive
 /// helpers, and a flow stays on one, so its path is one helper's view.
-fn pinned_slot(args: &ProbeArgs) -> Option<usize> {
+pub(crate) fn pinned_slot(args: &ProbeArgs) -> Option<usize> {
     let (local_port, port) = args.fixed_udp_ports()?;
     let mut hasher = DefaultHasher::new();
     args.target().hash(&mut hasher);
@@ -493,14 +495,34 @@ fn helper_for<'s>(
     let Some(pin) = pinned_slot(args) else {
         return least_loaded(slots, next_slot);
     };
-    // A pinned helper that takes no requests (restarting) is stood in for by the next
-    // one that does, the same one for every probe pinned there.
-    let slot = stand_in(pin, slots.len(), |i| slots[i].helper.accepts())?;
+    let slot = route(
+        pin,
+        slots.len(),
+        |i| slots[i].helper.accepts(),
+        |i| slots[i].helper.holds(pin),
+    )?;
     Some(&mut slots[slot].helper)
 }
 
-/// The slot of `count` a probe pinned to `pin` goes to: `pin`'s own, or the next that
-/// `accepts`.
+/// The slot of `count` a probe pinned to `pin` goes to: the one that `holds` probes of its
+/// pin and `accepts`, else its [`stand_in`]. A stand-in keeps the pin until its probes of it
+/// are done, so that the pinned helper, back from a restart, never has them in flight too.
+fn route(
+    pin: usize,
+    count: usize,
+    accepts: impl Fn(usize) -> bool,
+    holds: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let own = pin.checked_rem(count)?;
+    (0..count)
+        .map(|i| (own + i) % count)
+        .find(|&i| accepts(i) && holds(i))
+        .or_else(|| stand_in(pin, count, accepts))
+}
+
+/// The slot of `count` a probe pinned to `pin` goes to when no helper holds its pin:
+/// `pin`'s own, or, while that one takes no requests (restarting), the next that `accepts`,
+/// the same one for every probe pinned there.
 fn stand_in(pin: usize, count: usize, accepts: impl Fn(usize) -> bool) -> Option<usize> {
     // `pin` is a hash, anywhere up to usize::MAX: reduced first, so that adding cannot
     // overflow.
@@ -532,5 +554,19 @@ mod tests {
         assert_eq!(stand_in(usize::MAX - 1, 3, |i| i == 1), Some(1));
         assert_eq!(stand_in(7, 3, |_| false), None);
         assert_eq!(stand_in(7, 0, |_| true), None);
+    }
+
+    #[test]
+    fn a_pin_stays_with_its_stand_in_while_it_has_the_pin_in_flight() {
+        // Slot 1 stood in for slot 0 and still has probes of the pin in flight: slot 0 is
+        // back, yet they keep going to slot 1 (two helpers would cross their answers).
+        assert_eq!(route(4, 2, |_| true, |i| i == 1), Some(1));
+        // Once they are done, the pin is slot 0's again.
+        assert_eq!(route(4, 2, |_| true, |_| false), Some(0));
+        // A holder that takes no requests (ending) does not keep it.
+        assert_eq!(route(4, 2, |i| i == 0, |i| i == 1), Some(0));
+        // The pinned helper restarting: the stand-in, as before.
+        assert_eq!(route(4, 3, |i| i != 1, |_| false), Some(2));
+        assert_eq!(route(4, 0, |_| true, |_| true), None);
     }
 }

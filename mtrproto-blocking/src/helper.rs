@@ -4,7 +4,7 @@
 //! Nothing here blocks: pipes are non-blocking, reads stop after a budget, and the process
 //! is reaped with `try_wait` on a timer after its whole process group was killed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -20,6 +20,7 @@ use mtrproto::{
 };
 
 use crate::completion::Completion;
+use crate::driver::pinned_slot;
 use crate::error::{Error, ProcessError};
 use crate::job::ProbeKey;
 use crate::status::{DIAGNOSTIC_TEXT, HelperStatus, RECENT_DIAGNOSTICS, cut};
@@ -65,7 +66,8 @@ pub(crate) enum Caller {
 
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
-    Probe(Caller),
+    /// A probe, with its pin ([`pinned_slot`]) if it has one.
+    Probe(Caller, Option<usize>),
     Support(Sender<Result<String, Failure>>),
 }
 
@@ -107,6 +109,9 @@ pub(crate) struct Helper {
     waiting: TokenMap<Waiter>,
     /// Campaign probes' outcomes not yet taken by the driver ([`Helper::take_answers`]).
     answers: Vec<Answer>,
+    /// Pinned probes ([`pinned_slot`]) queued or in flight here, counted per pin: while
+    /// any are, the probes of that pin come here ([`Helper::holds`]).
+    pins: HashMap<usize, u32>,
     /// Probes waiting for the session's window, oldest first: a probe enters the session
     /// (its token map, its queue) only when the window can take it. A channel is a FIFO
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
@@ -207,6 +212,7 @@ impl Helper {
             session: Session::new(config),
             waiting: TokenMap::default(),
             answers: Vec::new(),
+            pins: HashMap::new(),
             backlog: crossbeam_channel::unbounded(),
             ending: None,
             finished: None,
@@ -247,6 +253,11 @@ impl Helper {
     /// Probes waiting for the window, in the session and in the backlog.
     fn waiting_probes(&self) -> usize {
         self.session.queued() + self.backlog.1.len()
+    }
+
+    /// Whether probes pinned to `pin` are queued or in flight here.
+    pub(crate) fn holds(&self, pin: usize) -> bool {
+        self.pins.contains_key(&pin)
     }
 
     /// Whether it takes requests.
@@ -299,14 +310,18 @@ impl Helper {
     pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
         if !self.accepts() {
             let gone = self.gone();
-            return self.finish(done, Err(gone));
+            return self.finish(done, None, Err(gone));
+        }
+        let pin = pinned_slot(&args);
+        if let Some(pin) = pin {
+            *self.pins.entry(pin).or_default() += 1;
         }
         if self.backlog.1.is_empty() && self.session.queued() == 0 {
             return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
         if waiting >= self.max_queue {
-            return self.finish(done, Err(Error::QueueFull(waiting)));
+            return self.finish(done, pin, Err(Error::QueueFull(waiting)));
         }
         // The backlog's receiver lives as long as its sender: this cannot fail.
         let _ = self.backlog.0.send((args, done));
@@ -314,22 +329,31 @@ impl Helper {
 
     /// Hands a probe to the session.
     fn submit(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
+        let pin = pinned_slot(&args);
         match self.session.send_probe(now, args) {
             Ok(token) => {
-                self.waiting.insert(token, Waiter::Probe(done));
+                self.waiting.insert(token, Waiter::Probe(done, pin));
                 self.next_check.get_or_insert(now + LIVENESS_CHECK);
             }
-            Err(SendError::QueueFull(n)) => self.finish(done, Err(Error::QueueFull(n))),
+            Err(SendError::QueueFull(n)) => self.finish(done, pin, Err(Error::QueueFull(n))),
             Err(_) => {
                 let gone = self.gone();
-                self.finish(done, Err(gone));
+                self.finish(done, pin, Err(gone));
             }
         }
     }
 
     /// Gives a probe's outcome to its caller: calls the callback, or keeps a campaign's
-    /// answer for the driver.
-    fn finish(&mut self, done: Caller, result: Result<ProbeResult, Error>) {
+    /// answer for the driver; a pinned probe counted in [`Helper::holds`] no longer is.
+    fn finish(&mut self, done: Caller, pin: Option<usize>, result: Result<ProbeResult, Error>) {
+        if let Some(pin) = pin
+            && let Some(count) = self.pins.get_mut(&pin)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.pins.remove(&pin);
+            }
+        }
         match done {
             Caller::Callback(done) => done.complete(result),
             Caller::Campaign(key) => self.answers.push((key, result)),
@@ -585,10 +609,10 @@ impl Helper {
             let unanswered = match event {
                 Event::Probe { token, outcome } => {
                     let unanswered = outcome == Err(Failure::Unanswered);
-                    if let Some(Waiter::Probe(done)) = self.waiting.remove(&token) {
+                    if let Some(Waiter::Probe(done, pin)) = self.waiting.remove(&token) {
                         self.note_answer(now, outcome.is_ok());
                         let outcome = outcome.map_err(|f| self.failure(f));
-                        self.finish(done, outcome);
+                        self.finish(done, pin, outcome);
                     }
                     unanswered
                 }
@@ -715,9 +739,9 @@ impl Helper {
             self.finished = Some(now);
             self.session.handle_eof(now);
             self.dispatch(now);
-            while let Ok((_, done)) = self.backlog.1.try_recv() {
+            while let Ok((args, done)) = self.backlog.1.try_recv() {
                 let gone = self.gone();
-                self.finish(done, Err(gone));
+                self.finish(done, pinned_slot(&args), Err(gone));
             }
             self.changed = true;
         }
