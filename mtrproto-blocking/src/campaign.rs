@@ -10,7 +10,7 @@ use mtrproto::{TraceConfig, TraceStats, Tracer};
 
 use crate::driver::Command;
 use crate::error::Error;
-use crate::job::{Job, JobEvent, MAX_ACTIVE, Target};
+use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, Target};
 use crate::options::ProbeOptions;
 use crate::session::Session;
 
@@ -153,6 +153,9 @@ impl Session {
     /// option) gets an error report and the others go on. An error is returned only when
     /// the session is closed.
     ///
+    /// It returns once every target is reported and the probes still in flight then (sent
+    /// before a trace's grace ended) are done, so that the summary counts their outcomes.
+    ///
     /// ```no_run
     /// use mtrproto_blocking::{CampaignEvent, CampaignLimits, Session, TraceOptions};
     /// let session = Session::builder().helpers(2).open()?;
@@ -260,6 +263,7 @@ impl Session {
             active: HashMap::new(),
             rounds_waiting,
             summary: CampaignSummary::default(),
+            settled: true,
             on_event,
         };
         run.run(hosts.into_iter().enumerate(), &events)?;
@@ -300,6 +304,9 @@ struct Run<'s, F> {
     active: HashMap<usize, String>,
     rounds_waiting: Arc<AtomicUsize>,
     summary: CampaignSummary,
+    /// No report from the driver since it said the counts are final ([`JobEvent::Settled`]),
+    /// or no report yet.
+    settled: bool,
     on_event: F,
 }
 
@@ -322,7 +329,8 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             if started {
                 self.session.wake_driver();
             }
-            if self.active.is_empty() && !hosts_left {
+            // Every target reported, and the answers to their last probes counted.
+            if self.active.is_empty() && !hosts_left && self.settled {
                 return Ok(());
             }
             match events.recv_timeout(EVENT_WAIT) {
@@ -337,6 +345,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 // stopped. Then the targets it held end with the session's end.
                 Err(RecvTimeoutError::Disconnected) => {
                     self.session.check_open()?;
+                    self.settled = true;
                     let mut ended: Vec<_> = self.active.drain().collect();
                     ended.sort_unstable();
                     for (index, host) in ended {
@@ -410,16 +419,25 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 flows,
                 counts,
             } => {
-                self.summary.probes = counts.probes;
-                self.summary.peak_in_flight = counts.peak_in_flight;
-                self.summary.exhausted = counts.exhausted;
-                self.summary.lost = counts.lost;
-                self.summary.no_reply = counts.no_reply;
+                self.count(counts);
+                self.settled = false;
                 if let Some(host) = self.active.remove(&index) {
                     self.report(index, host, Ok(stats), flows);
                 }
             }
+            JobEvent::Settled { counts } => {
+                self.count(counts);
+                self.settled = true;
+            }
         }
+    }
+
+    fn count(&mut self, counts: Counts) {
+        self.summary.probes = counts.probes;
+        self.summary.peak_in_flight = counts.peak_in_flight;
+        self.summary.exhausted = counts.exhausted;
+        self.summary.lost = counts.lost;
+        self.summary.no_reply = counts.no_reply;
     }
 
     fn report(

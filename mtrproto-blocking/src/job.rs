@@ -75,6 +75,9 @@ pub(crate) enum JobEvent {
         flows: Vec<TraceStats>,
         counts: Counts,
     },
+    /// No target is being traced and no probe is in flight: the campaign's counts are
+    /// final unless more targets come.
+    Settled { counts: Counts },
 }
 
 /// One target being traced.
@@ -206,13 +209,14 @@ impl Job {
             Ok(_) => {}
             Err(_) => self.counts.lost += 1,
         }
-        let Some(Some(active)) = self.slots.get_mut(key.slot as usize) else {
-            return;
+        let Some(Some(active)) = self
+            .slots
+            .get_mut(key.slot as usize)
+            .filter(|a| a.as_ref().is_some_and(|a| a.generation == key.generation))
+        else {
+            // A probe of a target that already ended.
+            return self.settle();
         };
-        // A probe of a target that already ended.
-        if active.generation != key.generation {
-            return;
-        }
         match &result {
             Ok(result) => active
                 .tracer
@@ -358,9 +362,20 @@ impl Job {
                         flows,
                         counts: self.counts,
                     });
+                    self.settle();
                 }
             }
             _ => self.schedule(slot),
+        }
+    }
+
+    /// Tells the caller the final counts once no target is traced and no probe is in flight
+    /// (answers after the last target's end count too).
+    fn settle(&mut self) {
+        if self.in_flight == 0 && self.free.len() == self.slots.len() {
+            let _ = self.events.send(JobEvent::Settled {
+                counts: self.counts,
+            });
         }
     }
 }

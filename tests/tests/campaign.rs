@@ -481,3 +481,24 @@ fn a_finished_trace_is_reported_while_the_budget_is_full() {
         "first report after {first:?}"
     );
 }
+
+/// Answers that come after the last trace ended (its grace over, probes still out) are
+/// counted in the summary too.
+#[test]
+fn the_summary_counts_answers_after_the_last_report() {
+    let session = Session::builder()
+        .program(FAKE, ["--delay-ms", "600", "--reply", "no-reply"])
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(1, 20);
+    options.trace.max_ttl = 1;
+    options.trace.grace = Duration::from_millis(100);
+    let summary = session
+        .campaign_reports(hosts(1), &options, &CampaignLimits::default(), |report| {
+            let stats = report.stats.expect("traced");
+            assert!(stats.hops().is_empty(), "answered in its grace: {stats:?}");
+        })
+        .unwrap();
+    // The trace ends 120 ms in; its probe is answered at 600 ms.
+    assert_eq!((summary.probes, summary.no_reply), (1, 1), "{summary:?}");
+}
