@@ -23,7 +23,9 @@
 //! round. `--flows N` (with `-p udp`) sends round `r` in fixed flow `r % N` (both UDP
 //! ports fixed, so each flow keeps one path through load balancers) and follows the text
 //! report with each flow's path: per TTL the responders that flow saw (`???` for none).
-//! `--help` lists every
+//! With `--json`, each flow's hops go in a `"flows"` array next to the report's `"hubs"`:
+//! `{"flow": i, "hubs": [...]}`, its hubs in the report's form (`--wide` too); without
+//! `--flows` the document is mtr's. `--help` lists every
 //! option. Only trace hosts you are allowed to probe (try `localhost`).
 
 #[macro_use]
@@ -82,7 +84,7 @@ struct Cli {
           value_parser = clap::value_parser!(u8).range(1..))]
     max_unknown: u8,
     /// Probe in N fixed UDP flows (needs -p udp), round r in flow r % N, and print each
-    /// flow's path after the text report.
+    /// flow's path after the text report (with --json, each flow's hubs under "flows").
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u16).range(0..=i64::from(mtrproto::Flow::MAX) + 1))]
     flows: u16,
@@ -130,7 +132,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         CampaignEvent::Done(report) => match report.stats {
             Ok(stats) => {
                 reached &= stats.destination_ttl().is_some();
-                printer.report(&report.host, &stats);
+                printer.report(&report.host, &stats, &report.flows);
                 printer.flows(&report.flows);
             }
             Err(error) => {
@@ -193,8 +195,8 @@ impl Printer<'_> {
         }
     }
 
-    /// Prints one target's report: mtr's text, or its JSON.
-    fn report(&self, dst: &str, stats: &TraceStats) {
+    /// Prints one target's report: mtr's text, or its JSON (with each flow's hubs).
+    fn report(&self, dst: &str, stats: &TraceStats, flows: &[TraceStats]) {
         self.names.start_all(stats);
         if self.live {
             out!("\x1b[H\x1b[2J");
@@ -210,7 +212,8 @@ impl Printer<'_> {
                 psize: probe.size.unwrap_or(64).to_string(),
                 bitpattern: format!("0x{:02X}", probe.bit_pattern.unwrap_or(0)),
             };
-            let report = mtrproto::JsonReport::named(stats, meta, self.cli.wide, &host);
+            let report =
+                mtrproto::JsonReport::named(stats, meta, self.cli.wide, &host).flows(flows, &host);
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -223,8 +226,9 @@ impl Printer<'_> {
 }
 
 impl Printer<'_> {
-    /// Each flow's path, one line per flow: per TTL up to the target the responders that
-    /// flow saw (one, unless a router balances per packet), `???` where none answered.
+    /// Each flow's path after the text report, one line per flow: per TTL up to the target
+    /// the responders that flow saw (one, unless a router balances per packet), `???` where
+    /// none answered. The JSON report holds them already.
     fn flows(&self, flows: &[TraceStats]) {
         if flows.is_empty() || self.cli.json {
             return;

@@ -27,7 +27,7 @@ use crate::session::Session;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceOptions {
-    /// mtr's options: cycles, TTLs, interval, timeout, grace.
+    /// mtr's options: cycles, TTLs, interval, timeout, grace; and fixed flows.
     pub trace: TraceConfig,
     /// The probes' options.
     pub probe: ProbeOptions,
@@ -118,11 +118,32 @@ impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
     /// probe out of transit, once the trace has ended.
     ///
+    /// These are the whole trace's figures. To have each flow's as well
+    /// ([`TraceConfig::flows`]), trace through [`Session::campaign_reports`], one host or
+    /// more: each [`TargetReport::flows`] holds them.
+    ///
     /// ```no_run
     /// use mtrproto_blocking::{Session, TraceOptions};
     /// let session = Session::open()?;
     /// let stats = session.trace("127.0.0.1", &TraceOptions::default())?;
     /// assert_eq!(stats.destination_ttl(), Some(1));
+    /// # Ok::<(), mtrproto_blocking::Error>(())
+    /// ```
+    ///
+    /// Each of 4 UDP flows' path (a flow keeps one path through load balancers):
+    ///
+    /// ```no_run
+    /// use mtrproto_blocking::{CampaignLimits, Protocol, Session, TraceOptions};
+    /// let session = Session::open()?;
+    /// let mut options = TraceOptions::default();
+    /// options.trace.flows = 4;
+    /// options.probe.protocol = Protocol::Udp;
+    /// session.campaign_reports(["127.0.0.1"], &options, &CampaignLimits::default(), |report| {
+    ///     for (flow, stats) in report.flows.iter().enumerate() {
+    ///         let path: Vec<_> = stats.hops().iter().map(|hop| hop.host()).collect();
+    ///         println!("flow {flow}: {path:?}");
+    ///     }
+    /// })?;
     /// # Ok::<(), mtrproto_blocking::Error>(())
     /// ```
     pub fn trace(&self, host: &str, options: &TraceOptions) -> Result<TraceStats, Error> {

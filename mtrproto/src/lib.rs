@@ -62,7 +62,7 @@ pub use measurement::multipath::{
     MultipathResponder, MultipathTracer, ProbeId,
 };
 #[cfg(feature = "serde")]
-pub use measurement::report::{JsonHub, JsonMpls, JsonReport, JsonResponder};
+pub use measurement::report::{JsonFlow, JsonHub, JsonMpls, JsonReport, JsonResponder};
 pub use measurement::report::{ReportMeta, host_label, text_report, text_report_named};
 pub use measurement::stats::{Hop, Responder, Rounds, TraceStats};
 pub use measurement::tracer::{TraceConfig, TraceProbe, Tracer};

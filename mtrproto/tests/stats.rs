@@ -325,6 +325,69 @@ fn json_has_the_keys_and_nesting_of_mtr_json() {
     );
 }
 
+/// Each fixed flow's hubs sit next to the report's, in its form, flow `i` from the `i`-th
+/// figures; no flows, no key (the document stays mtr's).
+#[cfg(feature = "serde")]
+#[test]
+fn json_flows_sit_next_to_the_hubs_in_the_reports_form() {
+    let mut left = TraceStats::new(target(), 30);
+    let mut right = TraceStats::new(target(), 30);
+    answer(&mut left, 1, "198.18.1.1", 1000);
+    answer(&mut right, 1, "198.18.1.2", 2345678);
+    stats_to_target(&mut left);
+    stats_to_target(&mut right);
+    let meta = mtrproto::ReportMeta {
+        src: "client".into(),
+        dst: "198.18.3.2".into(),
+        tos: 0,
+        tests: 2,
+        psize: "64".into(),
+        bitpattern: "0x00".into(),
+    };
+    let name = |address: IpAddr| format!("<{address}>");
+    let plain = mtrproto::JsonReport::named(&left, meta.clone(), false, &name);
+    let without = serde_json::to_value(plain.clone().flows(&[], &name)).unwrap();
+    assert_eq!(without, serde_json::to_value(&plain).unwrap());
+    assert!(without["report"].get("flows").is_none(), "{without}");
+
+    let flows = [left.clone(), right.clone()];
+    let json = serde_json::to_value(plain.flows(&flows, &name)).unwrap();
+    let report = &json["report"];
+    assert_eq!(report["flows"].as_array().unwrap().len(), 2, "{json}");
+    for (i, hosts) in [
+        ["<198.18.1.1>", "<198.18.3.2>"],
+        ["<198.18.1.2>", "<198.18.3.2>"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let flow = &report["flows"][i];
+        assert_eq!(flow["flow"], i, "{json}");
+        let got: Vec<&str> = flow["hubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hub| hub["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, hosts, "{json}");
+        assert!(flow["hubs"][0].get("responders").is_none(), "{json}");
+    }
+    // mtr's 5 significant digits in the mtr form, every microsecond in the extended one.
+    assert_eq!(report["flows"][1]["hubs"][0]["Last"], 2345.7);
+    let extended = mtrproto::JsonReport::named(&left, meta, true, &name).flows(&flows, &name);
+    let extended = serde_json::to_value(extended).unwrap();
+    let hub = &extended["report"]["flows"][1]["hubs"][0];
+    assert_eq!(hub["Last"], 2345.678);
+    assert_eq!(hub["responders"][0]["host"], "<198.18.1.2>");
+}
+
+/// One answer from the target at TTL 2, every probe out of transit.
+#[cfg(feature = "serde")]
+fn stats_to_target(stats: &mut TraceStats) {
+    answer(stats, 2, "198.18.3.2", 3000);
+    stats.end_transit();
+}
+
 /// mtr 0.95 takes a negative `round-trip-time` (mtr-packet's clock stepped back) as it is:
 /// the answer counts as received and its time enters every figure. Checked against
 /// `mtr --report -n -c 4` driven by a helper answering 1000, -500, 3000 and 2000 µs:

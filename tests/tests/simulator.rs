@@ -504,8 +504,34 @@ fn the_trace_example_prints_each_flows_path() {
         "-n", "-p", "udp", "--flows", "8", "-c", "16", "-i", "0.1", "-w", "1", "-G", "1", target,
     ];
     let text = run_in_simulation("diamond-2.toml", trace.to_str().unwrap(), &args);
+    let paths = truth_paths("diamond-2.toml", target);
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let flows: Vec<Vec<IpAddr>> = text
+        .lines()
+        .skip_while(|l| *l != "Flows:")
+        .skip(1)
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            words.next().unwrap();
+            words.map(|w| w.parse().expect(line)).collect()
+        })
+        .collect();
+    assert_eq!(flows.len(), 8, "{text}");
+    for flow in &flows {
+        assert!(paths.contains(flow), "{flow:?} not in {paths:?}\n{text}");
+    }
+    for path in &paths {
+        assert!(flows.contains(path), "no flow took {path:?}\n{text}");
+    }
+}
+
+/// Every path of `scenario`'s ground truth to `target`: TTL 1's routers, then along the
+/// links.
+fn truth_paths(scenario: &str, target: &str) -> Vec<Vec<IpAddr>> {
     let scenario = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/diamond-2.toml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(scenario),
     )
     .unwrap();
     let truth = mtrproto_tests::sim::scenario::Scenario::parse(&scenario)
@@ -514,7 +540,6 @@ fn the_trace_example_prints_each_flows_path() {
         .into_iter()
         .find(|t| t.target.to_string() == target)
         .unwrap();
-    // Every path of the truth: TTL 1's routers, then along the links.
     let mut paths: Vec<Vec<IpAddr>> = truth.hops[0].responders.iter().map(|r| vec![r.0]).collect();
     for _ in 1..truth.hops.len() {
         paths = paths
@@ -533,23 +558,52 @@ fn the_trace_example_prints_each_flows_path() {
             })
             .collect();
     }
+    paths
+}
+
+/// `trace --flows 8 --json` inside the simulator on diamond-2: a `flows` array next to the
+/// hubs, flow `i` at `i`, each flow's hubs one of the ground truth's paths, the flows
+/// taking both branches, and their probes at each TTL adding up to the report's.
+#[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
+fn the_trace_examples_json_has_each_flows_hubs() {
+    require_simulator();
+    let trace = mtrproto_tests::built_example("trace");
+    let target = "198.18.40.1";
+    let args = [
+        "-n", "-p", "udp", "--flows", "8", "-c", "16", "-i", "0.1", "-w", "1", "-G", "1", "--json",
+        target,
+    ];
+    let stdout = run_in_simulation("diamond-2.toml", trace.to_str().unwrap(), &args);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    let paths = truth_paths("diamond-2.toml", target);
     assert_eq!(paths.len(), 2, "{paths:?}");
-    let flows: Vec<Vec<IpAddr>> = text
-        .lines()
-        .skip_while(|l| *l != "Flows:")
-        .skip(1)
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            words.next().unwrap();
-            words.map(|w| w.parse().expect(line)).collect()
-        })
-        .collect();
-    assert_eq!(flows.len(), 8, "{text}");
-    for flow in &flows {
-        assert!(paths.contains(flow), "{flow:?} not in {paths:?}\n{text}");
+    let report = &json["report"];
+    let hubs = report["hubs"].as_array().expect(&stdout);
+    let flows = report["flows"].as_array().expect(&stdout);
+    assert_eq!(flows.len(), 8, "{stdout}");
+    let mut taken = Vec::new();
+    for (i, flow) in flows.iter().enumerate() {
+        assert_eq!(flow["flow"], i, "{stdout}");
+        let flow_hubs = flow["hubs"].as_array().expect(&stdout);
+        let path: Vec<IpAddr> = flow_hubs
+            .iter()
+            .map(|hub| hub["host"].as_str().unwrap().parse().expect(&stdout))
+            .collect();
+        assert!(paths.contains(&path), "{path:?} not in {paths:?}\n{stdout}");
+        taken.push(path);
     }
     for path in &paths {
-        assert!(flows.contains(path), "no flow took {path:?}\n{text}");
+        assert!(taken.contains(path), "no flow took {path:?}\n{stdout}");
+    }
+    // Every probe of the report went out in one flow.
+    for (ttl, hub) in hubs.iter().enumerate() {
+        let sent: u64 = flows
+            .iter()
+            .filter_map(|flow| flow["hubs"].get(ttl))
+            .map(|hub| hub["Snt"].as_u64().unwrap())
+            .sum();
+        assert_eq!(Some(sent), hub["Snt"].as_u64(), "TTL {}\n{stdout}", ttl + 1);
     }
 }
 

@@ -220,7 +220,7 @@ fn label(hop: &Hop, host: &dyn Fn(IpAddr) -> String) -> String {
 }
 
 #[cfg(feature = "serde")]
-pub use self::json::{JsonHub, JsonMpls, JsonReport, JsonResponder};
+pub use self::json::{JsonFlow, JsonHub, JsonMpls, JsonReport, JsonResponder};
 
 #[cfg(feature = "serde")]
 mod json {
@@ -231,7 +231,9 @@ mod json {
     use super::{ReportMeta, label, ms};
     use crate::measurement::stats::TraceStats;
 
-    /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`.
+    /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`; with
+    /// [`JsonReport::flows`], also `"flows": [{"flow": 0, "hubs": [...]}, ...]` next to the
+    /// hubs (mtr has no flows, so without them the document is mtr's).
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     #[derive(Debug, Clone, Serialize)]
     pub struct JsonReport {
@@ -242,6 +244,22 @@ mod json {
     struct Body {
         mtr: ReportMeta,
         hubs: Vec<JsonHub>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        flows: Vec<JsonFlow>,
+        /// Whether hubs are in the extended form, for the flows' hubs.
+        #[serde(skip)]
+        extended: bool,
+    }
+
+    /// One fixed flow's figures ([`TraceConfig::flows`](crate::TraceConfig::flows)): the
+    /// path it took, as hubs of the report's form.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    #[derive(Debug, Clone, Serialize)]
+    pub struct JsonFlow {
+        /// The flow's identifier ([`Flow::id`](crate::Flow::id)).
+        pub flow: u16,
+        /// Its hops, with the keys and the form of the report's.
+        pub hubs: Vec<JsonHub>,
     }
 
     /// One hop, with the keys of `mtr --json` (times in ms), and in the extended form every
@@ -328,51 +346,97 @@ mod json {
             extended: bool,
             host: &dyn Fn(IpAddr) -> String,
         ) -> JsonReport {
-            let real = |value: f64| {
-                if extended { value } else { significant(value) }
-            };
-            let hubs = stats
-                .hops()
-                .iter()
-                .map(|hop| JsonHub {
-                    count: hop.ttl(),
-                    host: label(hop, host),
-                    loss: real(hop.loss_percent()),
-                    Snt: hop.sent(),
-                    Last: real(ms(hop.last_us())),
-                    Avg: real(ms(hop.avg_us())),
-                    Best: real(ms(hop.best_us())),
-                    Wrst: real(ms(hop.worst_us())),
-                    StDev: real(ms(hop.stdev_us())),
-                    responders: extended.then(|| {
-                        hop.responders()
-                            .map(|r| JsonResponder {
-                                host: host(r.address),
-                                count: r.count,
-                                mpls: r
-                                    .mpls
-                                    .iter()
-                                    .map(|m| JsonMpls {
-                                        label: m.label(),
-                                        traffic_class: m.traffic_class(),
-                                        bottom_of_stack: m.bottom_of_stack(),
-                                        ttl: m.ttl(),
-                                    })
-                                    .collect(),
-                            })
-                            .collect()
-                    }),
-                    errors: extended.then(|| {
-                        hop.errors()
-                            .iter()
-                            .map(|(k, n)| (k.to_string(), *n))
-                            .collect()
-                    }),
-                })
-                .collect();
             JsonReport {
-                report: Body { mtr: meta, hubs },
+                report: Body {
+                    mtr: meta,
+                    hubs: hubs(stats, extended, host),
+                    flows: Vec::new(),
+                    extended,
+                },
             }
         }
+
+        /// The report with each fixed flow's hubs next to its own, flow `i` from
+        /// `flows[i]` (as [`Tracer::flow_stats`](crate::Tracer::flow_stats) gives them),
+        /// in the report's form, responders named by `host`. No `flows` key when `flows`
+        /// is empty.
+        ///
+        /// ```
+        /// use mtrproto::{JsonReport, ProbeResult, Reply, ReportMeta, TraceStats};
+        /// let mut trace = TraceStats::new("127.0.0.1".parse()?, 30);
+        /// trace.sent(1);
+        /// let reply = Reply::parse("1 reply ip-4 127.0.0.1 round-trip-time 120")?;
+        /// trace.record(1, &ProbeResult::from_reply(&reply));
+        /// let meta = ReportMeta {
+        ///     src: "here".into(),
+        ///     dst: "127.0.0.1".into(),
+        ///     tos: 0,
+        ///     tests: 1,
+        ///     psize: "64".into(),
+        ///     bitpattern: "0x00".into(),
+        /// };
+        /// let report = JsonReport::new(&trace, meta, false)
+        ///     .flows(&[trace.clone()], &|address| address.to_string());
+        /// let json = serde_json::to_value(&report)?;
+        /// assert_eq!(json["report"]["flows"][0]["hubs"][0]["host"], "127.0.0.1");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn flows(mut self, flows: &[TraceStats], host: &dyn Fn(IpAddr) -> String) -> Self {
+            let extended = self.report.extended;
+            self.report.flows = (0..=u16::MAX)
+                .zip(flows)
+                .map(|(flow, stats)| JsonFlow {
+                    flow,
+                    hubs: hubs(stats, extended, host),
+                })
+                .collect();
+            self
+        }
+    }
+
+    /// The hubs of `stats`, in the extended form if `extended`.
+    fn hubs(stats: &TraceStats, extended: bool, host: &dyn Fn(IpAddr) -> String) -> Vec<JsonHub> {
+        let real = |value: f64| {
+            if extended { value } else { significant(value) }
+        };
+        stats
+            .hops()
+            .iter()
+            .map(|hop| JsonHub {
+                count: hop.ttl(),
+                host: label(hop, host),
+                loss: real(hop.loss_percent()),
+                Snt: hop.sent(),
+                Last: real(ms(hop.last_us())),
+                Avg: real(ms(hop.avg_us())),
+                Best: real(ms(hop.best_us())),
+                Wrst: real(ms(hop.worst_us())),
+                StDev: real(ms(hop.stdev_us())),
+                responders: extended.then(|| {
+                    hop.responders()
+                        .map(|r| JsonResponder {
+                            host: host(r.address),
+                            count: r.count,
+                            mpls: r
+                                .mpls
+                                .iter()
+                                .map(|m| JsonMpls {
+                                    label: m.label(),
+                                    traffic_class: m.traffic_class(),
+                                    bottom_of_stack: m.bottom_of_stack(),
+                                    ttl: m.ttl(),
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                }),
+                errors: extended.then(|| {
+                    hop.errors()
+                        .iter()
+                        .map(|(k, n)| (k.to_string(), *n))
+                        .collect()
+                }),
+            })
+            .collect()
     }
 }
