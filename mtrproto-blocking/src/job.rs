@@ -7,7 +7,7 @@
 //! thread ([`JobEvent`]): a round's figures, a finished trace.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -87,6 +87,8 @@ struct Active {
     tracer: Tracer,
     /// The deadline last pushed on the heap for it ([`Job::millis`]).
     scheduled: Option<u64>,
+    /// In [`Job::waiting`]: off the heap until it is served from there.
+    waiting: bool,
 }
 
 /// A running campaign, owned by the driver thread.
@@ -104,9 +106,10 @@ pub(crate) struct Job {
     /// milliseconds from `base` (rounded up) above [`SLOT_BITS`], the slot below. Entries
     /// whose deadline is no longer their target's are skipped when popped.
     heap: BinaryHeap<Reverse<u64>>,
-    /// Slots with a probe due while the budget was used up: off the heap (so that the
-    /// driver does not wake for them) until an answer frees room.
-    waiting: Vec<u32>,
+    /// Slots with a probe due while the budget was used up, oldest first, with their
+    /// generation: off the heap (so that the driver does not wake for them) and served
+    /// first, one per unit of room an answer frees (not all put back on the heap per answer).
+    waiting: VecDeque<(u32, u64)>,
     generation: u64,
     in_flight: usize,
     counts: Counts,
@@ -138,7 +141,7 @@ impl Job {
             free: Vec::new(),
             base: now,
             heap: BinaryHeap::new(),
-            waiting: Vec::new(),
+            waiting: VecDeque::new(),
             generation: 0,
             in_flight: 0,
             counts: Counts::default(),
@@ -161,6 +164,7 @@ impl Job {
             generation: self.generation,
             tracer: target.tracer,
             scheduled: None,
+            waiting: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -181,12 +185,18 @@ impl Job {
     /// budget is used up, targets waiting to send are off the heap (answers free room, and
     /// they wake the driver), so this is a trace's end.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let &Reverse(entry) = self.heap.peek()?;
-        let due = self.base + Duration::from_millis(entry >> SLOT_BITS);
-        let at = if self.in_flight >= self.budget {
-            due
+        let full = self.in_flight >= self.budget;
+        let at = if !full && !self.waiting.is_empty() {
+            // Room for a target that waited: due now, as the rate allows.
+            self.next_allowed
         } else {
-            due.max(self.next_allowed)
+            let &Reverse(entry) = self.heap.peek()?;
+            let due = self.base + Duration::from_millis(entry >> SLOT_BITS);
+            if full {
+                due
+            } else {
+                due.max(self.next_allowed)
+            }
         };
         Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
     }
@@ -198,11 +208,8 @@ impl Job {
         key: ProbeKey,
         result: Result<ProbeResult, Error>,
     ) {
+        // Room again: the next `send_due` serves the targets that waited for it.
         self.in_flight = self.in_flight.saturating_sub(1);
-        // Room again: the targets that waited for it are due.
-        for slot in std::mem::take(&mut self.waiting) {
-            self.schedule(slot);
-        }
         match &result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
@@ -241,6 +248,16 @@ impl Job {
             if !full && self.next_allowed > now {
                 return;
             }
+            if !full && let Some((slot, generation)) = self.waiting.pop_front() {
+                if let Some(Some(active)) = self.slots.get_mut(slot as usize)
+                    && active.generation == generation
+                {
+                    active.waiting = false;
+                    active.tracer.handle_timeout(now);
+                    self.send_one(now, slot, &mut send);
+                }
+                continue;
+            }
             let Some(&Reverse(entry)) = self.heap.peek() else {
                 return;
             };
@@ -258,7 +275,6 @@ impl Job {
             if active.scheduled != Some(deadline) {
                 continue;
             }
-            let generation = active.generation;
             active.scheduled = None;
             active.tracer.handle_timeout(now);
             if full {
@@ -267,53 +283,69 @@ impl Job {
                 {
                     self.finish_or_schedule(slot);
                 } else {
-                    self.waiting.push(slot);
+                    active.waiting = true;
+                    self.waiting.push_back((slot, active.generation));
                 }
                 continue;
             }
-            let round = active.tracer.rounds_completed();
-            if let Some(probe) = active.tracer.poll_probe(now) {
-                let key = ProbeKey {
-                    job: self.id,
-                    slot,
-                    generation,
-                    ttl: probe.ttl(),
-                    flow: probe.flow(),
-                };
-                self.counts.probes += 1;
-                match send(probe.into_args(), key) {
-                    Ok(()) => {
-                        self.in_flight += 1;
-                        self.counts.peak_in_flight = self.counts.peak_in_flight.max(self.in_flight);
-                    }
-                    // No helper takes it: lost, as the helper's end would make it.
-                    Err(_) => {
-                        self.counts.lost += 1;
-                        active.tracer.handle_lost(now, key.ttl);
-                    }
+            self.send_one(now, slot, &mut send);
+        }
+    }
+
+    /// Sends the slot's due probe, if its tracer has one, then ends its trace or schedules
+    /// its next deadline.
+    fn send_one(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        send: &mut impl FnMut(ProbeArgs, ProbeKey) -> Result<(), Error>,
+    ) {
+        let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let generation = active.generation;
+        let round = active.tracer.rounds_completed();
+        if let Some(probe) = active.tracer.poll_probe(now) {
+            let key = ProbeKey {
+                job: self.id,
+                slot,
+                generation,
+                ttl: probe.ttl(),
+                flow: probe.flow(),
+            };
+            self.counts.probes += 1;
+            match send(probe.into_args(), key) {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    self.counts.peak_in_flight = self.counts.peak_in_flight.max(self.in_flight);
                 }
-                if let Some(period) = self.period {
-                    // Sending at most once per TICK on its own, a rate above one probe per
-                    // TICK needs up to a TICK's worth of probes at once.
-                    let credit = TICK.saturating_sub(period);
-                    let floor = now.checked_sub(credit).unwrap_or(now);
-                    self.next_allowed = self.next_allowed.max(floor) + period;
-                }
-                let rounds = active.tracer.rounds_completed();
-                if self.rounds
-                    && round < rounds
-                    && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING
-                {
-                    self.rounds_waiting.fetch_add(1, Ordering::AcqRel);
-                    let _ = self.events.send(JobEvent::Round {
-                        index: active.index,
-                        round: rounds,
-                        stats: active.tracer.stats().clone(),
-                    });
+                // No helper takes it: lost, as the helper's end would make it.
+                Err(_) => {
+                    self.counts.lost += 1;
+                    active.tracer.handle_lost(now, key.ttl);
                 }
             }
-            self.finish_or_schedule(slot);
+            if let Some(period) = self.period {
+                // Sending at most once per TICK on its own, a rate above one probe per
+                // TICK needs up to a TICK's worth of probes at once.
+                let credit = TICK.saturating_sub(period);
+                let floor = now.checked_sub(credit).unwrap_or(now);
+                self.next_allowed = self.next_allowed.max(floor) + period;
+            }
+            let rounds = active.tracer.rounds_completed();
+            if self.rounds
+                && round < rounds
+                && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING
+            {
+                self.rounds_waiting.fetch_add(1, Ordering::AcqRel);
+                let _ = self.events.send(JobEvent::Round {
+                    index: active.index,
+                    round: rounds,
+                    stats: active.tracer.stats().clone(),
+                });
+            }
         }
+        self.finish_or_schedule(slot);
     }
 
     /// `at` in whole milliseconds from `base`, rounded up or down, within the heap
@@ -339,6 +371,10 @@ impl Job {
         let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
             return;
         };
+        // A waiting target is served from `waiting`, whatever its deadline now.
+        if active.waiting {
+            return;
+        }
         if next != active.scheduled {
             active.scheduled = next;
             if let Some(deadline) = next {
