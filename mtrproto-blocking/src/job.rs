@@ -106,9 +106,10 @@ pub(crate) struct Job {
     /// milliseconds from `base` (rounded up) above [`SLOT_BITS`], the slot below. Entries
     /// whose deadline is no longer their target's are skipped when popped.
     heap: BinaryHeap<Reverse<u64>>,
-    /// Slots with a probe due while the budget was used up, oldest first, with their
-    /// generation: off the heap (so that the driver does not wake for them) and served
-    /// first, one per unit of room an answer frees (not all put back on the heap per answer).
+    /// Slots with a probe due while the budget was used up or the rate held it back, oldest
+    /// first, with their generation: off the heap (so that the driver does not wake for
+    /// them, and due traces' ends behind them are not held back) and served first, one per
+    /// unit of room an answer frees or per slot of the rate (not all put back on the heap).
     waiting: VecDeque<(u32, u64)>,
     generation: u64,
     in_flight: usize,
@@ -181,23 +182,23 @@ impl Job {
     }
 
     /// When the driver must come back to send due probes or end a trace: the earliest
-    /// target's deadline (or the rate's next slot), at most once per [`TICK`]. While the
-    /// budget is used up, targets waiting to send are off the heap (answers free room, and
-    /// they wake the driver), so this is a trace's end.
+    /// target's deadline (or the rate's next slot for targets waiting), at most once per
+    /// [`TICK`]. While the budget is used up, targets waiting to send are off the heap
+    /// (answers free room, and they wake the driver), so this is a trace's end.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let full = self.in_flight >= self.budget;
+        // The earliest target's deadline: a probe to send or to queue in `waiting` while
+        // the budget or the rate holds it back, or a trace's end, which neither holds back.
+        let due = self
+            .heap
+            .peek()
+            .map(|&Reverse(entry)| self.base + Duration::from_millis(entry >> SLOT_BITS));
         let at = if !full && !self.waiting.is_empty() {
-            // Room for a target that waited: due now, as the rate allows.
-            self.next_allowed
+            // Room for a target that waited: due as the rate allows.
+            Some(due.map_or(self.next_allowed, |due| due.min(self.next_allowed)))
         } else {
-            let &Reverse(entry) = self.heap.peek()?;
-            let due = self.base + Duration::from_millis(entry >> SLOT_BITS);
-            if full {
-                due
-            } else {
-                due.max(self.next_allowed)
-            }
-        };
+            due
+        }?;
         Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
     }
 
@@ -244,11 +245,10 @@ impl Job {
         // Whole milliseconds, rounded down: a deadline (rounded up) is due at most this.
         let now_millis = self.millis(now, false);
         loop {
-            let full = self.in_flight >= self.budget;
-            if !full && self.next_allowed > now {
-                return;
-            }
-            if !full && let Some((slot, generation)) = self.waiting.pop_front() {
+            // No probe may leave now (no room, or the rate's next slot is later): due
+            // traces still end, due probes wait in `waiting`.
+            let held = self.in_flight >= self.budget || self.next_allowed > now;
+            if !held && let Some((slot, generation)) = self.waiting.pop_front() {
                 if let Some(Some(active)) = self.slots.get_mut(slot as usize)
                     && active.generation == generation
                 {
@@ -277,8 +277,8 @@ impl Job {
             }
             active.scheduled = None;
             active.tracer.handle_timeout(now);
-            if full {
-                // Only a trace's end is due now; a probe waits for room.
+            if held {
+                // Only a trace's end is due now; a probe waits for room or the rate.
                 if active.tracer.is_done() || active.tracer.poll_timeout().is_none_or(|at| at > now)
                 {
                     self.finish_or_schedule(slot);

@@ -502,3 +502,170 @@ fn the_summary_counts_answers_after_the_last_report() {
     // The trace ends 120 ms in; its probe is answered at 600 ms.
     assert_eq!((summary.probes, summary.no_reply), (1, 1), "{summary:?}");
 }
+
+/// A helper that exits at every first probe (restarted at once, then after a pause): each
+/// probe is lost or refused, yet every trace ends and the campaign returns, bounded.
+#[test]
+fn a_campaign_over_a_helper_that_dies_at_every_probe_returns() {
+    let session = Session::builder()
+        .program(FAKE, ["--exit-after", "2"])
+        .helpers(2)
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(3, 30);
+    options.trace.max_ttl = 4;
+    options.trace.grace = Duration::from_millis(200);
+    let start = Instant::now();
+    let mut reported = Vec::new();
+    let summary = session
+        .campaign_reports(hosts(6), &options, &CampaignLimits::default(), |report| {
+            reported.push(report.index);
+        })
+        .unwrap();
+    reported.sort_unstable();
+    assert_eq!(reported, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(summary.targets, 6);
+    assert!(summary.lost >= 1, "{summary:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Closing the session from another thread ends a running campaign with the session's
+/// error, promptly, however long its traces would run.
+#[test]
+fn closing_the_session_from_another_thread_ends_a_campaign() {
+    let session = std::sync::Arc::new(fake(20));
+    let closer = {
+        let session = std::sync::Arc::clone(&session);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            session.close();
+        })
+    };
+    let start = Instant::now();
+    let result = session.campaign_reports(
+        hosts(8),
+        &options(1000, 100),
+        &CampaignLimits::default(),
+        |_| {},
+    );
+    closer.join().unwrap();
+    assert!(matches!(result, Err(Error::State(_))), "{result:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A callback that closes the session ends the campaign with the session's error.
+#[test]
+fn a_callback_that_closes_the_session_ends_the_campaign() {
+    let session = fake(0);
+    let start = Instant::now();
+    let mut events = 0;
+    let result = session.campaign(
+        hosts(4),
+        &options(1000, 50),
+        &CampaignLimits::default(),
+        |_| {
+            events += 1;
+            if events == 3 {
+                session.close();
+            }
+        },
+    );
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A campaign started from another campaign's callback, on the same session, runs and
+/// returns; the outer one then goes on.
+#[test]
+fn a_campaign_inside_a_callback_runs() {
+    let session = fake(5);
+    let mut options = options(2, 20);
+    options.trace.max_ttl = 3;
+    let mut inner = 0;
+    let summary = session
+        .campaign_reports(hosts(3), &options, &CampaignLimits::default(), |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+            if report.index == 0 {
+                let summary = session
+                    .campaign_reports(hosts(2), &options, &CampaignLimits::default(), |_| {
+                        inner += 1;
+                    })
+                    .unwrap();
+                assert_eq!(summary.targets, 2);
+            }
+        })
+        .unwrap();
+    assert_eq!((summary.targets, inner), (3, 2));
+}
+
+/// A trace that ends while the rate cap holds other targets' due probes back is reported at
+/// its own end, not after every probe due before its end was sent at the capped rate.
+#[test]
+fn a_finished_trace_is_reported_while_the_rate_cap_holds_probes_back() {
+    let session = fake(0);
+    let mut options = options(1, 50);
+    options.trace.max_ttl = 1;
+    options.trace.grace = Duration::from_millis(100);
+    // 20 targets' first probes are due at once; at 10 probes/s the last leaves 1.9 s in.
+    let limits = CampaignLimits {
+        rate: Some(10),
+        ..CampaignLimits::default()
+    };
+    let start = Instant::now();
+    let mut first = None;
+    let summary = session
+        .campaign_reports(hosts(20), &options, &limits, |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+            first.get_or_insert_with(|| start.elapsed());
+        })
+        .unwrap();
+    assert_eq!((summary.targets, summary.probes), (20, 20), "{summary:?}");
+    // The first target's one probe is answered at once; its trace ends an interval later.
+    let first = first.expect("a report");
+    println!("first report after {first:?}");
+    assert!(
+        first < Duration::from_secs(1),
+        "first report after {first:?}"
+    );
+}
+
+/// Under a rate cap that holds probes back, the target waiting longest still goes first: no
+/// target gets two rounds ahead of another.
+#[test]
+fn a_tight_rate_is_shared_fairly() {
+    let session = fake(0);
+    let limits = CampaignLimits {
+        rate: Some(40),
+        ..CampaignLimits::default()
+    };
+    let mut options = options(6, 20);
+    options.trace.max_ttl = 1;
+    let mut rounds = [0u32; 4];
+    let mut worst_spread = 0;
+    session
+        .campaign(hosts(4), &options, &limits, |event| {
+            if let CampaignEvent::Round { index, round, .. } = event {
+                rounds[index] = round;
+                let (min, max) = (rounds.iter().min().unwrap(), rounds.iter().max().unwrap());
+                worst_spread = worst_spread.max(max - min);
+            }
+        })
+        .unwrap();
+    assert_eq!(rounds, [6; 4]);
+    assert!(
+        worst_spread <= 1,
+        "a target got {worst_spread} rounds ahead"
+    );
+}
