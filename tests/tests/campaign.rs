@@ -669,3 +669,46 @@ fn a_tight_rate_is_shared_fairly() {
         "a target got {worst_spread} rounds ahead"
     );
 }
+
+/// Fixed UDP flows over two helpers that die every few probes: the pinned probes move to a
+/// stand-in and back as the helpers restart, every trace ends and the campaign returns.
+#[test]
+fn flows_over_helpers_that_keep_dying_end_every_trace() {
+    let session = Session::builder()
+        .program(FAKE, ["--exit-after", "7", "--delay-ms", "5"])
+        .helpers(2)
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(6, 20);
+    options.trace.max_ttl = 3;
+    options.trace.flows = 3;
+    options.trace.grace = Duration::from_millis(200);
+    options.probe.protocol = mtrproto_blocking::Protocol::Udp;
+    let start = Instant::now();
+    let mut reported = Vec::new();
+    let summary = session
+        .campaign_reports(hosts(5), &options, &CampaignLimits::default(), |report| {
+            let stats = report.stats.expect("traced");
+            assert_eq!(report.flows.len(), 3);
+            let flow_sent: u64 = report
+                .flows
+                .iter()
+                .flat_map(|f| f.hops().iter().map(|h| u64::from(h.sent())))
+                .sum();
+            let sent: u64 = stats.hops().iter().map(|h| u64::from(h.sent())).sum();
+            // A flow whose probes were all lost shows no hop.
+            assert!(flow_sent <= sent, "{flow_sent} of {sent} in flows");
+            reported.push(report.index);
+        })
+        .unwrap();
+    reported.sort_unstable();
+    assert_eq!(reported, [0, 1, 2, 3, 4]);
+    assert!(summary.lost >= 1, "{summary:?}");
+    let restarts: u32 = session.helpers().iter().map(|h| h.restarts).sum();
+    assert!(restarts >= 2, "{:?}", session.helpers());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+}
