@@ -693,9 +693,9 @@ fn flows_over_helpers_that_keep_dying_end_every_trace() {
             let flow_sent: u64 = report
                 .flows
                 .iter()
-                .flat_map(|f| f.hops().iter().map(|h| u64::from(h.sent())))
+                .flat_map(|f| f.hops().iter().map(|h| h.sent()))
                 .sum();
-            let sent: u64 = stats.hops().iter().map(|h| u64::from(h.sent())).sum();
+            let sent: u64 = stats.hops().iter().map(|h| h.sent()).sum();
             // A flow whose probes were all lost shows no hop.
             assert!(flow_sent <= sent, "{flow_sent} of {sent} in flows");
             reported.push(report.index);
