@@ -712,3 +712,32 @@ fn flows_over_helpers_that_keep_dying_end_every_trace() {
         start.elapsed()
     );
 }
+
+/// A helper whose table is always full (`probes-exhausted` to every probe): the session
+/// sends each probe again while its timeout lasts, then counts it exhausted; every trace
+/// still ends and the campaign returns, bounded by the probes' timeout.
+#[test]
+fn a_helper_that_refuses_every_probe_ends_every_trace() {
+    let session = Session::builder()
+        .program(FAKE, ["--reply", "probes-exhausted"])
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(2, 20);
+    options.trace.max_ttl = 2;
+    options.trace.timeout = Duration::from_millis(300);
+    options.trace.grace = Duration::from_millis(100);
+    let start = Instant::now();
+    let summary = session
+        .campaign_reports(hosts(3), &options, &CampaignLimits::default(), |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+        })
+        .unwrap();
+    println!("{summary:?} in {:?}", start.elapsed());
+    assert_eq!((summary.targets, summary.failed), (3, 0));
+    assert_eq!(summary.exhausted, summary.probes, "{summary:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
