@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use mtrproto_blocking::{
-    CampaignEvent, CampaignLimits, Error, IpVersion, Session, TraceConfig, TraceOptions,
+    CampaignEvent, CampaignLimits, CampaignSummary, Error, IpVersion, Session, TraceConfig,
+    TraceOptions,
 };
 use mtrproto_tests::script::{HopPlan, SEED_ENV, Script};
 
@@ -112,6 +113,25 @@ fn a_tight_budget_is_shared_fairly() {
         ..CampaignLimits::default()
     };
     assert_every_target_keeps_pace(&session, &options(6, 50), &limits);
+}
+
+/// Runs a campaign of `targets` hosts, each traced without error; returns its summary and
+/// how long after the start the first report came.
+fn first_report(
+    session: &Session,
+    targets: usize,
+    options: &TraceOptions,
+    limits: &CampaignLimits,
+) -> (CampaignSummary, Duration) {
+    let start = Instant::now();
+    let mut first = None;
+    let summary = session
+        .campaign_reports(hosts(targets), options, limits, |report| {
+            assert!(report.stats.is_ok(), "{report:?}");
+            first.get_or_insert_with(|| start.elapsed());
+        })
+        .unwrap();
+    (summary, first.expect("a report"))
 }
 
 /// Runs a campaign of 4 targets x 6 rounds and asserts that each did its 6 rounds and no
@@ -475,17 +495,9 @@ fn a_finished_trace_is_reported_while_the_budget_is_full() {
         max_in_flight: Some(2),
         ..CampaignLimits::default()
     };
-    let start = Instant::now();
-    let mut first = None;
-    let summary = session
-        .campaign_reports(hosts(3), &options, &limits, |report| {
-            assert!(report.stats.is_ok(), "{report:?}");
-            first.get_or_insert_with(|| start.elapsed());
-        })
-        .unwrap();
+    let (summary, first) = first_report(&session, 3, &options, &limits);
     assert_eq!((summary.targets, summary.failed), (3, 0));
     // The first two traces end 20 ms + 200 ms after their one probe, silent for 4 s.
-    let first = first.expect("a report");
     assert!(
         first < Duration::from_secs(2),
         "first report after {first:?}"
@@ -633,17 +645,9 @@ fn a_finished_trace_is_reported_while_the_rate_cap_holds_probes_back() {
         rate: Some(10),
         ..CampaignLimits::default()
     };
-    let start = Instant::now();
-    let mut first = None;
-    let summary = session
-        .campaign_reports(hosts(20), &options, &limits, |report| {
-            assert!(report.stats.is_ok(), "{report:?}");
-            first.get_or_insert_with(|| start.elapsed());
-        })
-        .unwrap();
+    let (summary, first) = first_report(&session, 20, &options, &limits);
     assert_eq!((summary.targets, summary.probes), (20, 20), "{summary:?}");
     // The first target's one probe is answered at once; its trace ends an interval later.
-    let first = first.expect("a report");
     println!("first report after {first:?}");
     assert!(
         first < Duration::from_secs(1),
