@@ -316,11 +316,18 @@ impl Helper {
         if let Some(pin) = pin {
             *self.pins.entry(pin).or_default() += 1;
         }
-        if self.backlog.1.is_empty() && self.session.queued() == 0 {
+        // A campaign's probes wait here whatever `max_queue`: its in-flight budget bounds
+        // them, and a pinned one may find its helper full while others have room (it must
+        // not go elsewhere), so refusing it would lose a probe that only had to wait.
+        let campaign = matches!(done, Caller::Campaign(_));
+        if self.backlog.1.is_empty()
+            && self.session.queued() == 0
+            && (!campaign || self.session.has_room(now))
+        {
             return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
-        if waiting >= self.max_queue {
+        if !campaign && waiting >= self.max_queue {
             return self.finish(done, pin, Err(Error::QueueFull(waiting)));
         }
         // The backlog's receiver lives as long as its sender: this cannot fail.
@@ -371,9 +378,14 @@ impl Helper {
     }
 
     /// Moves probes from the backlog to the session while its window takes them at once
-    /// (and its stdin is open to write them).
+    /// (and its stdin is open to write them), one at a time into its queue (none with a
+    /// `max_queue` of 0: campaign probes wait here for the window then).
     fn feed(&mut self, now: Instant) {
-        while self.ending.is_none() && self.stdin.is_some() && self.session.queued() == 0 {
+        while self.ending.is_none()
+            && self.stdin.is_some()
+            && self.session.queued() == 0
+            && self.session.has_room(now)
+        {
             let Ok((args, done)) = self.backlog.1.try_recv() else {
                 return;
             };

@@ -740,3 +740,36 @@ fn a_helper_that_refuses_every_probe_ends_every_trace() {
         start.elapsed()
     );
 }
+
+/// Two fixed UDP flows over two helpers, each with a window of one and no queue: a flow's
+/// probes must go to the helper that holds its flow, so one helper can get more of them
+/// than its window takes. They wait for it (the campaign's budget bounds them), none is
+/// counted lost, and every probe is answered.
+#[test]
+fn pinned_flows_wait_for_their_helper_instead_of_being_lost() {
+    let session = Session::builder()
+        .program(FAKE, ["--delay-ms", "20"])
+        .helpers(2)
+        .window(1)
+        .max_queue(0)
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(5, 20);
+    options.trace.max_ttl = 2;
+    options.trace.flows = 2;
+    options.probe.protocol = mtrproto_blocking::Protocol::Udp;
+    let mut reported = Vec::new();
+    let summary = session
+        .campaign_reports(hosts(6), &options, &CampaignLimits::default(), |report| {
+            let stats = report.stats.expect("traced");
+            for hop in stats.hops() {
+                assert_eq!(hop.sent(), hop.received(), "{}: {hop:?}", report.host);
+            }
+            reported.push(report.index);
+        })
+        .unwrap();
+    reported.sort_unstable();
+    assert_eq!(reported, [0, 1, 2, 3, 4, 5]);
+    assert_eq!((summary.lost, summary.failed), (0, 0), "{summary:?}");
+    assert!(summary.peak_in_flight <= 2, "{summary:?}");
+}

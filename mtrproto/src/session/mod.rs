@@ -881,6 +881,22 @@ impl Session {
         self.queue.len() + self.resend.len()
     }
 
+    /// Whether [`Session::send_probe`] at `now` would take a request instead of refusing
+    /// it with [`SendError::QueueFull`]: the queue has room, or nothing waits and the
+    /// window, the transmit buffer and the pacer let it out at once. A driver with probes
+    /// of its own waiting asks this before handing one over.
+    pub fn has_room(&self, now: Instant) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.queue.len() < self.config.max_queue
+            || (self.queue.is_empty()
+                && self.resend.is_empty()
+                && self.window_open()
+                && self.transmit_has_room()
+                && self.pacer.as_ref().is_none_or(|p| p.ready_at(now) <= now))
+    }
+
     /// The size of mtr-packet's table of probes, as learned from its `probes-exhausted`
     /// answers: the fewest requests in flight when it refused one. `None` until it has.
     /// The window stays at most this.
@@ -964,6 +980,33 @@ mod tests {
             .map(|_| session.send_probe(now, args.clone()).unwrap().get())
             .collect();
         assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+
+    #[test]
+    fn has_room_says_whether_send_probe_takes_a_request() {
+        let now = Instant::now();
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let config = |max_queue| SessionConfig {
+            window: 1,
+            max_queue,
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config(0));
+        assert!(session.has_room(now));
+        session.send_probe(now, args.clone()).unwrap();
+        // The window is full and nothing may wait.
+        assert!(!session.has_room(now));
+        assert!(matches!(
+            session.send_probe(now, args.clone()),
+            Err(SendError::QueueFull(0))
+        ));
+        let mut session = Session::new(config(1));
+        session.send_probe(now, args.clone()).unwrap();
+        assert!(session.has_room(now));
+        session.send_probe(now, args.clone()).unwrap();
+        assert!(!session.has_room(now));
+        session.handle_eof(now);
+        assert!(!session.has_room(now));
     }
 
     #[test]
