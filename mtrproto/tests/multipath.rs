@@ -614,14 +614,11 @@ fn a_single_first_hop_without_the_per_packet_check_counts_like_tracelb() {
             "width {width} like tracelb: median {} worst {worst} probes, tracelb {scamper}",
             median(&tally.probes)
         );
-        // 16 wide, 10 more: one flow onward from each of TTL 2's routers shows its link
-        // into TTL 3 (a link only where one flow answered at both TTLs), where tracelb
-        // sends the stopping rule's 6 and takes the links from TTL 3's one router.
-        let links = if width == 16 { 16 - 6 } else { 0 };
-        assert!(
-            worst <= scamper + links,
-            "{worst} probes > tracelb's {scamper} + {links}"
-        );
+        assert!(worst <= scamper, "{worst} probes > tracelb's {scamper}");
+        // TTL 3's one router takes its own rule's 6 flows, as tracelb's does: TTL 2's
+        // routers not followed there are linked to it, not probed one flow each.
+        let (per_ttl, _) = probes_per_ttl(&topology, &config);
+        assert_eq!(per_ttl[2], 6, "{per_ttl:?}");
     }
     // A balancer at the first hop shows one of its interfaces, its links onward found.
     let first_hop = Topology::full("first hop", &[1, 4, 1]);
@@ -939,4 +936,27 @@ fn a_budget_of_no_probes_ends_the_trace_at_once() {
     assert_eq!(tracer.poll_timeout(), None);
     assert!(tracer.is_done());
     assert_eq!(tracer.report().end, Some(MultipathEnd::Budget));
+}
+
+#[test]
+fn a_silent_branch_is_not_linked_to_the_one_interface_that_answers() {
+    // TTL 2's two routers each lead to their own at TTL 3, the second of which never
+    // answers: TTL 3 shows one interface, but flows are lost there, so the routers of TTL
+    // 2 are not all taken as linked to it.
+    let mut topology = Topology::new("silent branch", &[1, 1, 2, 2, 1], |t, i, j| match t {
+        2 => u64::from(i == j),
+        _ => 1,
+    });
+    topology.levels[3][1].silent = true;
+    for config in [
+        MultipathConfig::default(),
+        MultipathConfig {
+            single_first_hop: true,
+            per_packet_check: false,
+            ..MultipathConfig::default()
+        },
+    ] {
+        let tally = tally(&topology, RUNS, &config);
+        assert_found(&topology, &tally);
+    }
 }

@@ -43,7 +43,10 @@ pub struct MultipathConfig {
     /// (35 for 4 interfaces reaching 2). MDA's per-interface rule only where the interfaces
     /// before reach unequal numbers here, or several interfaces here are each reached from
     /// one before (where a second successor behind one of them is the rarest next hop,
-    /// which the TTL's own rule may miss). `false`: MDA's per-interface rule everywhere.
+    /// which the TTL's own rule may miss). A TTL whose own rule found one interface, and
+    /// lost no flow, is taken as linked from every interface before whose flows go on,
+    /// as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
+    /// per-interface rule everywhere.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
     /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
@@ -193,7 +196,10 @@ pub struct MultipathReport {
     pub hops: Vec<MultipathHop>,
     /// Every link seen: one flow answered at both TTLs. After a hop balancing per packet,
     /// a flow's two probes may have gone different ways: links from it only where the next
-    /// TTL has one interface (every interface of the hop leads to it).
+    /// TTL has one interface (every interface of the hop leads to it). With
+    /// [`MultipathConfig::lite`], a TTL whose own stopping rule found one interface (and
+    /// lost no flow) is linked from every interface before whose flows go on, followed
+    /// there or not.
     pub links: Vec<Link>,
     /// Why it ended; `None` while it runs.
     pub end: Option<MultipathEnd>,
@@ -758,6 +764,19 @@ impl MultipathTracer {
                         });
                     }
                 }
+                // A TTL of one interface by its own rule: every interface before whose
+                // flows go on leads to it (MDA-Lite, `converged`).
+                if let Some(to) = self.converged(ttl) {
+                    for (&from, flows) in &before.onward {
+                        if !flows.is_empty() {
+                            links.insert(Link {
+                                ttl: ttl8,
+                                from,
+                                to,
+                            });
+                        }
+                    }
+                }
                 // After a per-packet hop, flows say nothing about links; but where the
                 // next TTL has one interface, every interface of the hop leads to it.
                 let next = hop.interfaces();
@@ -891,8 +910,9 @@ impl MultipathTracer {
         // The interfaces of the TTL before, each on its own: MDA's rule where MDA-Lite's
         // tests fail (judged once the TTL's own rule is met, on the flows it took); on
         // meshed hops, flows seen at both TTLs until a link one more successor behind
-        // any interface before would add is ruled out.
-        if let Some(before) = before.filter(|b| !b.per_packet) {
+        // any interface before would add is ruled out. None where this TTL has one
+        // interface by its own rule: every interface before leads to it (`converged`).
+        if let Some(before) = before.filter(|b| !b.per_packet && self.converged(h).is_none()) {
             let test = match self.config.lite {
                 true => hop.lite_test(),
                 false => LiteTest::Mda,
@@ -1090,6 +1110,25 @@ impl MultipathTracer {
             }
         }
         waiting.then_some(Want::Wait)
+    }
+
+    /// The one interface of TTL `h`, where MDA-Lite takes every interface of the TTL
+    /// before whose flows go on as linked to it: `lite`, the TTL's own stopping rule met
+    /// with that one interface (`n_1` flows answered by it, none lost, none answered by
+    /// another), and not the target's TTL (ended at the target's first answer, not by the
+    /// rule: a longer path may still be on its way there). The inference assumes what the
+    /// TTL's rule does: no next hop rarer than one in two is missed here, so the flows not
+    /// followed from the interfaces before reach this one too (as in scamper's `tracelb`).
+    fn converged(&self, h: usize) -> Option<IpAddr> {
+        let hop = self.hops.get(h)?;
+        let one = hop.found.len() == 1 && hop.extra.is_empty() && !hop.per_packet;
+        let ruled = hop.answered() >= self.point(1) && hop.lost() == 0 && !hop.reached_target;
+        let before = h.checked_sub(1).and_then(|b| self.hops.get(b))?;
+        let after_first = h > usize::from(self.config.first_ttl);
+        if !(self.config.lite && one && ruled && after_first) || before.per_packet {
+            return None;
+        }
+        hop.found.keys().next().copied()
     }
 
     /// Whether TTL `t` is taken as one interface without the stopping rule
