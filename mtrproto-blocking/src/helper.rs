@@ -16,7 +16,7 @@ use mio::unix::pipe;
 use mio::{Interest, Registry, Token as PollToken};
 use mtrproto::{
     Diagnostic, Event, Failure, Feature, ProbeArgs, ProbeResult, SendError, Session, SessionConfig,
-    TokenMap,
+    TokenSlots,
 };
 
 use crate::completion::Completion;
@@ -106,7 +106,8 @@ pub(crate) struct Helper {
     /// The last read got bytes: the next turn rests its stdout.
     got_output: bool,
     session: Session,
-    waiting: TokenMap<Waiter>,
+    /// Who waits for each request, by the session's token (indexed, no hashing per probe).
+    waiting: TokenSlots<Waiter>,
     /// Campaign probes' outcomes not yet taken by the driver ([`Helper::take_answers`]).
     answers: Vec<Answer>,
     /// Pinned probes ([`pinned_slot`]) queued or in flight here, counted per pin: while
@@ -210,7 +211,7 @@ impl Helper {
             grace: config.grace,
             max_queue: config.max_queue,
             session: Session::new(config),
-            waiting: TokenMap::default(),
+            waiting: TokenSlots::default(),
             answers: Vec::new(),
             pins: HashMap::new(),
             backlog: crossbeam_channel::unbounded(),
@@ -621,7 +622,7 @@ impl Helper {
             let unanswered = match event {
                 Event::Probe { token, outcome } => {
                     let unanswered = outcome == Err(Failure::Unanswered);
-                    if let Some(Waiter::Probe(done, pin)) = self.waiting.remove(&token) {
+                    if let Some(Waiter::Probe(done, pin)) = self.waiting.remove(token) {
                         self.note_answer(now, outcome.is_ok());
                         let outcome = outcome.map_err(|f| self.failure(f));
                         self.finish(done, pin, outcome);
@@ -630,7 +631,7 @@ impl Helper {
                 }
                 Event::Support { token, outcome, .. } => {
                     let unanswered = outcome == Err(Failure::Unanswered);
-                    if let Some(Waiter::Support(done)) = self.waiting.remove(&token) {
+                    if let Some(Waiter::Support(done)) = self.waiting.remove(token) {
                         self.note_answer(now, outcome.is_ok());
                         let _ = done.send(outcome);
                     }

@@ -74,6 +74,7 @@ pub use protocol::reply::{Reply, ReplyKind};
 pub use protocol::result::ProbeResult;
 pub use protocol::token::{Token, TokenHasher, TokenMap};
 pub use protocol::word::Word;
+pub use session::slots::Slots as TokenSlots;
 pub use session::{
     ConfigError, Counters, Diagnostic, Event, FAR_FUTURE, Failure, Rate, SendError, Session,
     SessionConfig,

@@ -48,8 +48,8 @@ impl fmt::Display for Token {
 
 /// A map keyed by [`Token`], with a hasher suited to them.
 ///
-/// Public for drivers: each keeps its own state per token (`mtrproto-blocking` keeps its
-/// waiters in one).
+/// Public for drivers that keep their own state per token; [`TokenSlots`](crate::TokenSlots)
+/// does the same without hashing.
 ///
 /// Tokens are small sequential numbers the session allocates itself, so a multiplicative
 /// hash spreads them well at a fraction of SipHash's cost.

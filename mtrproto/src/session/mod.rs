@@ -8,7 +8,8 @@ use thiserror::Error;
 
 mod deadlines;
 mod pacer;
-mod slots;
+// Public for drivers as `TokenSlots` (lib.rs), the rest private.
+pub(crate) mod slots;
 use deadlines::Deadlines;
 use pacer::Pacer;
 use slots::Slots;

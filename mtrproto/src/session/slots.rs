@@ -1,4 +1,6 @@
 //! The session's requests by token: a table indexed by the token's low bits, no hashing.
+//! Public as [`TokenSlots`](crate::TokenSlots), for drivers that keep their own state per
+//! request of a session (the same tokens, so the same property holds for their table).
 //!
 //! The session picks its tokens itself, in sequence, so it can pick one whose slot is free
 //! ([`Slots::is_vacant`]): then no two live tokens share a slot, and a lookup is one index
@@ -7,8 +9,27 @@
 
 use crate::protocol::token::Token;
 
+/// Values by [`Token`] in a table indexed by the token's low bits: a lookup is one index
+/// and one compare, no hashing.
+///
+/// For a driver's state per request of a [`Session`](crate::Session) (`mtrproto-blocking`
+/// keeps its waiters in one): the session picks tokens whose slot in its own table is free,
+/// so the live tokens of one session never share a slot at that size, and a driver's table
+/// holding the same tokens grows no larger. Any tokens work: two that share a slot double
+/// the table until they part.
+///
+/// ```
+/// use mtrproto::{Token, TokenSlots};
+///
+/// let mut waiters = TokenSlots::default();
+/// let token = Token::new(7).unwrap();
+/// waiters.insert(token, "caller 7");
+/// assert_eq!(waiters.get(token), Some(&"caller 7"));
+/// assert_eq!(waiters.remove(token), Some("caller 7"));
+/// assert_eq!(waiters.get(token), None);
+/// ```
 #[derive(Debug)]
-pub(super) struct Slots<V> {
+pub struct Slots<V> {
     /// A power of two long (or empty); `token & (len - 1)` is a token's slot.
     slots: Vec<Option<(Token, V)>>,
     len: usize,
@@ -34,19 +55,21 @@ impl<V> Slots<V> {
 
     /// Whether `token` may be inserted without growing the table past its load: its slot is
     /// empty. A token in use is not vacant.
-    pub(super) fn is_vacant(&self, token: Token) -> bool {
+    pub(crate) fn is_vacant(&self, token: Token) -> bool {
         self.index(token)
             .is_none_or(|i| self.slots.get(i).is_none_or(Option::is_none))
     }
 
-    pub(super) fn get(&self, token: Token) -> Option<&V> {
+    /// The value `token` holds.
+    pub fn get(&self, token: Token) -> Option<&V> {
         match self.slots.get(self.index(token)?)? {
             Some((t, value)) if *t == token => Some(value),
             _ => None,
         }
     }
 
-    pub(super) fn get_mut(&mut self, token: Token) -> Option<&mut V> {
+    /// The value `token` holds, to change it.
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut V> {
         let i = self.index(token)?;
         match self.slots.get_mut(i)? {
             Some((t, value)) if *t == token => Some(value),
@@ -56,7 +79,7 @@ impl<V> Slots<V> {
 
     /// Puts `value` at `token`, replacing what `token` held. A slot held by another token
     /// doubles the table until they part (the session avoids this by taking vacant tokens).
-    pub(super) fn insert(&mut self, token: Token, value: V) {
+    pub fn insert(&mut self, token: Token, value: V) {
         if self.len + 1 > self.slots.len() / 4 * 3 {
             self.grow();
         }
@@ -77,7 +100,8 @@ impl<V> Slots<V> {
         }
     }
 
-    pub(super) fn remove(&mut self, token: Token) -> Option<V> {
+    /// Takes out the value `token` holds.
+    pub fn remove(&mut self, token: Token) -> Option<V> {
         let i = self.index(token)?;
         let slot = self.slots.get_mut(i)?;
         if slot.as_ref().is_some_and(|(t, _)| *t == token) {
@@ -89,7 +113,7 @@ impl<V> Slots<V> {
     }
 
     /// Takes every value out, in slot order.
-    pub(super) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
         self.len = 0;
         self.slots
             .iter_mut()
