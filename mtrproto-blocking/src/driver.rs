@@ -215,13 +215,15 @@ impl Driver {
         sys::block_sigpipe();
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; READ_CHUNK];
+        // One clock read per wake-up, for its reads, its turn and the next wait: a wait
+        // timed from it ends late by the turn's length at most, never early.
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             if self.turn(now) {
                 break;
             }
             self.wait(&mut events, now);
-            let now = Instant::now();
+            now = Instant::now();
             for slot in &mut self.slots {
                 if slot.helper.is_readable() {
                     slot.helper.read(now, &mut buf);
@@ -280,7 +282,7 @@ impl Driver {
                 // Once passed, the kill time has been acted on.
                 .chain(self.kill_at.filter(|&at| at > now))
                 .min()
-                .map(|d| d.saturating_duration_since(Instant::now()))
+                .map(|d| d.saturating_duration_since(now))
         };
         if let Err(e) = self.poll.poll(events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
@@ -394,7 +396,7 @@ impl Driver {
         for slot in &mut self.slots {
             for (key, result) in slot.helper.take_answers() {
                 if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
-                    job.answer(now, key, result);
+                    job.answer(now, key, &result);
                 }
             }
         }

@@ -207,11 +207,11 @@ impl Job {
         &mut self,
         now: Instant,
         key: ProbeKey,
-        result: Result<ProbeResult, Error>,
+        result: &Result<ProbeResult, Error>,
     ) {
         // Room again: the next `send_due` serves the targets that waited for it.
         self.in_flight = self.in_flight.saturating_sub(1);
-        match &result {
+        match result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
             Ok(_) => {}
@@ -225,7 +225,7 @@ impl Job {
             // A probe of a target that already ended.
             return self.settle();
         };
-        match &result {
+        match result {
             Ok(result) => active
                 .tracer
                 .handle_flow_result(now, key.ttl, key.flow, result),
