@@ -509,11 +509,16 @@ impl Helper {
     /// Notes whether it reads its stdin: the pipe holds bytes it has not read, and how many
     /// it read since the last look. A helper that reads nothing for the grace is stalled.
     fn look_at_stdin(&mut self, now: Instant) {
+        // Once it was seen to have read all that was written, nothing is unread until more
+        // is written: no need to ask the pipe (a system call each turn).
         let unread = match &self.stdin {
-            Some(stdin) if self.load() > 0 => sys::pipe_unread(stdin.as_raw_fd()).unwrap_or(0),
+            Some(stdin) if self.load() > 0 && self.read_seen != self.written => {
+                sys::pipe_unread(stdin.as_raw_fd()).unwrap_or(0)
+            }
             _ => 0,
         };
         if unread == 0 && self.session.transmit_buffered() == 0 {
+            self.read_seen = self.written;
             self.stdin_progress = None;
             return;
         }
@@ -597,6 +602,13 @@ impl Helper {
                     self.session.handle_input(now, &buf[..n]);
                     // Completed at once, so that the session's event queue stays small.
                     self.dispatch(now);
+                    // A pipe's read takes all it holds up to the buffer's size: a short one
+                    // emptied it. A resting stdout is read again at the next wake-up
+                    // anyway, so it is left here without a read that would only fail.
+                    if n < buf.len() && self.resting.is_some() {
+                        self.readable = false;
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
