@@ -39,8 +39,10 @@ pub struct MultipathConfig {
     /// stopping rule (fresh flows sent straight to it) and each interface before needs one
     /// flow onward (its link), instead of the stopping point's number through each
     /// interface before. Where, on the flows seen at both TTLs, the hops are meshed: flows
-    /// seen at both until one more successor behind any interface before would have shown
-    /// (35 for 4 interfaces reaching 2). MDA's per-interface rule only where the interfaces
+    /// seen at both until each link there is (counting one more interface before) and one
+    /// more successor behind any interface before that has not reached every interface
+    /// here would have shown (29 for 4 interfaces each reaching both of 2, 26 for 3 each
+    /// reaching 2 of 3). MDA's per-interface rule only where the interfaces
     /// before reach unequal numbers here, or several interfaces here are each reached from
     /// one before (where a second successor behind one of them is the rarest next hop,
     /// which the TTL's own rule may miss). A TTL whose own rule found one interface, and
@@ -464,8 +466,9 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// [`MultipathConfig::lite`] (MDA-Lite, Vermeulen et al. 2018), a TTL takes its own rule,
 /// fresh flows sent straight to it, and one flow onward from each interface before (its
 /// link); MDA-Lite's tests on the flows seen at both TTLs pick what more it needs: on
-/// meshed hops, flows seen at both until a link one more successor behind any interface
-/// before would add is ruled out; where the interfaces before reach unequal numbers, or
+/// meshed hops, flows seen at both until each link there is would have shown, counting one
+/// more interface before, and a link one more successor behind an interface before that
+/// has not reached every interface here would add is ruled out; where the interfaces before reach unequal numbers, or
 /// several interfaces are each reached from one before, the per-interface rule. An
 /// interface reached only by flows sent straight to it has one of them probed at the TTL
 /// before, as a link is reported only where one flow answered at both TTLs (the
@@ -909,8 +912,7 @@ impl MultipathTracer {
 
         // The interfaces of the TTL before, each on its own: MDA's rule where MDA-Lite's
         // tests fail (judged once the TTL's own rule is met, on the flows it took); on
-        // meshed hops, flows seen at both TTLs until a link one more successor behind
-        // any interface before would add is ruled out. None where this TTL has one
+        // meshed hops, flows seen at both TTLs (`meshed_links`). None where this TTL has one
         // interface by its own rule: every interface before leads to it (`converged`).
         if let Some(before) = before.filter(|b| !b.per_packet && self.converged(h).is_none()) {
             let test = match self.config.lite {
@@ -1029,13 +1031,30 @@ impl MultipathTracer {
     }
 
     /// What a meshed TTL `h` needs, if anything: flows answered at both it and the TTL
-    /// before until, were one of the `from` interfaces before to reach one more than the
-    /// `most` seen (a link taken by one flow in `from * (most + 1)`, the interfaces equally
-    /// likely), one of them would have taken that link at the confidence; flows already
-    /// answered before first, then fresh ones sent there (within node control's cap).
+    /// before until two things would have shown at the confidence (the interfaces equally
+    /// likely): each link there is, counting one more interface before than the `from`
+    /// seen (the TTL before's own rule leaves one possible: a link taken by one flow in
+    /// `(from + 1) * most`, where `most` is the most successors an interface before
+    /// reached); and one more successor behind an interface before that has not reached
+    /// every interface here (one flow in `from * (s + 1)`, `s` the most such an interface
+    /// reached; one that reached all of them has none left, as one more interface here is
+    /// what the TTL's own rule ruled out). Flows already answered before first, then fresh
+    /// ones sent there (within node control's cap).
     fn meshed_links(&self, h: usize, before: &HopState, from: usize, most: usize) -> Option<Want> {
         let hop = &self.hops[h];
-        let needed = mda::link_point(self.alpha, from.saturating_mul(most + 1));
+        let here = hop.interfaces().len();
+        let open = before
+            .onward
+            .iter()
+            .filter(|(_, flows)| !flows.is_empty())
+            .map(|(from, _)| hop.by_from.get(from).map_or(0, |s| s.successors.len()))
+            .filter(|&reached| reached < here)
+            .max();
+        let each_link = mda::link_point(self.alpha, from.saturating_add(1).saturating_mul(most));
+        let one_more = open.map_or(0, |s| {
+            mda::link_point(self.alpha, from.saturating_mul(s + 1))
+        });
+        let needed = each_link.max(one_more);
         let (mut answered, mut lost, mut coming) = (0, 0, 0);
         for stats in hop.by_from.values() {
             answered += stats.answered;
