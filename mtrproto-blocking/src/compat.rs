@@ -36,6 +36,13 @@ pub struct Release {
     pub udp_port_and_local_port: [bool; 2],
     /// A router's destination-unreachable is reported (0.92 ignores it: `no-reply`).
     pub reports_unreachable: bool,
+    /// A router's answer to a UDP probe goes to whatever probe has the sequence found in
+    /// its quoted destination port, source port or checksum, with no check of ports,
+    /// addresses or protocol (0.92, `packet/deconstruct_unix.c`, `handle_inner_udp_packet`;
+    /// from 0.93 the ports and addresses must be the probe's). Every helper numbers from
+    /// 33000 and sees every answer, so with several helpers the session routes UDP probes
+    /// as it routes TCP ones: only one helper has probes while any are in flight.
+    pub udp_matched_by_sequence_alone: bool,
     /// `no-route` is split into `no-route-host` and `no-route-network`, and `host-down`
     /// exists (0.96).
     pub split_no_route: bool,
@@ -99,6 +106,7 @@ pub const RELEASES: [Release; 5] = [
         udp_ipv6: true,
         udp_port_and_local_port: [false, false],
         reports_unreachable: false,
+        udp_matched_by_sequence_alone: true,
         split_no_route: false,
         crashes_on_unreachable_route: false,
         reply_names: NAMES_0_92,
@@ -111,6 +119,7 @@ pub const RELEASES: [Release; 5] = [
         udp_ipv6: false,
         udp_port_and_local_port: [true, false],
         reports_unreachable: true,
+        udp_matched_by_sequence_alone: false,
         split_no_route: false,
         crashes_on_unreachable_route: false,
         reply_names: NAMES_0_92,
@@ -123,6 +132,7 @@ pub const RELEASES: [Release; 5] = [
         udp_ipv6: true,
         udp_port_and_local_port: [true, false],
         reports_unreachable: true,
+        udp_matched_by_sequence_alone: false,
         split_no_route: false,
         crashes_on_unreachable_route: true,
         reply_names: NAMES_0_92,
@@ -135,6 +145,7 @@ pub const RELEASES: [Release; 5] = [
         udp_ipv6: true,
         udp_port_and_local_port: [true, false],
         reports_unreachable: true,
+        udp_matched_by_sequence_alone: false,
         split_no_route: false,
         crashes_on_unreachable_route: true,
         reply_names: NAMES_0_92,
@@ -147,6 +158,7 @@ pub const RELEASES: [Release; 5] = [
         udp_ipv6: true,
         udp_port_and_local_port: [true, true],
         reports_unreachable: true,
+        udp_matched_by_sequence_alone: false,
         split_no_route: true,
         crashes_on_unreachable_route: true,
         reply_names: NAMES_0_96,
@@ -155,7 +167,8 @@ pub const RELEASES: [Release; 5] = [
 
 /// A helper whose version is not a release above (a build without its tarball's version
 /// says `UNKNOWN`) and whose behaviour is not 0.93's or 0.96's: the smallest table, and only
-/// `local_device` refused, which it was seen to ignore.
+/// `local_device` refused, which it was seen to ignore; its UDP answers taken as matched by
+/// sequence alone, since it may be 0.92.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,
@@ -164,6 +177,7 @@ pub const UNKNOWN: Release = Release {
     udp_ipv6: true,
     udp_port_and_local_port: [true, true],
     reports_unreachable: true,
+    udp_matched_by_sequence_alone: true,
     split_no_route: false,
     crashes_on_unreachable_route: true,
     reply_names: NAMES_0_96,

@@ -13,7 +13,13 @@
 //! ports go to one helper ([`pinned_slot`]), since mtr-packet tells their answers apart only
 //! by sequences each helper numbers alike from 33000, and every helper sees every answer
 //! (while that helper restarts, a stand-in takes them, and keeps them as long as it has any
-//! of them queued or in flight: [`route`]). A helper
+//! of them queued or in flight: [`route`]). TCP and SCTP probes (and UDP ones on a
+//! release that matches UDP answers by sequence alone, 0.92) are worse: a router's answer
+//! to one goes to whichever probe of the reading helper has its sequence, whatever its
+//! target or protocol, so the helper holding such probes ([`SHARED`]) takes every probe
+//! while it does, and sends none while another helper still has requests
+//! ([`update_gates`]): one helper at a time. ARCHITECTURE.md ("Several helpers") gives
+//! mtr-packet's matching rules, release by release. A helper
 //! that ends fails only its own requests and is started again, one helper or several: at
 //! once if it had answered (but after [`RESTART_PAUSE`] once its slot was started
 //! [`RESTART_BURST`] times within [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token as PollToken, Waker};
-use mtrproto::{Failure, Feature, ProbeArgs, SessionConfig};
+use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig};
 
 use crate::completion::Completion;
 use crate::error::ProcessError;
@@ -105,6 +111,10 @@ pub(crate) enum Command {
     EndCampaign {
         job: u32,
     },
+    /// The helper's release matches UDP answers by sequence alone
+    /// ([`Release::udp_matched_by_sequence_alone`](crate::compat::Release)): route UDP
+    /// probes as TCP ones ([`SHARED`]). Sent once the release is known, before any probe.
+    UdpBySequence,
     /// Close the helpers' stdin once written, let in-flight requests finish, kill them
     /// after `grace`.
     Close {
@@ -130,13 +140,34 @@ struct Slot {
 /// sees every answer, so the same ports to one target on two helpers cross answers
 /// ([`ProbeArgs::fixed_udp_ports`]). Consecutive flows of a target land on consecutive
 /// helpers, and a flow stays on one, so its path is one helper's view.
-pub(crate) fn pinned_slot(args: &ProbeArgs) -> Option<usize> {
+///
+/// A TCP or SCTP probe gets [`SHARED`]: a router's answer to it goes to any helper's probe
+/// with its sequence ([`ProbeArgs::matched_by_sequence_alone`]), so with several helpers
+/// the helper that holds such probes takes every probe, and sends none while another
+/// helper still has probes ([`helper_for`], [`update_gates`]).
+///
+/// `udp_by_sequence`: the release matches UDP answers by sequence alone too (0.92).
+pub(crate) fn pinned_slot(args: &ProbeArgs, udp_by_sequence: bool) -> Option<usize> {
+    if args.matched_by_sequence_alone()
+        || (udp_by_sequence && args.fields().protocol == Protocol::Udp)
+    {
+        return Some(SHARED);
+    }
     let (local_port, port) = args.fixed_udp_ports()?;
     let mut hasher = DefaultHasher::new();
     args.target().hash(&mut hasher);
     let ports = usize::from(local_port.unwrap_or(0)) + usize::from(port.unwrap_or(0));
-    Some((hasher.finish() as usize).wrapping_add(ports))
+    // SHARED is never a flow's pin.
+    Some(
+        (hasher.finish() as usize)
+            .wrapping_add(ports)
+            .min(SHARED - 1),
+    )
 }
+
+/// The pin ([`pinned_slot`]) of the probes whose answers any helper's probe may take: TCP
+/// and SCTP.
+pub(crate) const SHARED: usize = usize::MAX;
 
 /// The thread's state.
 pub(crate) struct Driver {
@@ -156,6 +187,8 @@ pub(crate) struct Driver {
     any_answered: bool,
     /// The campaigns it runs.
     jobs: Vec<Job>,
+    /// UDP answers are matched by sequence alone ([`Command::UdpBySequence`]).
+    udp_by_sequence: bool,
 }
 
 impl Driver {
@@ -203,6 +236,7 @@ impl Driver {
             next_slot: 0,
             any_answered: false,
             jobs: Vec::new(),
+            udp_by_sequence: false,
         };
         driver.publish();
         Ok((driver, wakeup))
@@ -241,12 +275,19 @@ impl Driver {
         let closing = self.kill_at.is_some();
         let kill = self.kill_at.is_some_and(|at| at <= now);
         let registry = self.poll.registry();
+        update_gates(&mut self.slots);
         for slot in &mut self.slots {
             if kill {
                 slot.helper.end(now, Why::Closing);
             }
             slot.helper.drive(now, registry, closing);
             self.any_answered |= slot.helper.has_answered();
+        }
+        // The others' last probes ended in this turn: the helper they held back goes on.
+        if update_gates(&mut self.slots) {
+            for slot in &mut self.slots {
+                slot.helper.drive(now, registry, closing);
+            }
         }
         // Before a restart replaces an ended helper: its requests' outcomes are in it.
         self.take_answers(now);
@@ -312,7 +353,8 @@ impl Driver {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Probe { args, done }) => {
-                    match helper_for(&mut self.slots, &mut self.next_slot, &args) {
+                    let by_sequence = self.udp_by_sequence;
+                    match helper_for(&mut self.slots, &mut self.next_slot, &args, by_sequence) {
                         Some(helper) => helper.probe(now, args, Caller::Callback(done)),
                         None => done.complete(Err(self.exited().into())),
                     }
@@ -334,6 +376,12 @@ impl Driver {
                     }
                 }
                 Ok(Command::EndCampaign { job }) => self.jobs.retain(|j| j.id() != job),
+                Ok(Command::UdpBySequence) => {
+                    self.udp_by_sequence = true;
+                    for slot in &mut self.slots {
+                        slot.helper.set_udp_by_sequence(true);
+                    }
+                }
                 Ok(Command::Close { grace }) => self.begin_close(now, grace),
                 // Every Session handle is gone: close as `close()` would.
                 Err(TryRecvError::Disconnected) => {
@@ -354,6 +402,7 @@ impl Driver {
                     let _ = done.send(Err(Failure::HelperGone));
                 }
                 Command::Close { .. }
+                | Command::UdpBySequence
                 | Command::Campaign(_)
                 | Command::Target { .. }
                 | Command::EndCampaign { .. } => {}
@@ -376,16 +425,19 @@ impl Driver {
         }
         self.take_answers(now);
         let (slots, next_slot, shared) = (&mut self.slots, &mut self.next_slot, &self.shared);
+        let by_sequence = self.udp_by_sequence;
         for job in &mut self.jobs {
-            job.send_due(now, |args, key| match helper_for(slots, next_slot, &args) {
-                Some(helper) => {
-                    helper.probe(now, args, Caller::Campaign(key));
-                    Ok(())
+            job.send_due(now, |args, key| {
+                match helper_for(slots, next_slot, &args, by_sequence) {
+                    Some(helper) => {
+                        helper.probe(now, args, Caller::Campaign(key));
+                        Ok(())
+                    }
+                    None => Err(ProcessError::Exited {
+                        status: shared.last_exit(),
+                    }
+                    .into()),
                 }
-                None => Err(ProcessError::Exited {
-                    status: shared.last_exit(),
-                }
-                .into()),
             });
         }
     }
@@ -446,7 +498,8 @@ impl Driver {
                 continue;
             }
             match Helper::spawn(&self.command, self.config.clone(), registry, index) {
-                Ok(fresh) => {
+                Ok(mut fresh) => {
+                    fresh.set_udp_by_sequence(self.udp_by_sequence);
                     if let Some(status) = slot.helper.exit_status() {
                         slot.last_exit = Some(status);
                     }
@@ -488,22 +541,64 @@ impl Driver {
     }
 }
 
-/// The helper `args` goes to: its pinned one ([`pinned_slot`]) or the least loaded.
+/// The helper `args` goes to: the one holding [`SHARED`] probes if one does (every probe
+/// then goes there: another helper's probe would take their answers), else its pinned one
+/// ([`pinned_slot`]) or the least loaded. A helper that takes [`SHARED`] probes is held
+/// back while another has probes ([`update_gates`]).
 fn helper_for<'s>(
     slots: &'s mut [Slot],
     next_slot: &mut usize,
     args: &ProbeArgs,
+    udp_by_sequence: bool,
 ) -> Option<&'s mut Helper> {
-    let Some(pin) = pinned_slot(args) else {
-        return least_loaded(slots, next_slot);
+    let pin = pinned_slot(args, udp_by_sequence);
+    let holder = (slots.len() > 1)
+        .then(|| {
+            slots
+                .iter()
+                .position(|s| s.helper.holds(SHARED) && s.helper.accepts())
+        })
+        .flatten();
+    let slot = match (holder, pin) {
+        (Some(holder), _) => holder,
+        (None, None) => return least_loaded(slots, next_slot),
+        (None, Some(pin)) => route(
+            pin,
+            slots.len(),
+            |i| slots[i].helper.accepts(),
+            |i| slots[i].helper.holds(pin),
+        )?,
     };
-    let slot = route(
-        pin,
-        slots.len(),
-        |i| slots[i].helper.accepts(),
-        |i| slots[i].helper.holds(pin),
-    )?;
+    if pin == Some(SHARED) && slots.len() > 1 {
+        let others_busy = others_busy(slots, slot);
+        slots[slot].helper.set_gated(others_busy);
+    }
     Some(&mut slots[slot].helper)
+}
+
+/// Whether a helper but `slot`'s has requests queued or in flight.
+fn others_busy(slots: &[Slot], slot: usize) -> bool {
+    slots
+        .iter()
+        .enumerate()
+        .any(|(i, s)| i != slot && s.helper.load() > 0)
+}
+
+/// Holds back the helper with [`SHARED`] probes while another helper has requests (their
+/// probes could take its answers, numbering alike), and lets it go once none has: from
+/// then on every probe goes to it ([`helper_for`]) until its [`SHARED`] ones are done.
+/// Returns whether a helper was let go.
+fn update_gates(slots: &mut [Slot]) -> bool {
+    let busy = slots.iter().filter(|s| s.helper.load() > 0).count();
+    let mut released = false;
+    for slot in slots {
+        let helper = &mut slot.helper;
+        let others_busy = busy > usize::from(helper.load() > 0);
+        let gated = helper.holds(SHARED) && others_busy;
+        released |= helper.is_gated() && !gated;
+        helper.set_gated(gated);
+    }
+    released
 }
 
 /// The slot of `count` a probe pinned to `pin` goes to: the one that `holds` probes of its

@@ -20,7 +20,7 @@ use mtrproto::{
 };
 
 use crate::completion::Completion;
-use crate::driver::pinned_slot;
+use crate::driver::{SHARED, pinned_slot};
 use crate::error::{Error, ProcessError};
 use crate::job::ProbeKey;
 use crate::status::{DIAGNOSTIC_TEXT, HelperStatus, RECENT_DIAGNOSTICS, cut};
@@ -113,6 +113,13 @@ pub(crate) struct Helper {
     /// Pinned probes ([`pinned_slot`]) queued or in flight here, counted per pin: while
     /// any are, the probes of that pin come here ([`Helper::holds`]).
     pins: HashMap<usize, u32>,
+    /// Probes queued or in flight here whose answers any helper may take ([`SHARED`]).
+    shared: u32,
+    /// Probes wait in the backlog, none enters the session: other helpers still have
+    /// probes that could take the answers of its [`SHARED`] ones (set by the driver).
+    gated: bool,
+    /// UDP probes are [`SHARED`] too (the release matches their answers by sequence alone).
+    udp_by_sequence: bool,
     /// Probes waiting for the session's window, oldest first: a probe enters the session
     /// (its token map, its queue) only when the window can take it. A channel is a FIFO
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
@@ -214,6 +221,9 @@ impl Helper {
             waiting: TokenSlots::default(),
             answers: Vec::new(),
             pins: HashMap::new(),
+            shared: 0,
+            gated: false,
+            udp_by_sequence: false,
             backlog: crossbeam_channel::unbounded(),
             ending: None,
             finished: None,
@@ -258,7 +268,30 @@ impl Helper {
 
     /// Whether probes pinned to `pin` are queued or in flight here.
     pub(crate) fn holds(&self, pin: usize) -> bool {
+        if pin == SHARED {
+            return self.shared > 0;
+        }
         self.pins.contains_key(&pin)
+    }
+
+    /// Holds probes back in the backlog (`true`) or lets them into the session again.
+    pub(crate) fn set_gated(&mut self, gated: bool) {
+        self.gated = gated;
+    }
+
+    /// Takes UDP probes for [`SHARED`] ones ([`pinned_slot`]).
+    pub(crate) fn set_udp_by_sequence(&mut self, yes: bool) {
+        self.udp_by_sequence = yes;
+    }
+
+    /// A probe's pin ([`pinned_slot`]).
+    fn pin_of(&self, args: &ProbeArgs) -> Option<usize> {
+        pinned_slot(args, self.udp_by_sequence)
+    }
+
+    /// Whether probes are held back in the backlog.
+    pub(crate) fn is_gated(&self) -> bool {
+        self.gated
     }
 
     /// Whether it takes requests.
@@ -313,15 +346,18 @@ impl Helper {
             let gone = self.gone();
             return self.finish(done, None, Err(gone));
         }
-        let pin = pinned_slot(&args);
-        if let Some(pin) = pin {
-            *self.pins.entry(pin).or_default() += 1;
+        let pin = self.pin_of(&args);
+        match pin {
+            Some(SHARED) => self.shared += 1,
+            Some(pin) => *self.pins.entry(pin).or_default() += 1,
+            None => {}
         }
         // A campaign's probes wait here whatever `max_queue`: its in-flight budget bounds
         // them, and a pinned one may find its helper full while others have room (it must
         // not go elsewhere), so refusing it would lose a probe that only had to wait.
         let campaign = matches!(done, Caller::Campaign(_));
-        if self.backlog.1.is_empty()
+        if !self.gated
+            && self.backlog.1.is_empty()
             && self.session.queued() == 0
             && (!campaign || self.session.has_room(now))
         {
@@ -337,7 +373,7 @@ impl Helper {
 
     /// Hands a probe to the session.
     fn submit(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
-        let pin = pinned_slot(&args);
+        let pin = self.pin_of(&args);
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done, pin));
@@ -354,7 +390,9 @@ impl Helper {
     /// Gives a probe's outcome to its caller: calls the callback, or keeps a campaign's
     /// answer for the driver; a pinned probe counted in [`Helper::holds`] no longer is.
     fn finish(&mut self, done: Caller, pin: Option<usize>, result: Result<ProbeResult, Error>) {
-        if let Some(pin) = pin
+        if pin == Some(SHARED) {
+            self.shared = self.shared.saturating_sub(1);
+        } else if let Some(pin) = pin
             && let Some(count) = self.pins.get_mut(&pin)
         {
             *count -= 1;
@@ -383,6 +421,7 @@ impl Helper {
     /// `max_queue` of 0: campaign probes wait here for the window then).
     fn feed(&mut self, now: Instant) {
         while self.ending.is_none()
+            && !self.gated
             && self.stdin.is_some()
             && self.session.queued() == 0
             && self.session.has_room(now)
@@ -766,7 +805,8 @@ impl Helper {
             self.dispatch(now);
             while let Ok((args, done)) = self.backlog.1.try_recv() {
                 let gone = self.gone();
-                self.finish(done, pinned_slot(&args), Err(gone));
+                let pin = self.pin_of(&args);
+                self.finish(done, pin, Err(gone));
             }
             self.changed = true;
         }

@@ -94,17 +94,25 @@ impl SessionBuilder {
     }
 
     /// Runs `count` helper processes behind the one driver thread (default 1, at most
-    /// [`SessionBuilder::MAX_HELPERS`]), to go past one helper's CPU. Each probe goes to the
-    /// least loaded helper, except UDP probes naming `port` or `local-port` (fixed flows
-    /// among them): those to one target with the same ports always go to the same helper,
-    /// since mtr-packet matches their answers by sequences every helper numbers alike
+    /// [`SessionBuilder::MAX_HELPERS`]), to go past one helper's probe table or CPU. Each
+    /// probe goes to the least loaded helper, except UDP probes naming `port` or
+    /// `local-port` (fixed flows among them): those to one target with the same ports
+    /// always go to the same helper, since mtr-packet matches their answers by sequences
+    /// every helper numbers alike
     /// ([`ProbeArgs::fixed_udp_ports`](mtrproto::ProbeArgs::fixed_udp_ports)); a flow keeps
-    /// its helper. The window applies per helper. If one of several helpers dies,
-    /// only its probes fail and it is started again.
+    /// its helper. TCP and SCTP probes run on one helper at a time, which takes every probe
+    /// while it has any of them: mtr-packet matches a router's answer to them by the
+    /// sequence alone, whatever the target or protocol
+    /// ([`ProbeArgs::matched_by_sequence_alone`](mtrproto::ProbeArgs::matched_by_sequence_alone)),
+    /// so two helpers would take each other's answers; on 0.92 UDP probes too
+    /// ([`Release::udp_matched_by_sequence_alone`](crate::compat::Release)). The window
+    /// applies per helper. If one of several helpers dies, only its probes fail and it is
+    /// started again.
     ///
-    /// This pays off for TCP probes (1.8x with two helpers on loopback here), not for ICMP or
-    /// UDP: every mtr-packet's raw ICMP socket receives every ICMP answer on the host, so
-    /// each helper also reads the others' answers, and under load some are lost.
+    /// This pays off where unanswered ICMP or UDP probes fill the probe table (each helper
+    /// has its own), not for TCP or SCTP, and not for ICMP or UDP on a fast path:
+    /// every mtr-packet's raw ICMP socket receives every ICMP answer on the host, so each
+    /// helper also reads the others' answers, and under load some are lost.
     pub fn helpers(mut self, count: usize) -> Self {
         self.helpers = count.clamp(1, SessionBuilder::MAX_HELPERS);
         self
@@ -221,6 +229,10 @@ impl SessionBuilder {
                     Some(release) => release,
                     None => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o)),
                 };
+                // Before any caller's probe: the driver routes UDP probes by it.
+                if session.release.udp_matched_by_sequence_alone {
+                    session.send(Command::UdpBySequence)?;
+                }
                 session.version = version;
                 Ok(session)
             }

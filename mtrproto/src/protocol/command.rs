@@ -404,6 +404,26 @@ impl ProbeArgs {
         (self.protocol == Protocol::Udp && named).then_some((self.local_port, self.port))
     }
 
+    /// Whether mtr-packet matches a router's answer to this probe (`ttl-expired`,
+    /// `no-route`) by its sequence alone: TCP and SCTP probes, whose source port is the
+    /// sequence. An ICMP error quoting such a probe goes to whatever probe of the reading
+    /// mtr-packet has that sequence, whatever its target or protocol (releases 0.92 to
+    /// 0.96, `packet/deconstruct_unix.c`, `handle_inner_ip4_packet`); every mtr-packet
+    /// numbers from 33000 and every raw socket sees every answer, so two helpers with
+    /// probes in flight take each other's. The target's own answer (a connection) is not
+    /// shared.
+    ///
+    /// ```
+    /// use mtrproto::{ProbeArgs, Protocol};
+    /// let probe = ProbeArgs::new("127.0.0.1".parse()?);
+    /// assert!(!probe.clone().matched_by_sequence_alone());
+    /// assert!(probe.protocol(Protocol::Tcp).matched_by_sequence_alone());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn matched_by_sequence_alone(&self) -> bool {
+        matches!(self.protocol, Protocol::Tcp | Protocol::Sctp)
+    }
+
     /// Sets the interface to send from (`local-device`; newer mtr-packet only).
     pub fn local_device(mut self, device: DeviceName) -> ProbeArgs {
         self.local_device = Some(device);

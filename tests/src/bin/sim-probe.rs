@@ -1,13 +1,14 @@
 //! Sends probes through mtrproto-blocking and prints every result, for the simulator tests.
 //!
 //! ```text
-//! sim-probe [--count N] [--ttls A-B] [--protocol icmp|udp|tcp|sctp] [--ports A-B] [--timeout S]
+//! sim-probe [--count N] [--ttls A-B] [--protocol P[,P...]] [--ports A-B] [--timeout S]
 //!     [--flow F] [--helpers K] [--window W] TARGET...
 //! ```
 //!
 //! Sends N probes for every TARGET and every TTL in A-B through one session, W (default 64)
 //! in flight (port i of the range for the i-th probe; with `--flow`, every probe a UDP probe
-//! in fixed flow F), then prints one line per result:
+//! in fixed flow F; with several protocols `icmp|udp|tcp|sctp`, the i-th target probed in
+//! the i-th, in turn), then prints one line per result:
 //! `TARGET TTL KIND FROM RTT_US MPLS` (`-` where the reply has none; MPLS entries as
 //! `label,tc,s,ttl` joined by `;`). Meant to run inside `mtrsim`: it refuses any target but
 //! loopback, or the simulator's ranges when run inside the simulator's namespace.
@@ -43,7 +44,7 @@ struct Args {
     timeout: u64,
     helpers: usize,
     window: usize,
-    protocol: Protocol,
+    protocols: Vec<Protocol>,
     /// Each target as given (printed so) and as an address (probed so).
     targets: Vec<(String, IpAddr)>,
 }
@@ -59,7 +60,7 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
         // Small: hundreds of answers in one instant overflow mtr-packet's socket buffer, a
         // loss the scenario did not ask for.
         window: 64,
-        protocol: Protocol::Icmp,
+        protocols: vec![Protocol::Icmp],
         targets: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -73,7 +74,12 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
             "--timeout" => parsed.timeout = value()?.parse()?,
             "--helpers" => parsed.helpers = value()?.parse()?,
             "--window" => parsed.window = value()?.parse()?,
-            "--protocol" => parsed.protocol = value()?.parse()?,
+            "--protocol" => {
+                parsed.protocols = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             target => {
                 let addr: IpAddr = target.parse()?;
                 mtrproto_tests::sim::may_probe(addr)?;
@@ -93,14 +99,15 @@ fn send_all(
     done: &crossbeam_channel::Sender<Sent>,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     let mut sent = 0;
-    for (text, addr) in &args.targets {
+    for (n, (text, addr)) in args.targets.iter().enumerate() {
+        let protocol = args.protocols[n % args.protocols.len()];
         for ttl in args.ttls.0..=args.ttls.1 {
             for i in 0..args.count {
                 let options = ProbeOptions {
                     protocol: if args.flow.is_some() {
                         Protocol::Udp
                     } else {
-                        args.protocol
+                        protocol
                     },
                     flow: args.flow,
                     ttl: Some(u8::try_from(ttl)?),
