@@ -38,16 +38,17 @@ pub struct MultipathConfig {
     /// MDA-Lite's savings (Vermeulen et al., IMC 2018; default): each TTL takes its own
     /// stopping rule (fresh flows sent straight to it) and each interface before needs one
     /// flow onward (its link), instead of the stopping point's number through each
-    /// interface before. Where, on the flows seen at both TTLs, the hops are meshed: flows
-    /// seen at both until each link there is (counting one more interface before) and one
-    /// more successor behind any interface before that has not reached every interface
-    /// here would have shown (29 for 4 interfaces each reaching both of 2, 26 for 3 each
-    /// reaching 2 of 3). MDA's per-interface rule only where the interfaces
-    /// before reach unequal numbers here, or several interfaces here are each reached from
-    /// one before (where a second successor behind one of them is the rarest next hop,
-    /// which the TTL's own rule may miss). A TTL whose own rule found one interface, and
-    /// lost no flow, is taken as linked from every interface before whose flows go on,
-    /// as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
+    /// interface before. Where, on the flows seen at both TTLs, the hops are meshed, or
+    /// converge onto several interfaces: flows seen at both until each link there is
+    /// (counting one more interface before) and one more successor behind any interface
+    /// before that has not reached every interface here would have shown (29 for 4
+    /// interfaces each reaching both of 2, 26 for 3 each reaching 2 of 3, 23 for 4 each
+    /// reaching 1 of 2). MDA's per-interface rule only where the interfaces before reach
+    /// unequal numbers here, or several interfaces here are each reached from exactly one
+    /// before (parallel paths: where a second successor behind one of them is the rarest
+    /// next hop, which the TTL's own rule may miss). A TTL whose own rule found one
+    /// interface, and lost no flow, is taken as linked from every interface before whose
+    /// flows go on, as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
     /// per-interface rule everywhere.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
@@ -368,14 +369,19 @@ impl HopState {
 
     /// MDA-Lite's tests (Vermeulen et al., IMC 2018) between the TTL before and this one,
     /// on the flows seen at both. The meshing test: some interface before reached two or
-    /// more here, and some interface here was reached from two or more before. The
-    /// uniformity test: the interfaces before that reached any here reached unequal
-    /// numbers, so the TTL's interfaces are not equally likely and the TTL's own rule may
-    /// miss the rarer ones. And where each interface before reached one here but there are
-    /// several here, MDA's rule still rules out a second successor behind each (a 2-way
-    /// router's branch taken by a quarter of the flows, beside a 1-way router, is missed by
-    /// the TTL's rule more often than its confidence allows). Otherwise every interface
-    /// here has one predecessor: a flow through each shows every link.
+    /// more here, and some interface here was reached from two or more before; or, each
+    /// interface before reaching one, several here and one of them reached from two or
+    /// more before (converging): both take flows at both TTLs (`meshed_links`), as a
+    /// second successor behind an interface before is rarer than the TTL's own rule
+    /// assumes. The uniformity test: the interfaces before that reached any here reached
+    /// unequal numbers, so the TTL's interfaces are not equally likely and the TTL's own
+    /// rule may miss the rarer ones. And where each interface before reached one here and
+    /// each here was reached from one before, several of them (parallel paths, which is
+    /// how a 2-way router beside a 1-way one looks once its second branch is missed), MDA's
+    /// rule still rules out a second successor behind each: flows at both TTLs would take
+    /// no more than the TTL's rule did, which misses a branch taken by a quarter of the
+    /// flows more often than its confidence allows. Otherwise every interface here has one
+    /// predecessor: a flow through each shows every link.
     fn lite_test(&self) -> LiteTest {
         let mut predecessors: BTreeMap<IpAddr, usize> = BTreeMap::new();
         let (mut least, mut most, mut from) = (usize::MAX, 0, 0);
@@ -387,7 +393,8 @@ impl HopState {
                 *predecessors.entry(to).or_insert(0) += 1;
             }
         }
-        if most >= 2 && predecessors.values().any(|&n| n >= 2) {
+        let converging = predecessors.values().any(|&n| n >= 2);
+        if converging && (most >= 2 || predecessors.len() >= 2) {
             LiteTest::Meshed { from, most }
         } else if (most >= 2 && least < most) || (most == 1 && predecessors.len() >= 2) {
             LiteTest::Mda
@@ -428,7 +435,8 @@ impl HopState {
 enum LiteTest {
     /// A flow through each interface shows every link.
     Pass,
-    /// Meshed: `from` interfaces before reached several here, each at most `most`.
+    /// Meshed or converging: `from` interfaces before reached any here, each at most
+    /// `most`.
     Meshed { from: usize, most: usize },
     /// MDA's per-interface rule is needed.
     Mda,
@@ -466,16 +474,18 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// [`MultipathConfig::lite`] (MDA-Lite, Vermeulen et al. 2018), a TTL takes its own rule,
 /// fresh flows sent straight to it, and one flow onward from each interface before (its
 /// link); MDA-Lite's tests on the flows seen at both TTLs pick what more it needs: on
-/// meshed hops, flows seen at both until each link there is would have shown, counting one
-/// more interface before, and a link one more successor behind an interface before that
-/// has not reached every interface here would add is ruled out; where the interfaces before reach unequal numbers, or
-/// several interfaces are each reached from one before, the per-interface rule. An
-/// interface reached only by flows sent straight to it has one of them probed at the TTL
-/// before, as a link is reported only where one flow answered at both TTLs (the
-/// predecessor may have an interface MDA missed, which that probe may find). A TTL with
-/// two or more interfaces has answered flows probed again, 5 times at 95% (7 at 99%) for
-/// each interface before whose flows reached several: one flow answered by two
-/// interfaces marks the hop as balancing per packet. The trace ends when
+/// meshed hops, and hops converging onto several interfaces, flows seen at both until each
+/// link there is would have shown, counting one more interface before, and a link one more
+/// successor behind an interface before that has not reached every interface here would
+/// add is ruled out; where the interfaces before reach unequal numbers, or several
+/// interfaces are each reached from exactly one before, the per-interface rule. A TTL
+/// whose own rule found one interface (and lost no flow) is linked from every interface
+/// before whose flows go on. Otherwise a link is reported only where one flow answered at
+/// both TTLs: an interface reached only by flows sent straight to it has one of them
+/// probed at the TTL before (the predecessor may have an interface MDA missed, which that
+/// probe may find). A TTL with two or more interfaces has answered flows probed again, 5
+/// times at 95% (7 at 99%) for each interface before whose flows reached several: one flow
+/// answered by two interfaces marks the hop as balancing per packet. The trace ends when
 /// every answered flow reached the target, after `max_silent` silent TTLs, at `max_ttl`,
 /// or when the budget is spent.
 ///
