@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::num::NonZeroU8;
+use std::num::{NonZeroU8, NonZeroU32};
 use std::time::Duration;
 
 use crate::error::{ArgumentError, ParseError};
@@ -193,7 +193,8 @@ pub struct ProbeArgs {
     local_addr: Option<IpAddr>,
     local_port: Option<u16>,
     local_device: Option<DeviceName>,
-    timeout_secs: Option<u32>,
+    /// Never 0 (its range starts at 1): the niche keeps `ProbeArgs` at 80 bytes.
+    timeout_secs: Option<NonZeroU32>,
     ttl: Option<NonZeroU8>,
     size: Option<u16>,
     bit_pattern: Option<u8>,
@@ -451,7 +452,7 @@ impl ProbeArgs {
             1,
             ProbeArgs::MAX_TIMEOUT_SECS.into(),
         )?;
-        self.timeout_secs = Some(secs);
+        self.timeout_secs = NonZeroU32::new(secs);
         Ok(self)
     }
 
@@ -556,7 +557,9 @@ impl ProbeArgs {
             local_addr: self.local_addr,
             local_port: self.local_port,
             local_device: self.local_device.clone(),
-            timeout: self.timeout_secs.map(|s| Duration::from_secs(s.into())),
+            timeout: self
+                .timeout_secs
+                .map(|s| Duration::from_secs(s.get().into())),
             ttl: self.ttl.map(NonZeroU8::get),
             size: self.size,
             bit_pattern: self.bit_pattern,
@@ -574,7 +577,7 @@ impl ProbeArgs {
     /// How long mtr-packet will wait for an answer: the timeout sent, or its default of 10 s.
     pub fn effective_timeout(&self) -> Duration {
         self.timeout_secs.map_or(ProbeArgs::DEFAULT_TIMEOUT, |s| {
-            Duration::from_secs(s.into())
+            Duration::from_secs(s.get().into())
         })
     }
 
@@ -602,7 +605,7 @@ impl ProbeArgs {
             "local-device",
             self.local_device.as_ref().map(DeviceName::as_str),
         );
-        push_opt(out, "timeout", self.timeout_secs);
+        push_opt(out, "timeout", self.timeout_secs.map(NonZeroU32::get));
         push_opt(out, "ttl", self.ttl);
         push_opt(out, "size", self.size);
         push_opt(out, "bit-pattern", self.bit_pattern);

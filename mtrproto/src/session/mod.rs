@@ -208,17 +208,21 @@ pub enum Event {
 }
 
 /// A line from the helper that answers no request of this session.
+///
+/// Its replies are boxed: diagnostics are rare, and a `Reply` inline would make every
+/// [`Event`], a probe's included, as large as one (192 bytes against 120), copied twice
+/// per probe on its way out of the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Diagnostic {
     /// A token-0 line such as `0 command-parse-error`.
-    Unsolicited(Reply<'static>),
+    Unsolicited(Box<Reply<'static>>),
     /// A reply for a token not in flight and not recently completed.
-    UnknownToken(Reply<'static>),
+    UnknownToken(Box<Reply<'static>>),
     /// A second answer for a token that was already answered.
-    Duplicate(Reply<'static>),
+    Duplicate(Box<Reply<'static>>),
     /// An answer for a request the watchdog had already completed.
-    Late(Reply<'static>),
+    Late(Box<Reply<'static>>),
     /// A line that does not parse.
     Unparsable {
         /// The line.
@@ -337,6 +341,9 @@ struct Pending {
     /// The token the caller holds: that of the first attempt.
     origin: Token,
     request: Request,
+    /// The watchdog's deadline while `state` is in flight or cancelled (the state and its
+    /// deadline apart, not an enum holding it: 8 bytes less per request).
+    deadline: Instant,
     state: State,
     retries: u8,
     /// The first release plus the probe's timeout: a refused probe gives up then.
@@ -349,9 +356,9 @@ enum State {
     /// expiry.
     Queued,
     /// Released to the transmit buffer; the watchdog fires at `deadline`.
-    InFlight { deadline: Instant },
+    InFlight,
     /// Cancelled after release: still holds a slot of mtr-packet until answered or due.
-    Cancelled { deadline: Instant },
+    Cancelled,
 }
 
 /// How a remembered token ended, to classify a later line for it.
@@ -421,6 +428,8 @@ impl Session {
         let pending = Pending {
             origin: token,
             request,
+            // Set at release.
+            deadline: now,
             state: State::Queued,
             retries: 0,
             expires: None,
@@ -476,8 +485,8 @@ impl Session {
                 self.queue.retain(|&t| t != wire);
                 self.resend.retain(|&t| t != wire);
             }
-            State::InFlight { deadline } => pending.state = State::Cancelled { deadline },
-            State::Cancelled { .. } => return false,
+            State::InFlight => pending.state = State::Cancelled,
+            State::Cancelled => return false,
         }
         self.counters.cancelled += 1;
         true
@@ -522,7 +531,7 @@ impl Session {
     /// diagnostics, a refused probe is retried, anything else completes its request.
     fn handle_reply(&mut self, now: Instant, reply: Reply<'_>, malformed: Option<ParseError>) {
         if reply.token == Token::UNSOLICITED {
-            return self.diagnostic(Diagnostic::Unsolicited(reply.into_owned()));
+            return self.diagnostic(Diagnostic::Unsolicited(Box::new(reply.into_owned())));
         }
         let token = reply.token;
         let Some(pending) = self.requests.get(token) else {
@@ -530,9 +539,11 @@ impl Session {
         };
         match pending.state {
             // mtr-packet cannot answer what it was never sent.
-            State::Queued => return self.diagnostic(Diagnostic::UnknownToken(reply.into_owned())),
-            State::Cancelled { .. } => return self.cancelled_answered(token, &reply),
-            State::InFlight { .. } => {}
+            State::Queued => {
+                return self.diagnostic(Diagnostic::UnknownToken(Box::new(reply.into_owned())));
+            }
+            State::Cancelled => return self.cancelled_answered(token, &reply),
+            State::InFlight => {}
         }
         let refused = reply.kind == ReplyKind::ProbesExhausted
             && matches!(pending.request, Request::SendProbe(_));
@@ -554,9 +565,9 @@ impl Session {
     /// stranger.
     fn stray(&mut self, reply: Reply<'_>) {
         let diagnostic = match self.recent.iter().find(|(t, _)| *t == reply.token) {
-            Some((_, Ended::Answered)) => Diagnostic::Duplicate(reply.into_owned()),
-            Some((_, Ended::TimedOut)) => Diagnostic::Late(reply.into_owned()),
-            None => Diagnostic::UnknownToken(reply.into_owned()),
+            Some((_, Ended::Answered)) => Diagnostic::Duplicate(Box::new(reply.into_owned())),
+            Some((_, Ended::TimedOut)) => Diagnostic::Late(Box::new(reply.into_owned())),
+            None => Diagnostic::UnknownToken(Box::new(reply.into_owned())),
         };
         self.diagnostic(diagnostic);
     }
@@ -705,7 +716,7 @@ impl Session {
         let mut pending: Vec<_> = self.requests.drain().collect();
         pending.sort_unstable_by_key(|p| p.origin);
         for pending in pending {
-            if !matches!(pending.state, State::Cancelled { .. }) {
+            if !matches!(pending.state, State::Cancelled) {
                 self.counters.helper_gone += 1;
                 self.events.push_back(failed(pending, Failure::HelperGone));
             }
@@ -749,7 +760,7 @@ impl Session {
             self.settle(token, Ended::TimedOut);
             self.forget_resent(pending.origin);
             self.counters.unanswered += 1;
-            if !matches!(pending.state, State::Cancelled { .. }) {
+            if !matches!(pending.state, State::Cancelled) {
                 self.events.push_back(failed(pending, Failure::Unanswered));
             }
         }
@@ -796,7 +807,8 @@ impl Session {
             }
             // A grace too large to add means, in effect, no watchdog.
             let deadline = later(now, timeout.saturating_add(self.config.grace));
-            pending.state = State::InFlight { deadline };
+            pending.deadline = deadline;
+            pending.state = State::InFlight;
             pending.request.encode(token, &mut self.transmit);
             self.deadlines.push(deadline, token);
             self.in_flight += 1;
@@ -943,10 +955,9 @@ pub(crate) fn later(now: Instant, by: Duration) -> Instant {
 /// Whether `deadline` is the watchdog's deadline of request `token`, which is in flight
 /// (or cancelled in flight): entries of requests that completed since are not.
 fn watched(requests: &Slots<Pending>, deadline: Instant, token: Token) -> bool {
-    requests.get(token).is_some_and(|p| match p.state {
-        State::InFlight { deadline: d } | State::Cancelled { deadline: d } => d == deadline,
-        State::Queued => false,
-    })
+    requests
+        .get(token)
+        .is_some_and(|p| p.state != State::Queued && p.deadline == deadline)
 }
 
 /// The event for a request that ended without an answer.
@@ -968,6 +979,16 @@ fn failed(pending: Pending, failure: Failure) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_no_larger_than_a_probe_result_and_its_token() {
+        // Every probe's event is moved into the queue and out of it: a rare variant
+        // (a diagnostic's reply) must not make them all larger.
+        let probe = std::mem::size_of::<(Token, Result<ProbeResult, Failure>)>();
+        assert!(std::mem::size_of::<Event>() <= probe);
+        // A request's slot stays within the 128 bytes the compiler still copies inline.
+        assert!(std::mem::size_of::<Option<(Token, Pending)>>() <= 128);
+    }
 
     #[test]
     fn tokens_wrap_to_one_and_skip_pending_ones() {
