@@ -39,7 +39,7 @@ use mio::{Events, Poll, Token as PollToken, Waker};
 use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig};
 
 use crate::completion::Completion;
-use crate::error::ProcessError;
+use crate::error::{Error, ProcessError};
 use crate::helper::{Caller, Helper, Why};
 use crate::job::{Job, Target};
 use crate::status::Shared;
@@ -189,6 +189,14 @@ pub(crate) struct Driver {
     jobs: Vec<Job>,
     /// UDP answers are matched by sequence alone ([`Command::UdpBySequence`]).
     udp_by_sequence: bool,
+    /// Pins whose probes an ended helper left in flight, each until their answers may no
+    /// longer come ([`Helper::take_left_behind`]): no helper sends a probe of them till
+    /// then (the one started in its place numbers from 33000 again, another's numbers
+    /// may meet them too); [`SHARED`] among them holds back every probe.
+    quiet: Vec<(usize, Instant)>,
+    /// Probes held back for a quiet pin, oldest first: a caller's at most `max_queue` per
+    /// helper, a campaign's bounded by its budget.
+    held: VecDeque<(ProbeArgs, Caller)>,
 }
 
 impl Driver {
@@ -237,6 +245,8 @@ impl Driver {
             any_answered: false,
             jobs: Vec::new(),
             udp_by_sequence: false,
+            quiet: Vec::new(),
+            held: VecDeque::new(),
         };
         driver.publish();
         Ok((driver, wakeup))
@@ -270,6 +280,8 @@ impl Driver {
     /// One turn of work at `now`: commands in, every helper driven, restarts, status out;
     /// true once the driver is finished.
     fn turn(&mut self, now: Instant) -> bool {
+        self.note_left_behind();
+        self.end_quiet(now);
         self.take_commands(now);
         self.run_jobs(now);
         let closing = self.kill_at.is_some();
@@ -289,6 +301,8 @@ impl Driver {
                 slot.helper.drive(now, registry, closing);
             }
         }
+        // Before a restart: the next helper in an ended one's slot takes none of its pins.
+        self.note_left_behind();
         // Before a restart replaces an ended helper: its requests' outcomes are in it.
         self.take_answers(now);
         self.restart(now);
@@ -319,6 +333,7 @@ impl Driver {
                 .iter()
                 .filter_map(|s| s.helper.deadline())
                 .chain(self.slots.iter().filter_map(|s| s.restart_at))
+                .chain(self.quiet.iter().map(|&(_, until)| until))
                 .chain(self.jobs.iter().filter_map(Job::deadline))
                 // Once passed, the kill time has been acted on.
                 .chain(self.kill_at.filter(|&at| at > now))
@@ -353,10 +368,10 @@ impl Driver {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Probe { args, done }) => {
-                    let by_sequence = self.udp_by_sequence;
-                    match helper_for(&mut self.slots, &mut self.next_slot, &args, by_sequence) {
-                        Some(helper) => helper.probe(now, args, Caller::Callback(done)),
-                        None => done.complete(Err(self.exited().into())),
+                    if let Err(Caller::Callback(done)) =
+                        self.route_probe(now, args, Caller::Callback(done))
+                    {
+                        done.complete(Err(self.exited().into()));
                     }
                 }
                 Ok(Command::Support { feature, done }) => {
@@ -424,21 +439,80 @@ impl Driver {
             return;
         }
         self.take_answers(now);
-        let (slots, next_slot, shared) = (&mut self.slots, &mut self.next_slot, &self.shared);
-        let by_sequence = self.udp_by_sequence;
-        for job in &mut self.jobs {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        for job in &mut jobs {
             job.send_due(now, |args, key| {
-                match helper_for(slots, next_slot, &args, by_sequence) {
-                    Some(helper) => {
-                        helper.probe(now, args, Caller::Campaign(key));
-                        Ok(())
-                    }
-                    None => Err(ProcessError::Exited {
-                        status: shared.last_exit(),
-                    }
-                    .into()),
-                }
+                self.route_probe(now, args, Caller::Campaign(key))
+                    .map_err(|_| self.exited().into())
             });
+        }
+        self.jobs = jobs;
+    }
+
+    /// Hands a probe to its helper ([`helper_for`]), or holds it back while its pin is
+    /// quiet ([`Driver::quiet`]; a caller's is refused with `QueueFull` once `max_queue` per
+    /// helper are held). The caller back if no helper takes it.
+    fn route_probe(&mut self, now: Instant, args: ProbeArgs, caller: Caller) -> Result<(), Caller> {
+        if !self.quiet.is_empty() {
+            let pin = pinned_slot(&args, self.udp_by_sequence);
+            if self
+                .quiet
+                .iter()
+                .any(|&(quiet, _)| quiet == SHARED || Some(quiet) == pin)
+            {
+                let cap = self.config.max_queue.saturating_mul(self.slots.len());
+                match caller {
+                    Caller::Callback(done) if self.held.len() >= cap => {
+                        done.complete(Err(Error::QueueFull(self.held.len())));
+                    }
+                    caller => self.held.push_back((args, caller)),
+                }
+                return Ok(());
+            }
+        }
+        let by_sequence = self.udp_by_sequence;
+        match helper_for(&mut self.slots, &mut self.next_slot, &args, by_sequence) {
+            Some(helper) => {
+                helper.probe(now, args, caller);
+                Ok(())
+            }
+            None => Err(caller),
+        }
+    }
+
+    /// Takes the pins that ended helpers left in flight into [`Driver::quiet`].
+    fn note_left_behind(&mut self) {
+        for slot in &mut self.slots {
+            let Some((pins, until)) = slot.helper.take_left_behind() else {
+                continue;
+            };
+            for pin in pins {
+                match self.quiet.iter_mut().find(|(quiet, _)| *quiet == pin) {
+                    Some((_, at)) => *at = (*at).max(until),
+                    None => self.quiet.push((pin, until)),
+                }
+            }
+        }
+    }
+
+    /// Ends the quiet of the pins whose time is over, and sends the probes held for them.
+    fn end_quiet(&mut self, now: Instant) {
+        let before = self.quiet.len();
+        self.quiet.retain(|&(_, until)| until > now);
+        if self.quiet.len() == before || self.held.is_empty() {
+            return;
+        }
+        for (args, caller) in std::mem::take(&mut self.held) {
+            match self.route_probe(now, args, caller) {
+                Ok(()) => {}
+                Err(Caller::Callback(done)) => done.complete(Err(self.exited().into())),
+                Err(Caller::Campaign(key)) => {
+                    let lost = Err(self.exited().into());
+                    if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
+                        job.answer(now, key, &lost);
+                    }
+                }
+            }
         }
     }
 
@@ -459,6 +533,12 @@ impl Driver {
     fn begin_close(&mut self, now: Instant, grace: Duration) {
         // Their callers see the session closed; their probes in flight end with the helpers.
         self.jobs.clear();
+        for (_, caller) in std::mem::take(&mut self.held) {
+            if let Caller::Callback(done) = caller {
+                done.complete(Err(self.exited().into()));
+            }
+        }
+        self.quiet.clear();
         if self.kill_at.is_none() {
             self.kill_at = Some(now.checked_add(grace).unwrap_or(now + mtrproto::FAR_FUTURE));
         }

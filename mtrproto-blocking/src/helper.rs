@@ -120,6 +120,12 @@ pub(crate) struct Helper {
     gated: bool,
     /// UDP probes are [`SHARED`] too (the release matches their answers by sequence alone).
     udp_by_sequence: bool,
+    /// The longest timeout of a pinned probe sent here: how long after its end the
+    /// answers of its pinned probes may still come.
+    longest_pinned: Duration,
+    /// Set when it ends with probes in flight: their pins, and until when their answers
+    /// may come ([`Helper::take_left_behind`]).
+    left_behind: Option<(Vec<usize>, Instant)>,
     /// Probes waiting for the session's window, oldest first: a probe enters the session
     /// (its token map, its queue) only when the window can take it. A channel is a FIFO
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
@@ -224,6 +230,8 @@ impl Helper {
             shared: 0,
             gated: false,
             udp_by_sequence: false,
+            longest_pinned: Duration::ZERO,
+            left_behind: None,
             backlog: crossbeam_channel::unbounded(),
             ending: None,
             finished: None,
@@ -374,6 +382,9 @@ impl Helper {
     /// Hands a probe to the session.
     fn submit(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
         let pin = self.pin_of(&args);
+        if pin.is_some() {
+            self.longest_pinned = self.longest_pinned.max(args.effective_timeout());
+        }
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done, pin));
@@ -775,9 +786,28 @@ impl Helper {
             _ => now,
         };
         self.ending = Some((why, kill_at));
+        // Routers may still answer its pinned probes in flight, and a helper sending probes
+        // of their pins (the next in its slot numbers from 33000 again) would take them.
+        if self.session.in_flight() > 0 && (self.shared > 0 || !self.pins.is_empty()) {
+            let mut pins: Vec<usize> = self.pins.keys().copied().collect();
+            if self.shared > 0 {
+                pins.push(SHARED);
+            }
+            let until = now
+                .checked_add(self.longest_pinned)
+                .unwrap_or(now + mtrproto::FAR_FUTURE);
+            self.left_behind = Some((pins, until));
+        }
         self.next_check = Some(now);
         self.readable = false;
         self.changed = true;
+    }
+
+    /// The pins of the pinned probes it had in flight when it ended (with [`SHARED`] for
+    /// TCP and SCTP ones), and until when their answers may still come: its end plus the
+    /// longest timeout of its pinned probes (mtr-packet's own horizon for an answer).
+    pub(crate) fn take_left_behind(&mut self) -> Option<(Vec<usize>, Instant)> {
+        self.left_behind.take()
     }
 
     /// The steps of ending: wait a little for the process to exit by itself, kill its

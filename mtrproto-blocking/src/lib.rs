@@ -67,6 +67,12 @@
 //! program cannot be started) fail at once with `Exited` and the status it died with, or go
 //! to another helper if there is one. If no helper of the session ever answered, a slot is
 //! not started again, and once every slot is empty later probes fail the same way.
+//! A helper that ends with fixed-port UDP probes (flows) or TCP or SCTP probes in flight
+//! leaves their answers behind, which a helper numbering alike (the new one starts again
+//! from 33000) would take as its own: until the longest timeout of those probes has passed
+//! since the end, later probes of the same target and ports (for TCP and SCTP: every probe)
+//! wait in the driver instead of going to any helper; a caller's at most `max_queue` per
+//! helper (more fail with [`Error::QueueFull`]).
 //! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
 //! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,

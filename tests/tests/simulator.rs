@@ -829,3 +829,53 @@ fn two_helpers_never_take_each_others_answers() {
         crossed.join("\n")
     );
 }
+
+/// A helper killed while its probes wait for slow routers (200 to 800 ms), then every probe
+/// sent again at once in reverse TTL order: the helper started in its place numbers from
+/// 33000 again, so its first probe (TTL 4) has the sequence the dead one gave TTL 1, and
+/// for a fixed UDP flow and for TCP (matched by sequence) it took the dead probe's answer
+/// (TTL 4 and 3 answered by the routers of TTL 1 and 2, every run). The probes of what the
+/// dead helper left in flight now wait until its probes' timeout has passed. ICMP (the pid
+/// is the probe's id) never crossed.
+#[test]
+#[ignore = "needs root: network namespaces and a TUN device (mtrsim), and mtr-packet"]
+fn a_helper_started_in_a_dead_ones_place_takes_none_of_its_answers() {
+    require_simulator();
+    let mut crossed = Vec::new();
+    for helpers in ["1", "2"] {
+        for probe in [
+            ["--flow", "1"],
+            ["--protocol", "tcp"],
+            ["--protocol", "icmp"],
+        ] {
+            let mut args = vec!["--helpers", helpers, "--kill-after", "50", "--ttls", "1-4"];
+            args.extend(probe);
+            args.push("198.18.120.1");
+            let stdout =
+                run_in_simulation("slow-chain.toml", env!("CARGO_BIN_EXE_sim-probe"), &args);
+            let results: Vec<Result> = stdout.lines().map(parse_line).collect();
+            assert_eq!(results.len(), 4, "{args:?}: {results:?}");
+            for r in &results {
+                // A TCP socket's own EHOSTUNREACH may come first: no router named.
+                if r.kind.starts_with("no-route") && r.from.is_none() {
+                    continue;
+                }
+                let right = match r.ttl {
+                    1..=3 => {
+                        let router = format!("198.18.121.{}", r.ttl).parse::<IpAddr>().unwrap();
+                        r.kind == "ttl-expired" && r.from == Some(router)
+                    }
+                    _ => r.kind == "reply" && r.from == Some(r.target),
+                };
+                if !right {
+                    crossed.push(format!("{args:?}: {r:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        crossed.is_empty(),
+        "answered by another probe's router:\n{}",
+        crossed.join("\n")
+    );
+}

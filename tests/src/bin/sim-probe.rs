@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sim-probe [--count N] [--ttls A-B] [--protocol P[,P...]] [--ports A-B] [--timeout S]
-//!     [--flow F] [--helpers K] [--window W] TARGET...
+//!     [--flow F] [--helpers K] [--window W] [--kill-after MS] TARGET...
 //! ```
 //!
 //! Sends N probes for every TARGET and every TTL in A-B through one session, W (default 64)
@@ -10,7 +10,11 @@
 //! in fixed flow F; with several protocols `icmp|udp|tcp|sctp`, the i-th target probed in
 //! the i-th, in turn), then prints one line per result:
 //! `TARGET TTL KIND FROM RTT_US MPLS` (`-` where the reply has none; MPLS entries as
-//! `label,tc,s,ttl` joined by `;`). Meant to run inside `mtrsim`: it refuses any target but
+//! `label,tc,s,ttl` joined by `;`). With `--kill-after`, the first helper is killed (SIGKILL)
+//! MS milliseconds after the probes went out, and once it has been started again every probe
+//! is sent again, TTLs in reverse order; only those second results are printed (a fixed
+//! flow's answers that the dead helper left behind then meet the new helper numbering from
+//! 33000 again, at other TTLs). Meant to run inside `mtrsim`: it refuses any target but
 //! loopback, or the simulator's ranges when run inside the simulator's namespace.
 
 use std::net::IpAddr;
@@ -44,6 +48,7 @@ struct Args {
     timeout: u64,
     helpers: usize,
     window: usize,
+    kill_after: Option<u64>,
     protocols: Vec<Protocol>,
     /// Each target as given (printed so) and as an address (probed so).
     targets: Vec<(String, IpAddr)>,
@@ -57,6 +62,7 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
         flow: None,
         timeout: 2,
         helpers: 1,
+        kill_after: None,
         // Small: hundreds of answers in one instant overflow mtr-packet's socket buffer, a
         // loss the scenario did not ask for.
         window: 64,
@@ -74,6 +80,7 @@ fn parse() -> Result<Args, Box<dyn std::error::Error>> {
             "--timeout" => parsed.timeout = value()?.parse()?,
             "--helpers" => parsed.helpers = value()?.parse()?,
             "--window" => parsed.window = value()?.parse()?,
+            "--kill-after" => parsed.kill_after = Some(value()?.parse()?),
             "--protocol" => {
                 parsed.protocols = value()?
                     .split(',')
@@ -97,11 +104,17 @@ fn send_all(
     session: &Session,
     args: &Args,
     done: &crossbeam_channel::Sender<Sent>,
+    reverse: bool,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     let mut sent = 0;
     for (n, (text, addr)) in args.targets.iter().enumerate() {
         let protocol = args.protocols[n % args.protocols.len()];
-        for ttl in args.ttls.0..=args.ttls.1 {
+        let ttls: Vec<u32> = if reverse {
+            (args.ttls.0..=args.ttls.1).rev().collect()
+        } else {
+            (args.ttls.0..=args.ttls.1).collect()
+        };
+        for ttl in ttls {
             for i in 0..args.count {
                 let options = ProbeOptions {
                     protocol: if args.flow.is_some() {
@@ -154,6 +167,25 @@ fn line(target: &str, ttl: u32, result: &ProbeResult) -> String {
     format!("{target} {ttl} {} {from} {rtt} {mpls}", result.result)
 }
 
+/// SIGKILLs the session's first helper and waits (5 s at most) until it was started again.
+fn kill_first_helper(session: &Session) -> Result<(), Box<dyn std::error::Error>> {
+    let first = session.helpers().remove(0);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first.pid.to_string()])
+        .status()?;
+    if !killed.success() {
+        return Err(format!("kill {} failed", first.pid).into());
+    }
+    let start = std::time::Instant::now();
+    while session.helpers()[0].restarts == first.restarts {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err("the killed helper was not started again".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse()?;
     let session = Session::builder()
@@ -161,7 +193,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .window(args.window)
         .open()?;
     let (done, results) = crossbeam_channel::unbounded();
-    let sent = send_all(&session, &args, &done)?;
+    let mut sent = send_all(&session, &args, &done, false)?;
+    if let Some(ms) = args.kill_after {
+        std::thread::sleep(Duration::from_millis(ms));
+        kill_first_helper(&session)?;
+        // The first round's outcomes (the killed helper's probes fail), not printed.
+        for _ in 0..sent {
+            let _outcome = results
+                .recv_timeout(Duration::from_secs(args.timeout + 5))
+                .map_err(|_| "the first round did not end")?;
+        }
+        sent = send_all(&session, &args, &done, true)?;
+    }
     drop(done);
     let mut printed = 0;
     for (target, ttl, result) in results {
