@@ -215,15 +215,19 @@ impl Driver {
             pending: AtomicBool::new(false),
         });
         let mut slots = Vec::with_capacity(count);
+        let mut taken = Vec::with_capacity(count);
         for slot in 0..count.max(1) {
-            match Helper::spawn(&command, config.clone(), poll.registry(), slot) {
-                Ok(helper) => slots.push(Slot {
-                    helper,
-                    restarts: 0,
-                    recent_restarts: VecDeque::new(),
-                    restart_at: None,
-                    last_exit: None,
-                }),
+            match spawn_distinct(&command, &config, poll.registry(), slot, &taken) {
+                Ok(helper) => {
+                    taken.push(helper.pid());
+                    slots.push(Slot {
+                        helper,
+                        restarts: 0,
+                        recent_restarts: VecDeque::new(),
+                        restart_at: None,
+                        last_exit: None,
+                    });
+                }
                 Err(e) => {
                     for slot in slots {
                         slot.helper.kill_and_wait();
@@ -552,9 +556,11 @@ impl Driver {
     /// [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never did but some helper of the
     /// session did; never if no helper ever answered (the command cannot work).
     fn restart(&mut self, now: Instant) {
-        if self.kill_at.is_some() {
+        if self.kill_at.is_some() || !self.slots.iter().any(|s| s.helper.is_done()) {
             return;
         }
+        // Every slot's pid, the ended ones' too (their late answers carry theirs).
+        let taken: Vec<u32> = self.slots.iter().map(|s| s.helper.pid()).collect();
         let registry = self.poll.registry();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !slot.helper.is_done() {
@@ -577,7 +583,7 @@ impl Driver {
             if slot.restart_at.is_none_or(|at| at > now) {
                 continue;
             }
-            match Helper::spawn(&self.command, self.config.clone(), registry, index) {
+            match spawn_distinct(&self.command, &self.config, registry, index, &taken) {
                 Ok(mut fresh) => {
                     fresh.set_udp_by_sequence(self.udp_by_sequence);
                     if let Some(status) = slot.helper.exit_status() {
@@ -618,6 +624,35 @@ impl Driver {
             status.restarts = slot.restarts;
             *published = status;
         }
+    }
+}
+
+/// Whether two helpers' probes carry the same ICMP identifier: mtr-packet puts
+/// `htons(getpid())` there, and in the source port of a UDP probe naming no port, and
+/// matches those answers by it first, so helpers whose pids are equal modulo 65536 would
+/// take each other's (possible where `pid_max` is above 65535).
+fn same_icmp_id(a: u32, b: u32) -> bool {
+    a & 0xffff == b & 0xffff
+}
+
+/// Starts a helper in `slot` whose ICMP identifier no pid in `taken` has
+/// ([`same_icmp_id`]): one that has is killed and another started, 3 starts at most (pids
+/// are handed out in turn, so a second clash in a row would take a full turn of them).
+fn spawn_distinct(
+    command: &[String],
+    config: &SessionConfig,
+    registry: &mio::Registry,
+    slot: usize,
+    taken: &[u32],
+) -> Result<Helper, ProcessError> {
+    let mut starts = 0;
+    loop {
+        let helper = Helper::spawn(command, config.clone(), registry, slot)?;
+        starts += 1;
+        if starts >= 3 || !taken.iter().any(|&pid| same_icmp_id(pid, helper.pid())) {
+            return Ok(helper);
+        }
+        helper.kill_and_wait();
     }
 }
 
@@ -722,6 +757,14 @@ fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pids_equal_modulo_65536_share_an_icmp_id() {
+        assert!(same_icmp_id(4242, 4242 + 65536));
+        assert!(same_icmp_id(70000, 70000 + 3 * 65536));
+        assert!(!same_icmp_id(4242, 4243));
+        assert!(!same_icmp_id(65535, 65536));
+    }
 
     #[test]
     fn a_pin_near_the_top_of_usize_finds_its_stand_in() {

@@ -264,6 +264,11 @@ impl Helper {
         token.0.is_multiple_of(2).then_some(token.0 / 2)
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Requests in flight or queued: what "least loaded" compares.
     pub(crate) fn load(&self) -> usize {
         self.session.in_flight() + self.waiting_probes()
