@@ -556,13 +556,12 @@ impl Driver {
     /// [`RESTART_WINDOW`]), after [`RESTART_PAUSE`] if it never did but some helper of the
     /// session did; never if no helper ever answered (the command cannot work).
     fn restart(&mut self, now: Instant) {
-        if self.kill_at.is_some() || !self.slots.iter().any(|s| s.helper.is_done()) {
+        if self.kill_at.is_some() {
             return;
         }
-        // Every slot's pid, the ended ones' too (their late answers carry theirs).
-        let taken: Vec<u32> = self.slots.iter().map(|s| s.helper.pid()).collect();
         let registry = self.poll.registry();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
             if !slot.helper.is_done() {
                 continue;
             }
@@ -583,7 +582,11 @@ impl Driver {
             if slot.restart_at.is_none_or(|at| at > now) {
                 continue;
             }
-            match spawn_distinct(&self.command, &self.config, registry, index, &taken) {
+            // Every slot's pid, the ended ones' too (their late answers carry theirs).
+            let taken: Vec<u32> = self.slots.iter().map(|s| s.helper.pid()).collect();
+            let started = spawn_distinct(&self.command, &self.config, registry, index, &taken);
+            let slot = &mut self.slots[index];
+            match started {
                 Ok(mut fresh) => {
                     fresh.set_udp_by_sequence(self.udp_by_sequence);
                     if let Some(status) = slot.helper.exit_status() {
