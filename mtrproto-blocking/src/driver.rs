@@ -284,14 +284,15 @@ impl Driver {
     /// One turn of work at `now`: commands in, every helper driven, restarts, status out;
     /// true once the driver is finished.
     fn turn(&mut self, now: Instant) -> bool {
-        self.note_left_behind();
+        note_left_behind(&mut self.slots, &mut self.quiet);
         self.end_quiet(now);
         self.take_commands(now);
         self.run_jobs(now);
         let closing = self.kill_at.is_some();
         let kill = self.kill_at.is_some_and(|at| at <= now);
         let registry = self.poll.registry();
-        update_gates(&mut self.slots);
+        let quiet_shared = self.quiet.iter().any(|&(pin, _)| pin == SHARED);
+        update_gates(&mut self.slots, quiet_shared);
         for slot in &mut self.slots {
             if kill {
                 slot.helper.end(now, Why::Closing);
@@ -299,14 +300,16 @@ impl Driver {
             slot.helper.drive(now, registry, closing);
             self.any_answered |= slot.helper.has_answered();
         }
+        // Before the gates open again and before a restart: what a helper that ended in this
+        // turn left in flight is quiet.
+        note_left_behind(&mut self.slots, &mut self.quiet);
+        let quiet_shared = self.quiet.iter().any(|&(pin, _)| pin == SHARED);
         // The others' last probes ended in this turn: the helper they held back goes on.
-        if update_gates(&mut self.slots) {
+        if update_gates(&mut self.slots, quiet_shared) {
             for slot in &mut self.slots {
                 slot.helper.drive(now, registry, closing);
             }
         }
-        // Before a restart: the next helper in an ended one's slot takes none of its pins.
-        self.note_left_behind();
         // Before a restart replaces an ended helper: its requests' outcomes are in it.
         self.take_answers(now);
         self.restart(now);
@@ -484,21 +487,6 @@ impl Driver {
         }
     }
 
-    /// Takes the pins that ended helpers left in flight into [`Driver::quiet`].
-    fn note_left_behind(&mut self) {
-        for slot in &mut self.slots {
-            let Some((pins, until)) = slot.helper.take_left_behind() else {
-                continue;
-            };
-            for pin in pins {
-                match self.quiet.iter_mut().find(|(quiet, _)| *quiet == pin) {
-                    Some((_, at)) => *at = (*at).max(until),
-                    None => self.quiet.push((pin, until)),
-                }
-            }
-        }
-    }
-
     /// Ends the quiet of the pins whose time is over, and sends the probes held for them.
     fn end_quiet(&mut self, now: Instant) {
         let before = self.quiet.len();
@@ -630,6 +618,21 @@ impl Driver {
     }
 }
 
+/// Takes the pins that ended helpers left in flight into `quiet` ([`Driver::quiet`]).
+fn note_left_behind(slots: &mut [Slot], quiet: &mut Vec<(usize, Instant)>) {
+    for slot in slots {
+        let Some((pins, until)) = slot.helper.take_left_behind() else {
+            continue;
+        };
+        for pin in pins {
+            match quiet.iter_mut().find(|(quiet, _)| *quiet == pin) {
+                Some((_, at)) => *at = (*at).max(until),
+                None => quiet.push((pin, until)),
+            }
+        }
+    }
+}
+
 /// Whether two helpers' probes carry the same ICMP identifier: mtr-packet puts
 /// `htons(getpid())` there, and in the source port of a UDP probe naming no port, and
 /// matches those answers by it first, so helpers whose pids are equal modulo 65536 would
@@ -705,14 +708,16 @@ fn others_busy(slots: &[Slot], slot: usize) -> bool {
 /// Holds back the helper with [`SHARED`] probes while another helper has requests (their
 /// probes could take its answers, numbering alike), and lets it go once none has: from
 /// then on every probe goes to it ([`helper_for`]) until its [`SHARED`] ones are done.
-/// Returns whether a helper was let go.
-fn update_gates(slots: &mut [Slot]) -> bool {
+/// With `quiet_shared` (an ended helper left [`SHARED`] probes in flight), every helper is
+/// held back: what waits in their backlogs was routed before that helper ended. Returns
+/// whether a helper was let go.
+fn update_gates(slots: &mut [Slot], quiet_shared: bool) -> bool {
     let busy = slots.iter().filter(|s| s.helper.load() > 0).count();
     let mut released = false;
     for slot in slots {
         let helper = &mut slot.helper;
         let others_busy = busy > usize::from(helper.load() > 0);
-        let gated = helper.holds(SHARED) && others_busy;
+        let gated = quiet_shared || (helper.holds(SHARED) && others_busy);
         released |= helper.is_gated() && !gated;
         helper.set_gated(gated);
     }
