@@ -34,6 +34,33 @@ pub struct TraceStats {
     /// thousands of traces, most of them far shorter than `max_ttl`.
     hops: Vec<Hop>,
     max_ttl: u8,
+    /// Who answered each hop last, one bit per TTL (bit `ttl - 1`), as [`Hop::host`] says
+    /// it: `heard`, anyone; `reached`, the target. [`Rounds::advance`] scans these on every
+    /// probe: inline, they are in the cache line the tracer already touched, where the hops
+    /// are another allocation and the figures behind them yet another.
+    heard: TtlBits,
+    reached: TtlBits,
+}
+
+/// One bit per TTL, 1 to 256.
+#[derive(Debug, Clone, Copy, Default)]
+struct TtlBits([u64; 4]);
+
+impl TtlBits {
+    /// The bit of index `i` (TTL `i + 1`).
+    fn get(&self, i: u8) -> bool {
+        self.0[usize::from(i / 64)] >> (i % 64) & 1 == 1
+    }
+
+    fn set(&mut self, i: u8, value: bool) {
+        let word = &mut self.0[usize::from(i / 64)];
+        let bit = 1u64 << (i % 64);
+        if value {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+    }
 }
 
 /// One host that answered at a hop, as [`Hop::responders`] gives it.
@@ -57,25 +84,10 @@ pub struct Responder {
 pub struct Hop {
     ttl: u8,
     transit: bool,
-    /// Who answered last, as [`Hop::host`] says it, for [`Rounds::advance`]'s scan of every
-    /// probe: no pointer to follow. In the hop's padding (a `Hop` stays 16 bytes).
-    latest: Latest,
     /// The family of its responders (the target's: answers of the other are not counted).
     v6: bool,
     xmit: u32,
     seen: Option<Box<Seen>>,
-}
-
-/// Who answered a hop last: [`Hop::host`] against the target, kept in a byte.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Latest {
-    /// No answer counted yet (`host` is `None`).
-    #[default]
-    Nobody,
-    /// A router (an address other than the target).
-    Router,
-    /// The target.
-    Target,
 }
 
 /// What a hop has seen. The figures have mtr's C types (`struct nethost` in `ui/net.c`):
@@ -188,6 +200,8 @@ impl TraceStats {
             target,
             hops: Vec::new(),
             max_ttl,
+            heard: TtlBits::default(),
+            reached: TtlBits::default(),
         }
     }
 
@@ -213,8 +227,13 @@ impl TraceStats {
     /// [`errors`](Hop::errors).
     pub fn record(&mut self, ttl: u8, result: &ProbeResult) {
         let target = self.target;
-        if let Some(hop) = self.hop_mut(ttl) {
-            hop.record(target, result);
+        let Some(hop) = self.hop_mut(ttl) else {
+            return;
+        };
+        // `hop_mut` took only TTLs from 1.
+        if let Some(from_target) = hop.record(target, result) {
+            self.heard.set(ttl - 1, true);
+            self.reached.set(ttl - 1, from_target);
         }
     }
 
@@ -360,29 +379,23 @@ impl Rounds {
     /// After the probe to [`next_ttl`](Rounds::next_ttl) went out (and before its answer
     /// is recorded): moves on, and tells whether that probe ended a round.
     pub fn advance(&mut self, stats: &TraceStats) -> bool {
-        let target = Latest::Target;
-        // `Hop::latest` is `Hop::host` against the target, without following the figures'
+        // `heard` and `reached` are `Hop::host` against the target, without following a
         // pointer: this scan runs on every probe.
-        let latest = |i: u8| {
-            stats
-                .hops
-                .get(usize::from(i))
-                .map_or(Latest::Nobody, |h| h.latest)
-        };
         let mut unknown = 0;
         let mut restart = false;
         // `at + 1` is at most `max_ttl`, a u8: no sum below overflows.
         for i in self.first..self.at {
-            if latest(i) == Latest::Nobody {
+            if !stats.heard.get(i) {
                 unknown += 1;
             }
-            if latest(i) == target {
+            if stats.reached.get(i) {
                 restart = true;
                 self.hosts = i + 1;
                 break;
             }
         }
-        if latest(self.at) == target || unknown > self.max_unknown || self.at + 1 >= self.max_ttl {
+        let reached = stats.reached.get(self.at);
+        if reached || unknown > self.max_unknown || self.at + 1 >= self.max_ttl {
             restart = true;
             self.hosts = self.at + 1;
         }
@@ -396,17 +409,19 @@ impl Rounds {
 }
 
 impl Hop {
-    fn record(&mut self, target: IpAddr, result: &ProbeResult) {
+    /// Records `result`; when it is an answer that counts, returns whether the target gave
+    /// it (the hop's host is then the target), `None` otherwise (the host stays).
+    fn record(&mut self, target: IpAddr, result: &ProbeResult) -> Option<bool> {
         use ReplyKind::*;
         let err = match result.result {
             Reply | TtlExpired => None,
             NoRoute | NoRouteHost | NoRouteNetwork | NetworkDown | HostDown => {
                 Some(self.seen_mut().count_error(&result.result))
             }
-            NoReply => return,
+            NoReply => return None,
             _ => {
                 self.seen_mut().count_error(&result.result);
-                return;
+                return None;
             }
         };
         // mtr reads only the address of its own family and needs a time to record anything;
@@ -414,13 +429,11 @@ impl Hop {
         let rtt = match (result.time, result.unusable_time_us) {
             (Some(time), _) => i64::try_from(time.as_micros()).unwrap_or(i64::MAX),
             (None, Some(micros)) => micros,
-            (None, None) => return,
+            (None, None) => return None,
         };
-        let Some(address) = result.responder else {
-            return;
-        };
+        let address = result.responder?;
         if address.is_ipv4() != target.is_ipv4() {
-            return;
+            return None;
         }
         self.transit = false;
         self.v6 = address.is_ipv6();
@@ -466,11 +479,7 @@ impl Hop {
         // mtr reads the time with `strtol` into a C int, which keeps its low 32 bits.
         seen.add_rtt(rtt as i32);
         // `address` is now the hop's host.
-        self.latest = if address == target {
-            Latest::Target
-        } else {
-            Latest::Router
-        };
+        Some(address == target)
     }
 
     fn seen_mut(&mut self) -> &mut Seen {
@@ -708,9 +717,9 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_byte_follows_the_host() {
+    fn the_latest_bits_follow_the_host() {
         // Every kind of outcome, in an order that moves the host between the target, two
-        // routers and nobody-yet: the byte `Rounds` reads says what `host` says.
+        // routers and nobody-yet: the bits `Rounds` reads say what `host` says.
         let target: IpAddr = "127.0.0.9".parse().unwrap();
         let lines = [
             "1 no-reply",
@@ -725,16 +734,19 @@ mod tests {
             "1 reply ip-4 127.0.0.9 round-trip-time 30",
             "1 ttl-expired ip-4 127.0.0.1 round-trip-time 10",
         ];
-        let mut trace = TraceStats::new(target, 30);
-        for line in lines {
-            answer(&mut trace, 1, line);
-            let hop = &trace.hops[0];
-            let expected = match hop.host() {
-                None => Latest::Nobody,
-                Some(host) if host == target => Latest::Target,
-                Some(_) => Latest::Router,
-            };
-            assert_eq!(hop.latest, expected, "after {line}");
+        // At TTL 1, and at the last TTL of the bits' first and last words.
+        for ttl in [1, 64, 65, 255] {
+            let mut trace = TraceStats::new(target, 255);
+            for line in lines {
+                answer(&mut trace, ttl, line);
+                let host = trace.hops[usize::from(ttl) - 1].host();
+                let bits = (trace.heard.get(ttl - 1), trace.reached.get(ttl - 1));
+                let expected = (host.is_some(), host == Some(target));
+                assert_eq!(bits, expected, "TTL {ttl} after {line}");
+                // No other TTL's bits.
+                let set = |b: &TtlBits| b.0.iter().map(|w| w.count_ones()).sum::<u32>();
+                assert!(set(&trace.heard) <= 1 && set(&trace.reached) <= 1);
+            }
         }
         assert_eq!(std::mem::size_of::<Hop>(), 16);
     }
