@@ -987,3 +987,50 @@ fn a_silent_branch_is_not_linked_to_the_one_interface_that_answers() {
         assert_found(&topology, &tally);
     }
 }
+
+#[test]
+#[ignore = "MDA-Lite misses the rarer interface of an uneven TTL (known, not yet fixed)"]
+fn an_uneven_ttl_after_a_wide_hop_is_found() {
+    // Every router splits its flows evenly (MDA's assumption), but the routers of TTL 2
+    // reach TTL 3 unevenly: (a) A to D only, B to C and D, so C takes a quarter of the
+    // flows; (b) of four, three to E only, the fourth to E and F: F takes an eighth. The
+    // TTL's own rule (n_1 = 6 flows once one interface shows) misses C in (3/4)^6 = 18%
+    // of runs and F in (7/8)^6 = 45%, and with one interface seen the TTL looks converged
+    // (every interface before taken as linked to it). Measured over these 200 seeds at
+    // 95%: lite found C in 166 and F in 131 runs; MDA's rule (`lite: false`, 6 flows
+    // through each interface before) in 194 and 197, at a median 77 and 121 probes
+    // against lite's 57 and 81. Requiring MDA's rule wherever a TTL converges onto one
+    // interface from several costs that on every diamond converging onto a router.
+    let quarter = Topology::new("uneven 2x2", &[1, 1, 2, 2, 1], |t, i, j| match t {
+        2 => u64::from(i == 1 || j == 1),
+        _ => 1,
+    });
+    let eighth = Topology::new("uneven 4x2", &[1, 1, 4, 2, 1], |t, i, j| match t {
+        2 => u64::from(i == 3 || j == 0),
+        _ => 1,
+    });
+    let mut missed = Vec::new();
+    for topology in [quarter, eighth] {
+        for lite in [false, true] {
+            let config = MultipathConfig {
+                lite,
+                ..MultipathConfig::default()
+            };
+            let tally = tally(&topology, RUNS, &config);
+            let worst = tally.interfaces.values().min().copied().unwrap_or(RUNS);
+            println!(
+                "{} lite {lite}: an interface found in {worst} of {RUNS} runs, median {} probes",
+                topology.name,
+                median(&tally.probes)
+            );
+            assert_eq!(tally.phantom, 0, "{}", topology.name);
+            if worst * 100 < RUNS * 95 {
+                missed.push(format!(
+                    "{} lite {lite}: {:?}",
+                    topology.name, tally.interfaces
+                ));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
