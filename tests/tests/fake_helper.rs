@@ -860,3 +860,21 @@ fn a_caller_probing_one_at_a_time_gets_each_answer_when_it_comes() {
     }
     panic!("in each round of 41, more than 5 probes took 8 ms or more: {rounds:?}");
 }
+
+/// A rate with a burst of one and no queue: opening sends its check-supports within the
+/// window, unpaced (they send no packet), instead of failing as "not mtr-packet".
+#[test]
+fn a_paced_session_without_a_queue_opens_and_probes() {
+    let session = fake(&[])
+        .rate(200, 1)
+        .max_queue(0)
+        .open()
+        .expect("open with rate 200/s, burst 1, no queue");
+    assert!(session.check_support(Feature::Version).unwrap());
+    let reply = session
+        .probe("127.0.0.1", &options())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(reply.result, ReplyKind::Reply, "{reply:?}");
+}

@@ -41,8 +41,9 @@ pub struct SessionConfig {
     /// with [`SendError::QueueFull`]. A request released at once does not wait, so with 0
     /// a request is taken exactly when the window has room for it. Default 65536.
     pub max_queue: usize,
-    /// Releases per second at most, with `burst` at once; `None` (the default) releases as
-    /// fast as the window allows.
+    /// Probes released per second at most, with `burst` at once; `None` (the default)
+    /// releases as fast as the window allows. A check-support, which sends no packet, is
+    /// not paced (nor counted).
     pub rate: Option<Rate>,
     /// How long past its own timeout a probe may go unanswered before the watchdog
     /// completes it with [`Failure::Unanswered`]; a `check-support` gets this long in all.
@@ -782,7 +783,11 @@ impl Session {
                 self.resend.pop_front();
                 continue;
             }
+            // The rate is the probes': a check-support sends no packet (and opening a
+            // driver waits for several, which a burst of one would refuse with no queue).
+            let probe = |p: &Pending| matches!(p.request, Request::SendProbe(_));
             if let Some(pacer) = &mut self.pacer
+                && self.requests.get(token).is_some_and(probe)
                 && !pacer.try_take(now)
             {
                 return;
@@ -1002,6 +1007,33 @@ mod tests {
             .map(|_| session.send_probe(now, args.clone()).unwrap().get())
             .collect();
         assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+
+    #[test]
+    fn a_check_support_is_not_paced() {
+        // The rate is the probes' (a check-support sends no packet): with the burst spent
+        // and no queue, a check-support is still taken and written at once.
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig {
+            max_queue: 0,
+            rate: Some(crate::Rate {
+                per_second: 1,
+                burst: 1,
+            }),
+            ..SessionConfig::default()
+        });
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        session.send_probe(now, args.clone()).unwrap();
+        assert!(matches!(
+            session.send_probe(now, args),
+            Err(SendError::QueueFull(0))
+        ));
+        let token = session.check_support(now, Feature::Version).unwrap();
+        let written = String::from_utf8(session.poll_transmit(now).unwrap().to_vec()).unwrap();
+        assert!(
+            written.ends_with(&format!("{token} check-support feature version\n")),
+            "{written:?}"
+        );
     }
 
     #[test]
