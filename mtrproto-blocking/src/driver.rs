@@ -338,7 +338,7 @@ impl Driver {
         } else {
             self.slots
                 .iter()
-                .filter_map(|s| s.helper.deadline())
+                .filter_map(|s| s.helper.deadline(now))
                 .chain(self.slots.iter().filter_map(|s| s.restart_at))
                 .chain(self.quiet.iter().map(|&(_, until)| until))
                 .chain(self.jobs.iter().filter_map(Job::deadline))

@@ -584,8 +584,9 @@ impl Helper {
         }
     }
 
-    /// When the driver must come back for this helper, if ever.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    /// When the driver must come back for this helper, if ever (`now`: the pacer's next
+    /// release, where only it keeps probes in the backlog).
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
         if self.done {
             return None;
         }
@@ -598,11 +599,16 @@ impl Helper {
         let stdin = self
             .stdin_progress
             .and_then(|since| since.checked_add(self.grace));
+        // Probes waiting here for the pacer: the session has none queued to wake for.
+        let paced = (!self.gated && !self.backlog.1.is_empty())
+            .then(|| self.session.paced_room_at(now))
+            .flatten();
         [
             self.session.poll_timeout(),
             stdin,
             self.next_check,
             self.resting,
+            paced,
         ]
         .into_iter()
         .flatten()

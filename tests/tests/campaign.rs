@@ -773,3 +773,33 @@ fn pinned_flows_wait_for_their_helper_instead_of_being_lost() {
     assert_eq!((summary.lost, summary.failed), (0, 0), "{summary:?}");
     assert!(summary.peak_in_flight <= 2, "{summary:?}");
 }
+
+/// A session paced at 100 probes/s, burst 1, with no queue: a campaign's probes wait in
+/// the helper for the pacer, and go out when it allows (10 ms apart), not at the helper's
+/// next unrelated wake-up (its 100 ms liveness check: 10 probes/s).
+#[test]
+fn a_paced_session_without_a_queue_sends_a_campaign_at_its_rate() {
+    let session = Session::builder()
+        .program(FAKE, ["--delay-ms", "0"])
+        .rate(100, 1)
+        .max_queue(0)
+        .open()
+        .expect("open the fake helper");
+    let start = Instant::now();
+    let summary = session
+        .campaign(
+            hosts(5),
+            &options(5, 10),
+            &CampaignLimits::default(),
+            |_| {},
+        )
+        .unwrap();
+    let elapsed = start.elapsed();
+    let probes = summary.probes as u32;
+    assert!(probes >= 25, "{summary:?}");
+    // 10 ms apart at the rate, 100 ms at the liveness check: 40 ms leaves slack both ways.
+    assert!(
+        elapsed < Duration::from_millis(40) * probes,
+        "{probes} probes in {elapsed:?}"
+    );
+}

@@ -915,6 +915,23 @@ impl Session {
                 && self.pacer.as_ref().is_none_or(|p| p.ready_at(now) <= now))
     }
 
+    /// When [`Session::has_room`] turns true by the pacer alone: `Some` (after `now`)
+    /// exactly when the pacer is all that keeps a probe from being taken at `now`. A
+    /// driver holding probes until there is room wakes then: no other deadline of the
+    /// session says so, as nothing waits in it.
+    pub fn paced_room_at(&self, now: Instant) -> Option<Instant> {
+        let pacer = self.pacer.as_ref()?;
+        let otherwise = self.queue.is_empty()
+            && self.resend.is_empty()
+            && self.window_open()
+            && self.transmit_has_room();
+        if self.closed || self.queue.len() < self.config.max_queue || !otherwise {
+            return None;
+        }
+        let at = pacer.ready_at(now);
+        (at > now).then_some(at)
+    }
+
     /// The size of mtr-packet's table of probes, as learned from its `probes-exhausted`
     /// answers: the fewest requests in flight when it refused one. `None` until it has.
     /// The window stays at most this.
@@ -1034,6 +1051,40 @@ mod tests {
             written.ends_with(&format!("{token} check-support feature version\n")),
             "{written:?}"
         );
+    }
+
+    #[test]
+    fn paced_room_at_is_when_the_pacer_alone_lets_a_probe_in() {
+        let now = Instant::now();
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let config = |window| SessionConfig {
+            window,
+            max_queue: 0,
+            rate: Some(crate::Rate {
+                per_second: 100,
+                burst: 1,
+            }),
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config(2));
+        assert_eq!(session.paced_room_at(now), None);
+        session.send_probe(now, args.clone()).unwrap();
+        let at = session
+            .paced_room_at(now)
+            .expect("the pacer holds the next one");
+        assert!(!session.has_room(now) && at > now && at <= now + Duration::from_millis(10));
+        assert!(session.has_room(at) && session.paced_room_at(at).is_none());
+        session.send_probe(at, args.clone()).unwrap();
+        // The window is full: the pacer is not all that holds a probe back.
+        let later = at + Duration::from_millis(5);
+        assert!(!session.has_room(later) && session.paced_room_at(later).is_none());
+        // Without a rate, never.
+        let mut session = Session::new(SessionConfig {
+            max_queue: 0,
+            ..SessionConfig::default()
+        });
+        session.send_probe(now, args).unwrap();
+        assert_eq!(session.paced_room_at(now), None);
     }
 
     #[test]
