@@ -129,8 +129,9 @@ impl SessionBuilder {
 
     /// Probes waiting behind the window at most, per helper like the window (default
     /// 65536), saturated to [`SessionConfig::MAX_QUEUE`]. With 0, a probe is taken only
-    /// while the window has room. A campaign's probes wait for room whatever this: its
-    /// in-flight budget bounds them.
+    /// while the window has room and the [`rate`](SessionBuilder::rate), if any, lets it
+    /// out. A campaign's probes wait for room whatever this: its in-flight budget bounds
+    /// them.
     pub fn max_queue(mut self, max_queue: usize) -> Self {
         self.config.max_queue = max_queue.min(SessionConfig::MAX_QUEUE);
         self
