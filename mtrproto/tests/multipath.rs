@@ -989,8 +989,7 @@ fn a_silent_branch_is_not_linked_to_the_one_interface_that_answers() {
 }
 
 #[test]
-#[ignore = "MDA-Lite misses the rarer interface of an uneven TTL (known, not yet fixed)"]
-fn an_uneven_ttl_after_a_wide_hop_is_found() {
+fn an_uneven_ttl_after_a_wide_hop_is_found_by_mdas_rule() {
     // Every router splits its flows evenly (MDA's assumption), but the routers of TTL 2
     // reach TTL 3 unevenly: (a) A to D only, B to C and D, so C takes a quarter of the
     // flows; (b) of four, three to E only, the fourth to E and F: F takes an eighth. The
@@ -1000,7 +999,9 @@ fn an_uneven_ttl_after_a_wide_hop_is_found() {
     // 95%: lite found C in 166 and F in 131 runs; MDA's rule (`lite: false`, 6 flows
     // through each interface before) in 194 and 197, at a median 77 and 121 probes
     // against lite's 57 and 81. Requiring MDA's rule wherever a TTL converges onto one
-    // interface from several costs that on every diamond converging onto a router.
+    // interface from several costs that on every diamond converging onto a router, so
+    // MDA-Lite keeps this miss (documented on `MultipathConfig::lite`) and only MDA's rule
+    // is held to the confidence here; neither may report a link that is not there.
     let quarter = Topology::new("uneven 2x2", &[1, 1, 2, 2, 1], |t, i, j| match t {
         2 => u64::from(i == 1 || j == 1),
         _ => 1,
@@ -1024,7 +1025,7 @@ fn an_uneven_ttl_after_a_wide_hop_is_found() {
                 median(&tally.probes)
             );
             assert_eq!(tally.phantom, 0, "{}", topology.name);
-            if worst * 100 < RUNS * 95 {
+            if !lite && worst * 100 < RUNS * 95 {
                 missed.push(format!(
                     "{} lite {lite}: {:?}",
                     topology.name, tally.interfaces

@@ -50,6 +50,12 @@ pub struct MultipathConfig {
     /// interface, and lost no flow, is taken as linked from every interface before whose
     /// flows go on, as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
     /// per-interface rule everywhere.
+    ///
+    /// What MDA-Lite gives up: an interface reached from only some interfaces before, while
+    /// the TTL's own rule shows one interface, goes unseen more often than the confidence
+    /// allows (at 95%: found in 166 of 200 seeded runs when it takes a quarter of the
+    /// flows, 131 of 200 at an eighth; with `false` 194 and 197, at about 1.4 times the
+    /// probes). Set `false` where such uneven hops matter more than probes.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
     /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
