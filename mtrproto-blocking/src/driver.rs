@@ -376,7 +376,7 @@ impl Driver {
             match self.commands.try_recv() {
                 Ok(Command::Probe { args, done }) => {
                     if let Err(Caller::Callback(done)) =
-                        self.route_probe(now, args, Caller::Callback(done))
+                        self.route_probe(now, args, Caller::Callback(done), false)
                     {
                         done.complete(Err(self.exited().into()));
                     }
@@ -449,7 +449,7 @@ impl Driver {
         let mut jobs = std::mem::take(&mut self.jobs);
         for job in &mut jobs {
             job.send_due(now, |args, key| {
-                self.route_probe(now, args, Caller::Campaign(key))
+                self.route_probe(now, args, Caller::Campaign(key), false)
                     .map_err(|_| self.exited().into())
             });
         }
@@ -458,8 +458,16 @@ impl Driver {
 
     /// Hands a probe to its helper ([`helper_for`]), or holds it back while its pin is
     /// quiet ([`Driver::quiet`]; a caller's is refused with `QueueFull` once `max_queue` per
-    /// helper are held). The caller back if no helper takes it.
-    fn route_probe(&mut self, now: Instant, args: ProbeArgs, caller: Caller) -> Result<(), Caller> {
+    /// helper are held). `accepted`: a held probe sent again, which passed the caller's
+    /// bounds once: neither the held cap nor its helper's queue refuses it now (`QueueFull`
+    /// refuses at the door only). The caller back if no helper takes it.
+    fn route_probe(
+        &mut self,
+        now: Instant,
+        args: ProbeArgs,
+        caller: Caller,
+        accepted: bool,
+    ) -> Result<(), Caller> {
         if !self.quiet.is_empty() {
             let pin = pinned_slot(&args, self.udp_by_sequence);
             if self
@@ -469,7 +477,7 @@ impl Driver {
             {
                 let cap = self.config.max_queue.saturating_mul(self.slots.len());
                 match caller {
-                    Caller::Callback(done) if self.held.len() >= cap => {
+                    Caller::Callback(done) if !accepted && self.held.len() >= cap => {
                         done.complete(Err(Error::QueueFull(self.held.len())));
                     }
                     caller => self.held.push_back((args, caller)),
@@ -480,7 +488,7 @@ impl Driver {
         let by_sequence = self.udp_by_sequence;
         match helper_for(&mut self.slots, &mut self.next_slot, &args, by_sequence) {
             Some(helper) => {
-                helper.probe(now, args, caller);
+                helper.probe(now, args, caller, accepted);
                 Ok(())
             }
             None => Err(caller),
@@ -495,7 +503,7 @@ impl Driver {
             return;
         }
         for (args, caller) in std::mem::take(&mut self.held) {
-            match self.route_probe(now, args, caller) {
+            match self.route_probe(now, args, caller, true) {
                 Ok(()) => {}
                 Err(Caller::Callback(done)) => done.complete(Err(self.exited().into())),
                 Err(Caller::Campaign(key)) => {
@@ -765,6 +773,48 @@ fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A driver over `count` helpers that never read a request (`sleep`), with `max_queue`.
+    fn idle_driver(count: usize, max_queue: usize) -> Driver {
+        let (_, commands) = crossbeam_channel::unbounded();
+        let config = SessionConfig {
+            max_queue,
+            ..SessionConfig::default()
+        };
+        let command = vec!["sleep".to_owned(), "30".to_owned()];
+        Driver::start(command, count, config, commands, Arc::default())
+            .expect("sleep starts")
+            .0
+    }
+
+    /// Kills the driver's helpers, so that no `sleep` outlives the test.
+    fn kill(driver: Driver) {
+        for slot in driver.slots {
+            slot.helper.kill_and_wait();
+        }
+    }
+
+    #[test]
+    fn a_held_probe_still_quiet_when_another_pin_ends_is_held_again_not_refused() {
+        let mut driver = idle_driver(1, 1);
+        let now = Instant::now();
+        let tcp = ProbeArgs::new([127, 0, 0, 1].into()).protocol(Protocol::Tcp);
+        // A flow's pin ends its quiet now; SHARED stays quiet.
+        driver.quiet = vec![(7, now), (SHARED, now + Duration::from_secs(60))];
+        // A campaign's probe held first, then a caller's: the one that max_queue allows.
+        let (sent, outcome) = crossbeam_channel::unbounded();
+        let done = Completion::new(move |result| {
+            let _ = sent.send(result);
+        });
+        let key = crate::job::ProbeKey::for_test(1);
+        driver.held.push_back((tcp.clone(), Caller::Campaign(key)));
+        driver.held.push_back((tcp, Caller::Callback(done)));
+        driver.end_quiet(now);
+        let early = outcome.try_recv();
+        assert!(early.is_err(), "completed while held: {early:?}");
+        assert_eq!(driver.held.len(), 2);
+        kill(driver);
+    }
 
     #[test]
     fn pids_equal_modulo_65536_share_an_icmp_id() {

@@ -354,7 +354,9 @@ impl Helper {
     }
 
     /// Queues a probe, or completes it at once with the error of a helper that takes none.
-    pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
+    /// `accepted`: the driver held it while its pin was quiet, after it passed the caller's
+    /// bounds: it waits here whatever `max_queue`, as a campaign's does.
+    pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Caller, accepted: bool) {
         if !self.accepts() {
             let gone = self.gone();
             return self.finish(done, None, Err(gone));
@@ -367,17 +369,19 @@ impl Helper {
         }
         // A campaign's probes wait here whatever `max_queue`: its in-flight budget bounds
         // them, and a pinned one may find its helper full while others have room (it must
-        // not go elsewhere), so refusing it would lose a probe that only had to wait.
-        let campaign = matches!(done, Caller::Campaign(_));
+        // not go elsewhere), so refusing it would lose a probe that only had to wait. So
+        // do a caller's the driver held (at most `max_queue` per helper): `QueueFull` is
+        // for refusing at the door, never after acceptance.
+        let uncapped = accepted || matches!(done, Caller::Campaign(_));
         if !self.gated
             && self.backlog.1.is_empty()
             && self.session.queued() == 0
-            && (!campaign || self.session.has_room(now))
+            && (!uncapped || self.session.has_room(now))
         {
             return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
-        if !campaign && waiting >= self.max_queue {
+        if !uncapped && waiting >= self.max_queue {
             return self.finish(done, pin, Err(Error::QueueFull(waiting)));
         }
         // The backlog's receiver lives as long as its sender: this cannot fail.

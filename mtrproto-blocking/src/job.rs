@@ -43,6 +43,20 @@ pub(crate) struct ProbeKey {
     flow: Option<Flow>,
 }
 
+#[cfg(test)]
+impl ProbeKey {
+    /// A key of campaign `job`, for the driver's tests.
+    pub(crate) fn for_test(job: u32) -> ProbeKey {
+        ProbeKey {
+            job,
+            slot: 0,
+            generation: 0,
+            ttl: 1,
+            flow: None,
+        }
+    }
+}
+
 /// A target handed to a running campaign by the caller's thread.
 pub(crate) struct Target {
     /// Its position in the caller's list.

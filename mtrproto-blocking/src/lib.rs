@@ -72,7 +72,8 @@
 //! from 33000) would take as its own: until the longest timeout of those probes has passed
 //! since the end, later probes of the same target and ports (for TCP and SCTP: every probe)
 //! wait in the driver instead of going to any helper; a caller's at most `max_queue` per
-//! helper (more fail with [`Error::QueueFull`]).
+//! helper (more fail with [`Error::QueueFull`] when sent; one taken then never does: it
+//! waits for its helper's window when the quiet ends, whatever `max_queue`).
 //! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
 //! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,

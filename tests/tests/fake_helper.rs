@@ -880,3 +880,55 @@ fn a_paced_session_without_a_queue_opens_and_probes() {
         .unwrap();
     assert_eq!(reply.result, ReplyKind::Reply, "{reply:?}");
 }
+
+#[test]
+fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
+    // One helper answering after 2 s, a window of 1 and room for 1 waiting. A flow's probe
+    // (timeout 1 s) is in flight when the helper is killed: its flow stays quiet for 1 s,
+    // and a probe of it sent meanwhile is held by the driver. Two ICMP probes fill the
+    // restarted helper (one in flight, one waiting) until after the quiet ends: the held
+    // probe, accepted, must then wait for the window, not fail with QueueFull.
+    let session = fake(&["--delay-ms", "2000"])
+        .window(1)
+        .max_queue(1)
+        .open()
+        .unwrap();
+    let flow = ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Udp,
+        port: Some(33),
+        ..one_second()
+    };
+    let (done, results) = crossbeam_channel::unbounded();
+    let send = |name: &'static str, options: &ProbeOptions| {
+        let done = done.clone();
+        session
+            .probe_with("127.0.0.1", options, move |r| {
+                let _ = done.send((name, r));
+            })
+            .unwrap();
+    };
+    send("first", &flow);
+    // Written and read well before its answer is due.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = session.helper_pid();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    match results.recv_timeout(Duration::from_secs(5)) {
+        Ok(("first", Err(Error::Process(ProcessError::Exited { .. })))) => {}
+        other => panic!("the killed helper's probe: {other:?}"),
+    }
+    restarted(&session, 1);
+    send("icmp 1", &options());
+    send("icmp 2", &options());
+    send("held", &flow);
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        match results.recv_timeout(Duration::from_secs(10)) {
+            Ok((name, Ok(result))) if result.success() => answered.push(name),
+            other => panic!("after {answered:?}: {other:?}"),
+        }
+    }
+    assert_eq!(answered, ["icmp 1", "icmp 2", "held"]);
+}
