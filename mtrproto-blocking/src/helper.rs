@@ -120,8 +120,10 @@ pub(crate) struct Helper {
     gated: bool,
     /// UDP probes are [`SHARED`] too (the release matches their answers by sequence alone).
     udp_by_sequence: bool,
-    /// The longest timeout of a pinned probe sent here: how long after its end the
-    /// answers of its pinned probes may still come.
+    /// The longest timeout of a pinned probe sent here since it last held none (queued or
+    /// in flight): how long after its end the answers of its pinned probes in flight may
+    /// still come. A bound, kept in O(1) per probe: the exact longest of those in flight
+    /// would need each one's timeout kept beside it.
     longest_pinned: Duration,
     /// Set when it ends with probes in flight: their pins, and until when their answers
     /// may come ([`Helper::take_left_behind`]).
@@ -419,6 +421,10 @@ impl Helper {
             if *count == 0 {
                 self.pins.remove(&pin);
             }
+        }
+        // None left: an answered long-timeout probe no longer lengthens a later end's wait.
+        if pin.is_some() && self.shared == 0 && self.pins.is_empty() {
+            self.longest_pinned = Duration::ZERO;
         }
         match done {
             Caller::Callback(done) => done.complete(result),
@@ -820,7 +826,8 @@ impl Helper {
 
     /// The pins of the pinned probes it had in flight when it ended (with [`SHARED`] for
     /// TCP and SCTP ones), and until when their answers may still come: its end plus the
-    /// longest timeout of its pinned probes (mtr-packet's own horizon for an answer).
+    /// longest timeout of its pinned probes sent since it last held none
+    /// ([`Helper::longest_pinned`]; mtr-packet's own horizon for an answer).
     pub(crate) fn take_left_behind(&mut self) -> Option<(Vec<usize>, Instant)> {
         self.left_behind.take()
     }

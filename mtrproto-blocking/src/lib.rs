@@ -69,8 +69,9 @@
 //! not started again, and once every slot is empty later probes fail the same way.
 //! A helper that ends with fixed-port UDP probes (flows) or TCP or SCTP probes in flight
 //! leaves their answers behind, which a helper numbering alike (the new one starts again
-//! from 33000) would take as its own: until the longest timeout of those probes has passed
-//! since the end, later probes of the same target and ports (for TCP and SCTP: every probe)
+//! from 33000) would take as its own: until the longest timeout of such probes it was
+//! sent since it last had none has passed since the end, later probes of the same target
+//! and ports (for TCP and SCTP: every probe)
 //! wait in the driver instead of going to any helper; a caller's at most `max_queue` per
 //! helper (more fail with [`Error::QueueFull`] when sent; one taken then never does: it
 //! waits for its helper's window when the quiet ends, whatever `max_queue`).

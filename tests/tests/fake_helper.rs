@@ -932,3 +932,41 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
     }
     assert_eq!(answered, ["icmp 1", "icmp 2", "held"]);
 }
+
+#[test]
+fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
+    // A flow's probe with a 10 s timeout is answered; later one with a 1 s timeout is in
+    // flight when the helper is killed. Only the latter's answer may still come: the flow
+    // is quiet for 1 s after the end, not 10 s, so a probe of it sent then is answered
+    // within the helper's 1 s delay after that.
+    let session = fake(&["--delay-ms", "1000"]).open().unwrap();
+    let flow = |secs| ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Udp,
+        port: Some(33),
+        timeout: Some(Duration::from_secs(secs)),
+        ..options()
+    };
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &flow(10))
+            .unwrap()
+            .success()
+    );
+    let short = session.probe("127.0.0.1", &flow(1)).unwrap();
+    // Written and read well before its answer is due.
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-KILL", &session.helper_pid().to_string()])
+        .status()
+        .unwrap();
+    match short.wait_timeout(Duration::from_secs(5)) {
+        Some(Err(Error::Process(ProcessError::Exited { .. }))) => {}
+        other => panic!("the killed helper's probe: {other:?}"),
+    }
+    restarted(&session, 1);
+    let held = session.probe("127.0.0.1", &flow(1)).unwrap();
+    match held.wait_timeout(Duration::from_secs(6)) {
+        Some(Ok(result)) => assert!(result.success(), "{result:?}"),
+        other => panic!("held past the 1 s quiet: {other:?}"),
+    }
+}
