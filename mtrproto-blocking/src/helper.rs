@@ -926,3 +926,42 @@ impl Helper {
         self.stdin_progress = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gated_helper_refuses_a_probe_past_max_queue_at_the_door_only() {
+        let poll = mio::Poll::new().unwrap();
+        let config = SessionConfig {
+            max_queue: 1,
+            ..SessionConfig::default()
+        };
+        let command = ["sleep".to_owned(), "30".to_owned()];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        // Held back, as every helper is while an ended one's TCP answers may come.
+        helper.set_gated(true);
+        let now = Instant::now();
+        let tcp = ProbeArgs::new([127, 0, 0, 1].into()).protocol(mtrproto::Protocol::Tcp);
+        let (sent, outcomes) = crossbeam_channel::unbounded();
+        let caller = |name: &'static str| {
+            let sent = sent.clone();
+            Caller::Callback(Completion::new(move |result| {
+                let _ = sent.send((name, result));
+            }))
+        };
+        helper.probe(now, tcp.clone(), caller("waits"), false);
+        helper.probe(now, tcp.clone(), caller("refused"), false);
+        // Held by the driver while its pin was quiet: accepted already.
+        helper.probe(now, tcp, caller("accepted"), true);
+        let completed: Vec<_> = outcomes.try_iter().collect();
+        assert!(
+            matches!(completed[..], [("refused", Err(Error::QueueFull(1)))]),
+            "{completed:?}"
+        );
+        assert_eq!(helper.load(), 2);
+        assert!(helper.holds(SHARED));
+        helper.kill_and_wait();
+    }
+}
