@@ -490,10 +490,11 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// both TTLs: an interface reached only by flows sent straight to it has one of them
 /// probed at the TTL before (the predecessor may have an interface MDA missed, which that
 /// probe may find). A TTL with two or more interfaces has answered flows probed again, 5
-/// times at 95% (7 at 99%) for each interface before whose flows reached several: one flow
-/// answered by two interfaces marks the hop as balancing per packet. The trace ends when
-/// every answered flow reached the target, after `max_silent` silent TTLs, at `max_ttl`,
-/// or when the budget is spent.
+/// times at 95% (7 at 99%) for each interface before whose flows reached several (and for
+/// the flows sent straight to it, unless every interface before is checked on its own):
+/// one flow answered by two interfaces marks the hop as balancing per packet. The trace
+/// ends when every answered flow reached the target, after `max_silent` silent TTLs, at
+/// `max_ttl`, or when the budget is spent.
 ///
 /// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
 /// it and after each input, call [`poll_probe`](MultipathTracer::poll_probe) until `None`,
@@ -921,7 +922,7 @@ impl MultipathTracer {
         if self.config.per_packet_check
             && k >= 2
             && !hop.per_packet
-            && let Some(want) = self.reprobe(hop)
+            && let Some(want) = self.reprobe(hop, before)
         {
             return want;
         }
@@ -959,8 +960,10 @@ impl MultipathTracer {
     /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
     /// flows grouped by the interface they came through at the TTL before, each group that
     /// reached two or more interfaces re-probed `repeat_point` times (the least-probed idle
-    /// flow first).
-    fn reprobe(&self, hop: &HopState) -> Option<Want> {
+    /// flow first). Flows sent straight here (their interface before unknown) form a group
+    /// of their own, re-probed only where some interface before is not checked on its own
+    /// flows.
+    fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
         // Per group: the interfaces reached, the re-probes sent, the idle flow to re-probe.
         type Group = (BTreeSet<IpAddr>, u32, Option<(u16, u16)>);
         let mut groups: BTreeMap<Option<IpAddr>, Group> = BTreeMap::new();
@@ -976,9 +979,18 @@ impl MultipathTracer {
             }
         }
         let needed = self.repeats;
+        // Flows sent straight here came through an unknown interface before. Where every
+        // interface before that flows go on from has its own group here, which reached two
+        // or more interfaces and so gets its own re-probes, theirs would test the same
+        // routers again.
+        let covered = before.is_some_and(|b| {
+            let mut through = b.onward.iter().filter(|(_, f)| !f.is_empty()).peekable();
+            through.peek().is_some()
+                && through.all(|(&a, _)| groups.get(&Some(a)).is_some_and(|g| g.0.len() >= 2))
+        });
         let mut waiting = false;
-        for (reached, reprobes, idle) in groups.values() {
-            if reached.len() < 2 || *reprobes >= needed {
+        for (from, (reached, reprobes, idle)) in &groups {
+            if reached.len() < 2 || *reprobes >= needed || (from.is_none() && covered) {
                 continue;
             }
             match idle {
