@@ -959,8 +959,8 @@ impl MultipathTracer {
 
     /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
     /// flows grouped by the interface they came through at the TTL before, each group that
-    /// reached two or more interfaces re-probed `repeat_point` times (the least-probed idle
-    /// flow first). Flows sent straight here (their interface before unknown) form a group
+    /// reached two or more interfaces re-probed `repeat_point` times (the least re-probed
+    /// group and its least-probed idle flow first). Flows sent straight here (their interface before unknown) form a group
     /// of their own, re-probed only where some interface before is not checked on its own
     /// flows.
     fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
@@ -988,22 +988,28 @@ impl MultipathTracer {
             through.peek().is_some()
                 && through.all(|(&a, _)| groups.get(&Some(a)).is_some_and(|g| g.0.len() >= 2))
         });
-        let mut waiting = false;
+        // The least re-probed group first: a router balancing per packet shows after a few
+        // of its own re-probes, which ends the check for every group.
+        let (mut best, mut waiting) = (None::<(u32, u16)>, false);
         for (from, (reached, reprobes, idle)) in &groups {
             if reached.len() < 2 || *reprobes >= needed || (from.is_none() && covered) {
                 continue;
             }
             match idle {
-                Some((_, id)) => {
-                    return Some(Want::Send {
-                        ttl: self.current,
-                        flow: Some(*id),
-                    });
+                Some((_, id)) if best.is_none_or(|b| *reprobes < b.0) => {
+                    best = Some((*reprobes, *id));
                 }
+                Some(_) => {}
                 None => waiting = true,
             }
         }
-        waiting.then_some(Want::Wait)
+        match best {
+            Some((_, id)) => Some(Want::Send {
+                ttl: self.current,
+                flow: Some(id),
+            }),
+            None => waiting.then_some(Want::Wait),
+        }
     }
 
     /// What the interfaces of the TTL before `h` need, if anything: at least one flow
