@@ -115,6 +115,48 @@ fn a_helper_that_exits_fails_its_pending_callers() {
     );
 }
 
+/// A file the fake helper logs the requests it reads to (`--read-log`), removed on drop.
+struct ReadLog(std::path::PathBuf);
+
+impl ReadLog {
+    fn new(name: &str) -> ReadLog {
+        let path = std::env::temp_dir().join(format!(
+            "mtrproto-fake-read-{}-{name}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        ReadLog(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a temp path in UTF-8")
+    }
+
+    /// Waits (at most 10 s) until the helper has read `count` probe requests: they were
+    /// written, so in flight, whatever the load.
+    fn wait_probes(&self, count: usize) {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let read = text.lines().filter(|l| l.contains("send-probe")).count();
+            if read >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the helper read {read} probes of {count}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ReadLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The first helper slot once it has been started `restarts` times and runs, within 5 s.
 fn restarted(session: &Session, restarts: u32) -> mtrproto_blocking::HelperStatus {
     let started = Instant::now();
@@ -888,7 +930,8 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
     // and a probe of it sent meanwhile is held by the driver. Two ICMP probes fill the
     // restarted helper (one in flight, one waiting) until after the quiet ends: the held
     // probe, accepted, must then wait for the window, not fail with QueueFull.
-    let session = fake(&["--delay-ms", "2000"])
+    let log = ReadLog::new("held-not-refused");
+    let session = fake(&["--delay-ms", "2000", "--read-log", log.path()])
         .window(1)
         .max_queue(1)
         .open()
@@ -908,8 +951,8 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
             .unwrap();
     };
     send("first", &flow);
-    // Written and read well before its answer is due.
-    std::thread::sleep(Duration::from_millis(300));
+    // In flight (read by the helper) before the kill, however loaded the machine.
+    log.wait_probes(1);
     let pid = session.helper_pid();
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
@@ -939,7 +982,10 @@ fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
     // flight when the helper is killed. Only the latter's answer may still come: the flow
     // is quiet for 1 s after the end, not 10 s, so a probe of it sent then is answered
     // within the helper's 1 s delay after that.
-    let session = fake(&["--delay-ms", "1000"]).open().unwrap();
+    let log = ReadLog::new("long-timeout-quiet");
+    let session = fake(&["--delay-ms", "1000", "--read-log", log.path()])
+        .open()
+        .unwrap();
     let flow = |secs| ProbeOptions {
         protocol: mtrproto_blocking::Protocol::Udp,
         port: Some(33),
@@ -953,8 +999,8 @@ fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
             .success()
     );
     let short = session.probe("127.0.0.1", &flow(1)).unwrap();
-    // Written and read well before its answer is due.
-    std::thread::sleep(Duration::from_millis(300));
+    // In flight (read by the helper) before the kill, however loaded the machine.
+    log.wait_probes(2);
     std::process::Command::new("kill")
         .args(["-KILL", &session.helper_pid().to_string()])
         .status()

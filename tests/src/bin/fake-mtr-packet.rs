@@ -5,7 +5,7 @@
 //! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
 //!     [--reply KIND] [--close-stdout-after N] [--junk-after N] [--deaf-after N]
-//!     [--orphan-after N] [--chaos SEED]
+//!     [--orphan-after N] [--chaos SEED] [--read-log PATH]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -28,7 +28,9 @@
 //! - `--orphan-after N`: after reading N requests, start a child that keeps stdin and stdout
 //!   open for a minute, and exit;
 //! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED and the process
-//!   id) exit, write a burst of junk, or stop reading for up to two seconds.
+//!   id) exit, write a burst of junk, or stop reading for up to two seconds;
+//! - `--read-log PATH`: append each request line to PATH as it is read, so that a test
+//!   knows a request reached the helper (written and read) instead of guessing by a sleep.
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
@@ -56,6 +58,7 @@ struct Scenario {
     deaf_after: Option<usize>,
     orphan_after: Option<usize>,
     chaos: Option<u64>,
+    read_log: Option<String>,
 }
 
 /// How long a misbehaviour lasts at most.
@@ -88,9 +91,19 @@ fn main() {
     let mut random = scenario
         .chaos
         .map(|seed| (seed ^ u64::from(std::process::id()).rotate_left(32)) | 1);
+    let mut read_log = scenario.read_log.as_ref().map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    });
     let stdin = std::io::stdin();
     for (n, line) in stdin.lock().lines().enumerate() {
         let Ok(line) = line else { break };
+        if let Some(Ok(log)) = &mut read_log {
+            // One write per line, so a reader never sees half of one.
+            let _ = log.write_all(format!("{line}\n").as_bytes());
+        }
         let reached = |limit: Option<usize>| limit.is_some_and(|limit| n >= limit);
         if reached(scenario.exit_after) {
             std::process::exit(0);
@@ -301,6 +314,7 @@ fn parse_args() -> Result<Scenario, String> {
             "--deaf-after" => s.deaf_after = Some(number(value()?)? as usize),
             "--orphan-after" => s.orphan_after = Some(number(value()?)? as usize),
             "--chaos" => s.chaos = Some(number(value()?)?),
+            "--read-log" => s.read_log = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
