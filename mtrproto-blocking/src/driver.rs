@@ -397,7 +397,7 @@ impl Driver {
                         job.add(*target);
                     }
                 }
-                Ok(Command::EndCampaign { job }) => self.jobs.retain(|j| j.id() != job),
+                Ok(Command::EndCampaign { job }) => self.end_campaign(job),
                 Ok(Command::UdpBySequence) => {
                     self.udp_by_sequence = true;
                     for slot in &mut self.slots {
@@ -454,6 +454,15 @@ impl Driver {
             });
         }
         self.jobs = jobs;
+    }
+
+    /// Stops campaign `job`, and drops its probes held for a quiet pin: sent later they
+    /// would probe for no one, take a caller's room under the held cap, and a caller
+    /// starting and abandoning campaigns during one quiet would grow `held` without bound.
+    fn end_campaign(&mut self, job: u32) {
+        self.jobs.retain(|j| j.id() != job);
+        self.held
+            .retain(|(_, caller)| !matches!(caller, Caller::Campaign(key) if key.job == job));
     }
 
     /// Hands a probe to its helper ([`helper_for`]), or holds it back while its pin is
@@ -813,6 +822,34 @@ mod tests {
         let early = outcome.try_recv();
         assert!(early.is_err(), "completed while held: {early:?}");
         assert_eq!(driver.held.len(), 2);
+        kill(driver);
+    }
+
+    #[test]
+    fn an_ended_campaigns_held_probes_are_dropped_not_sent_later() {
+        let mut driver = idle_driver(1, 1);
+        let now = Instant::now();
+        let tcp = ProbeArgs::new([127, 0, 0, 1].into()).protocol(Protocol::Tcp);
+        driver.quiet = vec![(SHARED, now + Duration::from_secs(60))];
+        // Campaign 1 is abandoned by its caller while its probe is held.
+        let key = crate::job::ProbeKey::for_test(1);
+        driver.held.push_back((tcp.clone(), Caller::Campaign(key)));
+        driver.end_campaign(1);
+        assert!(
+            driver.held.is_empty(),
+            "held for no campaign: {}",
+            driver.held.len()
+        );
+        // So it takes no room from a caller's probe: the one max_queue allows is held.
+        let (sent, outcome) = crossbeam_channel::unbounded();
+        let done = Completion::new(move |result| {
+            let _ = sent.send(result);
+        });
+        let routed = driver.route_probe(now, tcp, Caller::Callback(done), false);
+        assert!(routed.is_ok());
+        let early = outcome.try_recv();
+        assert!(early.is_err(), "refused: {early:?}");
+        assert_eq!(driver.held.len(), 1);
         kill(driver);
     }
 
