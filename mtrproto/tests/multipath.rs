@@ -349,18 +349,22 @@ fn nested_meshed_unequal_and_first_hop_diamonds_are_found() {
         _ => 1,
     });
     let first_hop = Topology::full("first hop", &[1, 4, 1]);
-    // Where every run stays within MDA's bound by default. Not nested at 99% (2 runs of
-    // 200 take 119 against 109, 105 without re-probes), 4x4 (at 95% 158 against 153: 25
-    // re-probes, 5 through each router before a multi-way TTL, where the bound counts 12;
-    // at 99% the trace without re-probes takes up to 199 of 204), nor unequal, where
-    // uneven shares void MDA's bound.
+    // Where runs stay within MDA's bound by default, with how many of the 200 may exceed
+    // it. Nested at 95% takes 10 re-probes at TTL 3 (5 through each router before) where
+    // the bound counts 5, so a run whose MDA part alone is near the bound exceeds it: 1 in
+    // 15,000 seeded runs (85 against 81); held to 1% of runs, which any seeds keep, not
+    // to every run, which only some sets of 200 do. Not nested at 99% (2 runs of 200 take
+    // 119 against 109, 105 without re-probes), 4x4 (at 95% 158 against 153: 25 re-probes,
+    // 5 through each router before a multi-way TTL, where the bound counts 12; at 99% the
+    // trace without re-probes takes up to 199 of 204), nor unequal, where uneven shares
+    // void MDA's bound.
     let (p95, p99) = (Confidence::P95, Confidence::P99);
     let cases = [
-        (nested, &[p95][..]),
-        (meshed, &[p95, p99][..]),
+        (nested, &[(p95, RUNS / 100)][..]),
+        (meshed, &[(p95, 0), (p99, 0)][..]),
         (meshed_wide, &[][..]),
         (unequal, &[][..]),
-        (first_hop, &[p95, p99][..]),
+        (first_hop, &[(p95, 0), (p99, 0)][..]),
     ];
     for (topology, bounded) in cases {
         for confidence in [p95, p99] {
@@ -378,10 +382,11 @@ fn nested_meshed_unequal_and_first_hop_diamonds_are_found() {
                 median(&tally.probes)
             );
             assert_found(&topology, &tally);
-            if bounded.contains(&confidence) {
+            if let Some(&(_, allowed)) = bounded.iter().find(|(c, _)| *c == confidence) {
+                let over = tally.probes.iter().filter(|&&p| p > bound).count();
                 assert!(
-                    worst <= bound,
-                    "{}: {worst} probes > {bound}",
+                    over <= allowed,
+                    "{}: {over} runs over {bound} probes (worst {worst}), {allowed} allowed",
                     topology.name
                 );
             }
