@@ -925,21 +925,24 @@ fn a_paced_session_without_a_queue_opens_and_probes() {
 
 #[test]
 fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
-    // One helper answering after 2 s, a window of 1 and room for 1 waiting. A flow's probe
-    // (timeout 1 s) is in flight when the helper is killed: its flow stays quiet for 1 s,
-    // and a probe of it sent meanwhile is held by the driver. Two ICMP probes fill the
-    // restarted helper (one in flight, one waiting) until after the quiet ends: the held
-    // probe, accepted, must then wait for the window, not fail with QueueFull.
+    // One helper answering after 3 s, a window of 1 and room for 1 waiting. A flow's probe
+    // (timeout 2 s) is in flight when the helper is killed: its flow stays quiet for 2 s,
+    // and a probe of it (timeout 10 s) sent meanwhile is held by the driver. Two ICMP
+    // probes fill the restarted helper (one in flight, one waiting) until after the quiet
+    // ends: the held probe, accepted, must then wait for the window, not fail with
+    // QueueFull. (2 s of quiet leave the restart and the sends below 2 s under load; the
+    // first ICMP probe's answer, 3 s after it, comes after the quiet ends whatever.)
     let log = ReadLog::new("held-not-refused");
-    let session = fake(&["--delay-ms", "2000", "--read-log", log.path()])
+    let session = fake(&["--delay-ms", "3000", "--read-log", log.path()])
         .window(1)
         .max_queue(1)
         .open()
         .unwrap();
-    let flow = ProbeOptions {
+    let flow = |secs| ProbeOptions {
         protocol: mtrproto_blocking::Protocol::Udp,
         port: Some(33),
-        ..one_second()
+        timeout: Some(Duration::from_secs(secs)),
+        ..options()
     };
     let (done, results) = crossbeam_channel::unbounded();
     let send = |name: &'static str, options: &ProbeOptions| {
@@ -950,7 +953,7 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
             })
             .unwrap();
     };
-    send("first", &flow);
+    send("first", &flow(2));
     // In flight (read by the helper) before the kill, however loaded the machine.
     log.wait_probes(1);
     let pid = session.helper_pid();
@@ -965,7 +968,7 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
     restarted(&session, 1);
     send("icmp 1", &options());
     send("icmp 2", &options());
-    send("held", &flow);
+    send("held", &flow(10));
     let mut answered = Vec::new();
     for _ in 0..3 {
         match results.recv_timeout(Duration::from_secs(10)) {
