@@ -456,13 +456,17 @@ impl Driver {
         self.jobs = jobs;
     }
 
-    /// Stops campaign `job`, and drops its probes held for a quiet pin: sent later they
-    /// would probe for no one, take a caller's room under the held cap, and a caller
-    /// starting and abandoning campaigns during one quiet would grow `held` without bound.
+    /// Stops campaign `job`, and drops its probes held for a quiet pin or waiting in a
+    /// helper's backlog: sent later they would probe for no one, take a caller's room (the
+    /// held cap, the window), and a caller starting and abandoning campaigns while they
+    /// wait would grow `held` or a backlog without bound.
     fn end_campaign(&mut self, job: u32) {
         self.jobs.retain(|j| j.id() != job);
         self.held
             .retain(|(_, caller)| !matches!(caller, Caller::Campaign(key) if key.job == job));
+        for slot in &mut self.slots {
+            slot.helper.drop_campaign(job);
+        }
     }
 
     /// Hands a probe to its helper ([`helper_for`]), or holds it back while its pin is
@@ -850,6 +854,32 @@ mod tests {
         let early = outcome.try_recv();
         assert!(early.is_err(), "refused: {early:?}");
         assert_eq!(driver.held.len(), 1);
+        kill(driver);
+    }
+
+    #[test]
+    fn an_ended_campaigns_probes_waiting_in_a_helpers_backlog_are_dropped() {
+        let mut driver = idle_driver(1, 1);
+        let now = Instant::now();
+        let tcp = ProbeArgs::new([127, 0, 0, 1].into()).protocol(Protocol::Tcp);
+        // Held back in the backlog, as while another helper's probes are in flight.
+        driver.slots[0].helper.set_gated(true);
+        for job in [1, 1, 2] {
+            let key = crate::job::ProbeKey::for_test(job);
+            assert!(
+                driver
+                    .route_probe(now, tcp.clone(), Caller::Campaign(key), false)
+                    .is_ok()
+            );
+        }
+        assert_eq!(driver.slots[0].helper.load(), 3);
+        driver.end_campaign(1);
+        // Campaign 2's probe waits on; campaign 1's would have gone out for no one.
+        assert_eq!(driver.slots[0].helper.load(), 1);
+        assert!(driver.slots[0].helper.holds(SHARED));
+        driver.end_campaign(2);
+        assert_eq!(driver.slots[0].helper.load(), 0);
+        assert!(!driver.slots[0].helper.holds(SHARED));
         kill(driver);
     }
 

@@ -442,6 +442,29 @@ impl Helper {
         !self.answers.is_empty()
     }
 
+    /// Drops campaign `job`'s probes waiting in the backlog (the campaign ended): O(backlog),
+    /// once per campaign. Those already in the session's queue or in flight end as usual,
+    /// their answers dropped by the driver.
+    pub(crate) fn drop_campaign(&mut self, job: u32) {
+        if self.backlog.1.is_empty() {
+            return;
+        }
+        let waiting: Vec<Backlogged> = self.backlog.1.try_iter().collect();
+        for (args, done) in waiting {
+            match done {
+                Caller::Campaign(key) if key.job == job => {
+                    let pin = self.pin_of(&args);
+                    let ended = ProcessError::Exited { status: None };
+                    self.finish(Caller::Campaign(key), pin, Err(ended.into()));
+                }
+                // The backlog's receiver lives as long as its sender: this cannot fail.
+                done => {
+                    let _ = self.backlog.0.send((args, done));
+                }
+            }
+        }
+    }
+
     /// Moves probes from the backlog to the session while its window takes them at once
     /// (and its stdin is open to write them), one at a time into its queue (none with a
     /// `max_queue` of 0: campaign probes wait here for the window then).
