@@ -131,7 +131,7 @@ impl SessionBuilder {
     /// 65536), saturated to [`SessionConfig::MAX_QUEUE`]. With 0, a probe is taken only
     /// while the window has room and the [`rate`](SessionBuilder::rate), if any, lets it
     /// out. A campaign's probes wait for room whatever this: its in-flight budget bounds
-    /// them. A probe is refused with [`Error::QueueFull`](crate::Error::QueueFull) when
+    /// them. A probe is refused with [`Error::QueueFull`] when
     /// sent, or never: one the driver held for an ended helper's answers
     /// ([crate docs](crate)) waits for room whatever this once it goes out.
     pub fn max_queue(mut self, max_queue: usize) -> Self {
