@@ -800,6 +800,15 @@ mod tests {
             .0
     }
 
+    /// A caller's completion, and where its outcome arrives.
+    fn watched() -> (Completion, Receiver<Result<mtrproto::ProbeResult, Error>>) {
+        let (sent, outcome) = crossbeam_channel::unbounded();
+        let done = Completion::new(move |result| {
+            let _ = sent.send(result);
+        });
+        (done, outcome)
+    }
+
     /// Kills the driver's helpers, so that no `sleep` outlives the test.
     fn kill(driver: Driver) {
         for slot in driver.slots {
@@ -815,10 +824,7 @@ mod tests {
         // A flow's pin ends its quiet now; SHARED stays quiet.
         driver.quiet = vec![(7, now), (SHARED, now + Duration::from_secs(60))];
         // A campaign's probe held first, then a caller's: the one that max_queue allows.
-        let (sent, outcome) = crossbeam_channel::unbounded();
-        let done = Completion::new(move |result| {
-            let _ = sent.send(result);
-        });
+        let (done, outcome) = watched();
         let key = crate::job::ProbeKey::for_test(1);
         driver.held.push_back((tcp.clone(), Caller::Campaign(key)));
         driver.held.push_back((tcp, Caller::Callback(done)));
@@ -845,10 +851,7 @@ mod tests {
             driver.held.len()
         );
         // So it takes no room from a caller's probe: the one max_queue allows is held.
-        let (sent, outcome) = crossbeam_channel::unbounded();
-        let done = Completion::new(move |result| {
-            let _ = sent.send(result);
-        });
+        let (done, outcome) = watched();
         let routed = driver.route_probe(now, tcp, Caller::Callback(done), false);
         assert!(routed.is_ok());
         let early = outcome.try_recv();

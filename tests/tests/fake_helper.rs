@@ -17,6 +17,16 @@ fn options() -> ProbeOptions {
     ProbeOptions::default()
 }
 
+/// A fixed UDP flow (one port pair) to the same target, with a timeout of `secs`.
+fn udp_flow(secs: u64) -> ProbeOptions {
+    ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Udp,
+        port: Some(33),
+        timeout: Some(Duration::from_secs(secs)),
+        ..options()
+    }
+}
+
 #[test]
 fn out_of_order_answers_reach_their_callers() {
     let session = Arc::new(fake(&["--reverse", "8"]).open().unwrap());
@@ -938,12 +948,6 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
         .max_queue(1)
         .open()
         .unwrap();
-    let flow = |secs| ProbeOptions {
-        protocol: mtrproto_blocking::Protocol::Udp,
-        port: Some(33),
-        timeout: Some(Duration::from_secs(secs)),
-        ..options()
-    };
     let (done, results) = crossbeam_channel::unbounded();
     let send = |name: &'static str, options: &ProbeOptions| {
         let done = done.clone();
@@ -953,7 +957,7 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
             })
             .unwrap();
     };
-    send("first", &flow(2));
+    send("first", &udp_flow(2));
     // In flight (read by the helper) before the kill, however loaded the machine.
     log.wait_probes(1);
     let pid = session.helper_pid();
@@ -968,7 +972,7 @@ fn a_probe_held_while_its_flow_is_quiet_is_not_refused_when_it_goes_out() {
     restarted(&session, 1);
     send("icmp 1", &options());
     send("icmp 2", &options());
-    send("held", &flow(10));
+    send("held", &udp_flow(10));
     let mut answered = Vec::new();
     for _ in 0..3 {
         match results.recv_timeout(Duration::from_secs(10)) {
@@ -989,19 +993,13 @@ fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
     let session = fake(&["--delay-ms", "1000", "--read-log", log.path()])
         .open()
         .unwrap();
-    let flow = |secs| ProbeOptions {
-        protocol: mtrproto_blocking::Protocol::Udp,
-        port: Some(33),
-        timeout: Some(Duration::from_secs(secs)),
-        ..options()
-    };
     assert!(
         session
-            .probe_blocking("127.0.0.1", &flow(10))
+            .probe_blocking("127.0.0.1", &udp_flow(10))
             .unwrap()
             .success()
     );
-    let short = session.probe("127.0.0.1", &flow(1)).unwrap();
+    let short = session.probe("127.0.0.1", &udp_flow(1)).unwrap();
     // In flight (read by the helper) before the kill, however loaded the machine.
     log.wait_probes(2);
     std::process::Command::new("kill")
@@ -1013,7 +1011,7 @@ fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
         other => panic!("the killed helper's probe: {other:?}"),
     }
     restarted(&session, 1);
-    let held = session.probe("127.0.0.1", &flow(1)).unwrap();
+    let held = session.probe("127.0.0.1", &udp_flow(1)).unwrap();
     match held.wait_timeout(Duration::from_secs(6)) {
         Some(Ok(result)) => assert!(result.success(), "{result:?}"),
         other => panic!("held past the 1 s quiet: {other:?}"),
