@@ -197,6 +197,9 @@ pub(crate) struct Driver {
     /// Probes held back for a quiet pin, oldest first: a caller's at most `max_queue` per
     /// helper, a campaign's bounded by its budget.
     held: VecDeque<(ProbeArgs, Caller)>,
+    /// Helpers started in a slot and killed at once, their pid clashing with another's
+    /// ([`spawn_distinct`]): reaped on a timer like any ended helper, never waited for.
+    discarded: Vec<Helper>,
 }
 
 impl Driver {
@@ -216,8 +219,21 @@ impl Driver {
         });
         let mut slots = Vec::with_capacity(count);
         let mut taken = Vec::with_capacity(count);
+        let mut clashing = Vec::new();
         for slot in 0..count.max(1) {
-            match spawn_distinct(&command, &config, poll.registry(), slot, &taken) {
+            let started = spawn_distinct(
+                &command,
+                &config,
+                poll.registry(),
+                slot,
+                &taken,
+                &mut clashing,
+            );
+            // Opening runs on the caller's thread: a just-killed helper is reaped at once.
+            for helper in clashing.drain(..) {
+                helper.kill_and_wait();
+            }
+            match started {
                 Ok(helper) => {
                     taken.push(helper.pid());
                     slots.push(Slot {
@@ -251,6 +267,7 @@ impl Driver {
             udp_by_sequence: false,
             quiet: Vec::new(),
             held: VecDeque::new(),
+            discarded: Vec::new(),
         };
         driver.publish();
         Ok((driver, wakeup))
@@ -300,6 +317,10 @@ impl Driver {
             slot.helper.drive(now, registry, closing);
             self.any_answered |= slot.helper.has_answered();
         }
+        for helper in &mut self.discarded {
+            helper.drive(now, registry, closing);
+        }
+        self.discarded.retain(|helper| !helper.is_done());
         // Before the gates open again and before a restart: what a helper that ended in this
         // turn left in flight is quiet.
         note_left_behind(&mut self.slots, &mut self.quiet);
@@ -341,6 +362,7 @@ impl Driver {
                 .filter_map(|s| s.helper.deadline(now))
                 .chain(self.slots.iter().filter_map(|s| s.restart_at))
                 .chain(self.quiet.iter().map(|&(_, until)| until))
+                .chain(self.discarded.iter().filter_map(|h| h.deadline(now)))
                 .chain(self.jobs.iter().filter_map(Job::deadline))
                 // Once passed, the kill time has been acted on.
                 .chain(self.kill_at.filter(|&at| at > now))
@@ -593,7 +615,18 @@ impl Driver {
             }
             // Every slot's pid, the ended ones' too (their late answers carry theirs).
             let taken: Vec<u32> = self.slots.iter().map(|s| s.helper.pid()).collect();
-            let started = spawn_distinct(&self.command, &self.config, registry, index, &taken);
+            let mut clashing = Vec::new();
+            let started = spawn_distinct(
+                &self.command,
+                &self.config,
+                registry,
+                index,
+                &taken,
+                &mut clashing,
+            );
+            for helper in clashing {
+                discard(&mut self.discarded, registry, now, helper);
+            }
             let slot = &mut self.slots[index];
             match started {
                 Ok(mut fresh) => {
@@ -654,6 +687,19 @@ fn note_left_behind(slots: &mut [Slot], quiet: &mut Vec<(usize, Instant)>) {
     }
 }
 
+/// Kills a helper that must not be used, to be reaped on a timer from `discarded` like
+/// any ended helper (the driver thread never waits for a process).
+fn discard(
+    discarded: &mut Vec<Helper>,
+    registry: &mio::Registry,
+    now: Instant,
+    mut helper: Helper,
+) {
+    helper.end(now, Why::Closing);
+    helper.drive(now, registry, false);
+    discarded.push(helper);
+}
+
 /// Whether two helpers' probes carry the same ICMP identifier: mtr-packet puts
 /// `htons(getpid())` there, and in the source port of a UDP probe naming no port, and
 /// matches those answers by it first, so helpers whose pids are equal modulo 65536 would
@@ -663,14 +709,16 @@ fn same_icmp_id(a: u32, b: u32) -> bool {
 }
 
 /// Starts a helper in `slot` whose ICMP identifier no pid in `taken` has
-/// ([`same_icmp_id`]): one that has is killed and another started, 3 starts at most (pids
-/// are handed out in turn, so a second clash in a row would take a full turn of them).
+/// ([`same_icmp_id`]): one that has goes to `clashing` (for the caller to kill and reap)
+/// and another is started, 3 starts at most (pids are handed out in turn, so a second
+/// clash in a row would take a full turn of them).
 fn spawn_distinct(
     command: &[String],
     config: &SessionConfig,
     registry: &mio::Registry,
     slot: usize,
     taken: &[u32],
+    clashing: &mut Vec<Helper>,
 ) -> Result<Helper, ProcessError> {
     let mut starts = 0;
     loop {
@@ -679,7 +727,7 @@ fn spawn_distinct(
         if starts >= 3 || !taken.iter().any(|&pid| same_icmp_id(pid, helper.pid())) {
             return Ok(helper);
         }
-        helper.kill_and_wait();
+        clashing.push(helper);
     }
 }
 
@@ -832,6 +880,29 @@ mod tests {
         let early = outcome.try_recv();
         assert!(early.is_err(), "completed while held: {early:?}");
         assert_eq!(driver.held.len(), 2);
+        kill(driver);
+    }
+
+    #[test]
+    fn a_discarded_helper_is_killed_and_reaped_without_a_wait() {
+        let mut driver = idle_driver(1, 1);
+        let command = ["sleep".to_owned(), "30".to_owned()];
+        let registry = driver.poll.registry().try_clone().unwrap();
+        let helper = Helper::spawn(&command, SessionConfig::default(), &registry, 0).unwrap();
+        let pid = helper.pid();
+        let started = Instant::now();
+        discard(&mut driver.discarded, &registry, started, helper);
+        assert_eq!(driver.discarded.len(), 1);
+        // Turns until it is reaped: bounded by the reaper's give-up time and then some.
+        while !driver.discarded.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            let now = Instant::now();
+            driver.turn(now);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(driver.discarded.is_empty(), "not reaped in 5 s");
+        // Reaped: no process (not even a zombie) is left with its pid.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty(), "{pid} still there: {stat}");
         kill(driver);
     }
 
