@@ -196,7 +196,10 @@ pub(crate) struct Driver {
     quiet: Vec<(usize, Instant)>,
     /// Probes held back for a quiet pin, oldest first: a caller's at most `max_queue` per
     /// helper, a campaign's bounded by its budget.
-    held: VecDeque<(ProbeArgs, Caller)>,
+    held: VecDeque<Held>,
+    /// The earliest [`Held::until`] (or earlier: a held probe that went since leaves it
+    /// behind, and the next look recomputes it).
+    held_until: Option<Instant>,
     /// Helpers started in a slot and killed at once, their pid clashing with another's
     /// ([`spawn_distinct`]): reaped on a timer like any ended helper, never waited for.
     discarded: Vec<Helper>,
@@ -267,6 +270,7 @@ impl Driver {
             udp_by_sequence: false,
             quiet: Vec::new(),
             held: VecDeque::new(),
+            held_until: None,
             discarded: Vec::new(),
         };
         driver.publish();
@@ -303,6 +307,7 @@ impl Driver {
     fn turn(&mut self, now: Instant) -> bool {
         note_left_behind(&mut self.slots, &mut self.quiet);
         self.end_quiet(now);
+        self.expire_held(now);
         self.take_commands(now);
         self.run_jobs(now);
         let closing = self.kill_at.is_some();
@@ -362,6 +367,7 @@ impl Driver {
                 .filter_map(|s| s.helper.deadline(now))
                 .chain(self.slots.iter().filter_map(|s| s.restart_at))
                 .chain(self.quiet.iter().map(|&(_, until)| until))
+                .chain(self.held_until)
                 .chain(self.discarded.iter().filter_map(|h| h.deadline(now)))
                 .chain(self.jobs.iter().filter_map(Job::deadline))
                 // Once passed, the kill time has been acted on.
@@ -398,7 +404,7 @@ impl Driver {
             match self.commands.try_recv() {
                 Ok(Command::Probe { args, done }) => {
                     if let Err(Caller::Callback(done)) =
-                        self.route_probe(now, args, Caller::Callback(done), false)
+                        self.route_probe(now, args, Caller::Callback(done), None)
                     {
                         done.complete(Err(self.exited().into()));
                     }
@@ -471,7 +477,7 @@ impl Driver {
         let mut jobs = std::mem::take(&mut self.jobs);
         for job in &mut jobs {
             job.send_due(now, |args, key| {
-                self.route_probe(now, args, Caller::Campaign(key), false)
+                self.route_probe(now, args, Caller::Campaign(key), None)
                     .map_err(|_| self.exited().into())
             });
         }
@@ -485,7 +491,7 @@ impl Driver {
     fn end_campaign(&mut self, job: u32) {
         self.jobs.retain(|j| j.id() != job);
         self.held
-            .retain(|(_, caller)| !matches!(caller, Caller::Campaign(key) if key.job == job));
+            .retain(|held| !matches!(held.caller, Caller::Campaign(key) if key.job == job));
         for slot in &mut self.slots {
             slot.helper.drop_campaign(job);
         }
@@ -493,16 +499,18 @@ impl Driver {
 
     /// Hands a probe to its helper ([`helper_for`]), or holds it back while its pin is
     /// quiet ([`Driver::quiet`]; a caller's is refused with `QueueFull` once `max_queue` per
-    /// helper are held). `accepted`: a held probe sent again, which passed the caller's
+    /// helper are held). `held_until`: a held probe sent again, which passed the caller's
     /// bounds once: neither the held cap nor its helper's queue refuses it now (`QueueFull`
-    /// refuses at the door only). The caller back if no helper takes it.
+    /// refuses at the door only), and held again it keeps the time it gives up at
+    /// ([`Held::until`]). The caller back if no helper takes it.
     fn route_probe(
         &mut self,
         now: Instant,
         args: ProbeArgs,
         caller: Caller,
-        accepted: bool,
+        held_until: Option<Instant>,
     ) -> Result<(), Caller> {
+        let accepted = held_until.is_some();
         if !self.quiet.is_empty() {
             let pin = pinned_slot(&args, self.udp_by_sequence);
             if self
@@ -515,7 +523,17 @@ impl Driver {
                     Caller::Callback(done) if !accepted && self.held.len() >= cap => {
                         done.complete(Err(Error::QueueFull(self.held.len())));
                     }
-                    caller => self.held.push_back((args, caller)),
+                    caller => {
+                        let until = held_until.unwrap_or_else(|| {
+                            let wait = args.effective_timeout().saturating_add(self.config.grace);
+                            now.checked_add(wait).unwrap_or(now + mtrproto::FAR_FUTURE)
+                        });
+                        self.hold(Held {
+                            args,
+                            caller,
+                            until,
+                        });
+                    }
                 }
                 return Ok(());
             }
@@ -537,15 +555,45 @@ impl Driver {
         if self.quiet.len() == before || self.held.is_empty() {
             return;
         }
-        for (args, caller) in std::mem::take(&mut self.held) {
-            match self.route_probe(now, args, caller, true) {
-                Ok(()) => {}
-                Err(Caller::Callback(done)) => done.complete(Err(self.exited().into())),
-                Err(Caller::Campaign(key)) => {
-                    let lost = Err(self.exited().into());
-                    if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
-                        job.answer(now, key, &lost);
-                    }
+        self.held_until = None;
+        for held in std::mem::take(&mut self.held) {
+            if let Err(caller) = self.route_probe(now, held.args, held.caller, Some(held.until)) {
+                self.fail_unsent(now, caller);
+            }
+        }
+    }
+
+    /// Holds a probe back ([`Driver::held`]).
+    fn hold(&mut self, held: Held) {
+        self.held_until = Some(self.held_until.map_or(held.until, |at| at.min(held.until)));
+        self.held.push_back(held);
+    }
+
+    /// Ends, unsent, the held probes whose own timeout and grace have passed
+    /// ([`Held::until`]): the quiet they wait for may be another probe's far longer timeout.
+    fn expire_held(&mut self, now: Instant) {
+        if self.held_until.is_none_or(|at| at > now) {
+            return;
+        }
+        self.held_until = None;
+        for held in std::mem::take(&mut self.held) {
+            if held.until > now {
+                self.hold(held);
+            } else {
+                self.fail_unsent(now, held.caller);
+            }
+        }
+    }
+
+    /// Completes a probe no helper took: the error of the helpers' end, for a caller or as
+    /// a campaign's lost probe.
+    fn fail_unsent(&mut self, now: Instant, caller: Caller) {
+        let lost = Err(self.exited().into());
+        match caller {
+            Caller::Callback(done) => done.complete(lost),
+            Caller::Campaign(key) => {
+                if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
+                    job.answer(now, key, &lost);
                 }
             }
         }
@@ -568,8 +616,9 @@ impl Driver {
     fn begin_close(&mut self, now: Instant, grace: Duration) {
         // Their callers see the session closed; their probes in flight end with the helpers.
         self.jobs.clear();
-        for (_, caller) in std::mem::take(&mut self.held) {
-            if let Caller::Callback(done) = caller {
+        self.held_until = None;
+        for held in std::mem::take(&mut self.held) {
+            if let Caller::Callback(done) = held.caller {
                 done.complete(Err(self.exited().into()));
             }
         }
@@ -670,6 +719,16 @@ impl Driver {
             *published = status;
         }
     }
+}
+
+/// A probe held back while its pin is quiet ([`Driver::held`]).
+struct Held {
+    args: ProbeArgs,
+    caller: Caller,
+    /// When it ends unsent if still held: its own timeout and the grace after it was first
+    /// held, when the watchdog would have ended it had it gone out at once. The quiet it
+    /// waits for is the longest timeout of another helper's probes, which may be far longer.
+    until: Instant,
 }
 
 /// Takes the pins that ended helpers left in flight into `quiet` ([`Driver::quiet`]).
@@ -874,12 +933,52 @@ mod tests {
         // A campaign's probe held first, then a caller's: the one that max_queue allows.
         let (done, outcome) = watched();
         let key = crate::job::ProbeKey::for_test(1);
-        driver.held.push_back((tcp.clone(), Caller::Campaign(key)));
-        driver.held.push_back((tcp, Caller::Callback(done)));
+        let until = now + Duration::from_secs(60);
+        driver.hold(Held {
+            args: tcp.clone(),
+            caller: Caller::Campaign(key),
+            until,
+        });
+        driver.hold(Held {
+            args: tcp,
+            caller: Caller::Callback(done),
+            until,
+        });
         driver.end_quiet(now);
         let early = outcome.try_recv();
         assert!(early.is_err(), "completed while held: {early:?}");
         assert_eq!(driver.held.len(), 2);
+        kill(driver);
+    }
+
+    #[test]
+    fn a_held_probe_ends_unsent_at_its_own_timeout_and_grace() {
+        let mut driver = idle_driver(1, 1);
+        let now = Instant::now();
+        let tcp = ProbeArgs::new([127, 0, 0, 1].into())
+            .protocol(Protocol::Tcp)
+            .timeout_secs(1)
+            .unwrap();
+        // Another probe's hour-long timeout keeps every pin quiet.
+        driver.quiet = vec![(SHARED, now + Duration::from_secs(3600))];
+        let (done, outcome) = watched();
+        assert!(
+            driver
+                .route_probe(now, tcp, Caller::Callback(done), None)
+                .is_ok()
+        );
+        let until = now + Duration::from_secs(1) + driver.config.grace;
+        assert_eq!(driver.held_until, Some(until));
+        driver.expire_held(until - Duration::from_millis(1));
+        assert_eq!(driver.held.len(), 1);
+        driver.expire_held(until);
+        assert!(driver.held.is_empty());
+        assert_eq!(driver.held_until, None);
+        let ended = outcome.try_recv();
+        assert!(
+            matches!(ended, Ok(Err(Error::Process(ProcessError::Exited { .. })))),
+            "{ended:?}"
+        );
         kill(driver);
     }
 
@@ -914,7 +1013,11 @@ mod tests {
         driver.quiet = vec![(SHARED, now + Duration::from_secs(60))];
         // Campaign 1 is abandoned by its caller while its probe is held.
         let key = crate::job::ProbeKey::for_test(1);
-        driver.held.push_back((tcp.clone(), Caller::Campaign(key)));
+        driver.hold(Held {
+            args: tcp.clone(),
+            caller: Caller::Campaign(key),
+            until: now + Duration::from_secs(60),
+        });
         driver.end_campaign(1);
         assert!(
             driver.held.is_empty(),
@@ -923,7 +1026,7 @@ mod tests {
         );
         // So it takes no room from a caller's probe: the one max_queue allows is held.
         let (done, outcome) = watched();
-        let routed = driver.route_probe(now, tcp, Caller::Callback(done), false);
+        let routed = driver.route_probe(now, tcp, Caller::Callback(done), None);
         assert!(routed.is_ok());
         let early = outcome.try_recv();
         assert!(early.is_err(), "refused: {early:?}");
@@ -942,7 +1045,7 @@ mod tests {
             let key = crate::job::ProbeKey::for_test(job);
             assert!(
                 driver
-                    .route_probe(now, tcp.clone(), Caller::Campaign(key), false)
+                    .route_probe(now, tcp.clone(), Caller::Campaign(key), None)
                     .is_ok()
             );
         }

@@ -74,7 +74,9 @@
 //! and ports (for TCP and SCTP: every probe)
 //! wait in the driver instead of going to any helper; a caller's at most `max_queue` per
 //! helper (more fail with [`Error::QueueFull`] when sent; one taken then never does: it
-//! waits for its helper's window when the quiet ends, whatever `max_queue`).
+//! waits for its helper's window when the quiet ends, whatever `max_queue`). A probe held
+//! there past its own timeout and the grace, as another probe's longer timeout can make the
+//! quiet, ends unsent with `Exited` then (a campaign counts it lost).
 //! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
 //! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,

@@ -803,3 +803,67 @@ fn a_paced_session_without_a_queue_sends_a_campaign_at_its_rate() {
         "{probes} probes in {elapsed:?}"
     );
 }
+
+/// A caller's TCP probe with a one-hour timeout is in flight when the helper is killed:
+/// every probe is then held back for that hour (a TCP answer may go to any probe with its
+/// sequence). A campaign of 1 s probes run meanwhile loses its held probes once their own
+/// timeout and the session's grace have passed, and returns, instead of waiting the hour.
+#[test]
+fn a_campaign_does_not_wait_for_another_probes_long_quiet() {
+    let log = std::env::temp_dir().join(format!("mtrproto-campaign-quiet-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let log_path = log.to_str().unwrap().to_owned();
+    let session = std::sync::Arc::new(
+        Session::builder()
+            .program(
+                FAKE,
+                ["--delay-ms", "5000", "--read-log", log_path.as_str()],
+            )
+            .grace(Duration::from_secs(1))
+            .open()
+            .expect("open the fake helper"),
+    );
+    let long_tcp = mtrproto_blocking::ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Tcp,
+        timeout: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let tcp = session.probe("127.0.0.1", &long_tcp).unwrap();
+    // In flight (read by the helper) before the kill, however loaded the machine.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("send-probe")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never read");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file(&log);
+    let pid = session.helper_pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(
+        tcp.wait_timeout(Duration::from_secs(5))
+            .is_some_and(|r| r.is_err())
+    );
+    let mut options = options(1, 20);
+    options.trace.max_ttl = 2;
+    options.trace.grace = Duration::from_millis(200);
+    let (done, outcome) = crossbeam_channel::bounded(1);
+    let campaign = std::sync::Arc::clone(&session);
+    let start = Instant::now();
+    // On a thread: a campaign that waits the hour must fail the test, not hang it.
+    std::thread::spawn(move || {
+        let summary =
+            campaign.campaign_reports(hosts(2), &options, &CampaignLimits::default(), |report| {
+                assert!(report.stats.is_ok(), "{report:?}");
+            });
+        let _ = done.send(summary);
+    });
+    let summary = outcome
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the campaign returns")
+        .unwrap();
+    println!("{summary:?} in {:?}", start.elapsed());
+    assert_eq!((summary.targets, summary.failed), (2, 0));
+    assert_eq!(summary.lost, summary.probes, "{summary:?}");
+}

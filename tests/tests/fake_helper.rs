@@ -1017,3 +1017,43 @@ fn a_long_timeout_answered_earlier_does_not_lengthen_the_quiet_after_an_end() {
         other => panic!("held past the 1 s quiet: {other:?}"),
     }
 }
+
+#[test]
+fn a_probe_held_for_another_probes_long_quiet_ends_within_its_own_timeout() {
+    // A TCP probe with a one-hour timeout is in flight when the helper is killed: every
+    // probe is then held back for that hour (a TCP answer may go to any probe with its
+    // sequence). A caller's ICMP probe with a 1 s timeout sent meanwhile must not wait for
+    // it: it ends, unsent, once its own timeout and the grace have passed.
+    let log = ReadLog::new("held-own-timeout");
+    let session = fake(&["--delay-ms", "5000", "--read-log", log.path()])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    let long_tcp = ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Tcp,
+        timeout: Some(Duration::from_secs(3600)),
+        ..options()
+    };
+    let tcp = session.probe("127.0.0.1", &long_tcp).unwrap();
+    // In flight (read by the helper) before the kill, however loaded the machine.
+    log.wait_probes(1);
+    std::process::Command::new("kill")
+        .args(["-KILL", &session.helper_pid().to_string()])
+        .status()
+        .unwrap();
+    match tcp.wait_timeout(Duration::from_secs(5)) {
+        Some(Err(Error::Process(ProcessError::Exited { .. }))) => {}
+        other => panic!("the killed helper's probe: {other:?}"),
+    }
+    restarted(&session, 1);
+    let held = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&held, Duration::from_secs(6));
+    println!("held probe ended after {waited:?}: {result:?}");
+    assert!(
+        matches!(result, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{result:?}"
+    );
+    // Its timeout and the grace, 2 s, and no more than a second later.
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
