@@ -36,26 +36,35 @@ pub struct MultipathConfig {
     /// rounded up). A probe whose result has not come one second past it counts as lost.
     pub timeout: Duration,
     /// MDA-Lite's savings (Vermeulen et al., IMC 2018; default): each TTL takes its own
-    /// stopping rule (fresh flows sent straight to it) and each interface before needs one
-    /// flow onward (its link), instead of the stopping point's number through each
-    /// interface before. Where, on the flows seen at both TTLs, the hops are meshed, or
-    /// converge onto several interfaces: flows seen at both until each link there is
-    /// (counting one more interface before) and one more successor behind any interface
-    /// before that has not reached every interface here would have shown (29 for 4
-    /// interfaces each reaching both of 2, 26 for 3 each reaching 2 of 3, 23 for 4 each
-    /// reaching 1 of 2). MDA's per-interface rule only where the interfaces before reach
-    /// unequal numbers here, or several interfaces here are each reached from exactly one
-    /// before (parallel paths: where a second successor behind one of them is the rarest
-    /// next hop, which the TTL's own rule may miss). A TTL whose own rule found one
-    /// interface, and lost no flow, is taken as linked from every interface before whose
-    /// flows go on, as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
-    /// per-interface rule everywhere.
+    /// stopping rule (fresh flows sent straight to it, or flows from the TTL before spread
+    /// evenly over its interfaces) and each interface before needs one flow onward (its
+    /// link), instead of the stopping point's number through each interface before. Where
+    /// the hops converge onto several interfaces unmeshed (each interface before reaching
+    /// one), MDA-Lite's hop rule: the TTL's own rule, its flows spread evenly over the
+    /// interfaces before, at least 2 through each (the meshing test; 11 flows for 4
+    /// interfaces reaching 2, as `tracelb`). Where, on the flows seen at both TTLs, the
+    /// hops are meshed (an interface before reaching two or more, one here reached from
+    /// two or more): flows seen at both until each link there is (counting one more
+    /// interface before) and one more successor behind any interface before that has not
+    /// reached every interface here would have shown (29 for 4 interfaces each reaching
+    /// both of 2, 26 for 3 each reaching 2 of 3). MDA's per-interface rule only where the
+    /// interfaces before reach unequal numbers here, or several interfaces here are each
+    /// reached from exactly one before (parallel paths: where a second successor behind
+    /// one of them is the rarest next hop, which the TTL's own rule may miss). A TTL whose
+    /// own rule found one interface, and lost no flow, is taken as linked from every
+    /// interface before whose flows go on, as scamper's `tracelb` does (no flow onward from
+    /// each). `false`: MDA's per-interface rule everywhere.
     ///
-    /// What MDA-Lite gives up: an interface reached from only some interfaces before, while
-    /// the TTL's own rule shows one interface, goes unseen more often than the confidence
-    /// allows (at 95%: found in 166 of 200 seeded runs when it takes a quarter of the
-    /// flows, 131 of 200 at an eighth; with `false` 194 and 197, at about 1.4 times the
-    /// probes). Set `false` where such uneven hops matter more than probes.
+    /// What MDA-Lite gives up: an uneven successor behind one interface before, where the
+    /// TTL's own rule shows one interface, or where the hops converge, goes unseen more
+    /// often than the confidence allows. At 95%, over 200 seeded runs: one interface seen,
+    /// the hidden one taking a quarter of the flows, found in 177 (`false`: 194); an eighth,
+    /// in 110 (197: the TTL's 6 flows spread 2, 2, 1, 1 over the four interfaces before in
+    /// address order, and the one with the second successor is last); converging, a third
+    /// interface behind the last of four that reach two (an eighth of the flows), in 152
+    /// (199, at 1.4 times the probes; flows at both TTLs until such a successor would have
+    /// shown, 23 for 4 interfaces, found it in 190, at 14 probes more than the hop rule on
+    /// the nested diamond). Set `false` where such uneven hops matter more than probes.
     pub lite: bool,
     /// The stopping decisions the confidence covers together (default 1: each decision on
     /// its own, as MDA has it); 1 to 100. With `N`, each decision (a TTL's or an
@@ -375,11 +384,11 @@ impl HopState {
 
     /// MDA-Lite's tests (Vermeulen et al., IMC 2018) between the TTL before and this one,
     /// on the flows seen at both. The meshing test: some interface before reached two or
-    /// more here, and some interface here was reached from two or more before; or, each
-    /// interface before reaching one, several here and one of them reached from two or
-    /// more before (converging): both take flows at both TTLs (`meshed_links`), as a
-    /// second successor behind an interface before is rarer than the TTL's own rule
-    /// assumes. The uniformity test: the interfaces before that reached any here reached
+    /// more here, and some interface here was reached from two or more before: flows at
+    /// both TTLs (`meshed_links`). Each interface before reaching one, several here and one
+    /// of them reached from two or more before (converging, unmeshed): MDA-Lite's hop rule,
+    /// the TTL's own rule with [`MESHING_FLOWS`] through each interface before, so that a
+    /// meshed hop shows as such. The uniformity test: the interfaces before that reached any here reached
     /// unequal numbers, so the TTL's interfaces are not equally likely and the TTL's own
     /// rule may miss the rarer ones. And where each interface before reached one here and
     /// each here was reached from one before, several of them (parallel paths, which is
@@ -400,8 +409,10 @@ impl HopState {
             }
         }
         let converging = predecessors.values().any(|&n| n >= 2);
-        if converging && (most >= 2 || predecessors.len() >= 2) {
+        if converging && most >= 2 {
             LiteTest::Meshed { from, most }
+        } else if converging && predecessors.len() >= 2 {
+            LiteTest::Converging
         } else if (most >= 2 && least < most) || (most == 1 && predecessors.len() >= 2) {
             LiteTest::Mda
         } else {
@@ -441,12 +452,32 @@ impl HopState {
 enum LiteTest {
     /// A flow through each interface shows every link.
     Pass,
-    /// Meshed or converging: `from` interfaces before reached any here, each at most
-    /// `most`.
+    /// Meshed: `from` interfaces before reached any here, each at most `most` (two or
+    /// more).
     Meshed { from: usize, most: usize },
+    /// Converging onto several interfaces, unmeshed (each interface before reached one):
+    /// the TTL's own rule, its flows spread evenly over the interfaces before, with
+    /// [`MESHING_FLOWS`] through each for the meshing test.
+    Converging,
     /// MDA's per-interface rule is needed.
     Mda,
 }
+
+/// The flows each interface before needs onward ([`MultipathTracer::per_interface`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Each {
+    /// This many.
+    Flows(usize),
+    /// MDA's rule: the stopping point for the successors it showed.
+    Mda,
+}
+
+/// The flows through each interface before that MDA-Lite's meshing test follows to a
+/// converging TTL: φ = 2, as in Vermeulen et al. (IMC 2018). An interface before with two
+/// successors there, evenly split, shows both in two flows with probability 1/2; the test
+/// misses meshing only where each such interface shows one (the TTL's own rule, spread
+/// evenly, gives each interface before more flows than two where there are few of them).
+const MESHING_FLOWS: usize = 2;
 
 /// What the trace wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,12 +509,14 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// number of flows through it for the successors it showed, and fresh flows are sent to the
 /// TTL before until enough reach it (node control), within a cap. With
 /// [`MultipathConfig::lite`] (MDA-Lite, Vermeulen et al. 2018), a TTL takes its own rule,
-/// fresh flows sent straight to it, and one flow onward from each interface before (its
-/// link); MDA-Lite's tests on the flows seen at both TTLs pick what more it needs: on
-/// meshed hops, and hops converging onto several interfaces, flows seen at both until each
-/// link there is would have shown, counting one more interface before, and a link one more
-/// successor behind an interface before that has not reached every interface here would
-/// add is ruled out; where the interfaces before reach unequal numbers, or several
+/// flows from the TTL before spread evenly over its interfaces or fresh flows sent straight
+/// to it, and one flow onward from each interface before (its link); MDA-Lite's tests on
+/// the flows seen at both TTLs pick what more it needs: on hops converging unmeshed onto
+/// several interfaces, two flows through each interface before (the meshing test); on
+/// meshed hops, flows seen at both until each link there is would have shown, counting one
+/// more interface before, and a link one more successor behind an interface before that
+/// has not reached every interface here would add is ruled out; where the interfaces
+/// before reach unequal numbers, or several
 /// interfaces are each reached from exactly one before, the per-interface rule. A TTL
 /// whose own rule found one interface (and lost no flow) is linked from every interface
 /// before whose flows go on. Otherwise a link is reported only where one flow answered at
@@ -903,7 +936,8 @@ impl MultipathTracer {
             // take those first, so that fewer flows cover every link.
             if self.config.lite
                 && let Some(before) = before.filter(|b| !b.per_packet)
-                && let Some(send @ Want::Send { .. }) = self.per_interface(h, before, false)
+                && let Some(send @ Want::Send { .. }) =
+                    self.per_interface(h, before, Each::Flows(1))
             {
                 return send;
             }
@@ -941,7 +975,12 @@ impl MultipathTracer {
             {
                 return want;
             }
-            if let Some(want) = self.per_interface(h, before, test == LiteTest::Mda) {
+            let each = match test {
+                LiteTest::Mda => Each::Mda,
+                LiteTest::Converging => Each::Flows(MESHING_FLOWS),
+                _ => Each::Flows(1),
+            };
+            if let Some(want) = self.per_interface(h, before, each) {
                 return want;
             }
         }
@@ -1012,21 +1051,20 @@ impl MultipathTracer {
         }
     }
 
-    /// What the interfaces of the TTL before `h` need, if anything: at least one flow
-    /// onward each (MDA-Lite), or, `mda`, n_k flows through each (MDA's rule) where two or
-    /// more go on.
-    fn per_interface(&self, h: usize, before: &HopState, mda: bool) -> Option<Want> {
+    /// What the interfaces of the TTL before `h` need, if anything: `each` flows onward
+    /// from each (MDA-Lite: one for its link, [`MESHING_FLOWS`] for the meshing test), or
+    /// n_k flows through each (MDA's rule) where two or more go on.
+    fn per_interface(&self, h: usize, before: &HopState, each: Each) -> Option<Want> {
         let hop = &self.hops[h];
         let through = &before.onward;
-        let full = mda && through.len() >= 2;
         let mut waiting = false;
         let none = FromStats::default();
         for (from, flows) in through {
             let stats = hop.by_from.get(from).unwrap_or(&none);
-            let needed = if full {
-                self.point(stats.successors.len())
-            } else {
-                1
+            let needed = match each {
+                Each::Mda if through.len() >= 2 => self.point(stats.successors.len()),
+                Each::Mda => 1,
+                Each::Flows(n) => n,
             };
             if stats.answered >= needed || stats.lost >= needed {
                 continue;
@@ -1119,6 +1157,32 @@ impl MultipathTracer {
         (coming > 0 || before.outstanding() > 0).then_some(Want::Wait)
     }
 
+    /// A flow that went on from an interface of `before` and has not been probed at `hop`:
+    /// the lowest one through the interface with the fewest flows sent on so far (MDA-Lite
+    /// spreads a TTL's flows evenly over the interfaces before, as its rule assumes; among
+    /// equals, the first by address).
+    fn evenly(&self, hop: &HopState, before: &HopState) -> Option<u16> {
+        let none = FromStats::default();
+        let mut best: Option<(usize, u16)> = None;
+        for (from, flows) in &before.onward {
+            let stats = hop.by_from.get(from).unwrap_or(&none);
+            let sent = stats.answered + stats.lost + stats.coming;
+            if best.is_some_and(|(least, _)| sent >= least) {
+                continue;
+            }
+            // Flows through it go out in order: the probed ones are a prefix.
+            for &id in flows.range(stats.scan_from.get()..) {
+                if hop.flows.contains_key(&id) {
+                    stats.scan_from.set(id.saturating_add(1));
+                } else {
+                    best = Some((sent, id));
+                    break;
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
     /// A probe at the TTL before `h` for an interface at `h` reached only by flows sent
     /// straight to it, if one is needed: one of those flows, so that its own answer there
     /// shows the link (and any interface MDA missed there). Each flow is tried once. None
@@ -1200,6 +1264,12 @@ impl MultipathTracer {
         if h > first {
             let before = &self.hops[h - 1];
             let hop = &self.hops[h];
+            if let Some(id) = self.evenly(hop, before) {
+                return Want::Send {
+                    ttl,
+                    flow: Some(id),
+                };
+            }
             let mut prefix = true;
             for (&id, o) in before.flows.range(hop.scan_from.get()..) {
                 if hop.flows.contains_key(&id) {
