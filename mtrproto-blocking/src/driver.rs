@@ -40,7 +40,7 @@ use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig};
 
 use crate::completion::Completion;
 use crate::error::{Error, ProcessError};
-use crate::helper::{Caller, Helper, Why};
+use crate::helper::{Caller, Helper, Why, give_up_at};
 use crate::job::{Job, Target};
 use crate::status::Shared;
 use crate::sys;
@@ -524,10 +524,8 @@ impl Driver {
                         done.complete(Err(Error::QueueFull(self.held.len())));
                     }
                     caller => {
-                        let until = held_until.unwrap_or_else(|| {
-                            let wait = args.effective_timeout().saturating_add(self.config.grace);
-                            now.checked_add(wait).unwrap_or(now + mtrproto::FAR_FUTURE)
-                        });
+                        let until =
+                            held_until.unwrap_or_else(|| give_up_at(now, &args, self.config.grace));
                         self.hold(Held {
                             args,
                             caller,
@@ -541,7 +539,7 @@ impl Driver {
         let by_sequence = self.udp_by_sequence;
         match helper_for(&mut self.slots, &mut self.next_slot, &args, by_sequence) {
             Some(helper) => {
-                helper.probe(now, args, caller, accepted);
+                helper.probe(now, args, caller, held_until);
                 Ok(())
             }
             None => Err(caller),

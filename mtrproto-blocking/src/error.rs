@@ -109,7 +109,9 @@ pub enum ProcessError {
         /// How it exited, once reaped.
         status: Option<ExitStatus>,
     },
-    /// The helper did not answer within the request's timeout plus the session's grace.
+    /// The helper did not answer within the request's timeout plus the session's grace;
+    /// or, with several helpers, the probe was held back that long behind another helper's
+    /// probes (a TCP or SCTP probe waits until no other helper has any) and never sent.
     #[error("mtr-packet did not answer in time; it may be hung or overloaded")]
     Unresponsive,
     /// Talking to the helper failed.

@@ -46,8 +46,16 @@ const REAP_GIVE_UP: Duration = Duration::from_secs(2);
 /// other helpers, the callers' commands or the timers.
 const READ_BUDGET: usize = 256 * 1024;
 
-/// A probe in the backlog: its request and its caller.
-type Backlogged = (ProbeArgs, Caller);
+/// A probe in the backlog: its request, its caller, and when it ends unsent if it is still
+/// held back by the gate then ([`Helper::expire_gated`]).
+type Backlogged = (ProbeArgs, Caller, Instant);
+
+/// When a probe sent at `now` and still unsent gives up: its own timeout and the grace
+/// later, as the watchdog would end it had it gone out at once.
+pub(crate) fn give_up_at(now: Instant, args: &ProbeArgs, grace: Duration) -> Instant {
+    let wait = args.effective_timeout().saturating_add(grace);
+    now.checked_add(wait).unwrap_or(now + mtrproto::FAR_FUTURE)
+}
 
 /// A campaign probe's answer, for the driver to hand to its campaign.
 pub(crate) type Answer = (ProbeKey, Result<ProbeResult, Error>);
@@ -133,6 +141,9 @@ pub(crate) struct Helper {
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
     /// (a map or a deque doubling its room would double that).
     backlog: (Sender<Backlogged>, Receiver<Backlogged>),
+    /// The earliest time a backlogged probe ends unsent while gated (or earlier: a probe
+    /// that went since leaves it behind, and the next look recomputes it).
+    backlog_until: Option<Instant>,
     /// Probes waiting at most, here and in the session (`SessionConfig::max_queue`).
     max_queue: usize,
     grace: Duration,
@@ -235,6 +246,7 @@ impl Helper {
             longest_pinned: Duration::ZERO,
             left_behind: None,
             backlog: crossbeam_channel::unbounded(),
+            backlog_until: None,
             ending: None,
             finished: None,
             status: None,
@@ -356,9 +368,17 @@ impl Helper {
     }
 
     /// Queues a probe, or completes it at once with the error of a helper that takes none.
-    /// `accepted`: the driver held it while its pin was quiet, after it passed the caller's
-    /// bounds: it waits here whatever `max_queue`, as a campaign's does.
-    pub(crate) fn probe(&mut self, now: Instant, args: ProbeArgs, done: Caller, accepted: bool) {
+    /// `held_until`: the driver held it while its pin was quiet, after it passed the caller's
+    /// bounds: it waits here whatever `max_queue`, as a campaign's does, and, while gated,
+    /// until the time it gives up at, set when it was first held.
+    pub(crate) fn probe(
+        &mut self,
+        now: Instant,
+        args: ProbeArgs,
+        done: Caller,
+        held_until: Option<Instant>,
+    ) {
+        let accepted = held_until.is_some();
         if !self.accepts() {
             let gone = self.gone();
             return self.finish(done, None, Err(gone));
@@ -386,8 +406,32 @@ impl Helper {
         if !uncapped && waiting >= self.max_queue {
             return self.finish(done, pin, Err(Error::QueueFull(waiting)));
         }
+        let until = held_until.unwrap_or_else(|| give_up_at(now, &args, self.grace));
+        self.backlog_until = Some(self.backlog_until.map_or(until, |at| at.min(until)));
         // The backlog's receiver lives as long as its sender: this cannot fail.
-        let _ = self.backlog.0.send((args, done));
+        let _ = self.backlog.0.send((args, done, until));
+    }
+
+    /// While gated, ends unsent the backlogged probes whose own timeout and the grace have
+    /// passed since they came (with `Unresponsive`, as the watchdog would have ended them
+    /// had they gone out then): the gate lasts until other helpers' probes are done, which
+    /// may take their far longer timeouts. O(backlog), once per such time.
+    fn expire_gated(&mut self, now: Instant) {
+        if !self.gated || self.backlog_until.is_none_or(|at| at > now) {
+            return;
+        }
+        self.backlog_until = None;
+        let waiting: Vec<Backlogged> = self.backlog.1.try_iter().collect();
+        for (args, done, until) in waiting {
+            if until <= now {
+                let pin = self.pin_of(&args);
+                self.finish(done, pin, Err(ProcessError::Unresponsive.into()));
+            } else {
+                self.backlog_until = Some(self.backlog_until.map_or(until, |at| at.min(until)));
+                // The backlog's receiver lives as long as its sender: this cannot fail.
+                let _ = self.backlog.0.send((args, done, until));
+            }
+        }
     }
 
     /// Hands a probe to the session.
@@ -450,7 +494,7 @@ impl Helper {
             return;
         }
         let waiting: Vec<Backlogged> = self.backlog.1.try_iter().collect();
-        for (args, done) in waiting {
+        for (args, done, until) in waiting {
             match done {
                 Caller::Campaign(key) if key.job == job => {
                     let pin = self.pin_of(&args);
@@ -459,7 +503,7 @@ impl Helper {
                 }
                 // The backlog's receiver lives as long as its sender: this cannot fail.
                 done => {
-                    let _ = self.backlog.0.send((args, done));
+                    let _ = self.backlog.0.send((args, done, until));
                 }
             }
         }
@@ -475,7 +519,7 @@ impl Helper {
             && self.session.queued() == 0
             && self.session.has_room(now)
         {
-            let Ok((args, done)) = self.backlog.1.try_recv() else {
+            let Ok((args, done, _)) = self.backlog.1.try_recv() else {
                 return;
             };
             self.submit(now, args, done);
@@ -509,6 +553,7 @@ impl Helper {
             self.wake_stdout(now, registry);
             self.session.handle_timeout(now);
             self.watch(now);
+            self.expire_gated(now);
         }
         if self.ending.is_none() {
             self.flush(now, registry);
@@ -636,12 +681,14 @@ impl Helper {
         let paced = (!self.gated && !self.backlog.1.is_empty())
             .then(|| self.session.paced_room_at(now))
             .flatten();
+        let gated = self.backlog_until.filter(|_| self.gated);
         [
             self.session.poll_timeout(),
             stdin,
             self.next_check,
             self.resting,
             paced,
+            gated,
         ]
         .into_iter()
         .flatten()
@@ -878,7 +925,7 @@ impl Helper {
             self.finished = Some(now);
             self.session.handle_eof(now);
             self.dispatch(now);
-            while let Ok((args, done)) = self.backlog.1.try_recv() {
+            while let Ok((args, done, _)) = self.backlog.1.try_recv() {
                 let gone = self.gone();
                 let pin = self.pin_of(&args);
                 self.finish(done, pin, Err(gone));
@@ -974,10 +1021,10 @@ mod tests {
                 let _ = sent.send((name, result));
             }))
         };
-        helper.probe(now, tcp.clone(), caller("waits"), false);
-        helper.probe(now, tcp.clone(), caller("refused"), false);
+        helper.probe(now, tcp.clone(), caller("waits"), None);
+        helper.probe(now, tcp.clone(), caller("refused"), None);
         // Held by the driver while its pin was quiet: accepted already.
-        helper.probe(now, tcp, caller("accepted"), true);
+        helper.probe(now, tcp, caller("accepted"), Some(now));
         let completed: Vec<_> = outcomes.try_iter().collect();
         assert!(
             matches!(completed[..], [("refused", Err(Error::QueueFull(1)))]),

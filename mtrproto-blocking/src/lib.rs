@@ -76,7 +76,10 @@
 //! helper (more fail with [`Error::QueueFull`] when sent; one taken then never does: it
 //! waits for its helper's window when the quiet ends, whatever `max_queue`). A probe held
 //! there past its own timeout and the grace, as another probe's longer timeout can make the
-//! quiet, ends unsent with `Exited` then (a campaign counts it lost).
+//! quiet, ends unsent with `Exited` then (a campaign counts it lost). Likewise a probe
+//! held back behind other helpers' probes (a TCP or SCTP probe, and every probe after it,
+//! waits until no other helper has any) ends unsent with
+//! [`ProcessError::Unresponsive`] once its own timeout and the grace have passed.
 //! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
 //! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,

@@ -831,7 +831,7 @@ fn a_campaign_does_not_wait_for_another_probes_long_quiet() {
     let tcp = session.probe("127.0.0.1", &long_tcp).unwrap();
     // In flight (read by the helper) before the kill, however loaded the machine.
     let started = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("send-probe")) {
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains(" send-probe ip-")) {
         assert!(started.elapsed() < Duration::from_secs(10), "never read");
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -148,7 +148,7 @@ impl ReadLog {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-            let read = text.lines().filter(|l| l.contains("send-probe")).count();
+            let read = probe_requests(&text);
             if read >= count {
                 return;
             }
@@ -159,6 +159,14 @@ impl ReadLog {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The probe requests in a read log: `TOKEN send-probe ...` lines (the opening's
+/// `check-support feature send-probe` is none).
+fn probe_requests(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.split(' ').nth(1) == Some("send-probe"))
+        .count()
 }
 
 impl Drop for ReadLog {
@@ -1056,4 +1064,48 @@ fn a_probe_held_for_another_probes_long_quiet_ends_within_its_own_timeout() {
     // Its timeout and the grace, 2 s, and no more than a second later.
     assert!(waited >= Duration::from_millis(1900), "{waited:?}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[test]
+fn probes_held_back_behind_another_helpers_long_probe_end_within_their_own_timeout() {
+    // Two silent helpers, each with an ICMP probe of a one-hour timeout in flight. A TCP
+    // probe then goes to the second and is held back there while the first has probes (a
+    // TCP answer may go to any probe with its sequence), and every later probe goes there
+    // too. A 1 s TCP probe and a 1 s ICMP probe sent then must not wait for the hour: each
+    // ends, unsent, once its own timeout and the grace have passed.
+    let log = ReadLog::new("gated-own-timeout");
+    let session = fake(&["--stall", "--read-log", log.path()])
+        .helpers(2)
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    let long_icmp = ProbeOptions {
+        timeout: Some(Duration::from_secs(3600)),
+        ..options()
+    };
+    let _first = session.probe("127.0.0.1", &long_icmp).unwrap();
+    let _second = session.probe("127.0.0.1", &long_icmp).unwrap();
+    // One on each helper, in flight, however loaded the machine.
+    log.wait_probes(2);
+    let tcp = ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Tcp,
+        ..one_second()
+    };
+    let sent = Instant::now();
+    let tcp = session.probe("127.0.0.1", &tcp).unwrap();
+    let icmp = session.probe("127.0.0.1", &one_second()).unwrap();
+    for (name, handle) in [("tcp", &tcp), ("icmp", &icmp)] {
+        let (result, _) = result_within(handle, Duration::from_secs(6));
+        let waited = sent.elapsed();
+        println!("{name} ended after {waited:?}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Process(ProcessError::Unresponsive))),
+            "{name}: {result:?}"
+        );
+        // Its timeout and the grace, 2 s, and no more than a second later.
+        assert!(waited < Duration::from_secs(3), "{name}: {waited:?}");
+    }
+    // Neither went out: the helpers read only the two long probes.
+    let read = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(probe_requests(&read), 2, "{read}");
 }
