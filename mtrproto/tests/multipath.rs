@@ -1133,3 +1133,139 @@ fn each_router_before_takes_the_re_probes_once() {
         assert_eq!(with[2] - without[2], 2 * repeats, "{with:?} {without:?}");
     }
 }
+
+/// The probability that a link one flow in `ways` takes shows in `flows` flows answered at
+/// both of its TTLs, flows taken without regard to the router they went through.
+fn blind(ways: u32, flows: u32) -> f64 {
+    1.0 - (1.0 - 1.0 / f64::from(ways)).powi(flows as i32)
+}
+
+/// The probability that a link a router takes for half its flows shows in `flows` of them.
+fn through_router(flows: u32) -> f64 {
+    1.0 - 0.5f64.powi(flows as i32)
+}
+
+/// What showing each link of the meshed diamonds in 95% of runs costs at the least, against
+/// tracelb's 40 probes for each (which report the hop as a clump, without those links):
+/// flows at both TTLs taken blind, as ours are, 54 (4x2) and 42 (3x3) probes, exactly;
+/// spread evenly over the routers before, a median 56 and 44 by simulation. Followed per
+/// router as answers come, 4x2's links take about tracelb's own flows at TTL 3.
+#[test]
+fn the_meshed_links_floor_against_tracelbs_counts_is_computed() {
+    let n = |k: usize| Confidence::P95.stopping_point(k);
+    // tracelb's probes: TTL 1 as one router, each TTL's own rule, the target's one.
+    // 4x2: 1 + n_4 + n_2 + n_1 + 1; 3x3 (each of 3 to 2 of 3): 1 + n_3 + n_3 + n_1 + 1.
+    let tracelb_4x2 = 1 + n(4) + n(2) + n(1) + 1;
+    let tracelb_3x3 = 1 + n(3) + n(3) + n(1) + 1;
+    assert_eq!((tracelb_4x2, tracelb_3x3), (40, 40));
+    // Flows answered at both TTLs taken blind, as ours are: a link of 4x2 is one flow in
+    // 8, of 3x3 one in 6. tracelb's flows at TTL 3 (n_2 = 11, n_3 = 16) show each link
+    // in 77% and 94.6% of runs; 95% takes 23 and 17 flows at both, so 1 + 23 + 23 + 6 + 1
+    // = 54 and 1 + 17 + 17 + 6 + 1 = 42 probes at the least, over tracelb's 40.
+    let least = |ways: u32| (1..).find(|&f| blind(ways, f) >= 0.95).unwrap();
+    assert_eq!((least(8), least(6)), (23, 17));
+    assert!(blind(8, n(2)) < 0.78 && blind(6, n(3)) < 0.95);
+    let floor_4x2 = 1 + least(8).max(n(4)) + least(8) + n(1) + 1;
+    let floor_3x3 = 1 + least(6).max(n(3)) + least(6) + n(1) + 1;
+    assert_eq!((floor_4x2, floor_3x3), (54, 42));
+    // Spread evenly over TTL 2's routers (each of which takes either successor for half
+    // its flows), fixed before any answer at TTL 3: tracelb's 11 flows at TTL 3 of 4x2
+    // give a router 2 (a link through it 75%); 95% takes 5 through each router on both
+    // topologies, 20 and 15 flows at TTL 3, and TTL 2 must have answered 5 through each
+    // (its own rule's 21 and 16 flows often leave a router fewer: fresh flows there).
+    let per_router = (1..).find(|&f| through_router(f) >= 0.95).unwrap();
+    assert_eq!(per_router, 5);
+    assert!(through_router(n(2) / 4) < 0.95);
+    // Chosen as answers come (a router's flows followed only until it showed both, at
+    // most 5), 4x2 takes sum over t < 5 of P(the first t flows show one) = 2.875 flows
+    // per router, 11.5 for four: about tracelb's own 11 at TTL 3, where ours takes 29
+    // blind (TTL 2 then needs up to 5 flows through a router that has not shown both:
+    // fresh flows there). 3x3 cannot stop a router early: two successors seen, a third
+    // may remain.
+    let expected: f64 = (0..per_router)
+        .map(|t| {
+            if t == 0 {
+                1.0
+            } else {
+                0.5f64.powi(t as i32 - 1)
+            }
+        })
+        .sum();
+    assert!((expected - 2.875).abs() < 1e-12, "{expected}");
+    // By simulation over the in-process topologies, 2,000 seeds: flows at both TTLs taken
+    // blind (the lowest first, TTL 2 at least its own rule), and evenly (TTL 2's flows
+    // until its own rule is met and each router has 5, then 5 through each router at
+    // TTL 3, at least TTL 3's own rule): the worst link's share and the median probes.
+    let full = Topology::full("meshed 4x2", &[1, 1, 4, 2, 1]);
+    let partly = Topology::new("meshed 3x3", &[1, 1, 3, 3, 1], |t, i, j| match t {
+        2 => u64::from(j == i || j == (i + 1) % 3),
+        _ => 1,
+    });
+    let seeds = 2_000u64;
+    // Per topology: TTL 2's and TTL 3's own rules, a link's share of the flows.
+    for (topology, at2, at3, ways) in [(&full, n(4), n(2), 8), (&partly, n(3), n(3), 6)] {
+        let (_, links) = topology.truth();
+        let at3_links: Vec<(IpAddr, IpAddr)> = links
+            .iter()
+            .filter(|l| l.ttl == 3)
+            .map(|l| (l.from, l.to))
+            .collect();
+        // Links found blind with tracelb's flows at TTL 3 and with the floor's, evenly.
+        let mut found: [BTreeMap<(IpAddr, IpAddr), u64>; 3] = Default::default();
+        let mut even_probes = Vec::new();
+        for seed in (0..seeds).map(|s| mix64(s + 1)) {
+            let route = |flow: u32| {
+                let flow = u16::try_from(flow).unwrap();
+                let from = topology.walk(seed, 2, flow, &mut 0).addr;
+                (from, topology.walk(seed, 3, flow, &mut 0).addr)
+            };
+            let tracelbs: BTreeSet<_> = (0..at3).map(route).collect();
+            let floors: BTreeSet<_> = (0..least(ways)).map(route).collect();
+            let mut by_router: BTreeMap<IpAddr, Vec<u32>> = BTreeMap::new();
+            let mut sent2 = 0;
+            while sent2 < at2
+                || by_router.len() < topology.levels[2].len()
+                || by_router.values().any(|f| f.len() < per_router as usize)
+            {
+                by_router.entry(route(sent2).0).or_default().push(sent2);
+                sent2 += 1;
+            }
+            let mut chosen: BTreeSet<u32> = by_router
+                .values()
+                .flat_map(|f| f.iter().take(per_router as usize).copied())
+                .collect();
+            let mut more = 0..sent2;
+            while (chosen.len() as u32) < at3 {
+                chosen.extend(more.next());
+            }
+            let evenly: BTreeSet<_> = chosen.iter().map(|&f| route(f)).collect();
+            even_probes.push(1 + sent2 + chosen.len() as u32 + n(1) + 1);
+            for key in &at3_links {
+                for (count, seen) in found.iter_mut().zip([&tracelbs, &floors, &evenly]) {
+                    *count.entry(*key).or_insert(0) += u64::from(seen.contains(key));
+                }
+            }
+        }
+        let [tracelbs, floors, evenly] =
+            found.map(|f| f.values().min().copied().unwrap_or(0) as f64 / seeds as f64);
+        let even_median = median(&even_probes);
+        println!(
+            "{}: worst link with tracelb's {at3} flows at both TTLs {tracelbs:.3} (computed \
+             {:.3}), with {} {floors:.3} ({:.3}); evenly, 5 through each router, \
+             {evenly:.3} at a median {even_median} probes",
+            topology.name,
+            blind(ways, at3),
+            least(ways),
+            blind(ways, least(ways)),
+        );
+        // 2,000 runs: a share's standard deviation is at most 0.5%; the worst of 6 or 8
+        // links lies a little under its own, all within 2.5% of the computed figure.
+        assert!((tracelbs - blind(ways, at3)).abs() < 0.025, "{tracelbs}");
+        assert!(
+            (floors - blind(ways, least(ways))).abs() < 0.025,
+            "{floors}"
+        );
+        assert!(evenly > 0.95 - 0.025, "{evenly}");
+        assert!(even_median > 40, "{even_median}");
+    }
+}
