@@ -1,5 +1,5 @@
 //! The campaign soak test: round after round, a campaign over 1 to 4 fake helpers that
-//! misbehave (exit, stall, flood junk, close stdout, stop reading, answer twice or out of
+//! misbehave (exit, stall, flood junk, close stdout or stdin, stop reading, answer twice or out of
 //! order), with SIGKILL and SIGSTOP/SIGCONT sent from here, a caller probing from another
 //! thread meanwhile, and now and then a callback that panics (the campaign abandoned). Each
 //! round checks:
@@ -86,7 +86,7 @@ struct Round {
 
 fn draw(random: &mut Random) -> Round {
     let n = |random: &mut Random, from: u64, to: u64| from + random.below(to - from + 1);
-    let behaviour: Vec<String> = match random.below(10) {
+    let behaviour: Vec<String> = match random.below(11) {
         0 => vec!["--exit-after".into(), n(random, 2, 40).to_string()],
         1 => vec!["--close-stdout-after".into(), n(random, 2, 40).to_string()],
         2 => vec!["--junk-after".into(), n(random, 2, 40).to_string()],
@@ -96,6 +96,7 @@ fn draw(random: &mut Random) -> Round {
         6 => vec!["--twice".into(), "--garbage".into()],
         7 => vec!["--stall".into()],
         8 => vec!["--reply".into(), "no-reply".into()],
+        9 => vec!["--close-stdin-after".into(), n(random, 2, 40).to_string()],
         _ => vec![],
     };
     let mut behaviour = behaviour;

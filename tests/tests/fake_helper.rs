@@ -1109,3 +1109,40 @@ fn probes_held_back_behind_another_helpers_long_probe_end_within_their_own_timeo
     let read = std::fs::read_to_string(log.path()).unwrap();
     assert_eq!(probe_requests(&read), 2, "{read}");
 }
+
+#[test]
+fn a_helper_that_closes_stdin_and_stays_alive_fails_its_probes_within_the_grace() {
+    // Two opening checks and one probe are answered; at the next request it closes its
+    // stdin and lives on with stdout open, answering nothing more. The probe it read then,
+    // and those sent after (whose write fails), end within their timeout and the grace;
+    // the helper is killed and started again, and later probes are answered.
+    let session = fake(&["--close-stdin-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    let pid = session.helper_pid();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let sent = Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            session.probe("127.0.0.1", &one_second()).unwrap()
+        })
+        .collect();
+    for handle in &handles {
+        let (result, _) = result_within(handle, Duration::from_secs(6));
+        let waited = sent.elapsed();
+        println!("closed stdin: {result:?} after {waited:?}");
+        assert!(result.is_err(), "{result:?}");
+        // The last one's timeout and grace, 2 s after it was sent 400 ms in, and slack.
+        assert!(waited < Duration::from_secs(4), "{waited:?}: {result:?}");
+    }
+    let helper = restarted(&session, 1);
+    assert_ne!(helper.pid, pid);
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &one_second())
+            .unwrap()
+            .success()
+    );
+}

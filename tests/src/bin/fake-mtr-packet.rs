@@ -4,7 +4,8 @@
 //! ```text
 //! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
-//!     [--reply KIND] [--close-stdout-after N] [--junk-after N] [--deaf-after N]
+//!     [--reply KIND] [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
+//!     [--deaf-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH]
 //! ```
 //!
@@ -22,6 +23,9 @@
 //! - `--reply KIND`: the answer to probes (default `reply`, from the target with rtt 100);
 //! - `--close-stdout-after N`: after reading N requests, close stdout and stay alive, reading
 //!   nothing, for a minute;
+//! - `--close-stdin-after N`: after reading N requests, close stdin (the request just read
+//!   goes unanswered, earlier ones are answered as usual) and stay alive, stdout open, for a
+//!   minute;
 //! - `--junk-after N`: after reading N requests, write junk lines as fast as it can for a
 //!   minute, reading nothing;
 //! - `--deaf-after N`: after reading N requests, stop reading stdin for a minute;
@@ -54,6 +58,7 @@ struct Scenario {
     require_local_ip: bool,
     reply: String,
     close_stdout_after: Option<usize>,
+    close_stdin_after: Option<usize>,
     junk_after: Option<usize>,
     deaf_after: Option<usize>,
     orphan_after: Option<usize>,
@@ -109,7 +114,12 @@ fn main() {
             std::process::exit(0);
         }
         if reached(scenario.close_stdout_after) {
-            close_stdout();
+            close_fd(1);
+            std::thread::sleep(MISBEHAVE_FOR);
+            std::process::exit(0);
+        }
+        if reached(scenario.close_stdin_after) {
+            close_fd(0);
             std::thread::sleep(MISBEHAVE_FOR);
             std::process::exit(0);
         }
@@ -172,12 +182,13 @@ fn main() {
     writer.join().ok();
 }
 
-/// Closes fd 1 while the process goes on.
+/// Closes stdin (0) or stdout (1) while the process goes on.
 #[allow(unsafe_code)]
-fn close_stdout() {
-    // SAFETY: closing a descriptor number has no memory effects; nothing uses stdout after.
+fn close_fd(fd: i32) {
+    // SAFETY: closing a descriptor number has no memory effects; a later read or write on
+    // it fails with EBADF and touches no memory.
     unsafe {
-        libc::close(1);
+        libc::close(fd);
     }
 }
 
@@ -310,6 +321,7 @@ fn parse_args() -> Result<Scenario, String> {
             "--require-local-ip" => s.require_local_ip = true,
             "--reply" => s.reply = value()?,
             "--close-stdout-after" => s.close_stdout_after = Some(number(value()?)? as usize),
+            "--close-stdin-after" => s.close_stdin_after = Some(number(value()?)? as usize),
             "--junk-after" => s.junk_after = Some(number(value()?)? as usize),
             "--deaf-after" => s.deaf_after = Some(number(value()?)? as usize),
             "--orphan-after" => s.orphan_after = Some(number(value()?)? as usize),
