@@ -1,7 +1,7 @@
 //! The thread-safe session: callers on any thread, one driver thread owning mtr-packet.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
@@ -17,6 +17,11 @@ use crate::handle::ProbeHandle;
 use crate::options::ProbeOptions;
 use crate::resolve::{Host, Resolver, source_address_for};
 use crate::status::{HelperStatus, Shared};
+
+/// The session's `ipv6`: not asked yet, the helper probes IPv6, it does not.
+const IPV6_UNKNOWN: u8 = 0;
+const IPV6_YES: u8 = 1;
+const IPV6_NO: u8 = 2;
 
 /// The environment variable naming the helper program, with arguments.
 pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
@@ -43,6 +48,11 @@ pub struct Session {
     resolver: Resolver,
     version: String,
     release: &'static Release,
+    /// Whether the helper probes IPv6, asked at the first IPv6 target ([`IPV6_UNKNOWN`],
+    /// [`IPV6_YES`], [`IPV6_NO`]): without IPv6 sockets (IPv6 disabled in the kernel) it
+    /// answers `check-support feature ip-6` with `no`, and every IPv6 probe with
+    /// `invalid-argument`, which a trace would show as an empty path.
+    ipv6: AtomicU8,
     window: usize,
     close_grace: Duration,
 }
@@ -211,6 +221,7 @@ impl SessionBuilder {
             resolver: Resolver::default(),
             version: String::new(),
             release: compat::PERMISSIVE,
+            ipv6: AtomicU8::new(IPV6_UNKNOWN),
             window,
             close_grace: self.close_grace,
         };
@@ -334,6 +345,13 @@ impl Session {
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve_host(host, options.ip_version)?;
+        if target.is_ipv6() && !self.probes_ipv6() {
+            return Err(Error::Unsupported {
+                version: self.version.clone(),
+                what: "IPv6 probes: it answers `check-support feature ip-6` with no (it could \
+                       not open IPv6 sockets) and would answer each with invalid-argument",
+            });
+        }
         if let Some(what) = self.release.refusal(options, target) {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
@@ -354,6 +372,23 @@ impl Session {
             None => None,
         };
         Ok(options.to_args(target, local)?)
+    }
+
+    /// Whether the helper probes IPv6: asked once, at the first IPv6 target. Not asked on
+    /// the driver thread (a callback sending a probe), which must not wait for itself: the
+    /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
+    fn probes_ipv6(&self) -> bool {
+        match self.ipv6.load(Ordering::Acquire) {
+            IPV6_YES => true,
+            IPV6_NO => false,
+            _ if std::thread::current().id() == self.driver_id => true,
+            _ => {
+                let yes = self.ask(Feature::Ip6).map_or(true, |answer| answer != "no");
+                let known = if yes { IPV6_YES } else { IPV6_NO };
+                self.ipv6.store(known, Ordering::Release);
+                yes
+            }
+        }
     }
 
     /// Sends a probe built by [`Session::probe_args`]; `done` as in [`Session::probe_with`].

@@ -867,3 +867,36 @@ fn a_campaign_does_not_wait_for_another_probes_long_quiet() {
     assert_eq!((summary.targets, summary.failed), (2, 0));
     assert_eq!(summary.lost, summary.probes, "{summary:?}");
 }
+
+/// A helper that could not open IPv6 sockets answers `check-support feature ip-6` with `no`
+/// and every IPv6 probe with `invalid-argument` (then a trace of an IPv6 target showed an
+/// empty path, no error). An IPv6 target of a campaign now gets an error report saying so,
+/// as any target the helper refuses does; the IPv4 targets go on.
+#[test]
+fn a_target_of_an_ip_version_the_helper_lacks_gets_an_error_report() {
+    let session = Session::builder()
+        .program(FAKE, ["--refuse", "ip-6"])
+        .open()
+        .expect("open the fake helper");
+    let mut outcomes = BTreeMap::new();
+    let summary = session
+        .campaign_reports(
+            ["::1", "127.0.0.1"],
+            &options(1, 20),
+            &CampaignLimits::default(),
+            |report| {
+                outcomes.insert(report.index, report.stats);
+            },
+        )
+        .unwrap();
+    assert_eq!((summary.targets, summary.failed), (2, 1), "{outcomes:?}");
+    match &outcomes[&0] {
+        Err(Error::Unsupported { what, .. }) => assert!(what.contains("ip-6"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    let traced = outcomes[&1].as_ref().expect("the IPv4 target is traced");
+    assert_eq!(traced.destination_ttl(), Some(1));
+    // A single probe is refused the same way, before it is sent.
+    let probe = session.probe_blocking("::1", &Default::default());
+    assert!(matches!(probe, Err(Error::Unsupported { .. })), "{probe:?}");
+}
