@@ -26,8 +26,8 @@ pub enum Error {
     #[error("invalid session setting: {0}")]
     Config(#[from] ConfigError),
     /// A probe option this mtr-packet release would ignore or never answer (see
-    /// [`compat`](crate::compat)), or an IPv6 target of a helper without IPv6 sockets
-    /// (it answers `check-support feature ip-6` with `no`).
+    /// [`compat`](crate::compat)), or an IPv6 or SCTP probe of a helper without IPv6
+    /// sockets or SCTP (it answers `check-support feature ip-6` or `sctp` with `no`).
     #[error("mtr-packet {version} cannot send {what}; see the compatibility table in the README")]
     Unsupported {
         /// The helper's version.

@@ -18,10 +18,16 @@ use crate::options::ProbeOptions;
 use crate::resolve::{Host, Resolver, source_address_for};
 use crate::status::{HelperStatus, Shared};
 
-/// The session's `ipv6`: not asked yet, the helper probes IPv6, it does not.
-const IPV6_UNKNOWN: u8 = 0;
-const IPV6_YES: u8 = 1;
-const IPV6_NO: u8 = 2;
+/// What the session knows of an optional feature (`Session::optional`): not asked yet,
+/// the helper has it, it does not.
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
+
+/// The features a helper may lack on a host, each asked at its first use: IPv6 (no IPv6
+/// sockets: IPv6 disabled in the kernel) and SCTP (no SCTP in the kernel). mtr-packet
+/// answers their probes `invalid-argument` there, which a trace would show as an empty path.
+const OPTIONAL: [Feature; 2] = [Feature::Ip6, Feature::Sctp];
 
 /// The environment variable naming the helper program, with arguments.
 pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
@@ -48,11 +54,8 @@ pub struct Session {
     resolver: Resolver,
     version: String,
     release: &'static Release,
-    /// Whether the helper probes IPv6, asked at the first IPv6 target ([`IPV6_UNKNOWN`],
-    /// [`IPV6_YES`], [`IPV6_NO`]): without IPv6 sockets (IPv6 disabled in the kernel) it
-    /// answers `check-support feature ip-6` with `no`, and every IPv6 probe with
-    /// `invalid-argument`, which a trace would show as an empty path.
-    ipv6: AtomicU8,
+    /// Whether the helper has each of [`OPTIONAL`] ([`UNKNOWN`], [`YES`], [`NO`]).
+    optional: [AtomicU8; 2],
     window: usize,
     close_grace: Duration,
 }
@@ -221,7 +224,7 @@ impl SessionBuilder {
             resolver: Resolver::default(),
             version: String::new(),
             release: compat::PERMISSIVE,
-            ipv6: AtomicU8::new(IPV6_UNKNOWN),
+            optional: [AtomicU8::new(UNKNOWN), AtomicU8::new(UNKNOWN)],
             window,
             close_grace: self.close_grace,
         };
@@ -345,11 +348,18 @@ impl Session {
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve_host(host, options.ip_version)?;
-        if target.is_ipv6() && !self.probes_ipv6() {
+        if target.is_ipv6() && !self.has(0) {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "IPv6 probes: it answers `check-support feature ip-6` with no (it could \
                        not open IPv6 sockets) and would answer each with invalid-argument",
+            });
+        }
+        if options.protocol == mtrproto::Protocol::Sctp && !self.has(1) {
+            return Err(Error::Unsupported {
+                version: self.version.clone(),
+                what: "SCTP probes: it answers `check-support feature sctp` with no (no SCTP \
+                       in this kernel) and would answer each with invalid-argument",
             });
         }
         if let Some(what) = self.release.refusal(options, target) {
@@ -374,18 +384,20 @@ impl Session {
         Ok(options.to_args(target, local)?)
     }
 
-    /// Whether the helper probes IPv6: asked once, at the first IPv6 target. Not asked on
+    /// Whether the helper has `OPTIONAL[index]`: asked once, at its first use. Not asked on
     /// the driver thread (a callback sending a probe), which must not wait for itself: the
     /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
-    fn probes_ipv6(&self) -> bool {
-        match self.ipv6.load(Ordering::Acquire) {
-            IPV6_YES => true,
-            IPV6_NO => false,
+    fn has(&self, index: usize) -> bool {
+        let known = &self.optional[index];
+        match known.load(Ordering::Acquire) {
+            YES => true,
+            NO => false,
             _ if std::thread::current().id() == self.driver_id => true,
             _ => {
-                let yes = self.ask(Feature::Ip6).map_or(true, |answer| answer != "no");
-                let known = if yes { IPV6_YES } else { IPV6_NO };
-                self.ipv6.store(known, Ordering::Release);
+                let yes = self
+                    .ask(OPTIONAL[index].clone())
+                    .map_or(true, |answer| answer != "no");
+                known.store(if yes { YES } else { NO }, Ordering::Release);
                 yes
             }
         }

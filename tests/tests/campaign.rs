@@ -900,3 +900,36 @@ fn a_target_of_an_ip_version_the_helper_lacks_gets_an_error_report() {
     let probe = session.probe_blocking("::1", &Default::default());
     assert!(matches!(probe, Err(Error::Unsupported { .. })), "{probe:?}");
 }
+
+/// mtr-packet on a kernel without SCTP answers `check-support feature sctp` with `no` and
+/// every SCTP probe with `invalid-argument` (then a trace showed an empty path, no error):
+/// an SCTP campaign's targets now get an error report saying so.
+#[test]
+fn sctp_targets_of_a_helper_without_sctp_get_an_error_report() {
+    let session = Session::builder()
+        .program(FAKE, ["--refuse", "sctp"])
+        .open()
+        .expect("open the fake helper");
+    let mut sctp = options(1, 20);
+    sctp.probe.protocol = mtrproto_blocking::Protocol::Sctp;
+    let mut reports = Vec::new();
+    let summary = session
+        .campaign_reports(hosts(2), &sctp, &CampaignLimits::default(), |report| {
+            reports.push(report.stats);
+        })
+        .unwrap();
+    assert_eq!(
+        (summary.targets, summary.failed, summary.probes),
+        (2, 2, 0),
+        "{reports:?}"
+    );
+    for report in &reports {
+        match report {
+            Err(Error::Unsupported { what, .. }) => assert!(what.contains("sctp"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // ICMP goes on.
+    let stats = session.trace("127.0.0.1", &options(1, 20)).unwrap();
+    assert_eq!(stats.destination_ttl(), Some(1));
+}
