@@ -97,13 +97,29 @@ pub(crate) enum JobEvent {
 /// One target being traced.
 struct Active {
     index: usize,
-    generation: u64,
     tracer: Tracer,
-    /// The deadline last pushed on the heap for it ([`Job::millis`]).
-    scheduled: Option<u64>,
+}
+
+/// A slot's schedule, kept apart from its target in a dense table: every heap entry and
+/// waiting target is checked here, and a target whose probe is due while the budget is used
+/// up is parked in [`Job::waiting`] from here, its trace (several cache lines, seldom still
+/// in the cache at scale) untouched until the probe is sent.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// The generation of the slot's target (its last one's once it ended).
+    generation: u64,
+    /// The deadline last pushed on the heap for it ([`Job::millis`]), [`UNSCHEDULED`] when
+    /// none.
+    deadline: u64,
+    /// Whether that deadline is a probe's ([`Tracer::is_sending`]), not a trace's end.
+    probe: bool,
     /// In [`Job::waiting`]: off the heap until it is served from there.
     waiting: bool,
 }
+
+/// [`Schedule::deadline`] of a slot with nothing on the heap: above every deadline
+/// [`Job::millis`] gives.
+const UNSCHEDULED: u64 = u64::MAX;
 
 /// A running campaign, owned by the driver thread.
 pub(crate) struct Job {
@@ -113,6 +129,8 @@ pub(crate) struct Job {
     period: Option<Duration>,
     next_allowed: Instant,
     slots: Vec<Option<Active>>,
+    /// Each slot's schedule, at the slot's index.
+    schedules: Vec<Schedule>,
     free: Vec<u32>,
     /// What the heap's deadlines count from.
     base: Instant,
@@ -153,6 +171,7 @@ impl Job {
             period: rate.map(|r| Duration::from_secs(1) / r.max(1)),
             next_allowed: now,
             slots: Vec::new(),
+            schedules: Vec::new(),
             free: Vec::new(),
             base: now,
             heap: BinaryHeap::new(),
@@ -176,18 +195,23 @@ impl Job {
         self.generation += 1;
         let active = Active {
             index: target.index,
-            generation: self.generation,
             tracer: target.tracer,
-            scheduled: None,
+        };
+        let schedule = Schedule {
+            generation: self.generation,
+            deadline: UNSCHEDULED,
+            probe: false,
             waiting: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(active);
+                self.schedules[slot as usize] = schedule;
                 slot
             }
             None => {
                 self.slots.push(Some(active));
+                self.schedules.push(schedule);
                 // The caller keeps its targets at once within MAX_ACTIVE, so this fits.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
@@ -231,11 +255,11 @@ impl Job {
             Ok(_) => {}
             Err(_) => self.counts.lost += 1,
         }
-        let Some(Some(active)) = self
-            .slots
-            .get_mut(key.slot as usize)
-            .filter(|a| a.as_ref().is_some_and(|a| a.generation == key.generation))
-        else {
+        let current = self
+            .schedules
+            .get(key.slot as usize)
+            .is_some_and(|s| s.generation == key.generation);
+        let Some(Some(active)) = self.slots.get_mut(key.slot as usize).filter(|_| current) else {
             // A probe of a target that already ended.
             return self.settle();
         };
@@ -263,10 +287,12 @@ impl Job {
             // traces still end, due probes wait in `waiting`.
             let held = self.in_flight >= self.budget || self.next_allowed > now;
             if !held && let Some((slot, generation)) = self.waiting.pop_front() {
-                if let Some(Some(active)) = self.slots.get_mut(slot as usize)
-                    && active.generation == generation
+                if let Some(schedule) = self.schedules.get_mut(slot as usize)
+                    && schedule.generation == generation
+                    && schedule.waiting
+                    && let Some(Some(active)) = self.slots.get_mut(slot as usize)
                 {
-                    active.waiting = false;
+                    schedule.waiting = false;
                     active.tracer.handle_timeout(now);
                     self.send_one(now, slot, &mut send);
                 }
@@ -281,24 +307,35 @@ impl Job {
             }
             self.heap.pop();
             let slot = (entry & ((1 << SLOT_BITS) - 1)) as u32;
-            let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+            let Some(schedule) = self.schedules.get_mut(slot as usize) else {
                 continue;
             };
             // A stale entry (even one of a target that held the slot before: its deadline
             // would then be this target's own).
-            if active.scheduled != Some(deadline) {
+            if schedule.deadline != deadline {
                 continue;
             }
-            active.scheduled = None;
+            schedule.deadline = UNSCHEDULED;
+            if held && schedule.probe {
+                // A probe waits for room or the rate, its trace untouched till then.
+                schedule.waiting = true;
+                self.waiting.push_back((slot, schedule.generation));
+                continue;
+            }
+            let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
             active.tracer.handle_timeout(now);
             if held {
                 // Only a trace's end is due now; a probe waits for room or the rate.
-                if active.tracer.is_done() || active.tracer.poll_timeout().is_none_or(|at| at > now)
-                {
-                    self.finish_or_schedule(slot);
-                } else {
-                    active.waiting = true;
-                    self.waiting.push_back((slot, active.generation));
+                let probe_due = !active.tracer.is_done()
+                    && active.tracer.poll_timeout().is_some_and(|at| at <= now);
+                match self.schedules.get_mut(slot as usize) {
+                    Some(schedule) if probe_due => {
+                        schedule.waiting = true;
+                        self.waiting.push_back((slot, schedule.generation));
+                    }
+                    _ => self.finish_or_schedule(slot),
                 }
                 continue;
             }
@@ -314,10 +351,13 @@ impl Job {
         slot: u32,
         send: &mut impl FnMut(ProbeArgs, ProbeKey) -> Result<(), Error>,
     ) {
-        let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+        let (Some(Some(active)), Some(schedule)) = (
+            self.slots.get_mut(slot as usize),
+            self.schedules.get(slot as usize),
+        ) else {
             return;
         };
-        let generation = active.generation;
+        let generation = schedule.generation;
         let round = active.tracer.rounds_completed();
         if let Some(probe) = active.tracer.poll_probe(now) {
             let key = ProbeKey {
@@ -377,23 +417,24 @@ impl Job {
 
     /// Pushes the slot's next deadline if it changed.
     fn schedule(&mut self, slot: u32) {
-        let next = match self.slots.get(slot as usize) {
-            Some(Some(active)) => active.tracer.poll_timeout(),
+        let (next, probe) = match self.slots.get(slot as usize) {
+            Some(Some(active)) => (active.tracer.poll_timeout(), active.tracer.is_sending()),
             _ => return,
         };
-        let next = next.map(|at| self.millis(at, true));
-        let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
+        let next = next.map_or(UNSCHEDULED, |at| self.millis(at, true));
+        let Some(schedule) = self.schedules.get_mut(slot as usize) else {
             return;
         };
         // A waiting target is served from `waiting`, whatever its deadline now.
-        if active.waiting {
+        if schedule.waiting {
             return;
         }
-        if next != active.scheduled {
-            active.scheduled = next;
-            if let Some(deadline) = next {
-                self.heap
-                    .push(Reverse(deadline << SLOT_BITS | u64::from(slot)));
+        // Set even when the deadline stays: it may now be a trace's end, not a probe's.
+        schedule.probe = probe;
+        if next != schedule.deadline {
+            schedule.deadline = next;
+            if next != UNSCHEDULED {
+                self.heap.push(Reverse(next << SLOT_BITS | u64::from(slot)));
             }
         }
     }
@@ -405,6 +446,11 @@ impl Job {
             Some(entry) if entry.as_ref().is_some_and(|a| a.tracer.is_done()) => {
                 if let Some(active) = entry.take() {
                     self.free.push(slot);
+                    if let Some(schedule) = self.schedules.get_mut(slot as usize) {
+                        // Its heap entry, if any, is stale from now on.
+                        schedule.deadline = UNSCHEDULED;
+                        schedule.waiting = false;
+                    }
                     let (stats, flows) = active.tracer.into_flow_stats();
                     let _ = self.events.send(JobEvent::Done {
                         index: active.index,

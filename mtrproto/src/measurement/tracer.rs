@@ -308,6 +308,28 @@ impl Tracer {
         }
     }
 
+    /// Whether rounds are still being sent: [`poll_timeout`](Tracer::poll_timeout) is then
+    /// when the next probe is due (else when the trace may end), so a driver short of
+    /// capacity can set a due target aside without calling
+    /// [`handle_timeout`](Tracer::handle_timeout), which does nothing until then.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mtrproto::{ProbeArgs, TraceConfig, Tracer};
+    /// let config = TraceConfig { cycles: 1, max_ttl: 1, ..TraceConfig::default() };
+    /// let start = Instant::now();
+    /// let mut tracer = Tracer::new(ProbeArgs::new("127.0.0.1".parse()?), &config, start)?;
+    /// assert!(tracer.is_sending());
+    /// let due = tracer.poll_timeout().unwrap();
+    /// assert!(tracer.poll_probe(due).is_some());
+    /// // Its one round is sent: what is left is waiting for the answer, then the end.
+    /// assert!(!tracer.is_sending());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_sending(&self) -> bool {
+        matches!(self.phase, Phase::Probing { .. })
+    }
+
     /// Whether the trace is over: every round sent, and its grace ended.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
