@@ -601,6 +601,12 @@ impl Driver {
     /// dropped).
     fn take_answers(&mut self, now: Instant) {
         for slot in &mut self.slots {
+            // Every answer's target read first, so that their cache misses overlap.
+            for (key, _) in slot.helper.answers() {
+                if let Some(job) = self.jobs.iter().find(|j| j.id() == key.job) {
+                    job.warm(key);
+                }
+            }
             for (key, result) in slot.helper.take_answers() {
                 if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
                     job.answer(now, key, &result);

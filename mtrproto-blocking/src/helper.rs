@@ -476,6 +476,11 @@ impl Helper {
         }
     }
 
+    /// The campaign answers collected so far.
+    pub(crate) fn answers(&self) -> &[Answer] {
+        &self.answers
+    }
+
     /// The campaign answers collected so far, taken out.
     pub(crate) fn take_answers(&mut self) -> std::vec::Drain<'_, Answer> {
         self.answers.drain(..)

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use mtrproto::{Flow, ProbeArgs, ProbeResult, ReplyKind, TraceStats, Tracer};
+use mtrproto::{Flow, Hop, ProbeArgs, ProbeResult, ReplyKind, TraceStats, Tracer};
 
 use crate::error::Error;
 
@@ -270,6 +270,17 @@ impl Job {
             Err(_) => active.tracer.handle_lost(now, key.ttl),
         }
         self.finish_or_schedule(key.slot);
+    }
+
+    /// Reads what folding `key`'s answer will read (its target's trace, the hop's figures)
+    /// and changes nothing. The driver calls it for a whole batch of answers first: the
+    /// cache misses on each target's state, at scale most of an answer's cost, then overlap
+    /// instead of coming one after the other.
+    pub(crate) fn warm(&self, key: &ProbeKey) {
+        if let Some(Some(active)) = self.slots.get(key.slot as usize) {
+            let stats = active.tracer.stats();
+            std::hint::black_box(stats.hop(key.ttl).map(Hop::received));
+        }
     }
 
     /// Sends the probes that are due, earliest deadline first, within the budget and rate,

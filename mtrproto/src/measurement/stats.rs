@@ -286,6 +286,23 @@ impl TraceStats {
         &self.hops[..max.min(self.hops.len())]
     }
 
+    /// The hop of `ttl`, once a probe went out at it (or past it: the hops grow to one past
+    /// the highest TTL probed), whether or not [`hops`](TraceStats::hops) reports it.
+    ///
+    /// ```
+    /// use mtrproto::TraceStats;
+    /// let mut trace = TraceStats::new("127.0.0.1".parse()?, 30);
+    /// trace.sent(3);
+    /// assert_eq!(trace.hop(3).map(|h| h.sent()), Some(1));
+    /// assert_eq!(trace.hop(4).map(|h| h.sent()), Some(0));
+    /// assert!(trace.hop(5).is_none());
+    /// assert!(trace.hops().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hop(&self, ttl: u8) -> Option<&Hop> {
+        self.hops.get(usize::from(ttl).checked_sub(1)?)
+    }
+
     /// The TTL of the hop where the target answered, if it has.
     pub fn destination_ttl(&self) -> Option<u8> {
         self.hops
