@@ -709,6 +709,10 @@ impl Driver {
 
     /// Updates what `Session::helpers` reports.
     fn publish(&mut self) {
+        // Most turns change nothing: no lock then.
+        if !self.slots.iter().any(|s| s.helper.status_changed()) {
+            return;
+        }
         let mut helpers = self.shared.helpers();
         helpers.resize_with(self.slots.len(), Default::default);
         for (slot, published) in self.slots.iter_mut().zip(helpers.iter_mut()) {

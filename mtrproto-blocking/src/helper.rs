@@ -163,6 +163,8 @@ pub(crate) struct Helper {
     /// While bytes it has not read wait in its stdin: the last time it read some (or they
     /// began to wait).
     stdin_progress: Option<Instant>,
+    /// When the pipe was last asked for its unread bytes ([`Helper::look_at_stdin`]).
+    stdin_looked: Instant,
     /// Since when it has written only lines that answer nothing.
     junk_since: Option<Instant>,
     /// Requests it answered: a helper that never answered is restarted only after a pause.
@@ -256,6 +258,7 @@ impl Helper {
             written: 0,
             read_seen: 0,
             stdin_progress: None,
+            stdin_looked: Instant::now(),
             junk_since: None,
             answered: 0,
             last_answer: None,
@@ -349,6 +352,11 @@ impl Helper {
     /// Whether its stdout may hold more bytes right now.
     pub(crate) fn is_readable(&self) -> bool {
         self.readable
+    }
+
+    /// Whether what [`Helper::take_status`] reports changed since it was last taken.
+    pub(crate) fn status_changed(&self) -> bool {
+        self.changed
     }
 
     /// What [`Session::helpers`](crate::Session::helpers) reports, if it changed since the
@@ -648,9 +656,30 @@ impl Helper {
     /// it read since the last look. A helper that reads nothing for the grace is stalled.
     fn look_at_stdin(&mut self, now: Instant) {
         // Once it was seen to have read all that was written, nothing is unread until more
-        // is written: no need to ask the pipe (a system call each turn).
+        // is written: no need to ask the pipe.
+        let unseen = self.stdin.is_some() && self.load() > 0 && self.read_seen != self.written;
+        // Asking is a system call, and a busy driver writes at every turn: the clock starts
+        // when bytes begin to wait, and the pipe is asked at most once per `stdin_look`, and
+        // when the grace is over (where the look decides).
+        if unseen {
+            match self.stdin_progress {
+                None => {
+                    self.stdin_progress = Some(now);
+                    self.stdin_looked = now;
+                    return;
+                }
+                Some(since)
+                    if now < self.stdin_looked + self.stdin_look()
+                        && since.checked_add(self.grace).is_none_or(|end| now < end) =>
+                {
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
         let unread = match &self.stdin {
-            Some(stdin) if self.load() > 0 && self.read_seen != self.written => {
+            Some(stdin) if unseen => {
+                self.stdin_looked = now;
                 sys::pipe_unread(stdin.as_raw_fd()).unwrap_or(0)
             }
             _ => 0,
@@ -665,6 +694,13 @@ impl Helper {
             self.read_seen = read;
             self.stdin_progress = Some(now);
         }
+    }
+
+    /// How often the pipe is asked for its unread bytes while they wait
+    /// ([`Helper::look_at_stdin`]): a stalled helper is caught this much after the grace at
+    /// most.
+    fn stdin_look(&self) -> Duration {
+        (self.grace / 8).min(LIVENESS_CHECK)
     }
 
     /// When the driver must come back for this helper, if ever (`now`: the pacer's next

@@ -46,7 +46,7 @@
 //! | closes stdout and stays alive | `Exited { status: None }`; it is killed | 20 ms after its output ends is seen (up to 10 ms late: 31 ms measured right after an answer) |
 //! | exits, leaving a child holding its pipes | `Exited` with its status; the child is killed with it | within 100 ms while it has probes (checked on a timer); idle, at the next probe |
 //! | reads but stops answering | [`ProcessError::Unresponsive`], every probe it holds, queued ones too; it is killed | `timeout + grace` after the first unanswered probe was written, if nothing at all was answered in the last `grace` (mtr-packet answers every probe by its timeout); otherwise only that probe fails |
-//! | stops reading its stdin (hung, stopped) | `Unresponsive`, every probe it holds, queued ones too; it is killed | `grace` after it last read, once bytes wait unread in the pipe |
+//! | stops reading its stdin (hung, stopped) | `Unresponsive`, every probe it holds, queued ones too; it is killed | `grace` after it last read, once bytes wait unread in the pipe (up to 100 ms, or an eighth of `grace` if less, later: the pipe is asked that often) |
 //! | writes only lines that answer nothing | [`ProcessError::NotMtrPacket`] naming the last such line; it is killed | `grace` after the first such line, at the next one |
 //! | mixes such lines with answers, or floods its output | nothing: each line is counted ([`HelperStatus::diagnostics`], the last 8 kept); reads stop after 256 KiB per wake-up, so memory stays bounded and other work goes on | - |
 //! | exits while probes are being written | as when it exits: SIGPIPE is blocked on the driver thread, so the host process lives on even if it keeps SIGPIPE's default action | as above |
