@@ -1043,6 +1043,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_helper_that_never_reads_is_caught_without_asking_the_pipe_at_every_turn() {
+        let poll = mio::Poll::new().unwrap();
+        let grace = Duration::from_millis(800);
+        let config = SessionConfig {
+            grace,
+            ..SessionConfig::default()
+        };
+        // `sleep` never reads its stdin: the probe line stays in the pipe.
+        let command = ["sleep".to_owned(), "30".to_owned()];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        let start = Instant::now();
+        let args = ProbeArgs::new([127, 0, 0, 1].into())
+            .timeout(Duration::from_secs(30))
+            .unwrap();
+        helper.probe(start, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        // Turns 5 ms apart in virtual time, as a busy driver's.
+        let tick = Duration::from_millis(5);
+        let (mut turns, mut looks) = (0, 0);
+        let mut looked = helper.stdin_looked;
+        let mut now = start;
+        while helper.ending.is_none() && now < start + 4 * grace {
+            helper.drive(now, poll.registry(), false);
+            turns += 1;
+            looks += u32::from(helper.stdin_looked != looked);
+            looked = helper.stdin_looked;
+            now += tick;
+        }
+        let ended = now - tick - start;
+        assert!(
+            matches!(helper.ending, Some((Why::Stalled, _))),
+            "not ended as stalled after {turns} turns"
+        );
+        // The clock starts at the first turn after the write; the stall is seen within one
+        // interval between looks (and a turn) after the grace.
+        assert!(
+            ended >= grace && ended <= grace + helper.stdin_look() + 2 * tick,
+            "ended after {ended:?}"
+        );
+        // Every turn saw bytes unread; the pipe was asked once per interval, not each time.
+        assert!(turns > 150, "{turns} turns");
+        assert!(looks <= 10, "{looks} looks in {turns} turns");
+        helper.kill_and_wait();
+    }
+
+    #[test]
     fn a_gated_helper_refuses_a_probe_past_max_queue_at_the_door_only() {
         let poll = mio::Poll::new().unwrap();
         let config = SessionConfig {
