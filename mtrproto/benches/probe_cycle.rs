@@ -13,6 +13,9 @@
 //! - `tracer`: a `Tracer` over a 16-hop path whose hops 3, 5, 8, 11 and 14 are silent
 //!   (30%): poll the next probe, hand back its result (the figures recorded), with a new
 //!   tracer every 10 rounds.
+//! - `tracers`: 1,500 of those tracers at once, each probe's result handed back after 1,024
+//!   other probes went out, as in a campaign at scale: each target's state is out of the
+//!   nearest caches when its answer or its next probe comes.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -193,5 +196,76 @@ fn tracer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session, tracer);
+/// `tracers`: 1,500 `Tracer`s at once, as a campaign runs them: each probe's result comes
+/// back after 1,024 other probes went out (a helper's table of unanswered probes), so each
+/// target's state is out of the nearest caches by the time its answer or next probe comes.
+/// Each target has its own virtual clock; the path is `tracer`'s.
+fn tracers(c: &mut Criterion) {
+    const TARGETS: usize = 1500;
+    const IN_FLIGHT: usize = 1024;
+    let mut group = c.benchmark_group("probe_cycle");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let results: Vec<ProbeResult> = (1..=16u8)
+        .map(|ttl| {
+            let line = match ttl {
+                3 | 5 | 8 | 11 | 14 => "1 no-reply".to_owned(),
+                16 => "1 reply ip-4 127.0.0.16 round-trip-time 2100".to_owned(),
+                _ => format!(
+                    "1 ttl-expired ip-4 10.0.0.{ttl} round-trip-time {}",
+                    100 * u32::from(ttl)
+                ),
+            };
+            ProbeResult::from_reply(&Reply::parse(&line).unwrap())
+        })
+        .collect();
+    let config = TraceConfig {
+        cycles: 3,
+        timeout: Duration::from_secs(1),
+        grace: Duration::from_secs(1),
+        ..TraceConfig::default()
+    };
+    let target = |i: usize| -> IpAddr { std::net::Ipv4Addr::from(0xc612_4000 + i as u32).into() };
+    group.bench_function("tracers", |b| {
+        let start = Instant::now();
+        let mut clocks = vec![start; TARGETS];
+        let mut tracers: Vec<Tracer> = (0..TARGETS)
+            .map(|i| Tracer::new(ProbeArgs::new(target(i)), &config, start).unwrap())
+            .collect();
+        let mut in_flight = std::collections::VecDeque::with_capacity(IN_FLIGHT + 1);
+        let mut next = 0;
+        let mut batch = || {
+            let mut done = 0;
+            while done < BATCH {
+                let i = next;
+                next = (next + 1) % TARGETS;
+                let tracer = &mut tracers[i];
+                if tracer.is_done() {
+                    black_box(tracer.stats());
+                    *tracer = Tracer::new(ProbeArgs::new(target(i)), &config, clocks[i]).unwrap();
+                }
+                let now = tracer
+                    .poll_timeout()
+                    .map_or(clocks[i], |at| at.max(clocks[i]));
+                clocks[i] = now;
+                tracer.handle_timeout(now);
+                let Some(probe) = tracer.poll_probe(now) else {
+                    continue;
+                };
+                black_box(probe.args());
+                in_flight.push_back((i, probe.ttl()));
+                done += 1;
+                if in_flight.len() > IN_FLIGHT
+                    && let Some((j, ttl)) = in_flight.pop_front()
+                {
+                    let result = &results[usize::from(ttl.min(16)) - 1];
+                    tracers[j].handle_result(clocks[j], ttl, result);
+                }
+            }
+        };
+        b.iter_custom(|iters| cpu_timed(iters, &mut batch))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, session, tracer, tracers);
 criterion_main!(benches);
