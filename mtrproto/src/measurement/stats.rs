@@ -42,6 +42,9 @@ pub struct TraceStats {
     reached: TtlBits,
 }
 
+/// The hops of a trace grow by this many at a time: at most 3 unused (48 bytes).
+const HOPS_STEP: usize = 4;
+
 /// One bit per TTL, 1 to 256.
 #[derive(Debug, Clone, Copy, Default)]
 struct TtlBits([u64; 4]);
@@ -254,10 +257,15 @@ impl TraceStats {
             return None;
         }
         let want = usize::from(ttl.saturating_add(1).min(self.max_ttl));
-        if self.hops.len() < want {
-            // Exactly the hops reached: growing by doubling would leave room for up to twice
-            // as many in thousands of traces. The hops grow in a trace's first round only.
-            self.hops.reserve_exact(want - self.hops.len());
+        if self.hops.capacity() < want {
+            // Room for the hops reached rounded up to [`HOPS_STEP`]: growing by doubling would
+            // leave room for up to twice as many in thousands of traces, growing by one would
+            // move the hops at every probe of a trace's first round (the hops grow in it
+            // only), each move an allocation, a copy and a free.
+            let room = want
+                .next_multiple_of(HOPS_STEP)
+                .min(usize::from(self.max_ttl));
+            self.hops.reserve_exact(room - self.hops.len());
         }
         while self.hops.len() < want {
             let next = u8::try_from(self.hops.len() + 1).unwrap_or(u8::MAX);
