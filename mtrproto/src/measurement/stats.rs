@@ -402,7 +402,10 @@ impl Rounds {
     }
 
     /// After the probe to [`next_ttl`](Rounds::next_ttl) went out (and before its answer
-    /// is recorded): moves on, and tells whether that probe ended a round.
+    /// is recorded): moves on, and tells whether that probe ended a round ([`gap`] changes
+    /// only then).
+    ///
+    /// [`gap`]: Rounds::gap
     pub fn advance(&mut self, stats: &TraceStats) -> bool {
         // `heard` and `reached` are `Hop::host` against the target, without following a
         // pointer: this scan runs on every probe.
