@@ -1269,3 +1269,100 @@ fn the_meshed_links_floor_against_tracelbs_counts_is_computed() {
         assert!(even_median > 40, "{even_median}");
     }
 }
+
+/// A random small topology from `seed`: 1 to 5 TTLs of 1 to 4 routers before the target,
+/// each router linked to 1 to 3 of the next TTL's (weights 1 to 3), every router reached
+/// from at least one before; with `silent`, some routers never answer.
+fn random_topology(seed: u64, silent: bool) -> Topology {
+    let mut rng = seed;
+    let mut draw = |n: u64| {
+        rng = mix64(rng);
+        rng % n
+    };
+    let depth = 1 + draw(5) as usize;
+    let mut widths = vec![1];
+    widths.extend((0..depth).map(|t| if t == 0 { 1 } else { 1 + draw(4) as usize }));
+    let mut topology = Topology::full("random", &widths);
+    for t in 0..topology.levels.len() - 1 {
+        let next = topology.levels[t + 1].len();
+        let mut reached = vec![false; next];
+        for node in &mut topology.levels[t] {
+            let fan = (1 + draw(3) as usize).min(next);
+            let first = draw(next as u64) as usize;
+            node.next = (0..fan)
+                .map(|k| ((first + k) % next, 1 + draw(3)))
+                .collect();
+            for &(j, _) in &node.next {
+                reached[j] = true;
+            }
+        }
+        // A router nobody reaches would be no interface of the trace: link it from the
+        // last router before.
+        let width = topology.levels[t].len();
+        for (j, _) in reached.iter().enumerate().filter(|(_, r)| !**r) {
+            topology.levels[t][width - 1].next.push((j, 1 + draw(3)));
+        }
+    }
+    if silent {
+        // Never the target; never the source.
+        let last = topology.levels.len() - 1;
+        for t in 1..last {
+            for node in &mut topology.levels[t] {
+                node.silent = draw(6) == 0;
+            }
+        }
+    }
+    topology
+}
+
+#[test]
+fn random_small_topologies_get_no_false_link_and_no_panic() {
+    // Seeded: 400 topologies, each traced with and without MDA-Lite, at 95% and 99%, with
+    // a random budget; every trace ends within the budget and reports only interfaces and
+    // links that are there.
+    let (mut runs, mut phantom_runs) = (0, Vec::new());
+    for case in 0..400u64 {
+        let seed = mix64(case + 0x7070);
+        let topology = random_topology(seed, case % 3 == 0);
+        let (interfaces, links) = topology.truth();
+        for (k, lite) in [true, false].into_iter().enumerate() {
+            let config = MultipathConfig {
+                confidence: if case % 2 == 0 {
+                    Confidence::P95
+                } else {
+                    Confidence::P99
+                },
+                lite,
+                max_probes: if case % 5 == 0 {
+                    (mix64(seed) % 60) as u32
+                } else {
+                    10_000
+                },
+                ..MultipathConfig::default()
+            };
+            let report = trace(&topology, mix64(seed ^ k as u64), &config);
+            runs += 1;
+            assert!(report.probes <= config.max_probes, "case {case}");
+            for hop in &report.hops {
+                for responder in &hop.responders {
+                    assert!(
+                        interfaces.contains(&(hop.ttl, responder.address)),
+                        "case {case}: no interface {} at {}",
+                        responder.address,
+                        hop.ttl
+                    );
+                }
+                assert!(!hop.per_packet, "case {case}: no hop balances per packet");
+            }
+            let false_links: Vec<_> = report.links.iter().filter(|l| !links.contains(l)).collect();
+            if !false_links.is_empty() {
+                phantom_runs.push(format!("case {case} lite {lite}: {false_links:?}"));
+            }
+        }
+    }
+    assert!(
+        phantom_runs.is_empty(),
+        "false links in {} of {runs} runs: {phantom_runs:#?}",
+        phantom_runs.len()
+    );
+}
