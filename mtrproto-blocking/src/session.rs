@@ -387,19 +387,22 @@ impl Session {
     /// Whether the helper has `OPTIONAL[index]`: asked once, at its first use. Not asked on
     /// the driver thread (a callback sending a probe), which must not wait for itself: the
     /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
+    /// A check no helper took (it died on it, or none was running) counts as yes for this
+    /// probe only: the next asks again, the restarted helper then.
     fn has(&self, index: usize) -> bool {
         let known = &self.optional[index];
         match known.load(Ordering::Acquire) {
             YES => true,
             NO => false,
             _ if std::thread::current().id() == self.driver_id => true,
-            _ => {
-                let yes = self
-                    .ask(OPTIONAL[index].clone())
-                    .map_or(true, |answer| answer != "no");
-                known.store(if yes { YES } else { NO }, Ordering::Release);
-                yes
-            }
+            _ => match self.ask(OPTIONAL[index].clone()) {
+                Err(Failure::HelperGone) => true,
+                answer => {
+                    let yes = answer.map_or(true, |answer| answer != "no");
+                    known.store(if yes { YES } else { NO }, Ordering::Release);
+                    yes
+                }
+            },
         }
     }
 

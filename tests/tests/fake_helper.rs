@@ -1146,3 +1146,20 @@ fn a_helper_that_closes_stdin_and_stays_alive_fails_its_probes_within_the_grace(
             .success()
     );
 }
+
+/// A helper lacking IPv6 dies just as it is asked whether it has IPv6: no answer, which
+/// must not be kept as yes for good. The restarted helper is asked again, and its `no`
+/// refuses the next IPv6 probe up front.
+#[test]
+fn a_feature_check_the_helper_died_on_is_asked_again_of_its_successor() {
+    // The opening checks are answered; it exits when the next request, the IPv6 check,
+    // arrives.
+    let session = fake(&["--refuse", "ip-6", "--exit-after", "2"])
+        .open()
+        .unwrap();
+    let first = session.probe_blocking("::1", &one_second());
+    println!("while it dies: {first:?}");
+    restarted(&session, 1);
+    let probe = session.probe_blocking("::1", &one_second());
+    assert!(matches!(probe, Err(Error::Unsupported { .. })), "{probe:?}");
+}
