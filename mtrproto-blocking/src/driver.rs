@@ -823,6 +823,7 @@ fn helper_for<'s>(
             pin,
             slots.len(),
             |i| slots[i].helper.accepts(),
+            |i| slots[i].helper.takes_probes(),
             |i| slots[i].helper.holds(pin),
         )?,
     };
@@ -861,19 +862,22 @@ fn update_gates(slots: &mut [Slot], quiet_shared: bool) -> bool {
 }
 
 /// The slot of `count` a probe pinned to `pin` goes to: the one that `holds` probes of its
-/// pin and `accepts`, else its [`stand_in`]. A stand-in keeps the pin until its probes of it
-/// are done, so that the pinned helper, back from a restart, never has them in flight too.
+/// pin and `accepts` (even if it `takes` no new probe, its stdin broken: it refuses the
+/// probe then, as no other may have the pin's probes in flight too), else its [`stand_in`]
+/// among those that `take` probes. A stand-in keeps the pin until its probes of it are
+/// done, so that the pinned helper, back from a restart, never has them in flight too.
 fn route(
     pin: usize,
     count: usize,
     accepts: impl Fn(usize) -> bool,
+    takes: impl Fn(usize) -> bool,
     holds: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let own = pin.checked_rem(count)?;
     (0..count)
         .map(|i| (own + i) % count)
         .find(|&i| accepts(i) && holds(i))
-        .or_else(|| stand_in(pin, count, accepts))
+        .or_else(|| stand_in(pin, count, takes))
 }
 
 /// The slot of `count` a probe pinned to `pin` goes to when no helper holds its pin:
@@ -892,7 +896,7 @@ fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s 
     let start = *next_slot % count;
     let best = (0..count)
         .map(|i| (start + i) % count)
-        .filter(|&i| slots[i].helper.accepts())
+        .filter(|&i| slots[i].helper.takes_probes())
         .min_by_key(|&i| slots[i].helper.load())?;
     *next_slot = best + 1;
     Some(&mut slots[best].helper)
@@ -1090,13 +1094,17 @@ mod tests {
     fn a_pin_stays_with_its_stand_in_while_it_has_the_pin_in_flight() {
         // Slot 1 stood in for slot 0 and still has probes of the pin in flight: slot 0 is
         // back, yet they keep going to slot 1 (two helpers would cross their answers).
-        assert_eq!(route(4, 2, |_| true, |i| i == 1), Some(1));
+        assert_eq!(route(4, 2, |_| true, |_| true, |i| i == 1), Some(1));
         // Once they are done, the pin is slot 0's again.
-        assert_eq!(route(4, 2, |_| true, |_| false), Some(0));
+        assert_eq!(route(4, 2, |_| true, |_| true, |_| false), Some(0));
         // A holder that takes no requests (ending) does not keep it.
-        assert_eq!(route(4, 2, |i| i == 0, |i| i == 1), Some(0));
+        assert_eq!(route(4, 2, |i| i == 0, |i| i == 0, |i| i == 1), Some(0));
         // The pinned helper restarting: the stand-in, as before.
-        assert_eq!(route(4, 3, |i| i != 1, |_| false), Some(2));
-        assert_eq!(route(4, 0, |_| true, |_| true), None);
+        assert_eq!(route(4, 3, |i| i != 1, |i| i != 1, |_| false), Some(2));
+        // A holder whose stdin broke keeps it (and refuses the probe); with no holder, a
+        // stand-in that takes probes.
+        assert_eq!(route(4, 2, |_| true, |i| i == 0, |i| i == 1), Some(1));
+        assert_eq!(route(5, 2, |_| true, |i| i == 0, |_| false), Some(0));
+        assert_eq!(route(4, 0, |_| true, |_| true, |_| true), None);
     }
 }

@@ -105,6 +105,9 @@ pub(crate) struct Helper {
     pid: u32,
     stdin: Option<pipe::Sender>,
     stdin_registered: bool,
+    /// A write to its stdin failed (it closed it): it takes no more probes
+    /// ([`Helper::takes_probes`]), and ends once it holds none.
+    stdin_failed: bool,
     stdout: Option<pipe::Receiver>,
     stdout_token: PollToken,
     /// Its stdout may hold more bytes: it was readable and not read to `WouldBlock`.
@@ -231,6 +234,7 @@ impl Helper {
             pid,
             stdin: Some(stdin),
             stdin_registered: false,
+            stdin_failed: false,
             stdout: Some(stdout),
             stdout_token: PollToken(2 * slot),
             readable: false,
@@ -329,6 +333,11 @@ impl Helper {
         self.ending.is_none() && !self.session.is_closed()
     }
 
+    /// Whether it takes new probes and checks: it accepts, and its stdin still takes writes.
+    pub(crate) fn takes_probes(&self) -> bool {
+        self.accepts() && !self.stdin_failed
+    }
+
     /// Whether it has ended, its requests are completed and it was reaped (or given up on).
     pub(crate) fn is_done(&self) -> bool {
         self.done
@@ -387,7 +396,7 @@ impl Helper {
         held_until: Option<Instant>,
     ) {
         let accepted = held_until.is_some();
-        if !self.accepts() {
+        if !self.takes_probes() {
             let gone = self.gone();
             return self.finish(done, None, Err(gone));
         }
@@ -545,7 +554,7 @@ impl Helper {
         feature: Feature,
         done: Sender<Result<String, Failure>>,
     ) {
-        if !self.accepts() {
+        if !self.takes_probes() {
             let _ = done.send(Err(Failure::HelperGone));
             return;
         }
@@ -638,6 +647,10 @@ impl Helper {
             && since.checked_add(self.grace).is_some_and(|at| at <= now)
         {
             return self.end(now, Why::Stalled);
+        }
+        if self.stdin_failed && self.load() == 0 {
+            // It can be sent nothing more: its slot starts another.
+            return self.end(now, Why::Failed);
         }
         match self.next_check {
             Some(at) if at <= now && self.load() > 0 => {
@@ -755,10 +768,18 @@ impl Helper {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // It closed its stdin (it is exiting; SIGPIPE is blocked on this thread): its
-                // output's end or the liveness check completes everything.
+                // It closed its stdin (it is exiting, or broken; SIGPIPE is blocked on this
+                // thread): no new probes, those in its backlog fail now; its output's end, the
+                // watchdogs or its holding none ([`Helper::watch`]) end it.
                 Err(_) => {
                     self.close_stdin(registry);
+                    self.stdin_failed = true;
+                    self.changed = true;
+                    while let Ok((args, done, _)) = self.backlog.1.try_recv() {
+                        let gone = self.gone();
+                        let pin = self.pin_of(&args);
+                        self.finish(done, pin, Err(gone));
+                    }
                     break;
                 }
             }

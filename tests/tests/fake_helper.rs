@@ -1163,3 +1163,42 @@ fn a_feature_check_the_helper_died_on_is_asked_again_of_its_successor() {
     let probe = session.probe_blocking("::1", &one_second());
     assert!(matches!(probe, Err(Error::Unsupported { .. })), "{probe:?}");
 }
+
+/// A helper closes its stdin and lives on: the first write that fails shows it. Probes sent
+/// after that go to no helper that cannot read them (here the only one: they fail at once,
+/// ahead of the probes it holds, which end at their timeout and the grace), and once those
+/// are done it is started again.
+#[test]
+fn a_helper_whose_stdin_write_failed_gets_no_more_probes() {
+    let session = fake(&["--close-stdin-after", "3"])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    // Read by the helper, which then closes its stdin.
+    let read = session.probe("127.0.0.1", &one_second()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Its write fails.
+    let failed = session.probe("127.0.0.1", &one_second()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&after, Duration::from_secs(6));
+    println!("sent after the failed write: {result:?} after {waited:?}");
+    assert!(
+        matches!(result, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{result:?}"
+    );
+    // It ended ahead of the probes the helper holds.
+    assert!(failed.wait_timeout(Duration::ZERO).is_none());
+    for handle in [&read, &failed] {
+        let (result, _) = result_within(handle, Duration::from_secs(6));
+        assert!(result.is_err(), "{result:?}");
+    }
+    restarted(&session, 1);
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &one_second())
+            .unwrap()
+            .success()
+    );
+}
