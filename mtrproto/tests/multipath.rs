@@ -208,6 +208,11 @@ struct Tally {
 }
 
 fn tally(topology: &Topology, runs: usize, config: &MultipathConfig) -> Tally {
+    tally_from(topology, 0, runs, config)
+}
+
+/// [`tally`] over the seeds of runs `first..first + runs`: another set of seeds.
+fn tally_from(topology: &Topology, first: usize, runs: usize, config: &MultipathConfig) -> Tally {
     let (truth_interfaces, truth_links) = topology.truth();
     let mut tally = Tally {
         runs,
@@ -217,7 +222,7 @@ fn tally(topology: &Topology, runs: usize, config: &MultipathConfig) -> Tally {
         probes: Vec::new(),
         phantom: 0,
     };
-    for run in 0..runs {
+    for run in first..first + runs {
         let seed = mix64(run as u64 + 1);
         let report = trace(topology, seed, config);
         assert_eq!(report.end, Some(MultipathEnd::Reached), "{}", topology.name);
@@ -943,16 +948,21 @@ fn meshed_hops_take_flows_seen_at_both_ttls() {
         per_packet_check: false,
         ..MultipathConfig::default()
     };
-    // Links into TTL 3 are 1 flow in 8 (1 in 6). In 4x2, every router of TTL 2 reaches
-    // both of TTL 3's: once the flows show that, no link is left to find, and the flows
-    // at both TTLs only need to show each link there is counting one more router at TTL 2
-    // (1 in 10): 29 flows, 1 + 29 + 29 + 6 + 1 = 66 (35 flows before, ruling out a third
-    // successor behind a router, 1 in 12: 78). In 3x3 each reaches two of three: one more
-    // successor behind any (1 in 9) takes 26 flows, 1 + 26 + 26 + 6 + 1 = 60. MDA's
-    // per-interface rule took a median 108 (81): n_2 = 11 flows through each router,
-    // fresh flows sent at TTL 2 until each had them. scamper's tracelb: 40 for each,
-    // without the links inside.
-    for (topology, bound, at_both) in [(&full, 66, 29), (&partly, 60, 26)] {
+    // Links into TTL 3 are 1 flow in 8 (1 in 6). Each router of TTL 2 is followed on its
+    // own flows as their answers come: in 4x2 it reaches both of TTL 3's, which ends it,
+    // mostly within TTL 3's own rule (n_2 = 11 flows, spread evenly); one that showed one
+    // takes up to 8 (n_1 with the confidence split over the 4 routers). A router missed at
+    // TTL 2 takes its links with it, so TTL 2 rules out one more router than it showed
+    // (n_5 = 27 flows): 1 + 27 + 14 + 6 + 1 = 49 (flows at both TTLs until each link
+    // would have shown, counting one more router at TTL 2, took 29 and 29: 66). In 3x3 each
+    // reaches two of three, so a router's own rule (n_2 = 11 through each, 33) takes more
+    // than flows at both TTLs until one more successor behind any (1 in 9) would have
+    // shown: 26, 1 + 26 + 26 + 6 + 1 = 60. MDA's per-interface rule took a median 108 (81).
+    // scamper's tracelb: 40 for each, without the links inside.
+    for (topology, bound, expected) in [
+        (&full, 49, [1, 27, 14, 6, 1]),
+        (&partly, 60, [1, 26, 26, 6, 1]),
+    ] {
         let tally = tally(topology, RUNS, &like_tracelb);
         assert_found(topology, &tally);
         let (per_ttl, total) = probes_per_ttl(topology, &like_tracelb);
@@ -961,8 +971,16 @@ fn meshed_hops_take_flows_seen_at_both_ttls() {
             topology.name
         );
         assert!(total <= bound, "{}: {total} probes", topology.name);
-        assert_eq!(per_ttl[1..3], [at_both, at_both], "{}", topology.name);
+        assert_eq!(per_ttl, expected, "{}", topology.name);
     }
+    // 4x2's worst link sits near 95%: over 1,000 seeds, not only the 200 above (its sets
+    // of 200 range from 182 to 191, as with the flows at both TTLs before; the misses are
+    // mostly a router MDA missed at TTL 2 or 3).
+    let many = tally_from(&full, 0, 5 * RUNS, &like_tracelb);
+    let worst_link = many.links.values().min().copied().unwrap_or(0);
+    println!("meshed 4x2 like tracelb, 1,000 seeds: worst link {worst_link}");
+    assert!(worst_link * 100 >= many.runs * 95, "{worst_link} of 1,000");
+    assert_eq!(many.phantom, 0);
     // By default (the first hop's stopping rule, re-probes for per-packet balancing) every
     // run at 95% stays within MDA's bound. (At 99%, 4x2 takes a median 140 against 136:
     // 7 re-probes through each of TTL 2's four routers.)
@@ -1178,10 +1196,10 @@ fn the_meshed_links_floor_against_tracelbs_counts_is_computed() {
     assert!(through_router(n(2) / 4) < 0.95);
     // Chosen as answers come (a router's flows followed only until it showed both, at
     // most 5), 4x2 takes sum over t < 5 of P(the first t flows show one) = 2.875 flows
-    // per router, 11.5 for four: about tracelb's own 11 at TTL 3, where ours takes 29
-    // blind (TTL 2 then needs up to 5 flows through a router that has not shown both:
-    // fresh flows there). 3x3 cannot stop a router early: two successors seen, a third
-    // may remain.
+    // per router, 11.5 for four: about tracelb's own 11 at TTL 3, where blind flows take
+    // 29 (the tracer follows each router so, up to 8 flows, and takes 14 there:
+    // `meshed_hops_take_flows_seen_at_both_ttls`). 3x3 cannot stop a router early: two
+    // successors seen, a third may remain.
     let expected: f64 = (0..per_router)
         .map(|t| {
             if t == 0 {

@@ -44,10 +44,13 @@ pub struct MultipathConfig {
     /// interfaces before, at least 2 through each (the meshing test; 11 flows for 4
     /// interfaces reaching 2, as `tracelb`). Where, on the flows seen at both TTLs, the
     /// hops are meshed (an interface before reaching two or more, one here reached from
-    /// two or more): flows seen at both until each link there is (counting one more
+    /// two or more): each interface before followed on its own flows as answers come, until
+    /// it reached every interface here or took its stopping point with the confidence split
+    /// over the interfaces before, the TTL before ruling out one more interface than it
+    /// showed (4 interfaces each reaching both of 2: a median 14 flows here, 27 before);
+    /// or, where fewer, flows seen at both until each link there is (counting one more
     /// interface before) and one more successor behind any interface before that has not
-    /// reached every interface here would have shown (29 for 4 interfaces each reaching
-    /// both of 2, 26 for 3 each reaching 2 of 3). MDA's per-interface rule only where the
+    /// reached every interface here would have shown (26 for 3 each reaching 2 of 3). MDA's per-interface rule only where the
     /// interfaces before reach unequal numbers here, or several interfaces here are each
     /// reached from exactly one before (parallel paths: where a second successor behind
     /// one of them is the rarest next hop, which the TTL's own rule may miss). A TTL whose
@@ -384,9 +387,10 @@ impl HopState {
 
     /// MDA-Lite's tests (Vermeulen et al., IMC 2018) between the TTL before and this one,
     /// on the flows seen at both. The meshing test: some interface before reached two or
-    /// more here, and some interface here was reached from two or more before: flows at
-    /// both TTLs (`meshed_links`). Each interface before reaching one, several here and one
-    /// of them reached from two or more before (converging, unmeshed): MDA-Lite's hop rule,
+    /// more here, and some interface here was reached from two or more before: each
+    /// interface before followed on its own flows (`follow`). Each interface before reaching
+    /// one, several here and one of them reached from two or more before (converging,
+    /// unmeshed): MDA-Lite's hop rule,
     /// the TTL's own rule with [`MESHING_FLOWS`] through each interface before, so that a
     /// meshed hop shows as such. The uniformity test: the interfaces before that reached any here reached
     /// unequal numbers, so the TTL's interfaces are not equally likely and the TTL's own
@@ -513,9 +517,11 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// to it, and one flow onward from each interface before (its link); MDA-Lite's tests on
 /// the flows seen at both TTLs pick what more it needs: on hops converging unmeshed onto
 /// several interfaces, two flows through each interface before (the meshing test); on
-/// meshed hops, flows seen at both until each link there is would have shown, counting one
-/// more interface before, and a link one more successor behind an interface before that
-/// has not reached every interface here would add is ruled out; where the interfaces
+/// meshed hops, each interface before followed on its own flows until it reached every
+/// interface here or its own stopping rule is met (MDA's per-node rule, as answers come),
+/// or flows seen at both until each link there is would have shown, counting one more
+/// interface before, and a link one more successor behind an interface before that has
+/// not reached every interface here would add is ruled out, whichever ends first; where the interfaces
 /// before reach unequal numbers, or several
 /// interfaces are each reached from exactly one before, the per-interface rule. A TTL
 /// whose own rule found one interface (and lost no flow) is linked from every interface
@@ -963,15 +969,16 @@ impl MultipathTracer {
 
         // The interfaces of the TTL before, each on its own: MDA's rule where MDA-Lite's
         // tests fail (judged once the TTL's own rule is met, on the flows it took); on
-        // meshed hops, flows seen at both TTLs (`meshed_links`). None where this TTL has one
-        // interface by its own rule: every interface before leads to it (`converged`).
+        // meshed hops, each interface before on its own flows (`follow`). None where this
+        // TTL has one interface by its own rule: every interface before leads to it
+        // (`converged`).
         if let Some(before) = before.filter(|b| !b.per_packet && self.converged(h).is_none()) {
             let test = match self.config.lite {
                 true => hop.lite_test(),
                 false => LiteTest::Mda,
             };
             if let LiteTest::Meshed { from, most } = test
-                && let Some(want) = self.meshed_links(h, before, from, most)
+                && let Some(want) = self.follow(h, before, from, most)
             {
                 return want;
             }
@@ -1102,59 +1109,94 @@ impl MultipathTracer {
         waiting.then_some(Want::Wait)
     }
 
-    /// What a meshed TTL `h` needs, if anything: flows answered at both it and the TTL
-    /// before until two things would have shown at the confidence (the interfaces equally
-    /// likely): each link there is, counting one more interface before than the `from`
-    /// seen (the TTL before's own rule leaves one possible: a link taken by one flow in
-    /// `(from + 1) * most`, where `most` is the most successors an interface before
-    /// reached); and one more successor behind an interface before that has not reached
-    /// every interface here (one flow in `from * (s + 1)`, `s` the most such an interface
-    /// reached; one that reached all of them has none left, as one more interface here is
-    /// what the TTL's own rule ruled out). Flows already answered before first, then fresh
-    /// ones sent there (within node control's cap).
-    fn meshed_links(&self, h: usize, before: &HopState, from: usize, most: usize) -> Option<Want> {
+    /// What a meshed TTL `h` needs, if anything (`from` interfaces before reached any here,
+    /// each at most `most`). Each interface before is followed on its own flows as their
+    /// answers come (MDA's per-node rule): one that reached every interface here is done
+    /// (one more interface here is what the TTL's own rule ruled out); one that reached
+    /// `s` of them takes flows until the stopping point `n_s` at the confidence split over
+    /// the `from` interfaces (8 flows for one seen among 4 at 95%), one flow in flight at a
+    /// time so that it stops as soon as it showed them all. Or all of them together, flows
+    /// at both TTLs as they come, until each link there is would have shown, counting one
+    /// more interface before (one flow in `(from + 1) * most`), and one more successor
+    /// behind any interface that has not reached every one here (one in `from * (s + 1)`,
+    /// `mda::link_point`), whichever ends first (3 interfaces each reaching 2 of 3: 26
+    /// flows at both, where 11 through each would take 33); an interface with no flow left
+    /// to follow goes on those terms. A router missed at the TTL before takes its links
+    /// with it, so the TTL before rules out one more interface than it showed. Fresh flows
+    /// are sent to the TTL before within node control's cap.
+    fn follow(&self, h: usize, before: &HopState, from: usize, most: usize) -> Option<Want> {
         let hop = &self.hops[h];
         let here = hop.interfaces().len();
-        let open = before
-            .onward
-            .iter()
-            .filter(|(_, flows)| !flows.is_empty())
+        let none = FromStats::default();
+        let through = || before.onward.iter().filter(|(_, f)| !f.is_empty());
+        let open = through()
             .map(|(from, _)| hop.by_from.get(from).map_or(0, |s| s.successors.len()))
-            .filter(|&reached| reached < here)
+            .filter(|&seen| seen < here)
             .max();
         let each_link = mda::link_point(self.alpha, from.saturating_add(1).saturating_mul(most));
         let one_more = open.map_or(0, |s| {
             mda::link_point(self.alpha, from.saturating_mul(s + 1))
         });
-        let needed = each_link.max(one_more);
-        let (mut answered, mut lost, mut coming) = (0, 0, 0);
-        for stats in hop.by_from.values() {
-            answered += stats.answered;
-            lost += stats.lost;
-            coming += stats.coming;
+        let at_both: usize = hop.by_from.values().map(|s| s.answered).sum();
+        let together = at_both >= each_link.max(one_more);
+        let split = self.alpha / from.max(1) as f64;
+        let (mut waiting, mut short) = (false, 0);
+        for (from, flows) in through() {
+            let stats = hop.by_from.get(from).unwrap_or(&none);
+            let seen = stats.successors.len();
+            if seen >= here || together {
+                continue;
+            }
+            let needed = mda::stopping_point(split, seen.max(1)) as usize;
+            if stats.answered >= needed || stats.lost >= needed {
+                continue;
+            }
+            if stats.coming > 0 {
+                waiting = true;
+                continue;
+            }
+            // Flows through it go out in order: the probed ones are a prefix.
+            for &id in flows.range(stats.scan_from.get()..) {
+                if hop.flows.contains_key(&id) {
+                    stats.scan_from.set(id.saturating_add(1));
+                } else {
+                    return Some(Want::Send {
+                        ttl: self.current,
+                        flow: Some(id),
+                    });
+                }
+            }
+            short += 1;
         }
-        if answered >= needed || lost >= needed {
-            return None;
-        }
-        let unprobed = before
-            .onward
-            .values()
-            .flatten()
-            .find(|id| !hop.flows.contains_key(id));
-        if let Some(&id) = unprobed {
+        // An interface before with no flow left to follow: the rest on the flows at both
+        // TTLs together, any flow through the TTL before first (a fresh flow there reaches
+        // a given interface one time in `from`: a rarely reached one would take many).
+        if short > 0
+            && let Some(&id) = through()
+                .flat_map(|(_, flows)| flows)
+                .find(|id| !hop.flows.contains_key(id))
+        {
             return Some(Want::Send {
                 ttl: self.current,
                 flow: Some(id),
             });
         }
-        if answered + coming >= needed {
-            return Some(Want::Wait);
+        // One more interface before (the flows at both TTLs together count it already).
+        let wider = self.point(before.interfaces().len() + 1);
+        let fewer = match !together && before.answered() < wider && before.lost() < wider {
+            true => wider - before.answered(),
+            false => 0,
+        };
+        let fresh = short.max(fewer).min(self.config.window);
+        let outstanding = before.outstanding();
+        if fresh > 0 {
+            let cap = 2 * before.onward.len() * self.point(before.onward.len());
+            if (hop.node_control as usize) < cap && outstanding < fresh {
+                return Some(self.next_flow_at(h - 1));
+            }
         }
-        let cap = 2 * before.onward.len() * self.point(before.onward.len());
-        if (hop.node_control as usize) < cap && before.outstanding() < self.config.window {
-            return Some(self.next_flow_at(h - 1));
-        }
-        (coming > 0 || before.outstanding() > 0).then_some(Want::Wait)
+        waiting |= outstanding > 0;
+        waiting.then_some(Want::Wait)
     }
 
     /// A flow that went on from an interface of `before` and has not been probed at `hop`:
