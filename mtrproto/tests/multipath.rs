@@ -1290,8 +1290,9 @@ fn the_meshed_links_floor_against_tracelbs_counts_is_computed() {
 
 /// A random small topology from `seed`: 1 to 5 TTLs of 1 to 4 routers before the target,
 /// each router linked to 1 to 3 of the next TTL's (weights 1 to 3), every router reached
-/// from at least one before; with `silent`, some routers never answer.
-fn random_topology(seed: u64, silent: bool) -> Topology {
+/// from at least one before; with `silent`, some routers never answer; with `per_packet`,
+/// some balance per packet.
+fn random_topology(seed: u64, silent: bool, per_packet: bool) -> Topology {
     let mut rng = seed;
     let mut draw = |n: u64| {
         rng = mix64(rng);
@@ -1330,6 +1331,14 @@ fn random_topology(seed: u64, silent: bool) -> Topology {
             }
         }
     }
+    if per_packet {
+        let last = topology.levels.len() - 1;
+        for t in 1..last {
+            for node in &mut topology.levels[t] {
+                node.per_packet = draw(5) == 0;
+            }
+        }
+    }
     topology
 }
 
@@ -1341,7 +1350,7 @@ fn random_small_topologies_get_no_false_link_and_no_panic() {
     let (mut runs, mut phantom_runs) = (0, Vec::new());
     for case in 0..400u64 {
         let seed = mix64(case + 0x7070);
-        let topology = random_topology(seed, case % 3 == 0);
+        let topology = random_topology(seed, case % 3 == 0, false);
         let (interfaces, links) = topology.truth();
         for (k, lite) in [true, false].into_iter().enumerate() {
             let config = MultipathConfig {
@@ -1382,5 +1391,70 @@ fn random_small_topologies_get_no_false_link_and_no_panic() {
         phantom_runs.is_empty(),
         "false links in {} of {runs} runs: {phantom_runs:#?}",
         phantom_runs.len()
+    );
+}
+
+#[test]
+fn random_small_topologies_with_per_packet_routers_get_no_false_link_where_all_is_seen() {
+    // Seeded: 3,000 topologies where a fifth of the routers balance per packet (a third of
+    // them with silent routers too). A per-packet router changes a flow's way at every TTL
+    // after it until the ways meet at one interface, so a flow answered at two TTLs there
+    // shows no link. Where the trace saw every interface and flagged the TTL after each
+    // per-packet router (each within the confidence), and no per-packet router or its next
+    // hop is silent (its balancing then shows as loss), no link it reports may be false.
+    let (mut checked, mut false_runs) = (0, Vec::new());
+    for case in 0..3000u64 {
+        let seed = mix64(case + 0x7070);
+        let topology = random_topology(seed, case % 3 == 0, true);
+        let (interfaces, links) = topology.truth();
+        let levels = &topology.levels;
+        let hidden = (1..levels.len() - 1).any(|t| {
+            levels[t].iter().any(|n| {
+                n.per_packet && (n.silent || n.next.iter().any(|&(j, _)| levels[t + 1][j].silent))
+            })
+        });
+        if hidden {
+            continue;
+        }
+        let balancing: BTreeSet<u8> = (1..levels.len())
+            .filter(|&t| levels[t].iter().any(|n| n.per_packet && n.next.len() >= 2))
+            .map(|t| (t + 1) as u8)
+            .collect();
+        for (k, lite) in [true, false].into_iter().enumerate() {
+            let config = MultipathConfig {
+                lite,
+                ..MultipathConfig::default()
+            };
+            let report = trace(&topology, mix64(seed ^ k as u64), &config);
+            assert!(report.probes <= config.max_probes, "case {case}");
+            let found: BTreeSet<(u8, IpAddr)> = report
+                .hops
+                .iter()
+                .flat_map(|h| h.responders.iter().map(move |r| (h.ttl, r.address)))
+                .collect();
+            assert!(found.is_subset(&interfaces), "case {case}: {found:?}");
+            let flagged: BTreeSet<u8> = report
+                .hops
+                .iter()
+                .filter(|h| h.per_packet)
+                .map(|h| h.ttl)
+                .collect();
+            if found != interfaces || !balancing.is_subset(&flagged) {
+                continue;
+            }
+            checked += 1;
+            let false_links: Vec<_> = report.links.iter().filter(|l| !links.contains(l)).collect();
+            if !false_links.is_empty() {
+                false_runs.push(format!("case {case} lite {lite}: {false_links:?}"));
+            }
+        }
+    }
+    // Most runs see everything: the check covers them.
+    assert!(checked >= 2000, "{checked} runs saw everything");
+    println!("{checked} runs saw everything");
+    assert!(
+        false_runs.is_empty(),
+        "false links in {} of {checked} runs: {false_runs:#?}",
+        false_runs.len()
     );
 }

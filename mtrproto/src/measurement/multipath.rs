@@ -216,8 +216,9 @@ pub struct MultipathReport {
     /// Every TTL probed, in order.
     pub hops: Vec<MultipathHop>,
     /// Every link seen: one flow answered at both TTLs. After a hop balancing per packet,
-    /// a flow's two probes may have gone different ways: links from it only where the next
-    /// TTL has one interface (every interface of the hop leads to it). With
+    /// and at every TTL after it until the ways meet at one interface that lost no probe, a
+    /// flow's two probes may have gone different ways: links there only where the next TTL
+    /// has one interface and lost no probe (every interface of the hop leads to it). With
     /// [`MultipathConfig::lite`], a TTL whose own stopping rule found one interface (and
     /// lost no flow) is linked from every interface before whose flows go on, followed
     /// there or not.
@@ -786,6 +787,10 @@ impl MultipathTracer {
         let first = usize::from(self.config.first_ttl);
         let mut hops = Vec::new();
         let mut links = BTreeSet::new();
+        // Whether a flow's probes at the TTL before may have answered from different
+        // interfaces: it balances per packet, or a TTL before it did and the ways have not
+        // met at one interface since (a flow's way may change with each probe till then).
+        let mut varies = false;
         for ttl in first..=last {
             let hop = &self.hops[ttl];
             let ttl8 = u8::try_from(ttl).unwrap_or(u8::MAX);
@@ -800,15 +805,13 @@ impl MultipathTracer {
                 probes: hop.flows.values().map(|o| u32::from(o.sent)).sum(),
                 unanswered: hop.flows.values().map(|o| u32::from(o.lost)).sum(),
             });
+            // One interface and no probe lost: every way meets there.
+            let met = hop.interfaces().len() == 1 && hop.flows.values().all(|o| o.lost == 0);
             if ttl > first {
                 let before = &self.hops[ttl - 1];
                 // After a per-packet hop, a flow's probe here may have come through another
                 // interface than its probe there showed: its link may not exist.
-                let flows = if before.per_packet {
-                    None
-                } else {
-                    Some(&hop.flows)
-                };
+                let flows = if varies { None } else { Some(&hop.flows) };
                 for (id, obs) in flows.into_iter().flatten() {
                     let from = if self.assumed_single(ttl - 1) {
                         before.came_through(*id)
@@ -837,9 +840,10 @@ impl MultipathTracer {
                     }
                 }
                 // After a per-packet hop, flows say nothing about links; but where the
-                // next TTL has one interface, every interface of the hop leads to it.
+                // next TTL has one interface and lost no probe, every interface of the hop
+                // leads to it.
                 let next = hop.interfaces();
-                if before.per_packet && next.len() == 1 {
+                if varies && met {
                     for (&from, &to) in before.interfaces().keys().zip(next.keys().cycle()) {
                         links.insert(Link {
                             ttl: ttl8,
@@ -849,6 +853,7 @@ impl MultipathTracer {
                     }
                 }
             }
+            varies = hop.per_packet || (varies && !met);
         }
         MultipathReport {
             target: self.target,
