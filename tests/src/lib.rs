@@ -106,6 +106,31 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 pub mod script;
 
+/// A small deterministic generator (xorshift64) for the chaos tests, so that a failing run
+/// can be repeated from its seed.
+pub struct Random(u64);
+
+impl Random {
+    /// The stream of `seed` (any value: xorshift's zero state is avoided).
+    pub fn new(seed: u64) -> Random {
+        Random(seed | 1)
+    }
+
+    /// The next value of the stream.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// CPU seconds (user + system) a `/proc/.../stat` line reports, `None` if unreadable.
 pub fn stat_cpu_seconds(path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;

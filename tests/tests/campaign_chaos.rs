@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use mtrproto_blocking::{
     CampaignLimits, CampaignSummary, Protocol, Session, TraceConfig, TraceOptions,
 };
+use mtrproto_tests::Random;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
 /// The session's grace: how long past its timeout a probe may go unanswered.
@@ -51,22 +52,6 @@ fn campaign_bound(round: &Round) -> Duration {
         .map_or(Duration::ZERO, |r| Duration::from_secs(1) * probes / r);
     let lost = (TIMEOUT + GRACE + Duration::from_secs(1)) * probes.div_ceil(at_once);
     Duration::from_secs(15) + lost + rate
-}
-
-/// A small deterministic generator (xorshift64), so that a failing round can be repeated.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One round's setting, drawn from the seed.
@@ -164,7 +149,7 @@ fn injector(
     stop: Arc<AtomicBool>,
     faults: Arc<Mutex<Vec<Instant>>>,
 ) {
-    let mut random = Random(seed | 1);
+    let mut random = Random::new(seed);
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100 + random.below(400)));
         let pids = session.helper_pids();
@@ -190,7 +175,7 @@ fn prober(
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> Vec<(Instant, Arc<Mutex<Vec<Instant>>>)> {
-    let mut random = Random(seed | 1);
+    let mut random = Random::new(seed);
     let mut sent = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let protocol = if random.below(3) == 0 {
@@ -281,7 +266,7 @@ fn campaigns_under_misbehaving_helpers_report_every_target_once_in_time() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_cafe_u64);
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     let stop_at = Instant::now() + Duration::from_secs(seconds);
     let (mut rounds, mut targets, mut probes, mut lost, mut abandoned) = (0, 0, 0, 0, 0);
     let mut caller_probes = 0;

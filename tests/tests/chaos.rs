@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use mtrproto_blocking::{Error, ProbeOptions, ProbeResult, ProcessError, Session};
-use mtrproto_tests::{peak_rss_kb, process_exists, stat_cpu_seconds, thread_count};
+use mtrproto_tests::{Random, peak_rss_kb, process_exists, stat_cpu_seconds, thread_count};
 
 const THREADS: usize = 4;
 const HELPERS: usize = 3;
@@ -50,22 +50,6 @@ fn outcome(result: &Result<ProbeResult, Error>) -> &'static str {
         Err(Error::Process(ProcessError::Unresponsive)) => "unresponsive",
         Err(Error::Process(ProcessError::NotMtrPacket { .. })) => "junk",
         Err(_) => "other",
-    }
-}
-
-/// A small deterministic generator (xorshift64), so that a failing run can be repeated.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -153,7 +137,7 @@ fn prober(session: Arc<Session>, index: usize, stop: Instant) -> Vec<Record> {
 
 /// Injects faults into the session's helpers until `stop`; returns the instants of the faults.
 fn injector(session: Arc<Session>, seed: u64, stop: Instant) -> Vec<Instant> {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     let mut faults = Vec::new();
     let mut stopped: Vec<(u32, Instant)> = Vec::new();
     while Instant::now() < stop {
