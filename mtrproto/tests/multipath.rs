@@ -935,7 +935,7 @@ fn unmeshed_hops_take_mda_lites_hop_rule() {
 }
 
 #[test]
-fn meshed_hops_take_flows_seen_at_both_ttls() {
+fn meshed_hops_are_followed_per_router() {
     // The simulator's diamond-meshed: 4 routers at TTL 2 each to both of TTL 3's, and 3
     // and 3 with each of TTL 2's to two of TTL 3's.
     let full = Topology::full("meshed 4x2", &[1, 1, 4, 2, 1]);
@@ -1198,7 +1198,7 @@ fn the_meshed_links_floor_against_tracelbs_counts_is_computed() {
     // most 5), 4x2 takes sum over t < 5 of P(the first t flows show one) = 2.875 flows
     // per router, 11.5 for four: about tracelb's own 11 at TTL 3, where blind flows take
     // 29 (the tracer follows each router so, up to 8 flows, and takes 14 there:
-    // `meshed_hops_take_flows_seen_at_both_ttls`). 3x3 cannot stop a router early: two
+    // `meshed_hops_are_followed_per_router`). 3x3 cannot stop a router early: two
     // successors seen, a third may remain.
     let expected: f64 = (0..per_router)
         .map(|t| {
