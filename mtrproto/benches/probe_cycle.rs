@@ -147,12 +147,10 @@ fn session(c: &mut Criterion) {
     group.finish();
 }
 
-fn tracer(c: &mut Criterion) {
-    let mut group = c.benchmark_group("probe_cycle");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    let target: IpAddr = "127.0.0.16".parse().unwrap();
-    // The result of each TTL's probe: silent hops answer `no-reply`.
-    let results: Vec<ProbeResult> = (1..=16u8)
+/// The result of each TTL's probe on a 16-hop path to `target`: silent hops answer
+/// `no-reply`, the target answers at TTL 16.
+fn path_results(target: IpAddr) -> Vec<ProbeResult> {
+    (1..=16u8)
         .map(|ttl| {
             let line = match ttl {
                 3 | 5 | 8 | 11 | 14 => "1 no-reply".to_owned(),
@@ -164,7 +162,14 @@ fn tracer(c: &mut Criterion) {
             };
             ProbeResult::from_reply(&Reply::parse(&line).unwrap())
         })
-        .collect();
+        .collect()
+}
+
+fn tracer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("probe_cycle");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let target: IpAddr = "127.0.0.16".parse().unwrap();
+    let results = path_results(target);
     let config = TraceConfig {
         cycles: 10,
         timeout: Duration::from_secs(1),
@@ -205,19 +210,7 @@ fn tracers(c: &mut Criterion) {
     const IN_FLIGHT: usize = 1024;
     let mut group = c.benchmark_group("probe_cycle");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let results: Vec<ProbeResult> = (1..=16u8)
-        .map(|ttl| {
-            let line = match ttl {
-                3 | 5 | 8 | 11 | 14 => "1 no-reply".to_owned(),
-                16 => "1 reply ip-4 127.0.0.16 round-trip-time 2100".to_owned(),
-                _ => format!(
-                    "1 ttl-expired ip-4 10.0.0.{ttl} round-trip-time {}",
-                    100 * u32::from(ttl)
-                ),
-            };
-            ProbeResult::from_reply(&Reply::parse(&line).unwrap())
-        })
-        .collect();
+    let results = path_results("127.0.0.16".parse().unwrap());
     let config = TraceConfig {
         cycles: 3,
         timeout: Duration::from_secs(1),
