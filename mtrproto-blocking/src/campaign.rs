@@ -85,7 +85,8 @@ pub struct TargetReport {
     /// The target as the caller gave it.
     pub host: String,
     /// Its figures, every probe out of transit; or why it could not be traced (a name
-    /// that does not resolve, an option the helper refuses, the session gone).
+    /// that does not resolve, an option the helper refuses, a probe the helper refused
+    /// ([`Error::Refused`]), the session gone).
     pub stats: Result<TraceStats, Error>,
     /// Each flow's figures when the trace probes in fixed flows ([`TraceConfig::flows`]),
     /// flow `i` at index `i`: the one path that flow took through load balancers and its
@@ -116,7 +117,8 @@ pub struct CampaignSummary {
 
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
-    /// probe out of transit, once the trace has ended.
+    /// probe out of transit, once the trace has ended. Fails with [`Error::Refused`] when
+    /// the helper refuses one of its probes, as mtr stops then.
     ///
     /// These are the whole trace's figures. To have each flow's as well
     /// ([`TraceConfig::flows`]), trace through [`Session::campaign_reports`], one host or
@@ -171,7 +173,8 @@ impl Session {
     /// iterator as others end.
     ///
     /// A target that cannot be traced (its name does not resolve, the helper refuses an
-    /// option) gets an error report and the others go on. An error is returned only when
+    /// option, or refuses one of its probes: [`Error::Refused`]) gets an error report and
+    /// the others go on; network outcomes (no answer, unreachable) are figures, not errors. An error is returned only when
     /// the session is closed.
     ///
     /// It returns once every target is reported and the probes still in flight then (sent
@@ -436,6 +439,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             }
             JobEvent::Done {
                 index,
+                refused,
                 stats,
                 flows,
                 counts,
@@ -443,7 +447,13 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.count(counts);
                 self.settled = false;
                 if let Some(host) = self.active.remove(&index) {
-                    self.report(index, host, Ok(stats), flows);
+                    match refused {
+                        Some((ttl, reply)) => {
+                            let error = Error::Refused { reply, ttl };
+                            self.report(index, host, Err(error), Vec::new());
+                        }
+                        None => self.report(index, host, Ok(stats), flows),
+                    }
                 }
             }
             JobEvent::Settled { counts } => {

@@ -3,7 +3,7 @@
 use std::io;
 use std::process::ExitStatus;
 
-use mtrproto::{ArgumentError, ConfigError};
+use mtrproto::{ArgumentError, ConfigError, ReplyKind};
 use thiserror::Error;
 
 /// Anything a probe or a session call can fail with.
@@ -35,10 +35,35 @@ pub enum Error {
         /// What it cannot do.
         what: &'static str,
     },
+    /// mtr-packet refused a trace's probe for a reason of this host, not of the network
+    /// (`invalid-argument`, `permission-denied`, `address-in-use`, `address-not-available`,
+    /// `unexpected-error`: [`ReplyKind::is_refusal`]); mtr stops on these too. The trace
+    /// ends at the first one.
+    #[error("mtr-packet refused the probe at TTL {ttl}: {reply} ({})", refusal_hint(.reply))]
+    Refused {
+        /// The reply.
+        reply: ReplyKind<'static>,
+        /// The TTL of the refused probe.
+        ttl: u8,
+    },
     /// More probes are waiting than the chosen helper's queue holds
     /// ([`SessionBuilder::max_queue`](crate::SessionBuilder::max_queue), per helper).
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),
+}
+
+/// What a refusal ([`Error::Refused`]) most often means.
+pub(crate) fn refusal_hint(reply: &ReplyKind<'_>) -> &'static str {
+    match reply {
+        ReplyKind::InvalidArgument => {
+            "an option, protocol or IP version this helper or host cannot send"
+        }
+        ReplyKind::PermissionDenied => "the host forbids sending it (firewall, capabilities)",
+        ReplyKind::AddressInUse => "its source port is taken",
+        ReplyKind::AddressNotAvailable => "its source address is not this host's",
+        ReplyKind::UnexpectedError => "the helper failed to send it (a route or a socket)",
+        _ => "the helper did not send it",
+    }
 }
 
 /// The session was closed with [`Session::close`](crate::Session::close) or dropped.

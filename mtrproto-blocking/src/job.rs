@@ -82,9 +82,11 @@ pub(crate) enum JobEvent {
         round: u32,
         stats: TraceStats,
     },
-    /// A target's trace ended; the campaign's counts as of then.
+    /// A target's trace ended (at a probe the helper refused, if `refused`: its TTL and
+    /// reply); the campaign's counts as of then.
     Done {
         index: usize,
+        refused: Option<(u8, ReplyKind<'static>)>,
         stats: TraceStats,
         flows: Vec<TraceStats>,
         counts: Counts,
@@ -462,9 +464,11 @@ impl Job {
                         schedule.deadline = UNSCHEDULED;
                         schedule.waiting = false;
                     }
+                    let refused = active.tracer.refused().map(|(ttl, r)| (ttl, r.clone()));
                     let (stats, flows) = active.tracer.into_flow_stats();
                     let _ = self.events.send(JobEvent::Done {
                         index: active.index,
+                        refused,
                         stats,
                         flows,
                         counts: self.counts,

@@ -933,3 +933,114 @@ fn sctp_targets_of_a_helper_without_sctp_get_an_error_report() {
     let stats = session.trace("127.0.0.1", &options(1, 20)).unwrap();
     assert_eq!(stats.destination_ttl(), Some(1));
 }
+
+/// The replies mtr stops on (`handle_reply_errors` in mtr's `ui/cmdpipe.c`): the helper
+/// did not send the probe, or could not, for a reason of the host, not of the network.
+const REFUSALS: [&str; 5] = [
+    "invalid-argument",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "unexpected-error",
+];
+
+/// A trace of `host` on a fake helper started with `args`, through a campaign and through
+/// `Session::trace`.
+fn trace_on(
+    args: &[&str],
+    host: &str,
+) -> (
+    CampaignSummary,
+    Result<mtrproto_blocking::TraceStats, Error>,
+) {
+    let session = Session::builder()
+        .program(FAKE, args.iter().copied())
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(2, 20);
+    options.trace.max_ttl = 4;
+    let mut reports = Vec::new();
+    let summary = session
+        .campaign_reports([host], &options, &CampaignLimits::default(), |report| {
+            reports.push(report.stats);
+        })
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    let single = session.trace(host, &options);
+    match (&reports[0], &single) {
+        (Ok(_), Ok(_)) => {}
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        other => panic!("campaign and trace disagree: {other:?}"),
+    }
+    (summary, reports.pop().unwrap())
+}
+
+/// A helper that refuses every probe (then a trace came back Ok with no hops and no
+/// error): each refusal ends the trace with an error naming the reply and the TTL.
+#[test]
+fn a_trace_whose_probes_the_helper_refuses_ends_with_an_error() {
+    for kind in REFUSALS {
+        let (summary, report) = trace_on(&["--reply", kind], "127.0.0.1");
+        assert_eq!(
+            (summary.targets, summary.failed),
+            (1, 1),
+            "{kind}: {report:?}"
+        );
+        match report {
+            Err(Error::Refused { reply, ttl }) => {
+                assert_eq!((reply.as_str(), ttl), (kind, 1));
+                let message = Error::Refused { reply, ttl }.to_string();
+                assert!(
+                    message.contains(kind) && message.contains("TTL 1"),
+                    "{message}"
+                );
+            }
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}
+
+/// One TTL refused among answered ones (then the trace came back Ok, the refused hop
+/// merely unanswered): the trace ends with an error naming that TTL.
+#[test]
+fn a_trace_with_one_refused_ttl_ends_with_an_error() {
+    let args = [
+        "--reply-at",
+        "1:no-reply",
+        "--reply-at",
+        "2:permission-denied",
+    ];
+    let (_, report) = trace_on(&args, "127.0.0.1");
+    match report {
+        Err(Error::Refused { reply, ttl }) => {
+            assert_eq!((reply.as_str(), ttl), ("permission-denied", 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    // TTL 3 refused: the target answers at TTL 1 and 2, and TTL 3 is never probed.
+    let (_, report) = trace_on(&["--reply-at", "3:invalid-argument"], "127.0.0.1");
+    assert_eq!(
+        report.expect("never probed at TTL 3").destination_ttl(),
+        Some(1)
+    );
+}
+
+/// Network outcomes stay figures: no answer, unreachable kinds, an unknown reply name.
+#[test]
+fn network_outcomes_stay_figures() {
+    for kind in [
+        "no-reply",
+        "no-route",
+        "no-route-host",
+        "no-route-network",
+        "network-down",
+        "host-down",
+        "wait-tcp-respone-timeout",
+    ] {
+        let (summary, report) = trace_on(&["--reply", kind], "127.0.0.1");
+        let stats = report.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!((summary.targets, summary.failed), (1, 0), "{kind}");
+        let sent: u64 = (1..=4).filter_map(|t| stats.hop(t)).map(|h| h.sent()).sum();
+        assert!(sent >= 2, "{kind}: {stats:?}");
+    }
+}

@@ -6,6 +6,7 @@ use crate::error::ArgumentError;
 use crate::measurement::stats::{Rounds, TraceStats};
 use crate::protocol::command::ProbeArgs;
 use crate::protocol::flow::Flow;
+use crate::protocol::reply::ReplyKind;
 use crate::protocol::result::ProbeResult;
 // Durations are the caller's: deadlines past what an `Instant` holds are put far off.
 use crate::session::later;
@@ -166,6 +167,9 @@ pub struct Tracer {
     in_flight: u32,
     sent: u32,
     phase: Phase,
+    /// The first probe the helper refused ([`ReplyKind::is_refusal`]): its TTL and reply.
+    /// It ended the trace. Boxed: most traces have none, and a campaign holds thousands.
+    refused: Option<Box<(u8, ReplyKind<'static>)>>,
 }
 
 impl Tracer {
@@ -210,6 +214,7 @@ impl Tracer {
             in_flight: 0,
             sent: 0,
             phase: Phase::Probing { next },
+            refused: None,
         })
     }
 
@@ -258,6 +263,10 @@ impl Tracer {
 
     /// The probe sent at `ttl` completed with `result` (`no-reply` included).
     ///
+    /// A refusal ([`ReplyKind::is_refusal`]: the helper did not send the probe, for a
+    /// reason of this host) ends the trace at once, as it ends mtr: see
+    /// [`refused`](Tracer::refused).
+    ///
     /// With fixed flows, use [`handle_flow_result`](Tracer::handle_flow_result): this
     /// counts the answer in the whole trace's figures only.
     pub fn handle_result(&mut self, now: Instant, ttl: u8, result: &ProbeResult) {
@@ -281,7 +290,35 @@ impl Tracer {
         if let Some(stats) = flow.and_then(|f| self.flow_stats.get_mut(usize::from(f.id()))) {
             stats.record(ttl, result);
         }
-        self.handle_lost(now, ttl);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if result.result.is_refusal() {
+            // Figures without these probes would read as a path; the helper will likely
+            // refuse the next ones as well.
+            self.refused = Some(Box::new((ttl, result.result.clone())));
+            return self.end();
+        }
+        self.handle_timeout(now);
+    }
+
+    /// The first probe the helper refused, which ended the trace: its TTL and reply.
+    /// A trace that ends so measured nothing to trust: report it as failed, not its
+    /// figures.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mtrproto::{ProbeArgs, ProbeResult, Reply, ReplyKind, TraceConfig, Tracer};
+    /// let start = Instant::now();
+    /// let mut tracer = Tracer::new(ProbeArgs::new("127.0.0.1".parse()?), &TraceConfig::default(), start)?;
+    /// let due = tracer.poll_timeout().unwrap();
+    /// let probe = tracer.poll_probe(due).unwrap();
+    /// let refused = ProbeResult::from_reply(&Reply::parse("1 invalid-argument")?);
+    /// tracer.handle_result(due, probe.ttl(), &refused);
+    /// assert!(tracer.is_done());
+    /// assert_eq!(tracer.refused(), Some((1, &ReplyKind::InvalidArgument)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn refused(&self) -> Option<(u8, &ReplyKind<'static>)> {
+        self.refused.as_deref().map(|(ttl, reply)| (*ttl, reply))
     }
 
     /// The probe sent at `ttl` ended without a result (the helper failed): it stays counted
@@ -298,10 +335,15 @@ impl Tracer {
             && now >= until
             && (self.in_flight == 0 || now >= later(until, self.grace))
         {
-            self.phase = Phase::Done;
-            self.stats.end_transit();
-            self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
+            self.end();
         }
+    }
+
+    /// Ends the trace: every probe out of transit.
+    fn end(&mut self) {
+        self.phase = Phase::Done;
+        self.stats.end_transit();
+        self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
     }
 
     /// When to call [`handle_timeout`](Tracer::handle_timeout) or
@@ -675,6 +717,69 @@ mod tests {
         let hop = &stats.hops()[0];
         assert_eq!((hop.sent(), hop.received()), (2, 1));
         assert_eq!(hop.loss_percent(), 50.0);
+    }
+
+    /// A refused probe ends the trace at once, whatever else is in flight; network
+    /// outcomes and `probes-exhausted` are figures and the trace goes on.
+    #[test]
+    fn a_refused_probe_ends_the_trace_and_other_outcomes_do_not() {
+        let result = |line: &str| ProbeResult::from_reply(&Reply::parse(line).unwrap());
+        let config = TraceConfig {
+            cycles: 3,
+            max_ttl: 4,
+            ..TraceConfig::default()
+        };
+        for (line, refusal) in [
+            ("1 invalid-argument reason protocol-not-supported", true),
+            ("1 permission-denied", true),
+            ("1 address-in-use", true),
+            ("1 address-not-available", true),
+            ("1 unexpected-error errno 13", true),
+            ("1 probes-exhausted", false),
+            ("1 no-reply", false),
+            ("1 no-route", false),
+            ("1 network-down", false),
+            ("1 host-down", false),
+            ("1 no-route-host ip-4 10.0.0.1 round-trip-time 300", false),
+            ("1 wait-tcp-respone-timeout", false),
+            ("1 something-new", false),
+        ] {
+            let start = Instant::now();
+            let mut tracer = Tracer::new(localhost(), &config, start).unwrap();
+            let mut now = start;
+            // TTL 1 answers, TTL 2 gets `line`; TTL 3 is in flight meanwhile.
+            let mut sent = Vec::new();
+            while sent.len() < 3 {
+                now = tracer.poll_timeout().unwrap();
+                sent.push(tracer.poll_probe(now).unwrap().ttl());
+            }
+            assert_eq!(sent, [1, 2, 3]);
+            tracer.handle_result(
+                now,
+                1,
+                &result("1 ttl-expired ip-4 10.0.0.1 round-trip-time 9"),
+            );
+            tracer.handle_result(now, 2, &result(line));
+            assert_eq!(tracer.is_done(), refusal, "{line}");
+            assert_eq!(tracer.in_flight(), 1, "{line}");
+            if refusal {
+                let kind = Reply::parse(line).unwrap().kind.into_owned();
+                assert_eq!(tracer.refused(), Some((2, &kind)));
+                assert_eq!(
+                    (tracer.poll_timeout(), tracer.poll_probe(now)),
+                    (None, None)
+                );
+                // The probe still in flight is ignored when it comes back.
+                tracer.handle_result(now, 3, &result("1 reply ip-4 127.0.0.1 round-trip-time 9"));
+                assert_eq!(tracer.stats().destination_ttl(), None);
+                let stats = tracer.into_stats();
+                assert!(stats.hops().iter().all(|hop| !hop.in_flight()));
+                assert_eq!(stats.hop(2).unwrap().sent(), 1);
+            } else {
+                assert_eq!(tracer.refused(), None, "{line}");
+                assert!(tracer.poll_timeout().is_some(), "{line}");
+            }
+        }
     }
 
     #[test]

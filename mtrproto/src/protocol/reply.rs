@@ -89,6 +89,32 @@ impl<'a> ReplyKind<'a> {
         ReplyKind::known_from_name(name.as_str()).unwrap_or(ReplyKind::Other(name))
     }
 
+    /// Whether a probe's reply says that mtr-packet did not send it, or could not, for a
+    /// reason of this host rather than of the network: `invalid-argument`,
+    /// `permission-denied`, `address-in-use`, `address-not-available`, `unexpected-error`
+    /// (mtr 0.92 to 0.96 stop with an error on each, in `handle_reply_errors`).
+    ///
+    /// `probes-exhausted` is not one: the helper's table is full for now, and the session
+    /// sends the probe again. Network outcomes (`no-reply`, the unreachable kinds) and
+    /// unknown names are not either.
+    ///
+    /// ```
+    /// use mtrproto::ReplyKind;
+    /// assert!(ReplyKind::InvalidArgument.is_refusal());
+    /// assert!(!ReplyKind::ProbesExhausted.is_refusal());
+    /// assert!(!ReplyKind::NoRoute.is_refusal());
+    /// ```
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ReplyKind::InvalidArgument
+                | ReplyKind::PermissionDenied
+                | ReplyKind::AddressInUse
+                | ReplyKind::AddressNotAvailable
+                | ReplyKind::UnexpectedError
+        )
+    }
+
     /// The name as mtr-packet writes it.
     pub fn as_str(&self) -> &str {
         match self {

@@ -4,7 +4,7 @@
 //! ```text
 //! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
-//!     [--reply KIND] [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
+//!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH]
 //! ```
@@ -21,6 +21,7 @@
 //! - `--require-local-ip`: like mtr 0.93, answer `invalid-argument` to probes without a
 //!   local address;
 //! - `--reply KIND`: the answer to probes (default `reply`, from the target with rtt 100);
+//! - `--reply-at TTL:KIND`: the answer to probes with that TTL instead of `--reply`'s;
 //! - `--close-stdout-after N`: after reading N requests, close stdout and stay alive, reading
 //!   nothing, for a minute;
 //! - `--close-stdin-after N`: after reading N requests, close stdin (the request just read
@@ -57,6 +58,7 @@ struct Scenario {
     refuse: Vec<String>,
     require_local_ip: bool,
     reply: String,
+    reply_at: Vec<(u8, String)>,
     close_stdout_after: Option<usize>,
     close_stdin_after: Option<usize>,
     junk_after: Option<usize>,
@@ -278,9 +280,13 @@ fn probe_reply(scenario: &Scenario, token: Token, args: &ProbeArgs) -> Reply<'st
     if scenario.require_local_ip && args.fields().local_addr.is_none() {
         return Reply::new(token, ReplyKind::InvalidArgument);
     }
-    let kind = ReplyKind::from_name(
-        Word::new(&scenario.reply).unwrap_or_else(|_| Word::new("reply").unwrap()),
-    );
+    let name = scenario
+        .reply_at
+        .iter()
+        .find(|(ttl, _)| Some(*ttl) == args.fields().ttl)
+        .map_or(&scenario.reply, |(_, kind)| kind);
+    let kind =
+        ReplyKind::from_name(Word::new(name).unwrap_or_else(|_| Word::new("reply").unwrap()));
     let mut reply = Reply::new(token, kind);
     if matches!(
         reply.kind,
@@ -320,6 +326,14 @@ fn parse_args() -> Result<Scenario, String> {
             "--refuse" => s.refuse.push(value()?),
             "--require-local-ip" => s.require_local_ip = true,
             "--reply" => s.reply = value()?,
+            "--reply-at" => {
+                let value = value()?;
+                let (ttl, kind) = value
+                    .split_once(':')
+                    .ok_or(format!("--reply-at {value}: expected TTL:KIND"))?;
+                let ttl = u8::try_from(number(ttl.to_owned())?).map_err(|e| e.to_string())?;
+                s.reply_at.push((ttl, kind.to_owned()));
+            }
             "--close-stdout-after" => s.close_stdout_after = Some(number(value()?)? as usize),
             "--close-stdin-after" => s.close_stdin_after = Some(number(value()?)? as usize),
             "--junk-after" => s.junk_after = Some(number(value()?)? as usize),
