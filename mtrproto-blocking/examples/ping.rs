@@ -8,7 +8,8 @@
 //! `--help` lists every option.
 //!
 //! Prints one line per probe and a summary; exits non-zero when the session cannot open or
-//! no probe got a reply. Only ping hosts you are allowed to probe (try `localhost`).
+//! no probe got a reply. Probes mtr-packet refused to send (`invalid-argument`,
+//! `permission-denied`...) are counted apart from the ones sent, with its reply. Only ping hosts you are allowed to probe (try `localhost`).
 
 #[macro_use]
 mod common;
@@ -56,17 +57,32 @@ fn main() -> ExitCode {
     };
     // One hop: mtr's figures for it (loss, best, average, worst) are ping's summary.
     let mut stats = TraceStats::new(target, 1);
+    // Probes mtr-packet did not send (`ReplyKind::is_refusal`), and its latest reply.
+    let mut refused = 0;
+    let mut refusal = None;
     for seq in 1..=count {
         let started = Instant::now();
-        stats.sent(1);
         match session.probe_blocking(target, &options) {
+            Ok(result) if result.result.is_refusal() => {
+                outln!(
+                    "seq={seq}: not sent, mtr-packet refused it: {}",
+                    result.result
+                );
+                refused += 1;
+                refusal = Some(result.result);
+            }
             Ok(result) => {
+                stats.sent(1);
                 let from = result.responder.map_or("-".to_owned(), |a| a.to_string());
                 let time = result.time.map_or("-".to_owned(), common::ms);
                 outln!("{} from {from}: seq={seq} time={time} ms", result.result);
                 stats.record(1, &result);
             }
-            Err(error) => outln!("seq={seq}: {error}"),
+            Err(error) => {
+                // Lost on the way: counted as sent and unanswered.
+                stats.sent(1);
+                outln!("seq={seq}: {error}");
+            }
         }
         if seq < count {
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
@@ -76,7 +92,17 @@ fn main() -> ExitCode {
     let received = stats.hops().first().map_or(0, |hop| hop.received());
     let loss = stats.hops().first().map_or(100.0, |hop| hop.loss_percent());
     outln!("--- {} ping statistics ---", cli.host);
-    outln!("{count} probes sent, {received} received, {loss:.0}% loss");
+    let sent = count - refused;
+    match refusal {
+        None => outln!("{sent} probes sent, {received} received, {loss:.0}% loss"),
+        Some(reply) if sent == 0 => {
+            outln!("0 probes sent, {refused} refused by mtr-packet ({reply})")
+        }
+        Some(reply) => outln!(
+            "{sent} probes sent, {received} received, {loss:.0}% loss; \
+             {refused} refused by mtr-packet ({reply})"
+        ),
+    }
     if let Some(hop) = stats.hops().first().filter(|hop| hop.received() > 0) {
         let ms = |us: i64| format!("{:.3}", us as f64 / 1e3);
         let (best, avg, worst) = (hop.best_us(), hop.avg_us(), hop.worst_us());

@@ -121,3 +121,32 @@ fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
     assert!(!status.success());
     assert!(stderr.contains("0.96 or later is needed"), "{stderr}");
 }
+
+/// `ping` through a helper that refuses every probe (it printed "2 probes sent, 0
+/// received", as if the probes had been lost): it says they were refused, and why.
+#[test]
+fn ping_says_why_refused_probes_were_not_sent() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let mut child = Command::new(built_example("ping"))
+        .args(["-c", "2", "-i", "0", "127.0.0.1"])
+        .env("MTR_PACKET", format!("'{fake}' --reply invalid-argument"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A few lines: they fit in the pipe while it runs.
+    let status = wait_within(&mut child, Duration::from_secs(30));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    println!("{stdout}");
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stdout}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        summary, "0 probes sent, 2 refused by mtr-packet (invalid-argument)",
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("seq=2: not sent, mtr-packet refused it: invalid-argument"),
+        "{stdout}"
+    );
+}
