@@ -56,7 +56,8 @@ pub enum Error {
 pub(crate) fn refusal_hint(reply: &ReplyKind<'_>) -> &'static str {
     match reply {
         ReplyKind::InvalidArgument => {
-            "an option, protocol or IP version this helper or host cannot send"
+            "an option, protocol or IP version this helper or host cannot send, or a target \
+             this host has no route to"
         }
         ReplyKind::PermissionDenied => "the host forbids sending it (firewall, capabilities)",
         ReplyKind::AddressInUse => "its source port is taken",
