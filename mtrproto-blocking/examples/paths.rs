@@ -12,7 +12,8 @@
 //! Text: per TTL, the interfaces and how many flows reached each, `per packet` where one flow
 //! was answered by several, then the links. `--json`: `{"target", "confidence", "probes",
 //! "hops": [{"ttl", "responders": [addresses], "per_packet"}], "links": [[from, to], ...]}`.
-//! Exits non-zero when the session cannot open or the trace cannot run. Only trace hosts you
+//! Exits non-zero when the session cannot open or the trace cannot run (mtr-packet refused a
+//! probe, for one). Only trace hosts you
 //! are allowed to probe (try `localhost`).
 
 #[macro_use]

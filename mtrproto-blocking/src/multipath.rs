@@ -38,7 +38,8 @@ impl Session {
     ///
     /// Fails at once if the helper's release cannot answer UDP probes with fixed ports
     /// for this address family ([`Error::Unsupported`], naming the release needed: 0.93
-    /// for IPv4, 0.96 for IPv6), or if the session is closed.
+    /// for IPv4, 0.96 for IPv6), or if the session is closed; fails with
+    /// [`Error::Refused`] when the helper refuses one of its probes, as mtr stops then.
     ///
     /// ```no_run
     /// use mtrproto_blocking::{MultipathOptions, Session};
@@ -110,6 +111,11 @@ impl Session {
                 // The loop holds a sender: never disconnected.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+        }
+        // Its report would read as a path with the refused TTL silent.
+        if let Some((ttl, reply)) = tracer.refused() {
+            let reply = reply.clone();
+            return Err(Error::Refused { reply, ttl });
         }
         Ok(tracer.report())
     }

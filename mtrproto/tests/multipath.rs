@@ -1458,3 +1458,81 @@ fn random_small_topologies_with_per_packet_routers_get_no_false_link_where_all_i
         false_runs.len()
     );
 }
+
+/// The replies mtr-packet gives a probe it refused ([`mtrproto::ReplyKind::is_refusal`]).
+const REFUSALS: [&str; 5] = [
+    "invalid-argument",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "unexpected-error",
+];
+
+/// A probe the helper refused ends the trace at once, as it ends a `Tracer`'s (it was
+/// counted unanswered: TTL 2 was crossed as silent and the trace reached the target at
+/// TTL 3, missing a hop).
+#[test]
+fn a_refused_probe_ends_the_trace() {
+    for kind in REFUSALS {
+        let start = Instant::now();
+        let mut now = start;
+        let mut tracer = MultipathTracer::new(udp(), &MultipathConfig::default(), now).unwrap();
+        let mut refused: Option<ProbeId> = None;
+        let mut late = Vec::new();
+        // TTL 1: one router; TTL 2: its first probe in flight, the second refused.
+        for _ in 0..1000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                let id = probe.id();
+                assert!(
+                    id.ttl() <= 2,
+                    "{kind}: probed TTL {} past the refusal",
+                    id.ttl()
+                );
+                match (id.ttl(), refused) {
+                    (1, _) => {
+                        let line = "1 ttl-expired ip-4 10.1.0.1 round-trip-time 1000";
+                        tracer.handle_result(now, id, &result(line));
+                    }
+                    // The first stays in flight.
+                    (_, None) if !late.is_empty() => {
+                        refused = Some(id);
+                        tracer.handle_result(now, id, &result(&format!("1 {kind}")));
+                    }
+                    _ => late.push(id),
+                }
+            }
+            match tracer.poll_timeout() {
+                Some(next) => now = next.max(now),
+                None => break,
+            }
+            tracer.handle_timeout(now);
+        }
+        let refused = refused.expect(kind);
+        assert!(tracer.is_done(), "{kind}");
+        let reply = Reply::parse(&format!("1 {kind}"))
+            .unwrap()
+            .kind
+            .into_owned();
+        assert_eq!(tracer.refused(), Some((2, &reply)));
+        // At once: the probe in flight not given up first.
+        assert_eq!((late.len(), tracer.in_flight()), (1, 1), "{kind}");
+        assert_eq!(
+            (tracer.poll_timeout(), tracer.poll_probe(now)),
+            (None, None)
+        );
+        let report = tracer.report();
+        assert_eq!(report.end, Some(MultipathEnd::Refused), "{kind}");
+        assert_eq!(report.hops.len(), 2, "{kind}");
+        let hop = &report.hops[1];
+        assert!(hop.responders.is_empty(), "{kind}");
+        assert_eq!((hop.probes, hop.unanswered), (2, 1), "{kind}");
+        // Probes still in flight then are ignored when they come back or are given up.
+        let answer = result("1 reply ip-4 127.0.0.1 round-trip-time 1000");
+        for &id in &late {
+            tracer.handle_result(now, id, &answer);
+        }
+        tracer.handle_result(now, refused, &answer);
+        tracer.handle_timeout(now + Duration::from_secs(60));
+        assert_eq!(tracer.report(), report, "{kind}");
+    }
+}

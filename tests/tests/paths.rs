@@ -1,7 +1,8 @@
 //! The `paths` example (MDA over fixed UDP flows, through the real mtr-packet) inside the
 //! simulator, against each diamond's ground truth: every diamond over IPv4 and IPv6 on
 //! mtr-packet 0.96 (built by `scripts/build-mtr-versions`; without it, IPv4 only on the
-//! installed mtr-packet, IPv6 skipped with a note).
+//! installed mtr-packet, IPv6 skipped with a note). And `Session::multipath` and `paths`
+//! on a fake helper that refuses probes at one TTL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mtrproto::Confidence;
+use mtrproto_blocking::{Error, MultipathOptions, Session};
 use mtrproto_tests::sim::scenario::Scenario;
 use mtrproto_tests::sim::topology::PathTruth;
 use mtrproto_tests::{built_example, wait_within};
@@ -417,5 +419,54 @@ fn scenarios_translate_to_ipv6() {
         let parsed = Scenario::parse(&text).unwrap();
         let target: IpAddr = v6_address(target).parse().unwrap();
         assert!(parsed.path_truths().iter().any(|t| t.target == target));
+    }
+}
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
+
+/// The replies mtr-packet gives a probe it refused (`ReplyKind::is_refusal`).
+const REFUSALS: [&str; 5] = [
+    "invalid-argument",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "unexpected-error",
+];
+
+/// TTL 1 silent, TTL 2 refused, the target at TTL 3 (then `Session::multipath` came back
+/// Ok, TTL 2 merely unanswered, and `paths` printed the path without it): the trace ends
+/// with `Error::Refused` naming the reply and TTL 2, and `paths` prints that error and
+/// fails.
+#[test]
+fn a_refused_probe_ends_a_multipath_trace_with_an_error() {
+    for kind in REFUSALS {
+        let args = ["--reply-at", "1:no-reply", "--reply-at"];
+        let at = format!("2:{kind}");
+        let session = Session::builder()
+            .program(FAKE, args.into_iter().chain([at.as_str()]))
+            .open()
+            .expect("open the fake helper");
+        match session.multipath("127.0.0.1", &MultipathOptions::default()) {
+            Err(Error::Refused { reply, ttl }) => assert_eq!((reply.as_str(), ttl), (kind, 2)),
+            other => panic!("{kind}: {other:?}"),
+        }
+        let mut child = Command::new(built_example("paths"))
+            .arg("127.0.0.1")
+            .env("MTR_PACKET", format!("'{FAKE}' {} '{at}'", args.join(" ")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_within(&mut child, Duration::from_secs(60));
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(status.is_some_and(|s| !s.success()), "{kind}: {status:?}");
+        assert!(stdout.is_empty(), "{kind}: {stdout}");
+        assert!(
+            stderr.contains(&format!("refused the probe at TTL 2: {kind}")),
+            "{kind}: {stderr}"
+        );
     }
 }

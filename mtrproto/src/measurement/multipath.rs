@@ -166,6 +166,9 @@ pub enum MultipathEnd {
     Silent,
     /// The probe budget (or the flow identifiers) ran out.
     Budget,
+    /// mtr-packet refused a probe ([`ReplyKind::is_refusal`]), as it ends mtr: what was
+    /// found is no path to trust. [`MultipathTracer::refused`] gives its TTL and reply.
+    Refused,
 }
 
 /// One interface seen at a TTL.
@@ -594,6 +597,8 @@ pub struct MultipathTracer {
     repeats: u32,
     /// The failure each stopping decision is held to.
     alpha: f64,
+    /// The probe the helper refused, which ended the trace: its TTL and reply.
+    refused: Option<(u8, ReplyKind<'static>)>,
 }
 
 impl MultipathTracer {
@@ -647,6 +652,7 @@ impl MultipathTracer {
             points,
             repeats,
             alpha: config.confidence.split(config.decisions),
+            refused: None,
         };
         // A budget of no probes ends it now: no input would come to end it later.
         tracer.advance();
@@ -699,12 +705,25 @@ impl MultipathTracer {
 
     /// The probe `id` completed with `result`. A result for a probe not in flight (a
     /// duplicate, one already counted lost, one of another trace) is ignored.
+    ///
+    /// A refusal ([`ReplyKind::is_refusal`]: the helper did not send the probe, for a
+    /// reason of this host) ends the trace at once, as it ends a [`Tracer`](crate::Tracer)
+    /// and mtr: see [`refused`](MultipathTracer::refused). Results that come after it are
+    /// ignored.
     pub fn handle_result(&mut self, now: Instant, id: ProbeId, result: &ProbeResult) {
-        if self.pending.get(&id.seq) != Some(&id) {
+        if self.refused.is_some() || self.pending.get(&id.seq) != Some(&id) {
             return;
         }
         self.pending.remove(&id.seq);
         let hop = &mut self.hops[usize::from(id.ttl)];
+        if result.result.is_refusal() {
+            // Counted unanswered, the TTL would pass for silent and the report for a path;
+            // the helper will likely refuse the next probes as well.
+            hop.unanswered(id.flow.id());
+            self.refused = Some((id.ttl, result.result.clone()));
+            self.end = Some(MultipathEnd::Refused);
+            return;
+        }
         match result.responder {
             Some(address) => {
                 let terminal = address == self.target || result.result != ReplyKind::TtlExpired;
@@ -718,6 +737,9 @@ impl MultipathTracer {
 
     /// The probe `id` ended without a result (the helper failed): counted as unanswered.
     pub fn handle_lost(&mut self, now: Instant, id: ProbeId) {
+        if self.refused.is_some() {
+            return;
+        }
         if self.pending.get(&id.seq) == Some(&id) {
             self.lose(id.seq);
         }
@@ -727,6 +749,9 @@ impl MultipathTracer {
     /// Time has reached `now`: probes past their deadline count as lost. Early calls do
     /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.refused.is_some() {
+            return;
+        }
         // Deadlines of probes already answered are dropped here too, so that the front is
         // always one in flight.
         while let Some(&(deadline, seq)) = self.deadlines.front() {
@@ -765,6 +790,28 @@ impl MultipathTracer {
     /// Whether the trace is over.
     pub fn is_done(&self) -> bool {
         self.end.is_some()
+    }
+
+    /// The first probe the helper refused, which ended the trace
+    /// ([`MultipathEnd::Refused`]): its TTL and reply. A trace that ends so found nothing
+    /// to trust: report it as failed, not its report.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mtrproto::{MultipathConfig, MultipathEnd, MultipathTracer, ProbeArgs, ProbeResult, Protocol, Reply, ReplyKind};
+    /// let now = Instant::now();
+    /// let args = ProbeArgs::new("127.0.0.1".parse()?).protocol(Protocol::Udp);
+    /// let mut tracer = MultipathTracer::new(args, &MultipathConfig::default(), now)?;
+    /// let probe = tracer.poll_probe(now).unwrap();
+    /// let refused = ProbeResult::from_reply(&Reply::parse("1 invalid-argument")?);
+    /// tracer.handle_result(now, probe.id(), &refused);
+    /// assert!(tracer.is_done());
+    /// assert_eq!(tracer.refused(), Some((1, &ReplyKind::InvalidArgument)));
+    /// assert_eq!(tracer.report().end, Some(MultipathEnd::Refused));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn refused(&self) -> Option<(u8, &ReplyKind<'static>)> {
+        self.refused.as_ref().map(|(ttl, reply)| (*ttl, reply))
     }
 
     /// Probes sent so far.
