@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Confidence, Event, Feature, LineFramer, MultipathConfig, MultipathTracer, ProbeArgs, ProbeId,
-    ProbeResult, Reply, ReplyKind, Request, SendError, Session, SessionConfig, Token, TraceStats,
-    text_report,
+    Confidence, Event, Feature, LineFramer, MultipathConfig, MultipathEnd, MultipathTracer,
+    ProbeArgs, ProbeId, ProbeResult, Reply, ReplyKind, Request, SendError, Session, SessionConfig,
+    Token, TraceStats, text_report,
 };
 
 /// Reply lines: whatever parses encodes to a line that parses back equal.
@@ -254,8 +254,9 @@ pub fn stats(data: &[u8]) {
 }
 
 /// The multipath tracer with arbitrary settings under arbitrary results (any responder, any
-/// kind, lost, late, duplicated, never): no panic; the trace ends within its bounds; the
-/// budget and the window hold; the report stays within the TTLs probed.
+/// kind, lost, late, duplicated, never, now and then refused): no panic; the trace ends
+/// within its bounds; the budget and the window hold; the report stays within the TTLs
+/// probed; a trace ends as refused exactly when a probe in flight was refused.
 pub fn multipath(data: &[u8]) {
     let mut bytes = Bytes(data);
     let target = std::net::IpAddr::from([198, 18, 0, 9]);
@@ -286,6 +287,7 @@ pub fn multipath(data: &[u8]) {
     let mut tracer = MultipathTracer::new(args, &config, now).expect("valid settings");
     let mut in_flight: Vec<ProbeId> = Vec::new();
     let mut done: Vec<ProbeId> = Vec::new();
+    let mut refused = None;
     let kinds = [
         ReplyKind::TtlExpired,
         ReplyKind::Reply,
@@ -322,6 +324,20 @@ pub fn multipath(data: &[u8]) {
                 let id = done[usize::from(bytes.byte()) % done.len()];
                 tracer.handle_result(now, id, &ProbeResult::from_kind(ReplyKind::Reply));
             }
+            // Rarely, a probe the helper refused: the trace ends there.
+            (7, false) if action >= 0xf0 => {
+                let id = in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                let result = ProbeResult::from_kind(ReplyKind::PermissionDenied);
+                let before = tracer.in_flight();
+                tracer.handle_result(now, id, &result);
+                // Ignored if the probe was given up already; else it ends the trace.
+                let counted = tracer.in_flight() < before;
+                assert_eq!(tracer.is_done(), counted);
+                if counted {
+                    refused = Some(id.ttl());
+                }
+                done.push(id);
+            }
             _ => {
                 let id = in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
                 let from = bytes.byte();
@@ -344,6 +360,8 @@ pub fn multipath(data: &[u8]) {
     let report = tracer.report();
     assert_eq!(report.probes, tracer.probes_sent());
     assert!(report.end.is_some());
+    assert_eq!(tracer.refused().map(|(ttl, _)| ttl), refused, "{report:?}");
+    assert_eq!(report.end == Some(MultipathEnd::Refused), refused.is_some());
     let ttls = config.first_ttl..=config.max_ttl;
     assert!(
         report.hops.iter().all(|h| ttls.contains(&h.ttl)),
