@@ -949,18 +949,19 @@ fn meshed_hops_are_followed_per_router() {
         ..MultipathConfig::default()
     };
     // Links into TTL 3 are 1 flow in 8 (1 in 6). Each router of TTL 2 is followed on its
-    // own flows as their answers come: in 4x2 it reaches both of TTL 3's, which ends it,
-    // mostly within TTL 3's own rule (n_2 = 11 flows, spread evenly); one that showed one
-    // takes up to 8 (n_1 with the confidence split over the 4 routers). A router missed at
-    // TTL 2 takes its links with it, so TTL 2 rules out one more router than it showed
-    // (n_5 = 27 flows): 1 + 27 + 14 + 6 + 1 = 49 (flows at both TTLs until each link
-    // would have shown, counting one more router at TTL 2, took 29 and 29: 66). In 3x3 each
+    // own flows as their answers come, from the moment TTL 3 shows meshed (within its own
+    // rule of n_2 = 11 flows): in 4x2 a router that reached both of TTL 3's is done; one
+    // that showed one takes up to 8 (n_1 with the confidence split over the 4 routers). A
+    // router missed at TTL 2 takes its links with it, so TTL 2 rules out one more router
+    // than it showed (n_5 = 27 flows): 1 + 27 + 13 + 6 + 1 = 48 (following only once TTL
+    // 3's own 11 flows were spread evenly: 14 at TTL 3, 49; flows at both TTLs until each
+    // link would have shown, counting one more router at TTL 2, took 29 and 29: 66). In 3x3 each
     // reaches two of three, so a router's own rule (n_2 = 11 through each, 33) takes more
     // than flows at both TTLs until one more successor behind any (1 in 9) would have
     // shown: 26, 1 + 26 + 26 + 6 + 1 = 60. MDA's per-interface rule took a median 108 (81).
     // scamper's tracelb: 40 for each, without the links inside.
     for (topology, bound, expected) in [
-        (&full, 49, [1, 27, 14, 6, 1]),
+        (&full, 48, [1, 27, 13, 6, 1]),
         (&partly, 60, [1, 26, 26, 6, 1]),
     ] {
         let tally = tally(topology, RUNS, &like_tracelb);

@@ -44,10 +44,11 @@ pub struct MultipathConfig {
     /// interfaces before, at least 2 through each (the meshing test; 11 flows for 4
     /// interfaces reaching 2, as `tracelb`). Where, on the flows seen at both TTLs, the
     /// hops are meshed (an interface before reaching two or more, one here reached from
-    /// two or more): each interface before followed on its own flows as answers come, until
-    /// it reached every interface here or took its stopping point with the confidence split
-    /// over the interfaces before, the TTL before ruling out one more interface than it
-    /// showed (4 interfaces each reaching both of 2: a median 14 flows here, 27 before);
+    /// two or more): each interface before followed on its own flows as answers come, from
+    /// the moment the hop shows meshed, until it reached every interface here or took its
+    /// stopping point with the confidence split over the interfaces before, the TTL before
+    /// ruling out one more interface than it showed (4 interfaces each reaching both of 2:
+    /// a median 13 flows here, 27 before);
     /// or, where fewer, flows seen at both until each link there is (counting one more
     /// interface before) and one more successor behind any interface before that has not
     /// reached every interface here would have shown (26 for 3 each reaching 2 of 3). MDA's per-interface rule only where the
@@ -521,7 +522,8 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// to it, and one flow onward from each interface before (its link); MDA-Lite's tests on
 /// the flows seen at both TTLs pick what more it needs: on hops converging unmeshed onto
 /// several interfaces, two flows through each interface before (the meshing test); on
-/// meshed hops, each interface before followed on its own flows until it reached every
+/// meshed hops (from the moment they show as such, within the TTL's own rule), each
+/// interface before followed on its own flows until it reached every
 /// interface here or its own stopping rule is met (MDA's per-node rule, as answers come),
 /// or flows seen at both until each link there is would have shown, counting one more
 /// interface before, and a link one more successor behind an interface before that has
@@ -990,6 +992,15 @@ impl MultipathTracer {
         let (answered, lost) = (hop.answered(), hop.lost());
         let reached = self.config.lite && hop.reached_target;
         if !reached && answered < needed && lost < needed {
+            // A TTL already seen meshed follows each interface before on its own flows
+            // (`follow`) from then on, rather than spreading the rest of its own rule blindly.
+            if self.config.lite
+                && let Some(before) = before.filter(|b| !b.per_packet)
+                && let LiteTest::Meshed { from, most } = hop.lite_test()
+                && let Some(send @ Want::Send { .. }) = self.follow(h, before, from, most)
+            {
+                return send;
+            }
             // Flows onward from the interfaces before not yet followed count for both rules:
             // take those first, so that fewer flows cover every link.
             if self.config.lite
