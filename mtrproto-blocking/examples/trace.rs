@@ -136,10 +136,15 @@ fn run(cli: &Cli) -> Result<bool, Error> {
                 printer.flows(&report.flows);
             }
             Err(error) => {
-                eprintln!("error: {}: {error}", report.host);
+                // With one host, its error is the program's, printed once on return.
+                if cli.hosts.len() > 1 {
+                    eprintln!("error: {}: {error}", report.host);
+                }
                 failure.get_or_insert(error);
             }
         },
+        // Kinds of event added later: nothing to print.
+        _ => {}
     })?;
     match failure {
         // With one host, its error is the program's.

@@ -59,6 +59,7 @@ impl Default for CampaignLimits {
 
 /// What a campaign tells its caller, on the caller's thread.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CampaignEvent<'a> {
     /// A target's trace sent a round (its figures as of then, probes of the round in
     /// flight). While 256 of these wait for the caller's thread, further rounds go

@@ -179,6 +179,7 @@ fn max_active_bounds_the_targets_traced_at_once() {
                 active.remove(&report.index);
                 order.push(report.index);
             }
+            _ => {}
         })
         .unwrap();
     assert_eq!(most, 2);
@@ -470,6 +471,7 @@ fn rounds_waiting_for_a_slow_caller_are_bounded() {
                 match event {
                     CampaignEvent::Round { .. } => rounds += 1,
                     CampaignEvent::Done(_) => done += 1,
+                    _ => {}
                 }
             },
         )

@@ -157,6 +157,7 @@ impl MultipathProbe {
 
 /// Why a multipath trace ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MultipathEnd {
     /// Every flow that was answered at the last TTL was answered by the target (or by a
     /// router ending the path, such as an unreachable).
