@@ -106,6 +106,17 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 pub mod script;
 
+/// The replies mtr-packet gives a probe it did not send, for a reason of the host, not of
+/// the network: those mtr stops on (`handle_reply_errors` in mtr's `ui/cmdpipe.c`), which
+/// `mtrproto::ReplyKind::is_refusal` names.
+pub const REFUSALS: [&str; 5] = [
+    "invalid-argument",
+    "permission-denied",
+    "address-in-use",
+    "address-not-available",
+    "unexpected-error",
+];
+
 /// A small deterministic generator (xorshift64) for the chaos tests, so that a failing run
 /// can be repeated from its seed.
 pub struct Random(u64);

@@ -10,6 +10,7 @@ use mtrproto_blocking::{
     CampaignEvent, CampaignLimits, CampaignSummary, Error, IpVersion, Session, TraceConfig,
     TraceOptions,
 };
+use mtrproto_tests::REFUSALS;
 use mtrproto_tests::script::{HopPlan, SEED_ENV, Script};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
@@ -935,16 +936,6 @@ fn sctp_targets_of_a_helper_without_sctp_get_an_error_report() {
     let stats = session.trace("127.0.0.1", &options(1, 20)).unwrap();
     assert_eq!(stats.destination_ttl(), Some(1));
 }
-
-/// The replies mtr stops on (`handle_reply_errors` in mtr's `ui/cmdpipe.c`): the helper
-/// did not send the probe, or could not, for a reason of the host, not of the network.
-const REFUSALS: [&str; 5] = [
-    "invalid-argument",
-    "permission-denied",
-    "address-in-use",
-    "address-not-available",
-    "unexpected-error",
-];
 
 /// A trace of `host` on a fake helper started with `args`, through a campaign and through
 /// `Session::trace`.

@@ -15,7 +15,7 @@ use mtrproto::Confidence;
 use mtrproto_blocking::{Error, MultipathOptions, Session};
 use mtrproto_tests::sim::scenario::Scenario;
 use mtrproto_tests::sim::topology::PathTruth;
-use mtrproto_tests::{built_example, wait_within};
+use mtrproto_tests::{REFUSALS, built_example, wait_within};
 
 fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -423,15 +423,6 @@ fn scenarios_translate_to_ipv6() {
 }
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-mtr-packet");
-
-/// The replies mtr-packet gives a probe it refused (`ReplyKind::is_refusal`).
-const REFUSALS: [&str; 5] = [
-    "invalid-argument",
-    "permission-denied",
-    "address-in-use",
-    "address-not-available",
-    "unexpected-error",
-];
 
 /// TTL 1 silent, TTL 2 refused, the target at TTL 3 (then `Session::multipath` came back
 /// Ok, TTL 2 merely unanswered, and `paths` printed the path without it): the trace ends

@@ -43,21 +43,21 @@ pub struct MultipathConfig {
     /// one), MDA-Lite's hop rule: the TTL's own rule, its flows spread evenly over the
     /// interfaces before, at least 2 through each (the meshing test; 11 flows for 4
     /// interfaces reaching 2, as `tracelb`). Where, on the flows seen at both TTLs, the
-    /// hops are meshed (an interface before reaching two or more, one here reached from
-    /// two or more): each interface before followed on its own flows as answers come, from
-    /// the moment the hop shows meshed, until it reached every interface here or took its
+    /// hops are meshed (an interface before reaching two or more, one here reached from two
+    /// or more): each interface before followed on its own flows as answers come, from the
+    /// moment the hop shows meshed, until it reached every interface here or took its
     /// stopping point with the confidence split over the interfaces before, the TTL before
     /// ruling out one more interface than it showed (4 interfaces each reaching both of 2:
-    /// a median 13 flows here, 27 before);
-    /// or, where fewer, flows seen at both until each link there is (counting one more
-    /// interface before) and one more successor behind any interface before that has not
-    /// reached every interface here would have shown (26 for 3 each reaching 2 of 3). MDA's per-interface rule only where the
-    /// interfaces before reach unequal numbers here, or several interfaces here are each
-    /// reached from exactly one before (parallel paths: where a second successor behind
-    /// one of them is the rarest next hop, which the TTL's own rule may miss). A TTL whose
-    /// own rule found one interface, and lost no flow, is taken as linked from every
-    /// interface before whose flows go on, as scamper's `tracelb` does (no flow onward from
-    /// each). `false`: MDA's per-interface rule everywhere.
+    /// a median 13 flows here, 27 before); or, where fewer, flows seen at both until each
+    /// link there is (counting one more interface before) and one more successor behind any
+    /// interface before that has not reached every interface here would have shown (26 for
+    /// 3 each reaching 2 of 3). MDA's per-interface rule only where the interfaces before
+    /// reach unequal numbers here, or several interfaces here are each reached from exactly
+    /// one before (parallel paths: where a second successor behind one of them is the
+    /// rarest next hop, which the TTL's own rule may miss). A TTL whose own rule found one
+    /// interface, and lost no flow, is taken as linked from every interface before whose
+    /// flows go on, as scamper's `tracelb` does (no flow onward from each). `false`: MDA's
+    /// per-interface rule everywhere.
     ///
     /// What MDA-Lite gives up: an uneven successor behind one interface before, where the
     /// TTL's own rule shows one interface, or where the hops converge, goes unseen more
@@ -394,19 +394,19 @@ impl HopState {
     /// MDA-Lite's tests (Vermeulen et al., IMC 2018) between the TTL before and this one,
     /// on the flows seen at both. The meshing test: some interface before reached two or
     /// more here, and some interface here was reached from two or more before: each
-    /// interface before followed on its own flows (`follow`). Each interface before reaching
-    /// one, several here and one of them reached from two or more before (converging,
-    /// unmeshed): MDA-Lite's hop rule,
-    /// the TTL's own rule with [`MESHING_FLOWS`] through each interface before, so that a
-    /// meshed hop shows as such. The uniformity test: the interfaces before that reached any here reached
-    /// unequal numbers, so the TTL's interfaces are not equally likely and the TTL's own
-    /// rule may miss the rarer ones. And where each interface before reached one here and
-    /// each here was reached from one before, several of them (parallel paths, which is
-    /// how a 2-way router beside a 1-way one looks once its second branch is missed), MDA's
-    /// rule still rules out a second successor behind each: flows at both TTLs would take
-    /// no more than the TTL's rule did, which misses a branch taken by a quarter of the
-    /// flows more often than its confidence allows. Otherwise every interface here has one
-    /// predecessor: a flow through each shows every link.
+    /// interface before followed on its own flows (`follow`). Each interface before
+    /// reaching one, several here and one of them reached from two or more before
+    /// (converging, unmeshed): MDA-Lite's hop rule, the TTL's own rule with
+    /// [`MESHING_FLOWS`] through each interface before, so that a meshed hop shows as such.
+    /// The uniformity test: the interfaces before that reached any here reached unequal
+    /// numbers, so the TTL's interfaces are not equally likely and the TTL's own rule may
+    /// miss the rarer ones. And where each interface before reached one here and each here
+    /// was reached from one before, several of them (parallel paths, which is how a 2-way
+    /// router beside a 1-way one looks once its second branch is missed), MDA's rule still
+    /// rules out a second successor behind each: flows at both TTLs would take no more than
+    /// the TTL's rule did, which misses a branch taken by a quarter of the flows more often
+    /// than its confidence allows. Otherwise every interface here has one predecessor: a
+    /// flow through each shows every link.
     fn lite_test(&self) -> LiteTest {
         let mut predecessors: BTreeMap<IpAddr, usize> = BTreeMap::new();
         let (mut least, mut most, mut from) = (usize::MAX, 0, 0);
@@ -524,23 +524,22 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// the flows seen at both TTLs pick what more it needs: on hops converging unmeshed onto
 /// several interfaces, two flows through each interface before (the meshing test); on
 /// meshed hops (from the moment they show as such, within the TTL's own rule), each
-/// interface before followed on its own flows until it reached every
-/// interface here or its own stopping rule is met (MDA's per-node rule, as answers come),
-/// or flows seen at both until each link there is would have shown, counting one more
-/// interface before, and a link one more successor behind an interface before that has
-/// not reached every interface here would add is ruled out, whichever ends first; where the interfaces
-/// before reach unequal numbers, or several
-/// interfaces are each reached from exactly one before, the per-interface rule. A TTL
-/// whose own rule found one interface (and lost no flow) is linked from every interface
-/// before whose flows go on. Otherwise a link is reported only where one flow answered at
-/// both TTLs: an interface reached only by flows sent straight to it has one of them
-/// probed at the TTL before (the predecessor may have an interface MDA missed, which that
-/// probe may find). A TTL with two or more interfaces has answered flows probed again, 5
-/// times at 95% (7 at 99%) for each interface before whose flows reached several (and for
-/// the flows sent straight to it, unless every interface before is checked on its own):
-/// one flow answered by two interfaces marks the hop as balancing per packet. The trace
-/// ends when every answered flow reached the target, after `max_silent` silent TTLs, at
-/// `max_ttl`, or when the budget is spent.
+/// interface before followed on its own flows until it reached every interface here or its
+/// own stopping rule is met (MDA's per-node rule, as answers come), or flows seen at both
+/// until each link there is would have shown, counting one more interface before, and a
+/// link one more successor behind an interface before that has not reached every interface
+/// here would add is ruled out, whichever ends first; where the interfaces before reach
+/// unequal numbers, or several interfaces are each reached from exactly one before, the
+/// per-interface rule. A TTL whose own rule found one interface (and lost no flow) is
+/// linked from every interface before whose flows go on. Otherwise a link is reported only
+/// where one flow answered at both TTLs: an interface reached only by flows sent straight
+/// to it has one of them probed at the TTL before (the predecessor may have an interface
+/// MDA missed, which that probe may find). A TTL with two or more interfaces has answered
+/// flows probed again, 5 times at 95% (7 at 99%) for each interface before whose flows
+/// reached several (and for the flows sent straight to it, unless every interface before is
+/// checked on its own): one flow answered by two interfaces marks the hop as balancing per
+/// packet. The trace ends when every answered flow reached the target, after `max_silent`
+/// silent TTLs, at `max_ttl`, or when the budget is spent.
 ///
 /// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
 /// it and after each input, call [`poll_probe`](MultipathTracer::poll_probe) until `None`,
@@ -1070,9 +1069,9 @@ impl MultipathTracer {
     /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
     /// flows grouped by the interface they came through at the TTL before, each group that
     /// reached two or more interfaces re-probed `repeat_point` times (the least re-probed
-    /// group and its least-probed idle flow first). Flows sent straight here (their interface before unknown) form a group
-    /// of their own, re-probed only where some interface before is not checked on its own
-    /// flows.
+    /// group and its least-probed idle flow first). Flows sent straight here (their
+    /// interface before unknown) form a group of their own, re-probed only where some
+    /// interface before is not checked on its own flows.
     fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
         // Per group: the interfaces reached, the re-probes sent, the idle flow to re-probe.
         type Group = (BTreeSet<IpAddr>, u32, Option<(u16, u16)>);
