@@ -28,6 +28,9 @@ const NO: u8 = 2;
 /// sockets: IPv6 disabled in the kernel) and SCTP (no SCTP in the kernel). mtr-packet
 /// answers their probes `invalid-argument` there, which a trace would show as an empty path.
 const OPTIONAL: [Feature; 2] = [Feature::Ip6, Feature::Sctp];
+/// Indexes into [`OPTIONAL`] and `Session::optional`.
+const IP6: usize = 0;
+const SCTP: usize = 1;
 
 /// The environment variable naming the helper program, with arguments.
 pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
@@ -348,14 +351,14 @@ impl Session {
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve_host(host, options.ip_version)?;
-        if target.is_ipv6() && !self.has(0) {
+        if target.is_ipv6() && !self.has(IP6) {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "IPv6 probes: it answers `check-support feature ip-6` with no (it could \
                        not open IPv6 sockets) and would answer each with invalid-argument",
             });
         }
-        if options.protocol == mtrproto::Protocol::Sctp && !self.has(1) {
+        if options.protocol == mtrproto::Protocol::Sctp && !self.has(SCTP) {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "SCTP probes: it answers `check-support feature sctp` with no (no SCTP \
