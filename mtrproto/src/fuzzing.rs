@@ -256,7 +256,8 @@ pub fn stats(data: &[u8]) {
 /// The multipath tracer with arbitrary settings under arbitrary results (any responder, any
 /// kind, lost, late, duplicated, never, now and then refused): no panic; the trace ends
 /// within its bounds; the budget and the window hold; the report stays within the TTLs
-/// probed; a trace ends as refused exactly when a probe in flight was refused.
+/// probed; a trace ends as refused exactly when a probe in flight was refused; once it
+/// ended, however it ended, nothing changes its report.
 pub fn multipath(data: &[u8]) {
     let mut bytes = Bytes(data);
     let target = std::net::IpAddr::from([198, 18, 0, 9]);
@@ -374,6 +375,26 @@ pub fn multipath(data: &[u8]) {
             "{link:?}"
         );
     }
+    // Once it ended, however it ended, nothing changes it: probes still in flight answered
+    // (by the target or a router), lost or given up.
+    for (i, &id) in in_flight.iter().enumerate() {
+        let kind = kinds[i % kinds.len()].clone();
+        let mut result = ProbeResult::from_kind(kind);
+        result.responder = Some(std::net::IpAddr::from([198, 18, id.ttl(), 200]));
+        if i % 3 == 0 {
+            result.responder = Some(target);
+        }
+        tracer.handle_result(now, id, &result);
+        tracer.handle_lost(now, id);
+    }
+    tracer.handle_timeout(now + Duration::from_secs(3600));
+    assert_eq!(
+        tracer.report(),
+        report,
+        "changed after the end ({} in flight)",
+        in_flight.len()
+    );
+    assert_eq!(tracer.poll_timeout(), None);
 }
 
 /// The session under an arbitrary sequence of operations, played against a scripted helper:

@@ -1537,3 +1537,106 @@ fn a_refused_probe_ends_the_trace() {
         assert_eq!(tracer.report(), report, "{kind}");
     }
 }
+
+/// Once a trace ends, however it ends (the target reached, max TTL, silence, the budget),
+/// nothing changes its report: it ends only with no probe in flight (a TTL is done only
+/// once its probes and those of the TTL before are in, the budget only once none is out),
+/// and results, losses and deadlines of probes no longer in flight are ignored. Over random
+/// topologies with answers out of order (each after 1 to 40 ms, silence at the timeout).
+#[test]
+fn nothing_is_recorded_after_the_trace_ends() {
+    let mut ends = BTreeMap::new();
+    for case in 0..300u64 {
+        let seed = mix64(case + 0x5151);
+        let topology = random_topology(seed, case % 2 == 0, case % 3 == 0);
+        let config = MultipathConfig {
+            max_ttl: 1 + (mix64(seed ^ 1) % 6) as u8,
+            max_silent: 1 + (mix64(seed ^ 2) % 2) as u8,
+            max_probes: if case % 4 == 0 {
+                (mix64(seed) % 80) as u32
+            } else {
+                10_000
+            },
+            gap: Duration::from_millis(mix64(seed ^ 3) % 3),
+            lite: case % 5 != 0,
+            ..MultipathConfig::default()
+        };
+        let start = Instant::now();
+        let mut now = start;
+        let mut tracer = MultipathTracer::new(udp(), &config, now).unwrap();
+        let mut rng = seed;
+        let mut sent = Vec::new();
+        let mut pending: Vec<(Instant, ProbeId, ProbeResult)> = Vec::new();
+        for _ in 0..100_000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                let id = probe.id();
+                sent.push(id);
+                let node = topology.walk(seed, id.ttl(), id.flow().id(), &mut rng);
+                rng = mix64(rng);
+                let delay = Duration::from_millis(1 + rng % 40);
+                let (delay, line) = if node.silent {
+                    (config.timeout, "1 no-reply".to_owned())
+                } else if node.addr == TARGET.parse::<IpAddr>().unwrap() {
+                    (
+                        delay,
+                        format!("1 reply ip-4 {} round-trip-time 1000", node.addr),
+                    )
+                } else {
+                    (
+                        delay,
+                        format!("1 ttl-expired ip-4 {} round-trip-time 1000", node.addr),
+                    )
+                };
+                pending.push((now + delay, id, result(&line)));
+            }
+            if tracer.is_done() {
+                break;
+            }
+            let due = pending.iter().map(|p| p.0).min();
+            now = match (tracer.poll_timeout(), due) {
+                (Some(t), Some(d)) => t.min(d).max(now),
+                (t, d) => t.or(d).expect("a trace that is not done has a deadline"),
+            };
+            if let Some(i) = pending.iter().position(|p| p.0 <= now) {
+                let (_, id, answer) = pending.swap_remove(i);
+                tracer.handle_result(now, id, &answer);
+            } else {
+                tracer.handle_timeout(now);
+            }
+        }
+        let report = tracer.report();
+        let end = report.end.expect("the trace ended");
+        *ends.entry(format!("{end:?}")).or_insert(0) += 1;
+        assert_eq!(
+            tracer.in_flight(),
+            0,
+            "case {case}: {end:?} with probes in flight"
+        );
+        // Every probe it sent comes back once more, answered by the target or a router,
+        // then lost; the clock runs far past every deadline.
+        for (i, &id) in sent.iter().enumerate() {
+            let line = match i % 3 {
+                0 => "1 reply ip-4 127.0.0.1 round-trip-time 5".to_owned(),
+                1 => format!("1 ttl-expired ip-4 10.99.0.{} round-trip-time 5", id.ttl()),
+                _ => "1 no-reply".to_owned(),
+            };
+            tracer.handle_result(now, id, &result(&line));
+            tracer.handle_lost(now, id);
+        }
+        tracer.handle_timeout(now + Duration::from_secs(3600));
+        assert_eq!(
+            tracer.report(),
+            report,
+            "case {case}: changed after the end"
+        );
+        assert_eq!(
+            (tracer.poll_probe(now), tracer.poll_timeout()),
+            (None, None)
+        );
+    }
+    println!("ends: {ends:?}");
+    // Each way to end was taken.
+    for end in ["Reached", "MaxTtl", "Silent", "Budget"] {
+        assert!(ends.contains_key(end), "no trace ended {end}: {ends:?}");
+    }
+}

@@ -710,10 +710,12 @@ impl MultipathTracer {
     ///
     /// A refusal ([`ReplyKind::is_refusal`]: the helper did not send the probe, for a
     /// reason of this host) ends the trace at once, as it ends a [`Tracer`](crate::Tracer)
-    /// and mtr: see [`refused`](MultipathTracer::refused). Results that come after it are
-    /// ignored.
+    /// and mtr: see [`refused`](MultipathTracer::refused).
+    ///
+    /// Once the trace has ended, however it ended, results are ignored: the report stays
+    /// as it was at the end. (It ends otherwise only with no probe in flight.)
     pub fn handle_result(&mut self, now: Instant, id: ProbeId, result: &ProbeResult) {
-        if self.refused.is_some() || self.pending.get(&id.seq) != Some(&id) {
+        if self.end.is_some() || self.pending.get(&id.seq) != Some(&id) {
             return;
         }
         self.pending.remove(&id.seq);
@@ -738,8 +740,9 @@ impl MultipathTracer {
     }
 
     /// The probe `id` ended without a result (the helper failed): counted as unanswered.
+    /// Ignored once the trace has ended.
     pub fn handle_lost(&mut self, now: Instant, id: ProbeId) {
-        if self.refused.is_some() {
+        if self.end.is_some() {
             return;
         }
         if self.pending.get(&id.seq) == Some(&id) {
@@ -749,9 +752,9 @@ impl MultipathTracer {
     }
 
     /// Time has reached `now`: probes past their deadline count as lost. Early calls do
-    /// nothing.
+    /// nothing, and so do calls once the trace has ended.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.refused.is_some() {
+        if self.end.is_some() {
             return;
         }
         // Deadlines of probes already answered are dropped here too, so that the front is
