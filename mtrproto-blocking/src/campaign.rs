@@ -97,14 +97,37 @@ pub struct TargetReport {
 }
 
 /// What a whole campaign did.
+///
+/// `failed` counts every target whose report is an error; `refused` those of them whose
+/// trace ended at a probe the helper refused ([`Error::Refused`]: a reason of this host,
+/// such as a permission, a protocol or a source address it cannot use; the same probes to
+/// other targets likely fail alike), apart from a name that does not resolve or an option
+/// refused before any probe was sent ([`Error::Unsupported`]).
+///
+/// ```no_run
+/// use mtrproto_blocking::{CampaignLimits, Session, TraceOptions};
+/// let session = Session::open()?;
+/// let summary = session.campaign_reports(["127.0.0.1"], &TraceOptions::default(), &CampaignLimits::default(), |_| {})?;
+/// if summary.refused > 0 {
+///     eprintln!("{} of {} targets refused by mtr-packet", summary.refused, summary.targets);
+/// }
+/// # Ok::<(), mtrproto_blocking::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CampaignSummary {
     /// Targets traced (reports handed out).
     pub targets: usize,
     /// Probes sent.
     pub probes: u64,
-    /// Targets whose report is an error.
+    /// Targets whose report is an error, `refused` ones included.
     pub failed: usize,
+    /// Targets whose trace ended at a probe the helper refused: their report is
+    /// [`Error::Refused`] (counted in `failed` too).
+    pub refused: usize,
+    /// Probes the helper refused ([`ReplyKind::is_refusal`](mtrproto::ReplyKind::is_refusal)):
+    /// the ones that ended a trace, and any of the same targets' probes in flight then.
+    pub probes_refused: u64,
     /// The most probes in flight at once.
     pub peak_in_flight: usize,
     /// Probes answered `probes-exhausted`: the helper's table stayed full until their
@@ -470,6 +493,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
         self.summary.exhausted = counts.exhausted;
         self.summary.lost = counts.lost;
         self.summary.no_reply = counts.no_reply;
+        self.summary.probes_refused = counts.refused;
     }
 
     fn report(
@@ -482,6 +506,9 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
         self.summary.targets += 1;
         if stats.is_err() {
             self.summary.failed += 1;
+        }
+        if let Err(Error::Refused { .. }) = stats {
+            self.summary.refused += 1;
         }
         (self.on_event)(CampaignEvent::Done(TargetReport {
             index,

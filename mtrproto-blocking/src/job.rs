@@ -72,6 +72,7 @@ pub(crate) struct Counts {
     pub(crate) exhausted: u64,
     pub(crate) lost: u64,
     pub(crate) no_reply: u64,
+    pub(crate) refused: u64,
 }
 
 /// What a campaign tells the caller's thread.
@@ -254,6 +255,7 @@ impl Job {
         match result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
+            Ok(r) if r.result.is_refusal() => self.counts.refused += 1,
             Ok(_) => {}
             Err(_) => self.counts.lost += 1,
         }

@@ -975,10 +975,17 @@ fn a_trace_whose_probes_the_helper_refuses_ends_with_an_error() {
     for kind in REFUSALS {
         let (summary, report) = trace_on(&["--reply", kind], "127.0.0.1");
         assert_eq!(
-            (summary.targets, summary.failed),
-            (1, 1),
+            (summary.targets, summary.failed, summary.refused),
+            (1, 1, 1),
             "{kind}: {report:?}"
         );
+        // Every probe it sent was refused (one per TTL it reached before the refusal came
+        // back, and that one).
+        assert_eq!(
+            summary.probes_refused, summary.probes,
+            "{kind}: {summary:?}"
+        );
+        assert!(summary.probes >= 1, "{kind}: {summary:?}");
         match report {
             Err(Error::Refused { reply, ttl }) => {
                 assert_eq!((reply.as_str(), ttl), (kind, 1));
@@ -1032,8 +1039,75 @@ fn network_outcomes_stay_figures() {
     ] {
         let (summary, report) = trace_on(&["--reply", kind], "127.0.0.1");
         let stats = report.unwrap_or_else(|e| panic!("{kind}: {e}"));
-        assert_eq!((summary.targets, summary.failed), (1, 0), "{kind}");
+        assert_eq!(
+            (
+                summary.targets,
+                summary.failed,
+                summary.refused,
+                summary.probes_refused
+            ),
+            (1, 0, 0, 0),
+            "{kind}"
+        );
         let sent: u64 = (1..=4).filter_map(|t| stats.hop(t)).map(|h| h.sent()).sum();
         assert!(sent >= 2, "{kind}: {stats:?}");
     }
+}
+
+/// The summary tells targets the helper refused from other failures: of three targets, two
+/// end at a probe refused at TTL 2 and one does not resolve (an IPv6 address with IPv4
+/// asked); `failed` counts all three, `refused` the two, `probes_refused` their refused
+/// probes, apart from the `no-reply` at TTL 1.
+#[test]
+fn the_summary_counts_refused_targets_and_probes_apart() {
+    let session = Session::builder()
+        .program(
+            FAKE,
+            [
+                "--reply-at",
+                "1:no-reply",
+                "--reply-at",
+                "2:permission-denied",
+            ],
+        )
+        .open()
+        .expect("open the fake helper");
+    let mut options = options(2, 20);
+    options.trace.max_ttl = 4;
+    options.probe.ip_version = Some(IpVersion::V4);
+    let mut outcomes = BTreeMap::new();
+    let summary = session
+        .campaign_reports(
+            ["127.0.0.1", "::1", "127.0.0.2"],
+            &options,
+            &CampaignLimits::default(),
+            |report| {
+                outcomes.insert(report.index, report.stats);
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (summary.targets, summary.failed, summary.refused),
+        (3, 3, 2),
+        "{outcomes:?}"
+    );
+    for index in [0, 2] {
+        match &outcomes[&index] {
+            Err(Error::Refused { reply, ttl }) => {
+                assert_eq!((reply.as_str(), *ttl), ("permission-denied", 2));
+            }
+            other => panic!("{index}: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(outcomes[&1], Err(Error::HostResolve(_))),
+        "{outcomes:?}"
+    );
+    // At least the two that ended the traces; never a `no-reply` of TTL 1.
+    assert!(summary.probes_refused >= 2, "{summary:?}");
+    assert!(
+        summary.probes_refused + summary.no_reply <= summary.probes,
+        "{summary:?}"
+    );
+    assert!(summary.no_reply >= 2, "{summary:?}");
 }

@@ -167,7 +167,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "targets={} cycles={} probes={} elapsed_s={elapsed:.3} probes_per_s={:.0} exhausted={} \
          lost={} hops_correct={:.4} hops_correct_clean={:.4} peak_rss_kb={} \
          driver_cpu_s={driver_cpu:.2} helper_cpu_s={:.2} helpers={} timeout_s={} protocol={} \
-         rate={} peak_in_flight={} failed={} no_reply={} no_reply_per_s={:.0} \
+         rate={} peak_in_flight={} failed={} refused={} no_reply={} no_reply_per_s={:.0} \
          driver_helper_cpu={:.3} wakeups_per_s={:.0}",
         summary.targets,
         args.cycles,
@@ -185,6 +185,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.rate.map_or("none".to_owned(), |r| r.to_string()),
         summary.peak_in_flight,
         summary.failed,
+        summary.refused,
         summary.no_reply,
         summary.no_reply as f64 / elapsed,
         driver_cpu / helper_cpu,
