@@ -11,10 +11,11 @@
 //!
 //! Text: per TTL, the interfaces and how many flows reached each, `per packet` where one flow
 //! was answered by several, then the links. `--json`: `{"target", "confidence", "probes",
-//! "hops": [{"ttl", "responders": [addresses], "per_packet"}], "links": [[from, to], ...]}`.
-//! Exits non-zero when the session cannot open or the trace cannot run (mtr-packet refused a
-//! probe, for one). Only trace hosts you
-//! are allowed to probe (try `localhost`).
+//! "hops": [{"ttl", "responders": [addresses], "per_packet"}], "links": [[from, to], ...]}`,
+//! and `"error"` when the trace failed: then the probes and hops are what it found until then
+//! (mtr-packet refused a probe), or none (it could not start; `target` is the host as given).
+//! Exits non-zero when the session cannot open or the trace fails. Only trace hosts you are
+//! allowed to probe (try `localhost`).
 
 #[macro_use]
 mod common;
@@ -103,19 +104,41 @@ fn main() -> ExitCode {
         },
     };
     let session = common::open_session();
-    let report = match session.multipath(&cli.host, &options) {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("paths: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let outcome = session.multipath_partial(&cli.host, &options);
     if cli.json {
-        outln!("{}", to_json(&report));
-    } else {
-        print_text(&cli.host, &report);
+        let (mut json, error) = match outcome {
+            Ok((report, refused)) => (to_json(&report), refused),
+            // It could not start: nothing found.
+            Err(error) => (
+                json!({
+                    "target": cli.host,
+                    "confidence": cli.confidence.percent(),
+                    "probes": 0,
+                    "hops": [],
+                    "links": [],
+                }),
+                Some(error),
+            ),
+        };
+        if let Some(error) = &error {
+            json["error"] = json!(error.to_string());
+        }
+        outln!("{json}");
+        return match error {
+            Some(_) => ExitCode::FAILURE,
+            None => ExitCode::SUCCESS,
+        };
     }
-    ExitCode::SUCCESS
+    match outcome {
+        Ok((report, None)) => {
+            print_text(&cli.host, &report);
+            ExitCode::SUCCESS
+        }
+        Ok((_, Some(error))) | Err(error) => {
+            eprintln!("paths: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The report as JSON, in the shape of the simulator's ground truth plus the confidence and

@@ -53,6 +53,32 @@ impl Session {
         host: &str,
         options: &MultipathOptions,
     ) -> Result<MultipathReport, Error> {
+        match self.multipath_partial(host, options)? {
+            (_, Some(refused)) => Err(refused),
+            (report, None) => Ok(report),
+        }
+    }
+
+    /// [`Session::multipath`], keeping what the trace found when the helper refused one of
+    /// its probes: the report as of then (its `end` [`MultipathEnd::Refused`](mtrproto::MultipathEnd::Refused), the probes
+    /// sent, the TTLs probed; not a path to trust) with the [`Error::Refused`]. For callers
+    /// that show partial results, such as `paths --json`. Fails as `multipath` does when
+    /// the trace cannot start or the session closes.
+    ///
+    /// ```no_run
+    /// use mtrproto_blocking::{MultipathOptions, Session};
+    /// let session = Session::open()?;
+    /// let (report, refused) = session.multipath_partial("127.0.0.1", &MultipathOptions::default())?;
+    /// if let Some(error) = refused {
+    ///     eprintln!("{error} after {} probes", report.probes);
+    /// }
+    /// # Ok::<(), mtrproto_blocking::Error>(())
+    /// ```
+    pub fn multipath_partial(
+        &self,
+        host: &str,
+        options: &MultipathOptions,
+    ) -> Result<(MultipathReport, Option<Error>), Error> {
         // The release check sees the flows' two ports; the tracer sets them per probe.
         let probe = ProbeOptions {
             protocol: Protocol::Udp,
@@ -112,11 +138,12 @@ impl Session {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        // Its report would read as a path with the refused TTL silent.
-        if let Some((ttl, reply)) = tracer.refused() {
-            let reply = reply.clone();
-            return Err(Error::Refused { reply, ttl });
-        }
-        Ok(tracer.report())
+        // Its report would read as a path with the refused TTL silent: never without the
+        // error.
+        let refused = tracer.refused().map(|(ttl, reply)| Error::Refused {
+            reply: reply.clone(),
+            ttl,
+        });
+        Ok((tracer.report(), refused))
     }
 }

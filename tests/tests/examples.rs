@@ -150,3 +150,74 @@ fn ping_says_why_refused_probes_were_not_sent() {
         "{stdout}"
     );
 }
+
+/// `paths --json` prints one JSON object whether the trace worked or not (it printed only
+/// the error on stderr): when the helper refuses a probe, what the trace found until then
+/// (the probes sent, the TTL probed, no responder) and `"error"` naming the refusal; when
+/// the trace cannot start, the host as given, no probe and the error. The exit status
+/// still says it failed.
+#[test]
+fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let run = |args: &[&str]| {
+        let mut child = Command::new(built_example("paths"))
+            .args(args)
+            .env(
+                "MTR_PACKET",
+                format!("'{fake}' --reply invalid-argument --refuse ip-6"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_within(&mut child, Duration::from_secs(30));
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{args:?}: {status:?}: {stdout}"
+        );
+        assert_eq!(stdout.lines().count(), 1, "{args:?}: one line: {stdout}");
+        let json: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout:?} {stderr}"));
+        json
+    };
+    let mut json = run(&["--json", "127.0.0.1"]);
+    let error = json["error"].take();
+    let error = error.as_str().unwrap_or_else(|| panic!("{json}"));
+    assert!(
+        error.contains("invalid-argument") && error.contains("TTL 1"),
+        "{error}"
+    );
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "target": "127.0.0.1",
+            "confidence": 95,
+            "probes": 1,
+            "hops": [{"ttl": 1, "responders": [], "per_packet": false}],
+            "links": [],
+            "error": null,
+        })
+    );
+    // Refused before any probe: the helper cannot send IPv6 probes.
+    let mut json = run(&["--json", "-c", "99", "::1"]);
+    let error = json["error"].take();
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("ip-6")),
+        "{error}"
+    );
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "target": "::1",
+            "confidence": 99,
+            "probes": 0,
+            "hops": [],
+            "links": [],
+            "error": null,
+        })
+    );
+}
