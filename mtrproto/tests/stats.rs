@@ -515,3 +515,52 @@ fn round_trip_times_past_a_c_int_give_mtrs_figures() {
         assert_eq!(figures, expected, "round-trip times {rtts:?}");
     }
 }
+
+#[test]
+fn a_hop_keeps_a_bounded_list_of_responders_and_follows_the_latest() {
+    // A hop answered from a new address every time (a helper or a network that floods
+    // answers): the list stays bounded, as mtr's (`MAX_PATH`), instead of growing, and
+    // searched, at every answer; the figures and the latest host still count every one.
+    let mut stats = TraceStats::new(target(), 30);
+    let answers = 5_000u32;
+    for i in 0..answers {
+        let from = std::net::Ipv4Addr::from(0xc612_0000 + i).to_string();
+        answer(&mut stats, 1, &from, 100);
+    }
+    let hop = &stats.hops()[0];
+    assert_eq!(hop.received(), u64::from(answers));
+    let listed: Vec<_> = hop.responders().collect();
+    assert_eq!(listed.len(), mtrproto::Hop::MAX_RESPONDERS);
+    assert_eq!(listed[0].address, "198.18.0.0".parse::<IpAddr>().unwrap());
+    assert!(listed.iter().all(|r| r.count == 1), "{listed:?}");
+    let last = std::net::Ipv4Addr::from(0xc612_0000 + answers - 1);
+    assert_eq!(hop.host(), Some(IpAddr::from(last)));
+    // The target, unlisted too, is the hop's host: the path ends there, as in mtr.
+    answer(&mut stats, 1, "198.18.3.2", 100);
+    assert_eq!(stats.hops().len(), 1);
+    assert_eq!(stats.hops()[0].host(), Some(target()));
+    // A listed responder answering again is the host again.
+    answer(&mut stats, 1, "198.18.0.1", 100);
+    let hop = &stats.hops()[0];
+    assert_eq!(hop.host(), Some("198.18.0.1".parse().unwrap()));
+    assert_eq!(hop.responders().nth(1).map(|r| r.count), Some(2));
+    assert_eq!(hop.received(), u64::from(answers) + 2);
+}
+
+#[test]
+fn a_hop_keeps_a_bounded_list_of_reply_names_it_does_not_know() {
+    // Every answer a name mtr-packet does not have: listed up to a bound, the rest only
+    // counted as sent and unanswered; a known error is still listed and ends the path.
+    let mut stats = TraceStats::new(target(), 30);
+    for i in 0..5_000 {
+        stats.sent(1);
+        stats.record(1, &result(&format!("1 strange-answer-{i}")));
+    }
+    stats.sent(1);
+    stats.record(1, &result("1 no-route ip-4 198.18.0.1 round-trip-time 100"));
+    let hop = &stats.hops()[0];
+    assert!(hop.errors().len() <= 9, "{} listed", hop.errors().len());
+    assert_eq!(hop.error(), Some(&mtrproto::ReplyKind::NoRoute));
+    assert_eq!(hop.sent(), 5_001);
+    assert_eq!(stats.hops().len(), 1);
+}

@@ -129,9 +129,25 @@ struct More {
     /// plain answer.
     err: Option<u32>,
     /// Who answered last (mtr's `nh->addr`): 0 the first responder, `i` the `i`-th of
-    /// `others`.
+    /// `others`, [`UNLISTED`] the one in `unlisted`.
     latest: u32,
+    /// Answers from responders past [`Hop::MAX_RESPONDERS`], and the latest of them.
+    unlisted: Option<Box<Unlisted>>,
 }
+
+/// [`More::latest`] when the latest answer came from a responder not listed.
+const UNLISTED: u32 = u32::MAX;
+
+/// The answers of a hop's responders past [`Hop::MAX_RESPONDERS`]: counted, not listed.
+#[derive(Debug, Clone)]
+struct Unlisted {
+    answers: u32,
+    latest: IpAddr,
+}
+
+/// Reply names mtr-packet does not have ([`ReplyKind::Other`]) listed per hop at most; the
+/// known ones are few and always listed.
+const MAX_UNKNOWN_KINDS: usize = 8;
 
 /// An address in 16 bytes, its family told apart by the caller.
 fn pack(address: IpAddr) -> [u8; 16] {
@@ -480,11 +496,29 @@ impl Hop {
             }
             _ if seen.first == packed => 0,
             _ => {
-                let others = &mut seen.more.get_or_insert_default().others;
+                let more = seen.more.get_or_insert_default();
+                let others = &mut more.others;
                 match others.iter().position(|o| o.address == address) {
                     Some(at) => {
                         others[at].count = others[at].count.saturating_add(1);
                         at + 1
+                    }
+                    // Listed no more: a flood of new addresses costs neither memory nor a
+                    // longer search per answer.
+                    None if others.len() + 1 >= Hop::MAX_RESPONDERS => {
+                        match &mut more.unlisted {
+                            Some(unlisted) => {
+                                unlisted.answers = unlisted.answers.saturating_add(1);
+                                unlisted.latest = address;
+                            }
+                            None => {
+                                more.unlisted = Some(Box::new(Unlisted {
+                                    answers: 1,
+                                    latest: address,
+                                }));
+                            }
+                        }
+                        UNLISTED as usize
                     }
                     None => {
                         let mpls = kept_mpls(&result.mpls);
@@ -576,6 +610,7 @@ impl Hop {
             return None;
         }
         match seen.more.as_deref() {
+            Some(more) if more.latest == UNLISTED => more.unlisted.as_ref().map(|u| u.latest),
             Some(more) if more.latest > 0 => {
                 let at = usize::try_from(more.latest).ok()?;
                 more.others.get(at - 1).map(|o| o.address)
@@ -584,15 +619,23 @@ impl Hop {
         }
     }
 
-    /// Every responder, in the order first seen.
+    /// Responders listed per hop at most (mtr keeps 8, `MAX_PATH`): answers from further
+    /// ones count in the hop's figures, and the latest of them is its [`host`](Hop::host),
+    /// but they are not in [`responders`](Hop::responders).
+    pub const MAX_RESPONDERS: usize = 64;
+
+    /// Every responder, in the order first seen, up to [`Hop::MAX_RESPONDERS`] (their
+    /// counts then add up to less than [`received`](Hop::received)).
     pub fn responders(&self) -> impl Iterator<Item = Responder> + '_ {
         let seen = self.seen.as_deref();
         let mpls = |stack: &Option<Box<MplsStack>>| stack.as_deref().copied().unwrap_or_default();
-        let others = seen
-            .and_then(|s| s.more.as_deref())
-            .map_or(&[][..], |m| &m.others[..]);
+        let more = seen.and_then(|s| s.more.as_deref());
+        let others = more.map_or(&[][..], |m| &m.others[..]);
+        let unlisted = more
+            .and_then(|m| m.unlisted.as_ref())
+            .map_or(0, |u| u64::from(u.answers));
         let first = seen.filter(|s| s.returned > 0).map(|s| {
-            let answers_after = others.iter().map(|o| u64::from(o.count)).sum::<u64>();
+            let answers_after = unlisted + others.iter().map(|o| u64::from(o.count)).sum::<u64>();
             Responder {
                 address: unpack(s.first, self.v6),
                 count: u64::from(s.returned).saturating_sub(answers_after),
@@ -612,7 +655,8 @@ impl Hop {
             }))
     }
 
-    /// Outcomes other than an answer or `no-reply`, with their counts.
+    /// Outcomes other than an answer or `no-reply`, with their counts; of the reply names
+    /// mtr-packet does not have ([`ReplyKind::Other`]), the first 8 seen.
     pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
         let more = self.seen.as_deref().and_then(|s| s.more.as_deref());
         more.map_or(&[], |m| &m.errors)
@@ -720,7 +764,7 @@ impl Seen {
         }
     }
 
-    /// Counts one more `kind`; returns its index in `errors`.
+    /// Counts one more `kind`; returns its index in `errors` (`u32::MAX`: not listed).
     fn count_error(&mut self, kind: &ReplyKind<'_>) -> u32 {
         let errors = &mut self.more.get_or_insert_default().errors;
         let at = match errors.iter().position(|(k, _)| k == kind) {
@@ -728,6 +772,16 @@ impl Seen {
                 let n = &mut errors[at].1;
                 *n = n.saturating_add(1);
                 at
+            }
+            // A helper answering with ever new names must not grow the list without end.
+            None if matches!(kind, ReplyKind::Other(_))
+                && errors
+                    .iter()
+                    .filter(|(k, _)| matches!(k, ReplyKind::Other(_)))
+                    .count()
+                    >= MAX_UNKNOWN_KINDS =>
+            {
+                return u32::MAX;
             }
             None => push_exact(errors, (kind.clone().into_owned(), 1)),
         };
