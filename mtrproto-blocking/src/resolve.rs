@@ -1,6 +1,6 @@
 //! Host names to addresses, resolved once per session on the caller's thread.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Mutex;
 
@@ -53,10 +53,41 @@ impl std::fmt::Display for Host<'_> {
     }
 }
 
-/// A cache of resolved names, keyed by name and requested IP version.
+/// A name and the IP version asked for.
+type Key = (String, Option<IpVersion>);
+
+/// Names remembered at most; the oldest is forgotten first. A campaign resolves its hosts
+/// as it takes them, so that its memory grows with the targets traced at once, not with
+/// its list: their names must not all stay behind.
+const CACHED_NAMES: usize = 4096;
+
+/// A cache of resolved names, keyed by name and requested IP version, bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Resolver {
-    cache: Mutex<HashMap<(String, Option<IpVersion>), IpAddr>>,
+    cache: Mutex<Cache>,
+}
+
+/// The names resolved, and the order they came in.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<Key, IpAddr>,
+    order: VecDeque<Key>,
+}
+
+impl Cache {
+    /// Remembers `key`, forgetting the oldest name once [`CACHED_NAMES`] are.
+    fn insert(&mut self, key: Key, addr: IpAddr) {
+        // Another caller may have resolved it meanwhile: it is in `order` already.
+        if self.entries.insert(key.clone(), addr).is_some() {
+            return;
+        }
+        self.order.push_back(key);
+        while self.order.len() > CACHED_NAMES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl Resolver {
@@ -104,7 +135,7 @@ impl Resolver {
             return of_version(addr, version).map_err(error);
         }
         let key = (host.to_owned(), version);
-        if let Some(addr) = self.lock().get(&key) {
+        if let Some(addr) = self.lock().entries.get(&key) {
             return Ok(*addr);
         }
         // Resolved without the lock held: a slow name must not hold up other callers.
@@ -127,10 +158,10 @@ impl Resolver {
 
     /// Forgets every resolved name.
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        *self.lock() = Cache::default();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<IpVersion>), IpAddr>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         // The map stays consistent even if a holder panicked.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -211,5 +242,30 @@ mod tests {
             source_address_for("127.0.0.1".parse().unwrap()).unwrap(),
             "127.0.0.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_cache_of_names_stays_bounded() {
+        // A campaign takes hosts from its iterator as others end, so that its memory grows
+        // with the targets traced at once, not with the list: the names it resolved must
+        // not stay behind. Decimal numbers are names the system resolver reads as IPv4
+        // addresses (inet_aton: 2130706433 is 127.0.0.1) without asking any server.
+        let resolver = Resolver::default();
+        let names = 5_000u32;
+        for i in 0..names {
+            let name = (2_130_706_433 + i).to_string();
+            let addr = resolver.resolve(&name, None).unwrap();
+            assert_eq!(
+                addr,
+                IpAddr::from(std::net::Ipv4Addr::from(2_130_706_433 + i))
+            );
+        }
+        let cache = resolver.lock();
+        let cached = cache.entries.len();
+        assert!(cached <= CACHED_NAMES, "{cached} names cached");
+        assert_eq!(cache.order.len(), cached);
+        // The latest stay.
+        let last = (2_130_706_433 + names - 1).to_string();
+        assert!(cache.entries.contains_key(&(last, None)));
     }
 }

@@ -305,7 +305,7 @@ impl Session {
     /// Sends one probe and blocks the calling thread until it completes.
     ///
     /// `host` is an [`IpAddr`] (used as it is), or an IP address or name as text (resolved
-    /// once per session, see
+    /// once per session, the latest 4096 names kept, see
     /// [`Session::clear_dns_cache`]). A probe that mtr-packet answered is `Ok`, whatever the
     /// answer: check [`ProbeResult::success`].
     pub fn probe_blocking<'h>(
