@@ -63,12 +63,14 @@ impl Confidence {
 }
 
 /// The re-probes of answered flows that show per-packet balancing with failure at most
-/// `alpha`: at a hop balancing per packet over two or more interfaces evenly, a re-probe
-/// gets the flow's first interface again with probability at most 1/2, so `r` re-probes
-/// all do with at most `2^-r` (5 at 95%, 7 at 99%).
-pub(crate) fn repeat_point(alpha: f64) -> u32 {
+/// `alpha`, where the flows reached `ways` interfaces (two or more): at a hop balancing per
+/// packet evenly over at least `ways` interfaces, a re-probe gets the flow's first
+/// interface again with probability at most `1 / ways`, so `r` re-probes all do with at
+/// most `ways^-r` (at 95%: 5 for 2 ways, 3 for 3 or more; at 99%: 7, 5 for 3, 4 for 4).
+pub(crate) fn repeat_point(alpha: f64, ways: usize) -> u32 {
+    let miss = 1.0 / ways.max(2) as f64;
     let mut r = 1;
-    while r < 64 && 0.5f64.powi(r as i32) > alpha {
+    while r < 64 && miss.powi(r as i32) > alpha {
         r += 1;
     }
     r
@@ -181,9 +183,15 @@ mod tests {
         assert_eq!("95%".parse(), Ok(Confidence::P95));
         assert!("90".parse::<Confidence>().is_err());
         assert_eq!(Confidence::P99.percent(), 99);
-        assert_eq!(repeat_point(Confidence::P95.failure()), 5);
-        assert_eq!(repeat_point(Confidence::P99.failure()), 7);
-        assert_eq!(repeat_point(Confidence::P95.split(4)), 7);
+        assert_eq!(repeat_point(Confidence::P95.failure(), 2), 5);
+        assert_eq!(repeat_point(Confidence::P99.failure(), 2), 7);
+        assert_eq!(repeat_point(Confidence::P95.split(4), 2), 7);
+        // 3^-3 = 0.037, 4^-2 = 0.0625; 3^-5 = 0.0041, 4^-4 = 0.0039, 4^-3 = 0.0156.
+        assert_eq!(repeat_point(Confidence::P95.failure(), 3), 3);
+        assert_eq!(repeat_point(Confidence::P95.failure(), 4), 3);
+        assert_eq!(repeat_point(Confidence::P99.failure(), 3), 5);
+        assert_eq!(repeat_point(Confidence::P99.failure(), 4), 4);
+        assert_eq!(repeat_point(Confidence::P95.failure(), 0), 5);
         // n_1 with the 5% split 4 and 8 ways: 2^(1-n) <= 0.0125, 0.00625.
         assert_eq!(stopping_point(Confidence::P95.split(4), 1), 8);
         assert_eq!(stopping_point(Confidence::P95.split(8), 1), 9);

@@ -82,8 +82,10 @@ pub struct MultipathConfig {
     /// first hop then shows one of its interfaces; for probe counts like tracelb's.
     pub single_first_hop: bool,
     /// Re-probe answered flows at every TTL with two or more interfaces to tell per-packet
-    /// balancing from per-flow (default `true`). `false` saves those probes (5 per such
-    /// TTL at 95%, 7 at 99%) and never reports a hop as per packet.
+    /// balancing from per-flow (default `true`): the flows through each interface before
+    /// that reached two or more, 5 times at 95% (7 at 99%), 3 where its flows, seen going
+    /// through it, reached three or more (5 at 99%; 4 for four or more). `false` saves those
+    /// probes and never reports a hop as per packet.
     pub per_packet_check: bool,
     /// The first flow identifier used (default 0); later ones follow it, up to
     /// [`Flow::MAX`] (then the trace ends as if out of budget). The same flows through the
@@ -457,6 +459,28 @@ impl HopState {
     }
 }
 
+/// Flows at one TTL taken to have come through one interface before, for the per-packet
+/// check ([`MultipathTracer::reprobe`]).
+#[derive(Debug, Default)]
+struct Group {
+    /// The interfaces that answered them first.
+    reached: BTreeSet<IpAddr>,
+    /// Their re-probes sent.
+    reprobes: u32,
+    /// The least-probed one with nothing in flight (probes, flow).
+    idle: Option<(u16, u16)>,
+}
+
+impl Group {
+    fn add(&mut self, id: u16, o: &Obs, responder: IpAddr) {
+        self.reached.insert(responder);
+        self.reprobes += u32::from(o.sent.saturating_sub(1));
+        if o.answered + o.lost == o.sent && self.idle.is_none_or(|best| (o.sent, id) < best) {
+            self.idle = Some((o.sent, id));
+        }
+    }
+}
+
 /// What MDA-Lite's tests say of the links into one TTL ([`HopState::lite_test`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LiteTest {
@@ -536,9 +560,10 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// to it has one of them probed at the TTL before (the predecessor may have an interface
 /// MDA missed, which that probe may find). A TTL with two or more interfaces has answered
 /// flows probed again, 5 times at 95% (7 at 99%) for each interface before whose flows
-/// reached several (and for the flows sent straight to it, unless every interface before is
-/// checked on its own): one flow answered by two interfaces marks the hop as balancing per
-/// packet. The trace ends when every answered flow reached the target, after `max_silent`
+/// reached several, fewer where they reached three or more (and for the flows sent straight
+/// to it, unless every interface before is checked on its own; on a meshed hop, once each
+/// interface before is followed): one flow answered by two interfaces marks the hop as
+/// balancing per packet. The trace ends when every answered flow reached the target, after `max_silent`
 /// silent TTLs, at `max_ttl`, or when the budget is spent.
 ///
 /// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
@@ -636,7 +661,7 @@ impl MultipathTracer {
             return Err(out_of_range("decisions", value, 1, MAX_DECISIONS.into()));
         }
         let points = stopping_points(config.confidence, config.decisions);
-        let repeats = mda::repeat_point(config.confidence.split(config.decisions));
+        let repeats = mda::repeat_point(config.confidence.split(config.decisions), 2);
         let mut tracer = MultipathTracer {
             target: args.target(),
             args,
@@ -1024,10 +1049,20 @@ impl MultipathTracer {
         // per packet, one of them would have shown another interface at this confidence.
         // Per interface of the TTL before (its router's own choice), not per TTL: a hop
         // may mix per-flow and per-packet routers, and re-probes of the per-flow ones'
-        // flows show nothing.
+        // flows show nothing. On a meshed hop, after each interface before is followed: the
+        // interfaces its flows reached set its re-probes, fewer the more they are.
+        let following = match (before.filter(|b| !b.per_packet), hop.lite_test()) {
+            (Some(before), LiteTest::Meshed { from, most })
+                if self.config.lite && self.converged(h).is_none() =>
+            {
+                matches!(self.follow(h, before, from, most), Some(Want::Send { .. }))
+            }
+            _ => false,
+        };
         if self.config.per_packet_check
             && k >= 2
             && !hop.per_packet
+            && !following
             && let Some(want) = self.reprobe(hop, before)
         {
             return want;
@@ -1071,26 +1106,37 @@ impl MultipathTracer {
 
     /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
     /// flows grouped by the interface they came through at the TTL before, each group that
-    /// reached two or more interfaces re-probed `repeat_point` times (the least re-probed
-    /// group and its least-probed idle flow first). Flows sent straight here (their
+    /// reached two or more interfaces re-probed `repeat_point` times, for the interfaces
+    /// its known flows reached (the least re-probed group and its least-probed idle flow
+    /// first). Flows sent straight here (their
     /// interface before unknown) form a group of their own, re-probed only where some
     /// interface before is not checked on its own flows.
     fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
-        // Per group: the interfaces reached, the re-probes sent, the idle flow to re-probe.
-        type Group = (BTreeSet<IpAddr>, u32, Option<(u16, u16)>);
-        let mut groups: BTreeMap<Option<IpAddr>, Group> = BTreeMap::new();
+        // A flow seen going on from its interface before (or from the only one there) came
+        // through that router, unless a TTL before balances per packet (a flow's way there
+        // may change with each probe). A router balancing per packet over the interfaces
+        // its known flows reached returns a re-probe to the first one with probability at
+        // most one in that many: fewer re-probes where they reached three or more.
+        let ttl = usize::from(self.current);
+        let first = usize::from(self.config.first_ttl);
+        let steady = !self.hops[first..ttl].iter().any(|h| h.per_packet);
+        let sole = before.and_then(HopState::sole_through);
+        let known = |id: u16, from: Option<IpAddr>| {
+            steady
+                && from.is_some()
+                && (sole == from || before.is_some_and(|b| b.seen_through(id) == from))
+        };
+        let mut groups: BTreeMap<Option<IpAddr>, [Group; 2]> = BTreeMap::new();
         for (&id, o) in &hop.flows {
             let Some(responder) = o.responder else {
                 continue;
             };
-            let group = groups.entry(o.from).or_default();
-            group.0.insert(responder);
-            group.1 += u32::from(o.sent.saturating_sub(1));
-            if o.answered + o.lost == o.sent && group.2.is_none_or(|best| (o.sent, id) < best) {
-                group.2 = Some((o.sent, id));
+            let [all, sure] = groups.entry(o.from).or_default();
+            all.add(id, o, responder);
+            if known(id, o.from) {
+                sure.add(id, o, responder);
             }
         }
-        let needed = self.repeats;
         // Flows sent straight here came through an unknown interface before. Where every
         // interface before that flows go on from has its own group here, which reached two
         // or more interfaces and so gets its own re-probes, theirs would test the same
@@ -1098,13 +1144,25 @@ impl MultipathTracer {
         let covered = before.is_some_and(|b| {
             let mut through = b.onward.iter().filter(|(_, f)| !f.is_empty()).peekable();
             through.peek().is_some()
-                && through.all(|(&a, _)| groups.get(&Some(a)).is_some_and(|g| g.0.len() >= 2))
+                && through.all(|(&a, _)| {
+                    groups
+                        .get(&Some(a))
+                        .is_some_and(|[all, _]| all.reached.len() >= 2)
+                })
         });
         // The least re-probed group first: a router balancing per packet shows after a few
         // of its own re-probes, which ends the check for every group.
         let (mut best, mut waiting) = (None::<(u32, u16)>, false);
-        for (from, (reached, reprobes, idle)) in &groups {
-            if reached.len() < 2 || *reprobes >= needed || (from.is_none() && covered) {
+        for (from, [all, sure]) in &groups {
+            if all.reached.len() < 2 || (from.is_none() && covered) {
+                continue;
+            }
+            let (group, needed) = match sure.reached.len() {
+                ways @ 3.. => (sure, mda::repeat_point(self.alpha, ways)),
+                _ => (all, self.repeats),
+            };
+            let Group { reprobes, idle, .. } = group;
+            if *reprobes >= needed {
                 continue;
             }
             match idle {
