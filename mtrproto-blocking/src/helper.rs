@@ -60,6 +60,9 @@ pub(crate) fn give_up_at(now: Instant, args: &ProbeArgs, grace: Duration) -> Ins
 /// A campaign probe's answer, for the driver to hand to its campaign.
 pub(crate) type Answer = (ProbeKey, Result<ProbeResult, Error>);
 
+/// How many tokens of late or second answers a helper remembers ([`Helper::strays`]).
+const STRAYS_KEPT: usize = 64;
+
 /// How long a helper's output rests after a read while nothing waits for room in its
 /// window: the answers of that time are then read in one wake-up instead of one each. The
 /// helper timestamps every answer, so reading it later changes no figure.
@@ -172,8 +175,11 @@ pub(crate) struct Helper {
     junk_since: Option<Instant>,
     /// Requests it answered: a helper that never answered is restarted only after a pause.
     answered: u64,
-    /// When it last answered anything (late and second answers included).
+    /// When it last answered anything (late and second answers included, once per token).
     last_answer: Option<Instant>,
+    /// The tokens of the last few late or second answers ([`STRAYS_KEPT`]): another line
+    /// for one of them is a helper repeating itself, not a sign of life.
+    strays: VecDeque<mtrproto::Token>,
     diagnostics: u64,
     recent: VecDeque<String>,
     /// Something [`Helper::status`] reports changed.
@@ -266,6 +272,7 @@ impl Helper {
             junk_since: None,
             answered: 0,
             last_answer: None,
+            strays: VecDeque::new(),
             diagnostics: 0,
             recent: VecDeque::new(),
             changed: true,
@@ -889,8 +896,15 @@ impl Helper {
         }
         self.recent
             .push_back(cut(&format!("{diagnostic:?}"), DIAGNOSTIC_TEXT));
-        // A late or second answer is a slow helper, not a broken one.
-        if matches!(diagnostic, Diagnostic::Late(_) | Diagnostic::Duplicate(_)) {
+        // A late or second answer is a slow helper, not a broken one; the same token's
+        // again and again is a helper looping on an old line, as junk as any.
+        if let Diagnostic::Late(reply) | Diagnostic::Duplicate(reply) = diagnostic
+            && !self.strays.contains(&reply.token)
+        {
+            if self.strays.len() >= STRAYS_KEPT {
+                self.strays.pop_front();
+            }
+            self.strays.push_back(reply.token);
             self.last_answer = Some(now);
             return false;
         }

@@ -524,6 +524,39 @@ fn a_helper_flooding_junk_is_killed_after_the_grace() {
 }
 
 #[test]
+fn a_helper_writing_an_old_answer_again_and_again_is_killed_after_the_grace() {
+    // It reads every request but answers none, and writes its last answer every 5 ms: a
+    // helper looping on an old line. A second answer counts as a sign of life once per
+    // token (a helper writing each answer twice is slow, not broken), not at every repeat.
+    let session = fake(&["--repeat-after", "3"])
+        .grace(Duration::from_secs(2))
+        .open()
+        .unwrap();
+    assert!(session.probe_blocking("127.0.0.1", &one_second()).is_ok());
+    let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+    let (result, waited) = result_within(&handle, Duration::from_secs(10));
+    println!("repeated answer: {result:?} after {waited:?}");
+    // Ended as a helper writing only lines that answer nothing, one grace after they
+    // began, not left to time out each probe while it lives on.
+    assert!(
+        matches!(
+            result,
+            Err(Error::Process(ProcessError::NotMtrPacket { .. }))
+        ),
+        "{result:?}"
+    );
+    assert!(waited < Duration::from_millis(3500), "{waited:?}");
+    // It had answered: a new helper takes its place and answers.
+    restarted(&session, 1);
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &one_second())
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
 fn a_helper_that_stops_reading_fails_every_queued_probe_in_time() {
     let session = fake(&["--deaf-after", "3"])
         .grace(Duration::from_secs(1))

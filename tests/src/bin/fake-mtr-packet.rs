@@ -5,7 +5,7 @@
 //! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
-//!     [--deaf-after N]
+//!     [--deaf-after N] [--repeat-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH]
 //! ```
 //!
@@ -30,6 +30,9 @@
 //! - `--junk-after N`: after reading N requests, write junk lines as fast as it can for a
 //!   minute, reading nothing;
 //! - `--deaf-after N`: after reading N requests, stop reading stdin for a minute;
+//! - `--repeat-after N`: after reading N requests, answer none and write the last probe
+//!   answer again every 5 ms for a minute, still reading stdin (a helper looping on an old
+//!   answer);
 //! - `--orphan-after N`: after reading N requests, start a child that keeps stdin and stdout
 //!   open for a minute, and exit;
 //! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED and the process
@@ -63,6 +66,7 @@ struct Scenario {
     close_stdin_after: Option<usize>,
     junk_after: Option<usize>,
     deaf_after: Option<usize>,
+    repeat_after: Option<usize>,
     orphan_after: Option<usize>,
     chaos: Option<u64>,
     read_log: Option<String>,
@@ -94,6 +98,9 @@ fn main() {
         });
     });
     let mut held = Vec::new();
+    // The last probe answer, for `--repeat-after`.
+    let mut last_probe_answer = Vec::new();
+    let mut repeating = false;
     // Each process its own sequence: a restarted helper must not replay its predecessor's.
     let mut random = scenario
         .chaos
@@ -132,6 +139,13 @@ fn main() {
             std::thread::sleep(MISBEHAVE_FOR);
             std::process::exit(0);
         }
+        if reached(scenario.repeat_after) {
+            if !repeating {
+                repeating = true;
+                repeat(last_probe_answer.clone());
+            }
+            continue;
+        }
         if reached(scenario.orphan_after) {
             // The child inherits stdin and stdout and outlives this process.
             let _ = std::process::Command::new("sleep").arg("60").spawn();
@@ -160,6 +174,7 @@ fn main() {
             bytes.extend_from_slice(b"%% this is not protocol \xff\n");
         }
         bytes.extend_from_slice(&answer);
+        last_probe_answer.clone_from(&answer);
         if scenario.twice {
             bytes.extend_from_slice(&answer);
         }
@@ -211,6 +226,27 @@ fn flood_junk() -> ! {
         }
     }
     std::process::exit(0);
+}
+
+/// Writes `answer` again every 5 ms for a minute, then exits, on a thread of its own.
+fn repeat(answer: Vec<u8>) {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        // Its own handle on the pipe: the answer writer holds stdout's lock for good.
+        let Ok(mut out) = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/fd/1")
+        else {
+            std::process::exit(1);
+        };
+        while started.elapsed() < MISBEHAVE_FOR {
+            if out.write_all(&answer).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::process::exit(0);
+    });
 }
 
 enum Chaos {
@@ -338,6 +374,7 @@ fn parse_args() -> Result<Scenario, String> {
             "--close-stdin-after" => s.close_stdin_after = Some(number(value()?)? as usize),
             "--junk-after" => s.junk_after = Some(number(value()?)? as usize),
             "--deaf-after" => s.deaf_after = Some(number(value()?)? as usize),
+            "--repeat-after" => s.repeat_after = Some(number(value()?)? as usize),
             "--orphan-after" => s.orphan_after = Some(number(value()?)? as usize),
             "--chaos" => s.chaos = Some(number(value()?)?),
             "--read-log" => s.read_log = Some(value()?),
