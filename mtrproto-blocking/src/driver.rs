@@ -684,6 +684,9 @@ impl Driver {
             match started {
                 Ok(mut fresh) => {
                     fresh.set_udp_by_sequence(self.udp_by_sequence);
+                    // The program may have changed since the session opened (an upgrade at
+                    // the same path): its version, for `Session::helpers`.
+                    fresh.ask_version(now);
                     if let Some(status) = slot.helper.exit_status() {
                         slot.last_exit = Some(status);
                     }

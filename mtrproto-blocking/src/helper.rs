@@ -80,6 +80,9 @@ pub(crate) enum Waiter {
     /// A probe, with its pin ([`pinned_slot`]) if it has one.
     Probe(Caller, Option<usize>),
     Support(Sender<Result<String, Failure>>),
+    /// The driver's own `check-support feature version` to a restarted helper
+    /// ([`Helper::ask_version`]).
+    Version,
 }
 
 /// Why a helper stopped being used: what its callers are told.
@@ -182,6 +185,8 @@ pub(crate) struct Helper {
     strays: VecDeque<mtrproto::Token>,
     diagnostics: u64,
     recent: VecDeque<String>,
+    /// Its answer to the driver's `check-support feature version`, if asked and answered.
+    version: Option<String>,
     /// Something [`Helper::status`] reports changed.
     changed: bool,
 }
@@ -275,6 +280,7 @@ impl Helper {
             strays: VecDeque::new(),
             diagnostics: 0,
             recent: VecDeque::new(),
+            version: None,
             changed: true,
         })
     }
@@ -388,6 +394,7 @@ impl Helper {
             restarts: 0,
             diagnostics: self.diagnostics,
             recent_diagnostics: self.recent.clone(),
+            version: self.version.clone(),
         })
     }
 
@@ -552,6 +559,17 @@ impl Helper {
                 return;
             };
             self.submit(now, args, done);
+        }
+    }
+
+    /// Asks its version (`check-support feature version`) as its first request, for
+    /// [`HelperStatus::version`]: the driver's own request, answered as any other (bounded
+    /// by the request timeout), never waited for. The session's release stays the one it
+    /// looked up at open (see [`Session`](crate::Session)); this only shows a program that
+    /// changed.
+    pub(crate) fn ask_version(&mut self, now: Instant) {
+        if let Ok(token) = self.session.check_support(now, Feature::Version) {
+            self.waiting.insert(token, Waiter::Version);
         }
     }
 
@@ -853,11 +871,23 @@ impl Helper {
                 }
                 Event::Support { token, outcome, .. } => {
                     let unanswered = outcome == Err(Failure::Unanswered);
-                    if let Some(Waiter::Support(done)) = self.waiting.remove(token) {
-                        self.note_answer(now, outcome.is_ok());
-                        let _ = done.send(outcome);
+                    match self.waiting.remove(token) {
+                        Some(Waiter::Support(done)) => {
+                            self.note_answer(now, outcome.is_ok());
+                            let _ = done.send(outcome);
+                            unanswered
+                        }
+                        // The driver's own check counts for no watchdog or restart rule: a
+                        // helper is judged by its callers' requests, as before it was asked.
+                        Some(Waiter::Version) => {
+                            if let Ok(version) = outcome {
+                                self.version = Some(cut(&version, DIAGNOSTIC_TEXT));
+                                self.changed = true;
+                            }
+                            false
+                        }
+                        _ => unanswered,
                     }
-                    unanswered
                 }
                 Event::Diagnostic(diagnostic) => {
                     junk_for_grace |= self.note_diagnostic(now, &diagnostic);

@@ -81,6 +81,11 @@
 //! held back behind other helpers' probes (a TCP or SCTP probe, and every probe after it,
 //! waits until no other helper has any) ends unsent with
 //! [`ProcessError::Unresponsive`] once its own timeout and the grace have passed.
+//! A helper started again runs the program the command names then, which may have changed
+//! since the session opened (an upgrade): the session keeps the release and feature answers
+//! it read at open ([`Session::version`] says why), and reports the new process's own
+//! answer to `check-support feature version`, asked as its first request, in
+//! [`HelperStatus::version`].
 //! [`Session::helpers`] reports each slot's current pid, last exit status and restarts. A
 //! program that is not mtr-packet fails [`SessionBuilder::open`]
 //! within `grace`. [`Session::close`] lets in-flight probes finish within the close grace,

@@ -508,6 +508,16 @@ impl Session {
     }
 
     /// The helper's version, as it answered `check-support feature version` (`0.95` here).
+    ///
+    /// Read once, at open, with the release's row ([`Session::release`]) and, at their first
+    /// use, the optional features (IPv6, SCTP). A helper the session starts again (after it
+    /// crashed) runs whatever program the command names then; if that changed (another mtr
+    /// build at the same path, an upgrade during a long campaign), the session keeps these:
+    /// callers check their probes against the release on their own threads, the window was
+    /// clamped to its probe table when the helpers started, and the helpers of one session
+    /// would no longer agree. The new process is asked its version all the same, without
+    /// waiting for it, and [`HelperStatus::version`] shows its answer: where it differs from
+    /// this, open a new session to follow the new release's rules.
     pub fn version(&self) -> &str {
         &self.version
     }

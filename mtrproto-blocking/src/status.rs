@@ -28,6 +28,16 @@ pub struct HelperStatus {
     pub diagnostics: u64,
     /// The last few of those lines, cut to a readable length, oldest first.
     pub recent_diagnostics: VecDeque<String>,
+    /// What the slot's current process answered to `check-support feature version`, asked
+    /// as its first request by the session when it starts a helper again; `None` for the
+    /// processes started at open (their version is [`Session::version`]) and until the
+    /// answer comes. The program may have changed since the session opened (another mtr
+    /// build at the same path, an upgrade during a long campaign): the session keeps the
+    /// release it looked up at open, so a version that differs from
+    /// [`Session::version`] means: open a new session to use the new release's rules.
+    ///
+    /// [`Session::version`]: crate::Session::version
+    pub version: Option<String>,
 }
 
 /// The state shared between the driver and the session.
