@@ -141,8 +141,10 @@ pub struct CampaignSummary {
 
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
-    /// probe out of transit, once the trace has ended. Fails with [`Error::Refused`] when
-    /// the helper refuses one of its probes, as mtr stops then.
+    /// probe out of transit, once the trace has ended: probes still out then (their answer
+    /// due after the trace's grace) are abandoned, as mtr abandons them, where a campaign
+    /// waits for them to count their outcomes. Fails with [`Error::Refused`] when the
+    /// helper refuses one of its probes, as mtr stops then.
     ///
     /// These are the whole trace's figures. To have each flow's as well
     /// ([`TraceConfig::flows`]), trace through [`Session::campaign_reports`], one host or
@@ -174,8 +176,11 @@ impl Session {
     /// ```
     pub fn trace(&self, host: &str, options: &TraceOptions) -> Result<TraceStats, Error> {
         let mut stats = None;
-        self.campaign_reports([host], options, &CampaignLimits::default(), |report| {
-            stats = Some(report.stats);
+        let limits = CampaignLimits::default();
+        self.run_campaign([host], options, &limits, false, false, |event| {
+            if let CampaignEvent::Done(report) = event {
+                stats = Some(report.stats);
+            }
         })?;
         stats.unwrap_or(Err(crate::StateError.into()))
     }
@@ -231,7 +236,7 @@ impl Session {
         S: AsRef<str>,
         F: FnMut(CampaignEvent<'_>),
     {
-        self.run_campaign(hosts, options, limits, true, on_event)
+        self.run_campaign(hosts, options, limits, true, true, on_event)
     }
 
     /// [`Session::campaign`] without [`CampaignEvent::Round`]: `on_report` gets each
@@ -261,20 +266,22 @@ impl Session {
         S: AsRef<str>,
         F: FnMut(TargetReport),
     {
-        self.run_campaign(hosts, options, limits, false, |event| {
+        self.run_campaign(hosts, options, limits, false, true, |event| {
             if let CampaignEvent::Done(report) = event {
                 on_report(report);
             }
         })
     }
 
-    /// A campaign, with [`CampaignEvent::Round`]s if `rounds`.
+    /// A campaign, with [`CampaignEvent::Round`]s if `rounds`; returning once the probes
+    /// still out at the last report are done too if `wait_for_probes`.
     fn run_campaign<I, S, F>(
         &self,
         hosts: I,
         options: &TraceOptions,
         limits: &CampaignLimits,
         rounds: bool,
+        wait_for_probes: bool,
         on_event: F,
     ) -> Result<CampaignSummary, Error>
     where
@@ -312,6 +319,7 @@ impl Session {
             rounds_waiting,
             summary: CampaignSummary::default(),
             settled: true,
+            wait_for_probes,
             on_event,
         };
         run.run(hosts.into_iter().enumerate(), &events)?;
@@ -355,6 +363,8 @@ struct Run<'s, F> {
     /// No report from the driver since it said the counts are final ([`JobEvent::Settled`]),
     /// or no report yet.
     settled: bool,
+    /// Whether to return only once `settled` (the summary then counts every probe).
+    wait_for_probes: bool,
     on_event: F,
 }
 
@@ -378,7 +388,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 self.session.wake_driver();
             }
             // Every target reported, and the answers to their last probes counted.
-            if self.active.is_empty() && !hosts_left && self.settled {
+            if self.active.is_empty() && !hosts_left && (self.settled || !self.wait_for_probes) {
                 return Ok(());
             }
             match events.recv_timeout(EVENT_WAIT) {

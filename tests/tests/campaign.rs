@@ -249,6 +249,28 @@ fn a_helper_that_never_answers_ends_each_trace_within_its_grace() {
     assert!(stats.hops().is_empty(), "nothing answered");
 }
 
+#[test]
+fn trace_returns_at_the_end_of_its_grace_without_waiting_for_probes_still_out() {
+    // The helper answers 3 s after each probe; the trace's grace ends long before. mtr's
+    // report comes then and mtr exits, abandoning the probes still out: `Session::trace`
+    // returns then too (a campaign waits for them, to count their outcomes).
+    let session = fake(3000);
+    let mut options = options(1, 20);
+    options.trace.max_ttl = 1;
+    options.trace.grace = Duration::from_millis(100);
+    options.trace.timeout = Duration::from_secs(5);
+    let start = Instant::now();
+    let stats = session.trace("127.0.0.1", &options).unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "returned after {took:?}");
+    assert!(stats.hops().is_empty(), "nothing answered in time");
+    // The abandoned probe's answer disturbs nothing: the next trace is answered.
+    let mut options = options.clone();
+    options.trace.grace = Duration::from_secs(5);
+    let stats = session.trace("127.0.0.1", &options).unwrap();
+    assert_eq!(stats.destination_ttl(), Some(1));
+}
+
 /// A path script with no loss, no unreachable hop and one router per hop, so that every
 /// trace sees the same hops.
 fn clean_script() -> (u64, Script) {
