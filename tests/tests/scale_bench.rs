@@ -1,6 +1,7 @@
 //! `scale-bench` inside mtrsim on the generated internet: a small campaign reports every
 //! target, none refused for a full table, and every report matches the ground truth on
-//! paths without loss. The figures themselves are the benchmark's, not asserted here.
+//! paths without loss, and the driver thread's CPU is read. The figures themselves are the
+//! benchmark's, not asserted here.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -57,6 +58,11 @@ fn a_small_campaign_matches_the_ground_truth() {
     let correct: f64 = get("hops_correct").parse().unwrap();
     assert!(correct >= 0.95, "{stdout}");
     assert!(get("probes").parse::<u64>().unwrap() >= 150 * 2);
+    // The driver thread was found by its name, and its CPU is part of the process's (each
+    // read in 10 ms ticks).
+    let process: f64 = get("driver_cpu_s").parse().unwrap();
+    let thread: f64 = get("driver_thread_cpu_s").parse().unwrap();
+    assert!((0.0..=process + 0.011).contains(&thread), "{stdout}");
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //! answered within their timeout) with its rate. `driver_cpu_s` is this whole
 //! process (the campaign and the driver thread, and the judging of each report),
 //! `helper_cpu_s` the helpers' (read from `/proc` while they run), `driver_helper_cpu` the
-//! first over the second, and `wakeups_per_s` how often this process's threads went to
+//! first over the second, `driver_thread_cpu_s` and `driver_thread_helper_cpu` the same for
+//! the driver thread alone (without the caller's thread: the campaign's callback, the
+//! judging), and `wakeups_per_s` how often this process's threads went to
 //! sleep (voluntary context switches), the measure of its wake-ups.
 //!
 //! `hops_correct` is the fraction of targets whose report matches the ground truth, by the
@@ -40,7 +42,12 @@ use mtrproto_blocking::{
 };
 use mtrproto_tests::sim::internet::TargetTruth;
 use mtrproto_tests::sim::scenario::Scenario;
-use mtrproto_tests::{child_pids, peak_rss_kb, stat_cpu_seconds, voluntary_switches};
+use mtrproto_tests::{
+    child_pids, peak_rss_kb, stat_cpu_seconds, thread_cpu_seconds, voluntary_switches,
+};
+
+/// The driver thread's name (`comm`), whose CPU is also given on its own.
+const DRIVER_THREAD: &str = "mtr-packet driver";
 
 struct Args {
     scenario: String,
@@ -127,6 +134,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let helpers_before = helper_cpu();
     let self_before = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+    let thread_before = thread_cpu_seconds(DRIVER_THREAD).unwrap_or(0.0);
     let switches_before = voluntary_switches();
     let mut helpers_after = helpers_before;
     let (mut correct, mut clean, mut clean_correct, mut judged) = (0u64, 0u64, 0u64, 0u64);
@@ -154,6 +162,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let helpers_after = helpers_after.max(helper_cpu());
     let driver_cpu = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0) - self_before;
+    let thread_cpu = thread_cpu_seconds(DRIVER_THREAD).unwrap_or(f64::NAN) - thread_before;
     let wakeups = voluntary_switches() - switches_before;
     let helper_cpu = helpers_after - helpers_before;
     let ratio = |a: u64, b: u64| {
@@ -168,7 +177,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
          lost={} hops_correct={:.4} hops_correct_clean={:.4} peak_rss_kb={} \
          driver_cpu_s={driver_cpu:.2} helper_cpu_s={:.2} helpers={} timeout_s={} protocol={} \
          rate={} peak_in_flight={} failed={} refused={} no_reply={} no_reply_per_s={:.0} \
-         driver_helper_cpu={:.3} wakeups_per_s={:.0}",
+         driver_helper_cpu={:.3} driver_thread_cpu_s={thread_cpu:.2} \
+         driver_thread_helper_cpu={:.3} wakeups_per_s={:.0}",
         summary.targets,
         args.cycles,
         summary.probes,
@@ -189,6 +199,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         summary.no_reply,
         summary.no_reply as f64 / elapsed,
         driver_cpu / helper_cpu,
+        thread_cpu / helper_cpu,
         wakeups as f64 / elapsed,
     );
     Ok(())
