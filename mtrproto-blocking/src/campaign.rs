@@ -38,9 +38,10 @@ pub struct TraceOptions {
 pub struct CampaignLimits {
     /// Probes in flight at most over the whole campaign. `None`: every helper's window
     /// ([`Session::window`] times the helpers), which the session keeps within the helpers'
-    /// probe tables. Larger values are brought down to that.
+    /// probe tables. Larger values are brought down to that, 0 up to 1.
     pub max_in_flight: Option<usize>,
-    /// Probes sent per second at most over the whole campaign; `None`: no cap.
+    /// Probes sent per second at most over the whole campaign (0 counts as 1); `None`: no
+    /// cap.
     pub rate: Option<u32>,
     /// Targets traced at once at most (default 4096, at most 2^24): the others wait in the
     /// caller's iterator, so memory grows with this, not with the number of targets.

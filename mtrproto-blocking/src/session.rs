@@ -176,7 +176,8 @@ impl SessionBuilder {
     }
 
     /// How long [`Session::close`] lets in-flight probes finish before killing the helper
-    /// (default 1 s; a grace too large for the clock waits a day).
+    /// (default 1 s; a grace too large for the clock counts as [`mtrproto::FAR_FUTURE`], 136
+    /// years).
     pub fn close_grace(mut self, grace: Duration) -> Self {
         self.close_grace = grace;
         self

@@ -21,7 +21,7 @@ pub struct TraceConfig {
     /// The highest TTL probed (mtr's `-m`, default 30); at least 1.
     pub max_ttl: u8,
     /// A round ends once more than this many hops before the next are silent (mtr's `-U`,
-    /// default 12); at least 1.
+    /// default 12); at least 1 (0 counts as 1).
     pub max_unknown: u8,
     /// The time per round (mtr's `-i`, default 1 s): a probe goes out every
     /// `interval / hops`.
@@ -175,8 +175,9 @@ pub struct Tracer {
 impl Tracer {
     /// A trace of `args`' target (its protocol, port, size and so on, every probe alike),
     /// started at `now`: the first probe is due one gap later, as in mtr. Fails if
-    /// `config.timeout` or a TTL cannot be sent, or if `config.flows` are asked of a
-    /// protocol that cannot hold a flow or are more than [`Flow::MAX`]` + 1`.
+    /// `config.cycles` is 0, if `config.timeout` or a TTL cannot be sent, or if
+    /// `config.flows` are asked of a protocol that cannot hold a flow or are more than
+    /// [`Flow::MAX`]` + 1`.
     pub fn new(
         args: ProbeArgs,
         config: &TraceConfig,
