@@ -569,6 +569,9 @@ impl Driver {
 
     /// Ends, unsent, the held probes whose own timeout and grace have passed
     /// ([`Held::until`]): the quiet they wait for may be another probe's far longer timeout.
+    /// `Unresponsive`, as a probe held back behind another helper's probes ends
+    /// (`Helper::expire_gated`): the same wait, and no helper exited then (a successor may
+    /// run; the one whose probes made the quiet ended long before).
     fn expire_held(&mut self, now: Instant) {
         if self.held_until.is_none_or(|at| at > now) {
             return;
@@ -578,7 +581,7 @@ impl Driver {
             if held.until > now {
                 self.hold(held);
             } else {
-                self.fail_unsent(now, held.caller);
+                self.complete_unsent(now, held.caller, ProcessError::Unresponsive.into());
             }
         }
     }
@@ -586,7 +589,13 @@ impl Driver {
     /// Completes a probe no helper took: the error of the helpers' end, for a caller or as
     /// a campaign's lost probe.
     fn fail_unsent(&mut self, now: Instant, caller: Caller) {
-        let lost = Err(self.exited().into());
+        let error = self.exited().into();
+        self.complete_unsent(now, caller, error);
+    }
+
+    /// Completes an unsent probe with `error`, for a caller or as a campaign's lost probe.
+    fn complete_unsent(&mut self, now: Instant, caller: Caller, error: Error) {
+        let lost = Err(error);
         match caller {
             Caller::Callback(done) => done.complete(lost),
             Caller::Campaign(key) => {
@@ -991,7 +1000,7 @@ mod tests {
         assert_eq!(driver.held_until, None);
         let ended = outcome.try_recv();
         assert!(
-            matches!(ended, Ok(Err(Error::Process(ProcessError::Exited { .. })))),
+            matches!(ended, Ok(Err(Error::Process(ProcessError::Unresponsive)))),
             "{ended:?}"
         );
         kill(driver);

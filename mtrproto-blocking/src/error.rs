@@ -137,8 +137,10 @@ pub enum ProcessError {
         status: Option<ExitStatus>,
     },
     /// The helper did not answer within the request's timeout plus the session's grace;
-    /// or, with several helpers, the probe was held back that long behind another helper's
-    /// probes (a TCP or SCTP probe waits until no other helper has any) and never sent.
+    /// or the probe was held back that long and never sent: with several helpers, behind
+    /// another helper's probes (a TCP or SCTP probe waits until no other helper has any);
+    /// after a helper ended, behind the answers its probes may still get (see the crate
+    /// docs).
     #[error("mtr-packet did not answer in time; it may be hung or overloaded")]
     Unresponsive,
     /// Talking to the helper failed.

@@ -77,10 +77,10 @@
 //! helper (more fail with [`Error::QueueFull`] when sent; one taken then never does: it
 //! waits for its helper's window when the quiet ends, whatever `max_queue`). A probe held
 //! there past its own timeout and the grace, as another probe's longer timeout can make the
-//! quiet, ends unsent with `Exited` then (a campaign counts it lost). Likewise a probe
-//! held back behind other helpers' probes (a TCP or SCTP probe, and every probe after it,
-//! waits until no other helper has any) ends unsent with
-//! [`ProcessError::Unresponsive`] once its own timeout and the grace have passed.
+//! quiet, ends unsent with [`ProcessError::Unresponsive`] then (a campaign counts it lost),
+//! as a probe held back behind other helpers' probes (a TCP or SCTP probe, and every probe
+//! after it, waits until no other helper has any) does once its own timeout and the grace
+//! have passed: the same wait, one outcome.
 //! A helper started again runs the program the command names then, which may have changed
 //! since the session opened (an upgrade): the session keeps the release and feature answers
 //! it read at open ([`Session::version`] says why), and reports the new process's own

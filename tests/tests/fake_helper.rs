@@ -1081,7 +1081,9 @@ fn a_probe_held_for_another_probes_long_quiet_ends_within_its_own_timeout() {
     // A TCP probe with a one-hour timeout is in flight when the helper is killed: every
     // probe is then held back for that hour (a TCP answer may go to any probe with its
     // sequence). A caller's ICMP probe with a 1 s timeout sent meanwhile must not wait for
-    // it: it ends, unsent, once its own timeout and the grace have passed.
+    // it: it ends, unsent, once its own timeout and the grace have passed, `Unresponsive`
+    // as a probe held back behind another helper's probes ends (it ended `Exited`, the
+    // status of a helper that had died seconds before, while its successor ran).
     let log = ReadLog::new("held-own-timeout");
     let session = fake(&["--delay-ms", "5000", "--read-log", log.path()])
         .grace(Duration::from_secs(1))
@@ -1108,7 +1110,7 @@ fn a_probe_held_for_another_probes_long_quiet_ends_within_its_own_timeout() {
     let (result, waited) = result_within(&held, Duration::from_secs(6));
     println!("held probe ended after {waited:?}: {result:?}");
     assert!(
-        matches!(result, Err(Error::Process(ProcessError::Exited { .. }))),
+        matches!(result, Err(Error::Process(ProcessError::Unresponsive))),
         "{result:?}"
     );
     // Its timeout and the grace, 2 s, and no more than a second later.
