@@ -126,7 +126,11 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     };
     let mut reached = true;
     let mut failure = None;
-    let limits = CampaignLimits::default();
+    // As mtr, it ends when the last trace's grace is over: probes still out are abandoned.
+    let limits = CampaignLimits {
+        wait_for_probes: false,
+        ..CampaignLimits::default()
+    };
     session.campaign(&cli.hosts, &options, &limits, |event| match event {
         CampaignEvent::Round { round, stats, .. } => printer.round(round, stats),
         CampaignEvent::Done(report) => match report.stats {

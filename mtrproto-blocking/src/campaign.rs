@@ -46,6 +46,11 @@ pub struct CampaignLimits {
     /// Targets traced at once at most (default 4096, at most 2^24): the others wait in the
     /// caller's iterator, so memory grows with this, not with the number of targets.
     pub max_active: usize,
+    /// Whether the campaign returns only once the probes still out at its last report are
+    /// done (default `true`: the summary then counts their outcomes). `false` returns at
+    /// the last report, abandoning them as mtr does when its grace is over (the summary
+    /// counts the outcomes known by then); [`Session::trace`] does so.
+    pub wait_for_probes: bool,
 }
 
 impl Default for CampaignLimits {
@@ -54,6 +59,7 @@ impl Default for CampaignLimits {
             max_in_flight: None,
             rate: None,
             max_active: 4096,
+            wait_for_probes: true,
         }
     }
 }
@@ -143,8 +149,8 @@ pub struct CampaignSummary {
 impl Session {
     /// Traces `host` as `mtr --report` does (see [`Tracer`]) and returns its figures, every
     /// probe out of transit, once the trace has ended: probes still out then (their answer
-    /// due after the trace's grace) are abandoned, as mtr abandons them, where a campaign
-    /// waits for them to count their outcomes. Fails with [`Error::Refused`] when the
+    /// due after the trace's grace) are abandoned, as mtr abandons them (a campaign waits
+    /// for them unless [`CampaignLimits::wait_for_probes`] is false). Fails with [`Error::Refused`] when the
     /// helper refuses one of its probes, as mtr stops then.
     ///
     /// These are the whole trace's figures. To have each flow's as well
@@ -177,8 +183,11 @@ impl Session {
     /// ```
     pub fn trace(&self, host: &str, options: &TraceOptions) -> Result<TraceStats, Error> {
         let mut stats = None;
-        let limits = CampaignLimits::default();
-        self.run_campaign([host], options, &limits, false, false, |event| {
+        let limits = CampaignLimits {
+            wait_for_probes: false,
+            ..CampaignLimits::default()
+        };
+        self.run_campaign([host], options, &limits, false, |event| {
             if let CampaignEvent::Done(report) = event {
                 stats = Some(report.stats);
             }
@@ -208,7 +217,8 @@ impl Session {
     /// the session is closed.
     ///
     /// It returns once every target is reported and the probes still in flight then (sent
-    /// before a trace's grace ended) are done, so that the summary counts their outcomes.
+    /// before a trace's grace ended) are done, so that the summary counts their outcomes;
+    /// with [`CampaignLimits::wait_for_probes`] false, at the last report.
     ///
     /// ```no_run
     /// use mtrproto_blocking::{CampaignEvent, CampaignLimits, Session, TraceOptions};
@@ -237,7 +247,7 @@ impl Session {
         S: AsRef<str>,
         F: FnMut(CampaignEvent<'_>),
     {
-        self.run_campaign(hosts, options, limits, true, true, on_event)
+        self.run_campaign(hosts, options, limits, true, on_event)
     }
 
     /// [`Session::campaign`] without [`CampaignEvent::Round`]: `on_report` gets each
@@ -267,22 +277,20 @@ impl Session {
         S: AsRef<str>,
         F: FnMut(TargetReport),
     {
-        self.run_campaign(hosts, options, limits, false, true, |event| {
+        self.run_campaign(hosts, options, limits, false, |event| {
             if let CampaignEvent::Done(report) = event {
                 on_report(report);
             }
         })
     }
 
-    /// A campaign, with [`CampaignEvent::Round`]s if `rounds`; returning once the probes
-    /// still out at the last report are done too if `wait_for_probes`.
+    /// A campaign, with [`CampaignEvent::Round`]s if `rounds`.
     fn run_campaign<I, S, F>(
         &self,
         hosts: I,
         options: &TraceOptions,
         limits: &CampaignLimits,
         rounds: bool,
-        wait_for_probes: bool,
         on_event: F,
     ) -> Result<CampaignSummary, Error>
     where
@@ -320,7 +328,7 @@ impl Session {
             rounds_waiting,
             summary: CampaignSummary::default(),
             settled: true,
-            wait_for_probes,
+            wait_for_probes: limits.wait_for_probes,
             on_event,
         };
         run.run(hosts.into_iter().enumerate(), &events)?;

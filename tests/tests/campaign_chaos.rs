@@ -96,6 +96,7 @@ fn draw(random: &mut Random) -> Round {
         max_in_flight: (random.below(2) == 0).then(|| n(random, 1, 8) as usize),
         rate: (random.below(3) == 0).then(|| n(random, 20, 2000) as u32),
         max_active: n(random, 1, 8) as usize,
+        ..CampaignLimits::default()
     };
     let targets = n(random, 0, 10) as usize;
     Round {

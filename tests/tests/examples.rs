@@ -221,3 +221,38 @@ fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
         })
     );
 }
+
+/// `trace` ends as mtr does once its grace is over, abandoning probes still out (mtr
+/// exits then): with a helper that answers each probe 3 s late, mtr 0.95 printed and
+/// exited after 0.16 s here, `trace` after 3.05 s before it stopped waiting for them.
+#[test]
+fn trace_exits_at_the_end_of_its_grace_without_waiting_for_probes_still_out() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let started = std::time::Instant::now();
+    let mut child = Command::new(built_example("trace"))
+        .env("MTR_PACKET", format!("{fake} --delay-ms 3000"))
+        .args([
+            "-n",
+            "-c",
+            "1",
+            "-i",
+            "0.1",
+            "-G",
+            "0.05",
+            "-m",
+            "1",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(30));
+    let took = started.elapsed();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    // Nothing answered in time: the report has no hop, and the exit status says so.
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    assert!(stdout.starts_with("Start: "), "{stdout}");
+    assert!(took < Duration::from_secs(2), "exited after {took:?}");
+}
