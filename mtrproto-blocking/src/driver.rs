@@ -40,7 +40,7 @@ use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig};
 
 use crate::completion::Completion;
 use crate::error::{Error, ProcessError};
-use crate::helper::{Caller, Helper, Why, give_up_at};
+use crate::helper::{Caller, Helper, SupportAnswer, Why, give_up_at};
 use crate::job::{Job, Target};
 use crate::status::Shared;
 use crate::sys;
@@ -98,7 +98,7 @@ pub(crate) enum Command {
     },
     Support {
         feature: Feature,
-        done: Sender<Result<String, Failure>>,
+        done: Sender<SupportAnswer>,
     },
     /// Run a campaign's tracers on the driver thread.
     Campaign(Box<Job>),
@@ -413,7 +413,7 @@ impl Driver {
                     match least_loaded(&mut self.slots, &mut self.next_slot) {
                         Some(helper) => helper.support(now, feature, done),
                         None => {
-                            let _ = done.send(Err(Failure::HelperGone));
+                            let _ = done.send(Err(Failure::HelperGone.into()));
                         }
                     }
                 }
@@ -449,7 +449,7 @@ impl Driver {
             match command {
                 Command::Probe { done, .. } => done.complete(Err(self.exited().into())),
                 Command::Support { done, .. } => {
-                    let _ = done.send(Err(Failure::HelperGone));
+                    let _ = done.send(Err(Failure::HelperGone.into()));
                 }
                 Command::Close { .. }
                 | Command::UdpBySequence

@@ -75,11 +75,28 @@ pub(crate) enum Caller {
     Campaign(ProbeKey),
 }
 
+/// Why a check-support has no answer: the session's failure, or no room for it in the
+/// helper's queue (`SessionConfig::max_queue`; the helper is fine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unchecked {
+    Failed(Failure),
+    QueueFull(usize),
+}
+
+impl From<Failure> for Unchecked {
+    fn from(failure: Failure) -> Unchecked {
+        Unchecked::Failed(failure)
+    }
+}
+
+/// The answer to a check-support, as its caller gets it.
+pub(crate) type SupportAnswer = Result<String, Unchecked>;
+
 /// Who gets the answer to a request.
 pub(crate) enum Waiter {
     /// A probe, with its pin ([`pinned_slot`]) if it has one.
     Probe(Caller, Option<usize>),
-    Support(Sender<Result<String, Failure>>),
+    Support(Sender<SupportAnswer>),
     /// The driver's own `check-support feature version` to a restarted helper
     /// ([`Helper::ask_version`]).
     Version,
@@ -573,22 +590,20 @@ impl Helper {
         }
     }
 
-    pub(crate) fn support(
-        &mut self,
-        now: Instant,
-        feature: Feature,
-        done: Sender<Result<String, Failure>>,
-    ) {
+    pub(crate) fn support(&mut self, now: Instant, feature: Feature, done: Sender<SupportAnswer>) {
         if !self.takes_probes() {
-            let _ = done.send(Err(Failure::HelperGone));
+            let _ = done.send(Err(Failure::HelperGone.into()));
             return;
         }
         match self.session.check_support(now, feature) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Support(done));
             }
+            Err(SendError::QueueFull(n)) => {
+                let _ = done.send(Err(Unchecked::QueueFull(n)));
+            }
             Err(_) => {
-                let _ = done.send(Err(Failure::HelperGone));
+                let _ = done.send(Err(Failure::HelperGone.into()));
             }
         }
     }
@@ -874,7 +889,7 @@ impl Helper {
                     match self.waiting.remove(token) {
                         Some(Waiter::Support(done)) => {
                             self.note_answer(now, outcome.is_ok());
-                            let _ = done.send(outcome);
+                            let _ = done.send(outcome.map_err(Unchecked::from));
                             unanswered
                         }
                         // The driver's own check counts for no watchdog or restart rule: a

@@ -14,6 +14,7 @@ use crate::completion::Completion;
 use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
+use crate::helper::{SupportAnswer, Unchecked};
 use crate::options::ProbeOptions;
 use crate::resolve::{Host, Resolver, source_address_for};
 use crate::status::{HelperStatus, Shared};
@@ -268,12 +269,17 @@ impl SessionBuilder {
 }
 
 /// Why a check-support went unanswered, for a person.
-fn describe(failure: &Failure) -> String {
+fn describe(failure: &Unchecked) -> String {
     match failure {
-        Failure::HelperGone => "it exited without answering check-support".into(),
-        Failure::Unanswered => "it did not answer check-support in time".into(),
-        Failure::UnexpectedReply(kind) => format!("it answered `{kind}` to check-support"),
-        other => other.to_string(),
+        Unchecked::Failed(Failure::HelperGone) => {
+            "it exited without answering check-support".into()
+        }
+        Unchecked::Failed(Failure::Unanswered) => "it did not answer check-support in time".into(),
+        Unchecked::Failed(Failure::UnexpectedReply(kind)) => {
+            format!("it answered `{kind}` to check-support")
+        }
+        Unchecked::Failed(other) => other.to_string(),
+        Unchecked::QueueFull(n) => format!("no room for check-support ({n} waiting)"),
     }
 }
 
@@ -400,7 +406,8 @@ impl Session {
             NO => false,
             _ if std::thread::current().id() == self.driver_id => true,
             _ => match self.ask(OPTIONAL[index].clone()) {
-                Err(Failure::HelperGone) => true,
+                // No helper took the check, or none had room for it: ask again next time.
+                Err(Unchecked::Failed(Failure::HelperGone) | Unchecked::QueueFull(_)) => true,
                 answer => {
                     let yes = answer.map_or(true, |answer| answer != "no");
                     known.store(if yes { YES } else { NO }, Ordering::Release);
@@ -456,23 +463,27 @@ impl Session {
     pub fn check_support(&self, feature: Feature) -> Result<bool, Error> {
         self.check_open()?;
         let answer = self.ask(feature).map_err(|f| match f {
-            Failure::Unanswered => ProcessError::Unresponsive,
-            Failure::UnexpectedReply(_) => ProcessError::NotMtrPacket {
+            Unchecked::QueueFull(n) => Error::QueueFull(n),
+            Unchecked::Failed(Failure::Unanswered) => ProcessError::Unresponsive.into(),
+            Unchecked::Failed(Failure::UnexpectedReply(_)) => ProcessError::NotMtrPacket {
                 program: "mtr-packet".into(),
                 detail: describe(&f),
-            },
-            _ => ProcessError::Exited {
+            }
+            .into(),
+            Unchecked::Failed(_) => ProcessError::Exited {
                 status: self.shared.last_exit(),
-            },
+            }
+            .into(),
         })?;
         Ok(answer != "no")
     }
 
-    fn ask(&self, feature: Feature) -> Result<String, Failure> {
+    fn ask(&self, feature: Feature) -> SupportAnswer {
+        let gone = || Unchecked::Failed(Failure::HelperGone);
         let (done, answer) = bounded(1);
         self.send(Command::Support { feature, done })
-            .map_err(|_| Failure::HelperGone)?;
-        answer.recv().unwrap_or(Err(Failure::HelperGone))
+            .map_err(|_| gone())?;
+        answer.recv().unwrap_or(Err(gone()))
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {

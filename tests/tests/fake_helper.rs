@@ -572,6 +572,24 @@ fn a_helper_writing_an_old_answer_again_and_again_is_killed_after_the_grace() {
 }
 
 #[test]
+fn a_check_refused_for_a_full_queue_says_so_not_that_the_helper_exited() {
+    // max_queue 0: a request is taken only when it can go out at once, and the window of
+    // one is held by a probe the helper answers a second later.
+    let session = fake(&["--delay-ms", "1000"])
+        .window(1)
+        .max_queue(0)
+        .open()
+        .unwrap();
+    let pending = session.probe("127.0.0.1", &one_second()).unwrap();
+    let refused = session.check_support(Feature::Version);
+    assert!(matches!(refused, Err(Error::QueueFull(0))), "{refused:?}");
+    // The helper is fine: once the window is free, the check is answered.
+    let (result, _) = result_within(&pending, Duration::from_secs(10));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(session.check_support(Feature::Version).unwrap());
+}
+
+#[test]
 fn a_helper_that_stops_reading_fails_every_queued_probe_in_time() {
     let session = fake(&["--deaf-after", "3"])
         .grace(Duration::from_secs(1))
