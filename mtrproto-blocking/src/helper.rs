@@ -31,8 +31,14 @@ use crate::sys;
 const EXIT_WAIT: Duration = Duration::from_millis(20);
 
 /// How often a helper with requests pending is checked for having exited while something it
-/// started keeps its pipes open.
+/// started keeps its pipes open: at most this far apart.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
+/// How early a liveness check is due before [`LIVENESS_CHECK`] passes: it is done at the
+/// first of the driver's wake-ups from then on, and the driver wakes for it only at the
+/// end. A busy driver (a campaign's tick) then checks at a wake-up it makes anyway,
+/// instead of making one more every [`LIVENESS_CHECK`] per helper.
+const LIVENESS_SLACK: Duration = Duration::from_millis(20);
 
 /// The first interval between two `try_wait`s of an ended helper; it doubles up to
 /// [`LIVENESS_CHECK`].
@@ -180,7 +186,7 @@ pub(crate) struct Helper {
     status: Option<ExitStatus>,
     /// Reaped, or given up on.
     done: bool,
-    /// The next `try_wait` or liveness check.
+    /// The next `try_wait`, or when the liveness check is due ([`LIVENESS_SLACK`]).
     next_check: Option<Instant>,
     reap_step: Duration,
     /// Bytes written to its stdin, and how many of them it had read at the last look.
@@ -491,7 +497,8 @@ impl Helper {
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done, pin));
-                self.next_check.get_or_insert(now + LIVENESS_CHECK);
+                self.next_check
+                    .get_or_insert(now + LIVENESS_CHECK - LIVENESS_SLACK);
             }
             Err(SendError::QueueFull(n)) => self.finish(done, pin, Err(Error::QueueFull(n))),
             Err(_) => {
@@ -697,7 +704,7 @@ impl Helper {
                 if sys::has_exited(self.pid).unwrap_or(true) {
                     return self.end(now, Why::Exited);
                 }
-                self.next_check = Some(now + LIVENESS_CHECK);
+                self.next_check = Some(now + LIVENESS_CHECK - LIVENESS_SLACK);
             }
             // Idle: no timer, so that an idle session sleeps.
             Some(_) if self.load() == 0 => self.next_check = None,
@@ -776,10 +783,12 @@ impl Helper {
             .then(|| self.session.paced_room_at(now))
             .flatten();
         let gated = self.backlog_until.filter(|_| self.gated);
+        // The liveness check, due from `next_check` on, wakes the driver only at its end.
+        let check = self.next_check.map(|at| at + LIVENESS_SLACK);
         [
             self.session.poll_timeout(),
             stdin,
-            self.next_check,
+            check,
             self.resting,
             paced,
             gated,
@@ -1164,6 +1173,55 @@ mod tests {
         // Every turn saw bytes unread; the pipe was asked once per interval, not each time.
         assert!(turns > 150, "{turns} turns");
         assert!(looks <= 10, "{looks} looks in {turns} turns");
+        helper.kill_and_wait();
+    }
+
+    #[test]
+    fn a_busy_driver_checks_liveness_at_its_own_turns_and_at_most_100_ms_apart() {
+        let poll = mio::Poll::new().unwrap();
+        // A grace long enough that the stdin watchdog stays out of the way.
+        let config = SessionConfig {
+            grace: Duration::from_secs(30),
+            ..SessionConfig::default()
+        };
+        let command = ["sleep".to_owned(), "30".to_owned()];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        let start = Instant::now();
+        let args = ProbeArgs::new([127, 0, 0, 1].into())
+            .timeout(Duration::from_secs(30))
+            .unwrap();
+        helper.probe(start, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        // Turns 7 ms apart in virtual time, as a busy driver's (not a divisor of 100 ms).
+        let tick = Duration::from_millis(7);
+        let mut checks = Vec::new();
+        let mut due = helper.next_check;
+        let mut now = start;
+        while now < start + Duration::from_secs(2) {
+            helper.drive(now, poll.registry(), false);
+            assert!(helper.ending.is_none(), "ended at {:?}", now - start);
+            if helper.next_check != due {
+                checks.push(now);
+                due = helper.next_check;
+            }
+            // Nothing in the helper needs a wake-up of its own before the next turn.
+            let wake = helper.deadline(now).expect("a probe is pending");
+            assert!(
+                wake >= now + tick,
+                "a wake-up {:?} after a turn",
+                wake - now
+            );
+            now += tick;
+        }
+        // Checked all along, never more than LIVENESS_CHECK apart.
+        assert!(checks.len() >= 18, "{} checks in 2 s", checks.len());
+        let gaps = std::iter::once(start).chain(checks.iter().copied());
+        for (before, after) in gaps.clone().zip(checks.iter()) {
+            assert!(
+                *after - before <= LIVENESS_CHECK,
+                "{:?} apart",
+                *after - before
+            );
+        }
         helper.kill_and_wait();
     }
 
