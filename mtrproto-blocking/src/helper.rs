@@ -661,11 +661,15 @@ impl Helper {
 
     /// Ends a rest once it is over, probes wait for room or nothing is in flight (the next
     /// request's answer is then read as it comes): back in the poll, and read at once
-    /// (output may have come meanwhile).
+    /// (output may have come meanwhile). A rest whose last wake-up found output goes on
+    /// ([`Helper::rest_stdout`] extends it in this turn): the output did not pause, and back
+    /// in the poll its next line would wake the driver once more only to rest again.
     fn wake_stdout(&mut self, now: Instant, registry: &Registry) {
         match self.resting {
             Some(until)
-                if until <= now || self.waiting_probes() > 0 || self.session.in_flight() == 0 =>
+                if (until <= now && !self.got_output)
+                    || self.waiting_probes() > 0
+                    || self.session.in_flight() == 0 =>
             {
                 self.resting = None
             }
@@ -1222,6 +1226,72 @@ mod tests {
                 *after - before
             );
         }
+        helper.kill_and_wait();
+    }
+
+    #[test]
+    fn a_rest_goes_on_while_its_wake_ups_find_output_and_ends_when_they_find_none() {
+        let poll = mio::Poll::new().unwrap();
+        let config = SessionConfig {
+            grace: Duration::from_secs(30),
+            ..SessionConfig::default()
+        };
+        // Output every 2 ms while the flag file exists; its stdin unread (the probe stays
+        // in flight).
+        let flag = std::env::temp_dir().join(format!("mtrproto-rest-{}", std::process::id()));
+        std::fs::write(&flag, b"").unwrap();
+        let script = format!(
+            "while [ -e '{}' ]; do echo junk; sleep 0.002; done; sleep 30",
+            flag.display()
+        );
+        let command = ["sh".to_owned(), "-c".to_owned(), script];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        let args = ProbeArgs::new([127, 0, 0, 1].into())
+            .timeout(Duration::from_secs(30))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut now = Instant::now();
+        helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        // A turn as the driver makes it at `now`, after its poll returned.
+        let mut turn = |helper: &mut Helper, now: Instant| {
+            helper.after_poll();
+            if helper.is_readable() {
+                helper.read(now, &mut buf);
+            }
+            helper.drive(now, poll.registry(), false);
+        };
+        // Wait (in real time, bounded) for output, then rest.
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(10));
+            helper.set_readable();
+            turn(&mut helper, now);
+            if helper.resting.is_some() {
+                break;
+            }
+        }
+        assert!(helper.resting.is_some(), "no rest after output");
+        // Each rest's end finds output: the rest goes on, stdout stays out of the poll.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            now += READ_REST;
+            turn(&mut helper, now);
+            assert_eq!(helper.resting, Some(now + READ_REST));
+        }
+        // Output stops: the first rest's end that finds none ends it (the one after the
+        // stop may still find the last lines).
+        std::fs::remove_file(&flag).unwrap();
+        let mut ends = 0;
+        while helper.resting.is_some() && ends < 5 {
+            std::thread::sleep(Duration::from_millis(20));
+            now += READ_REST;
+            turn(&mut helper, now);
+            ends += 1;
+        }
+        assert_eq!(
+            helper.resting, None,
+            "still resting after {ends} ends without output"
+        );
+        assert!(ends <= 2, "{ends} rests' ends");
         helper.kill_and_wait();
     }
 
