@@ -47,7 +47,8 @@ pub enum Error {
         ttl: u8,
     },
     /// More probes are waiting than the chosen helper's queue holds
-    /// ([`SessionBuilder::max_queue`](crate::SessionBuilder::max_queue), per helper).
+    /// ([`SessionBuilder::max_queue`](crate::SessionBuilder::max_queue), per helper); for
+    /// [`Session::check_support`](crate::Session::check_support), no room for the check.
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),
 }

@@ -170,7 +170,8 @@ impl SessionBuilder {
     /// the helper's first answers, how long a helper may take no input while probes wait to
     /// be written (then every probe it holds fails with `Unresponsive` and it is killed), and
     /// how long it may write only lines that answer nothing (then it is killed, and its
-    /// probes fail with [`ProcessError::NotMtrPacket`]).
+    /// probes fail with [`ProcessError::NotMtrPacket`]). A grace of 0 leaves no time for
+    /// opening's checks: [`open`](SessionBuilder::open) then fails with `NotMtrPacket`.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.config.grace = grace;
         self
