@@ -438,12 +438,20 @@ fn one_dying_helper_of_several_fails_only_its_probes_and_is_restarted() {
     }
     // Each death costs the one probe it had read; the helpers keep being restarted.
     assert!((1..=8).contains(&failed), "{failed} failed");
-    assert!(
-        session
+    // Later probes are answered. Which probe a helper dies on depends on how the probes
+    // fell between the helpers while one restarted (a restarted helper's first request is
+    // the driver's version check), and one sent while both restart fails at once: a few
+    // tries, 50 ms apart.
+    let answered = (0..10).any(|_| {
+        let ok = session
             .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
+            .is_ok_and(|r| r.success());
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(answered, "none of 10 probes answered after the restarts");
 }
 
 /// Probe options with a one-second timeout.
