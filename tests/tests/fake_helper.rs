@@ -1180,8 +1180,9 @@ fn probes_held_back_behind_another_helpers_long_probe_end_within_their_own_timeo
             matches!(result, Err(Error::Process(ProcessError::Unresponsive))),
             "{name}: {result:?}"
         );
-        // Its timeout and the grace, 2 s, and no more than a second later.
-        assert!(waited < Duration::from_secs(3), "{name}: {waited:?}");
+        // Its timeout and the grace, 2 s, not the hour: 2 s of slack for a loaded machine
+        // (a full test run once took just over 3 s here).
+        assert!(waited < Duration::from_secs(4), "{name}: {waited:?}");
     }
     // Neither went out: the helpers read only the two long probes.
     let read = std::fs::read_to_string(log.path()).unwrap();
