@@ -97,15 +97,17 @@ fn scamper_tracelb_finds_every_interface_of_the_diamonds() {
         ("diamond-per-packet.toml", "198.18.49.1"),
     ] {
         // MDA at 95% misses a next hop now and then (a 2-way hop: both of 6 flows on one
-        // side, 2 in 64): each run reports only what is there, and one of 3 runs all of it.
-        let complete = (0..3).any(|_| {
+        // side, 2 in 64; on the meshed 4x2, tracelb's flows show its rarest link in 77% of
+        // runs): each run reports only what is there, and one of 6 runs all of it (3 runs
+        // all missed, about 1 time in 80, on the meshed diamond).
+        let complete = (0..6).any(|_| {
             let (truth, found) = run(name, target);
             assert_within_truth(name, &truth, &found);
             // MDA's least stopping point is 6 probes per hop: more probes than hops.
             assert!(found.probes as usize > truth.hops.len(), "{name}");
             is_complete(&truth, &found)
         });
-        assert!(complete, "{name} {target}: 3 runs, none found all");
+        assert!(complete, "{name} {target}: 6 runs, none found all");
     }
 }
 
