@@ -49,7 +49,9 @@ pub struct CampaignLimits {
     /// Whether the campaign returns only once the probes still out at its last report are
     /// done (default `true`: the summary then counts their outcomes). `false` returns at
     /// the last report, abandoning them as mtr does when its grace is over (the summary
-    /// counts the outcomes known by then); [`Session::trace`] does so.
+    /// counts the outcomes known by then); [`Session::trace`] does so. The abandoned
+    /// probes keep their room in the helpers' windows until answered (their timeout at
+    /// most): a campaign started meanwhile sends within the room they leave.
     pub wait_for_probes: bool,
 }
 

@@ -187,6 +187,10 @@ pub(crate) struct Driver {
     any_answered: bool,
     /// The campaigns it runs.
     jobs: Vec<Job>,
+    /// Probes of ended campaigns still in the helpers (a campaign may end with probes out:
+    /// `CampaignLimits::wait_for_probes`): they hold room in the windows that no running
+    /// campaign's budget counts ([`Driver::share_room`]).
+    abandoned: usize,
     /// UDP answers are matched by sequence alone ([`Command::UdpBySequence`]).
     udp_by_sequence: bool,
     /// Pins whose probes an ended helper left in flight, each until their answers may no
@@ -267,6 +271,7 @@ impl Driver {
             next_slot: 0,
             any_answered: false,
             jobs: Vec::new(),
+            abandoned: 0,
             udp_by_sequence: false,
             quiet: Vec::new(),
             held: VecDeque::new(),
@@ -489,11 +494,36 @@ impl Driver {
     /// held cap, the window), and a caller starting and abandoning campaigns while they
     /// wait would grow `held` or a backlog without bound.
     fn end_campaign(&mut self, job: u32) {
+        let out = self
+            .jobs
+            .iter()
+            .find(|j| j.id() == job)
+            .map_or(0, Job::in_flight);
         self.jobs.retain(|j| j.id() != job);
+        let held = self.held.len();
         self.held
             .retain(|held| !matches!(held.caller, Caller::Campaign(key) if key.job == job));
+        // The rest of its probes out come back through the helpers' answers (those in a
+        // backlog at once, ended unsent), each then no longer counted.
+        let dropped = held - self.held.len();
+        self.abandoned = self.abandoned.saturating_add(out.saturating_sub(dropped));
         for slot in &mut self.slots {
             slot.helper.drop_campaign(job);
+        }
+        self.share_room();
+    }
+
+    /// Tells each campaign the room in the helpers' windows that ended campaigns' probes
+    /// still out leave ([`Job::set_room`]).
+    fn share_room(&mut self) {
+        // Nothing out at all: none of them is (a bound on any miscount).
+        if self.abandoned > 0 && self.slots.iter().all(|s| s.helper.load() == 0) {
+            self.abandoned = 0;
+        }
+        let capacity = self.config.window.saturating_mul(self.slots.len());
+        let room = capacity.saturating_sub(self.abandoned);
+        for job in &mut self.jobs {
+            job.set_room(room);
         }
     }
 
@@ -617,11 +647,13 @@ impl Driver {
                 }
             }
             for (key, result) in slot.helper.take_answers() {
-                if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == key.job) {
-                    job.answer(now, key, &result);
+                match self.jobs.iter_mut().find(|j| j.id() == key.job) {
+                    Some(job) => job.answer(now, key, &result),
+                    None => self.abandoned = self.abandoned.saturating_sub(1),
                 }
             }
         }
+        self.share_room();
     }
 
     /// Starts closing: once what was sent is written, each helper's stdin closes so that it

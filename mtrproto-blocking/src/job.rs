@@ -148,6 +148,9 @@ pub(crate) struct Job {
     waiting: VecDeque<(u32, u64)>,
     generation: u64,
     in_flight: usize,
+    /// Probes it may have out now as the helpers' windows allow ([`Job::set_room`]): their
+    /// room less the probes of ended campaigns still out, which no budget counts.
+    room: usize,
     counts: Counts,
     /// When it last looked for due probes.
     last_look: Option<Instant>,
@@ -181,6 +184,7 @@ impl Job {
             waiting: VecDeque::new(),
             generation: 0,
             in_flight: 0,
+            room: usize::MAX,
             counts: Counts::default(),
             last_look: None,
             rounds,
@@ -191,6 +195,24 @@ impl Job {
 
     pub(crate) fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Its probes handed to the helpers and not yet answered.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// How many probes the helpers' windows take now, less those other campaigns left out
+    /// when they ended (still in the helpers' tables until answered): a probe sent past it
+    /// would wait in a helper's backlog while its trace's clock runs, its answer then late
+    /// for the trace's grace.
+    pub(crate) fn set_room(&mut self, room: usize) {
+        self.room = room;
+    }
+
+    /// Probes it may have out at once now: its budget, within the room.
+    fn limit(&self) -> usize {
+        self.budget.min(self.room)
     }
 
     /// Starts tracing a target.
@@ -227,7 +249,7 @@ impl Job {
     /// [`TICK`]. While the budget is used up, targets waiting to send are off the heap
     /// (answers free room, and they wake the driver), so this is a trace's end.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let full = self.in_flight >= self.budget;
+        let full = self.in_flight >= self.limit();
         // The earliest target's deadline: a probe to send or to queue in `waiting` while
         // the budget or the rate holds it back, or a trace's end, which neither holds back.
         let due = self
@@ -300,7 +322,7 @@ impl Job {
         loop {
             // No probe may leave now (no room, or the rate's next slot is later): due
             // traces still end, due probes wait in `waiting`.
-            let held = self.in_flight >= self.budget || self.next_allowed > now;
+            let held = self.in_flight >= self.limit() || self.next_allowed > now;
             if !held && let Some((slot, generation)) = self.waiting.pop_front() {
                 if let Some(schedule) = self.schedules.get_mut(slot as usize)
                     && schedule.generation == generation

@@ -271,6 +271,42 @@ fn trace_returns_at_the_end_of_its_grace_without_waiting_for_probes_still_out() 
     assert_eq!(stats.destination_ttl(), Some(1));
 }
 
+#[test]
+fn a_trace_after_one_that_abandoned_its_probes_waits_for_room_before_its_clock_runs() {
+    // The first trace returns at its grace, leaving both of the window's probes out for
+    // 1 s more (the helper answers 1 s after each). The next trace's budget is the whole
+    // window: without counting the abandoned probes, its probe waited behind them in the
+    // helper's backlog while its trace's clock ran, went out at 1 s, and its answer (at
+    // 2 s) came after its grace (1.5 s): reported lost, though the helper answered it as
+    // any other. Counted, the trace waits to send until there is room.
+    let session = Session::builder()
+        .program(FAKE, ["--delay-ms", "1000"])
+        .window(2)
+        .open()
+        .unwrap();
+    let mut first = options(2, 10);
+    first.trace.max_ttl = 1;
+    first.trace.grace = Duration::from_millis(50);
+    first.trace.timeout = Duration::from_secs(5);
+    let stats = session.trace("127.0.0.1", &first).unwrap();
+    assert!(stats.hops().is_empty(), "nothing answered in time");
+    let mut next = options(1, 10);
+    next.trace.max_ttl = 1;
+    next.trace.grace = Duration::from_millis(1500);
+    next.trace.timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    let stats = session.trace("127.0.0.1", &next).unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        stats.destination_ttl(),
+        Some(1),
+        "after {took:?}: {stats:?}"
+    );
+    assert_eq!(stats.hops()[0].loss_percent(), 0.0);
+    // It waited for room (about 1 s), then for its answer (1 s).
+    assert!(took >= Duration::from_millis(1800), "{took:?}");
+}
+
 /// A path script with no loss, no unreachable hop and one router per hop, so that every
 /// trace sees the same hops.
 fn clean_script() -> (u64, Script) {
