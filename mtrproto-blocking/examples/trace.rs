@@ -22,7 +22,8 @@
 //! When stdout is a terminal and one host is traced, the table is redrawn after every
 //! round. `--flows N` (with `-p udp`) sends round `r` in fixed flow `r % N` (both UDP
 //! ports fixed, so each flow keeps one path through load balancers) and follows the text
-//! report with each flow's path: per TTL the responders that flow saw (`???` for none).
+//! report with each flow's path: per TTL the responders that flow saw (`???` for none;
+//! the flows probed, so at most `-c` of them).
 //! With `--json`, each flow's hops go in a `"flows"` array next to the report's `"hubs"`:
 //! `{"flow": i, "hubs": [...]}`, its hubs in the report's form (`--wide` too); without
 //! `--flows` the document is mtr's. `--help` lists every

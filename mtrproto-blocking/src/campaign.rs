@@ -100,8 +100,8 @@ pub struct TargetReport {
     pub stats: Result<TraceStats, Error>,
     /// Each flow's figures when the trace probes in fixed flows ([`TraceConfig::flows`]),
     /// flow `i` at index `i`: the one path that flow took through load balancers and its
-    /// per-hop figures, every probe out of transit. Empty otherwise, and when `stats` is
-    /// an error.
+    /// per-hop figures, every probe out of transit. Only the flows its rounds probe: the
+    /// first `cycles` when `flows` is more. Empty otherwise, and when `stats` is an error.
     pub flows: Vec<TraceStats>,
 }
 
