@@ -1355,3 +1355,35 @@ fn a_helper_started_again_from_a_changed_program_reports_its_version() {
             .success()
     );
 }
+
+/// A caller that sends one probe at a time with a window of 1 and no queue never fills
+/// them. A helper started again is asked its version first, which holds that one slot until
+/// answered (here 500 ms): a probe sent meanwhile waits for it, where it failed with
+/// `QueueFull` though the caller had nothing else out.
+#[test]
+fn a_probe_sent_while_a_restarted_helper_answers_its_version_check_waits_for_it() {
+    // The opening checks and one probe are answered; it exits at the next probe.
+    let program = ChangingProgram::new("version-room", "--exit-after 3");
+    let session = program.builder().window(1).max_queue(0).open().unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set("--check-delay-ms 500");
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    restarted(&session, 1);
+    let start = Instant::now();
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+    // It waited for the version check's answer.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(version_of_restarted(&session), "0.95");
+}

@@ -2,7 +2,7 @@
 //! arguments, and sends no packet at all.
 //!
 //! ```text
-//! fake-mtr-packet [--version V] [--delay-ms N] [--reverse N] [--twice] [--garbage]
+//! fake-mtr-packet [--version V] [--delay-ms N] [--check-delay-ms N] [--reverse N] [--twice] [--garbage]
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N] [--repeat-after N]
@@ -11,6 +11,7 @@
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
 //! - `--delay-ms N`: answer each probe N ms after it arrives;
+//! - `--check-delay-ms N`: answer each check-support N ms after it arrives (default at once);
 //! - `--reverse N`: hold answers until N probes arrived, then answer them newest first;
 //! - `--twice`: write every probe answer twice;
 //! - `--garbage`: write a line of garbage before every probe answer;
@@ -52,6 +53,7 @@ use mtrproto_tests::due::write_when_due;
 struct Scenario {
     version: String,
     delay: Duration,
+    check_delay: Duration,
     reverse: usize,
     twice: bool,
     garbage: bool,
@@ -155,7 +157,11 @@ fn main() {
             continue;
         };
         if !probe {
-            to_writer.send((Instant::now(), answer)).ok();
+            let due = match Request::parse(&line) {
+                Ok((_, Request::CheckSupport(_))) => Instant::now() + scenario.check_delay,
+                _ => Instant::now(),
+            };
+            to_writer.send((due, answer)).ok();
             continue;
         }
         if let Some(state) = &mut random {
@@ -353,6 +359,7 @@ fn parse_args() -> Result<Scenario, String> {
         match arg.as_str() {
             "--version" => s.version = value()?,
             "--delay-ms" => s.delay = Duration::from_millis(number(value()?)?),
+            "--check-delay-ms" => s.check_delay = Duration::from_millis(number(value()?)?),
             "--reverse" => s.reverse = number(value()?)? as usize,
             "--twice" => s.twice = true,
             "--garbage" => s.garbage = true,
