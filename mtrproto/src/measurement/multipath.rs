@@ -378,6 +378,28 @@ impl HopState {
         }
     }
 
+    /// Flow `id`, sent here before its interface at the TTL before was known, was answered
+    /// there by `from`, an interface it goes on from: from now on it counts for that
+    /// interface, as if it had been known when sent.
+    fn credit(&mut self, id: u16, from: IpAddr) {
+        let Some(obs) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if obs.sent == 0 || obs.from.is_some() {
+            return;
+        }
+        obs.from = Some(from);
+        let stats = self.by_from.entry(from).or_default();
+        match obs.responder {
+            Some(address) => {
+                stats.answered += 1;
+                stats.successors.insert(address);
+            }
+            None if obs.lost > 0 => stats.lost += 1,
+            None => stats.coming += 1,
+        }
+    }
+
     /// A probe of flow `id` got no answer.
     fn unanswered(&mut self, id: u16) {
         self.pending = self.pending.saturating_sub(1);
@@ -714,8 +736,15 @@ impl MultipathTracer {
         let flow = Flow::new(id).ok()?;
         // `new` checked that the arguments hold a flow; every TTL is valid.
         let args = self.args.clone().ttl(ttl).ok()?.flow(flow).ok()?;
+        // A flow's interface before is known once it answered there (`credit` when that
+        // answer comes later): a flow sent straight here is evidence for no interface
+        // before, though the TTL before shows one now (it may show another later). A first
+        // hop taken as one interface is the exception: it is never probed further.
         let from = match usize::from(ttl) {
-            t if t > usize::from(self.config.first_ttl) => self.hops[t - 1].came_through(id),
+            t if t > usize::from(self.config.first_ttl) && self.assumed_single(t - 1) => {
+                self.hops[t - 1].came_through(id)
+            }
+            t if t > usize::from(self.config.first_ttl) => self.hops[t - 1].seen_through(id),
             _ => None,
         };
         self.hops[usize::from(ttl)].sent(id, from);
@@ -758,6 +787,13 @@ impl MultipathTracer {
                 let terminal = address == self.target || result.result != ReplyKind::TtlExpired;
                 hop.answered_by(id.flow.id(), address, terminal);
                 hop.reached_target |= address == self.target;
+                // The flow may have been sent to the next TTL already: its interface here
+                // is known now.
+                if let Some(from) = hop.seen_through(id.flow.id())
+                    && let Some(next) = self.hops.get_mut(usize::from(id.ttl) + 1)
+                {
+                    next.credit(id.flow.id(), from);
+                }
             }
             None => hop.unanswered(id.flow.id()),
         }
@@ -1131,9 +1167,14 @@ impl MultipathTracer {
             let Some(responder) = o.responder else {
                 continue;
             };
-            let [all, sure] = groups.entry(o.from).or_default();
+            // A flow sent straight here, not probed at the TTL before: taken to have come
+            // through the only interface flows go on from there, as that TTL stands now.
+            let from = o
+                .from
+                .or_else(|| sole.filter(|_| before.is_some_and(|b| !b.flows.contains_key(&id))));
+            let [all, sure] = groups.entry(from).or_default();
             all.add(id, o, responder);
-            if known(id, o.from) {
+            if known(id, from) {
                 sure.add(id, o, responder);
             }
         }
@@ -1222,6 +1263,13 @@ impl MultipathTracer {
             }
             // Node control: fresh flows at the TTL before until enough reach this
             // interface, within a cap that gives up on one too rarely reached.
+            if let Some(want) = self.unplaced(h) {
+                if before.outstanding() < self.config.window {
+                    return Some(want);
+                }
+                waiting = true;
+                continue;
+            }
             let cap = 2 * through.len() * self.point(through.len());
             if (hop.node_control as usize) < cap {
                 if before.outstanding() < self.config.window {
@@ -1313,6 +1361,12 @@ impl MultipathTracer {
         };
         let fresh = short.max(fewer).min(self.config.window);
         let outstanding = before.outstanding();
+        if fresh > 0
+            && outstanding < fresh
+            && let Some(want) = self.unplaced(h)
+        {
+            return Some(want);
+        }
         if fresh > 0 {
             let cap = 2 * before.onward.len() * self.point(before.onward.len());
             if (hop.node_control as usize) < cap && outstanding < fresh {
@@ -1321,6 +1375,28 @@ impl MultipathTracer {
         }
         waiting |= outstanding > 0;
         waiting.then_some(Want::Wait)
+    }
+
+    /// A probe at the TTL before `h` of a flow answered at `h` that was sent straight there
+    /// (its interface before unknown, so it counts for none), if there is one: where an
+    /// interface before needs more flows, one such probe places a flow (`credit`) where a
+    /// fresh flow takes two. None where the TTL before cannot tell (it balances per packet,
+    /// or is a first hop taken as one).
+    fn unplaced(&self, h: usize) -> Option<Want> {
+        if h <= usize::from(self.config.first_ttl) || self.assumed_single(h - 1) {
+            return None;
+        }
+        let (hop, before) = (&self.hops[h], &self.hops[h - 1]);
+        if before.per_packet {
+            return None;
+        }
+        let (&id, _) = hop.flows.iter().find(|(id, o)| {
+            o.from.is_none() && o.responder.is_some() && !before.flows.contains_key(id)
+        })?;
+        Some(Want::Send {
+            ttl: u8::try_from(h - 1).unwrap_or(u8::MAX),
+            flow: Some(id),
+        })
     }
 
     /// A flow that went on from an interface of `before` and has not been probed at `hop`:
@@ -1493,4 +1569,74 @@ fn stopping_points(confidence: Confidence, decisions: u32) -> &'static [u32] {
                 .collect();
             Box::leak(points.into_boxed_slice())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::command::Protocol;
+    use crate::protocol::reply::Reply;
+
+    #[test]
+    fn a_flow_sent_straight_past_counts_for_no_interface_before_until_answered_there() {
+        // TTL 2: flows 0 to 5 and the even ones reach A, the odd ones from 7 on B, so TTL
+        // 2's own rule shows A alone; TTL 3: X and Y behind A (even and odd flows), Z
+        // behind B. Flows sent straight to
+        // TTL 3 while TTL 2 shows A alone went through B half the time: they are evidence
+        // for A's successors only once TTL 2 answered them with A.
+        let a: IpAddr = "10.2.0.1".parse().unwrap();
+        let b: IpAddr = "10.2.0.2".parse().unwrap();
+        let via = |flow: u16| {
+            if flow < 6 || flow.is_multiple_of(2) {
+                a
+            } else {
+                b
+            }
+        };
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap()).protocol(Protocol::Udp);
+        let mut now = Instant::now();
+        let mut tracer = MultipathTracer::new(args, &MultipathConfig::default(), now).unwrap();
+        for _ in 0..10_000 {
+            while let Some(probe) = tracer.poll_probe(now) {
+                let id = probe.id();
+                let flow = id.flow().id();
+                let line = match id.ttl() {
+                    1 => "1 ttl-expired ip-4 10.1.0.1 round-trip-time 500".to_owned(),
+                    2 => format!("1 ttl-expired ip-4 {} round-trip-time 500", via(flow)),
+                    3 => {
+                        let to = if via(flow) == b { 3 } else { 1 + flow % 2 };
+                        format!("1 ttl-expired ip-4 10.3.0.{to} round-trip-time 500")
+                    }
+                    _ => "1 reply ip-4 127.0.0.1 round-trip-time 900".to_owned(),
+                };
+                let result = ProbeResult::from_reply(&Reply::parse(&line).unwrap());
+                tracer.handle_result(now, id, &result);
+            }
+            match tracer.poll_timeout() {
+                Some(next) => now = now.max(next),
+                None => break,
+            }
+            tracer.handle_timeout(now);
+        }
+        assert!(tracer.is_done());
+        let (two, three) = (&tracer.hops[2], &tracer.hops[3]);
+        assert_eq!(two.interfaces().len(), 2, "B is found at TTL 2");
+        for (&id, obs) in &three.flows {
+            if let Some(from) = obs.from {
+                assert_eq!(
+                    two.seen_through(id),
+                    Some(from),
+                    "flow {id} credited to {from}"
+                );
+            }
+        }
+        for (from, stats) in &three.by_from {
+            let credited = three.flows.values().filter(|o| o.from == Some(*from));
+            assert_eq!(stats.answered, credited.filter(|o| o.answered > 0).count());
+        }
+        let links = tracer.report().links;
+        let z: IpAddr = "10.3.0.3".parse().unwrap();
+        assert!(links.iter().any(|l| l.ttl == 3 && l.from == b && l.to == z));
+        assert!(!links.iter().any(|l| l.ttl == 3 && l.from == a && l.to == z));
+    }
 }
