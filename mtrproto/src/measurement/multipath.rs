@@ -563,7 +563,9 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// a flow seen at both gives a link. The rule holds for the TTL as a whole and, where the
 /// TTL before has several interfaces, for each of them: each needs the stopping point's
 /// number of flows through it for the successors it showed, and fresh flows are sent to the
-/// TTL before until enough reach it (node control), within a cap. With
+/// TTL before until enough reach it (node control), within a cap. A flow counts for an
+/// interface before only once the TTL before answered it (one sent straight past counts
+/// for none until then, and is probed there before a fresh flow is). With
 /// [`MultipathConfig::lite`] (MDA-Lite, Vermeulen et al. 2018), a TTL takes its own rule,
 /// flows from the TTL before spread evenly over its interfaces or fresh flows sent straight
 /// to it, and one flow onward from each interface before (its link); MDA-Lite's tests on
@@ -1261,8 +1263,9 @@ impl MultipathTracer {
                 waiting = true;
                 continue;
             }
-            // Node control: fresh flows at the TTL before until enough reach this
-            // interface, within a cap that gives up on one too rarely reached.
+            // Node control: flows sent straight here placed at the TTL before first, then
+            // fresh flows there until enough reach this interface, within a cap that gives
+            // up on one too rarely reached.
             if let Some(want) = self.unplaced(h) {
                 if before.outstanding() < self.config.window {
                     return Some(want);
@@ -1294,8 +1297,9 @@ impl MultipathTracer {
     /// `mda::link_point`), whichever ends first (3 interfaces each reaching 2 of 3: 26
     /// flows at both, where 11 through each would take 33); an interface with no flow left
     /// to follow goes on those terms. A router missed at the TTL before takes its links
-    /// with it, so the TTL before rules out one more interface than it showed. Fresh flows
-    /// are sent to the TTL before within node control's cap.
+    /// with it, so the TTL before rules out one more interface than it showed. Flows sent
+    /// straight here are probed at the TTL before first (`unplaced`), then fresh flows are
+    /// sent there within node control's cap.
     fn follow(&self, h: usize, before: &HopState, from: usize, most: usize) -> Option<Want> {
         let hop = &self.hops[h];
         let here = hop.interfaces().len();
