@@ -191,12 +191,16 @@ fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
         error.contains("invalid-argument") && error.contains("TTL 1"),
         "{error}"
     );
+    // The first refusal ends the trace; on a loaded machine a second flow may go out (10 ms
+    // later) before it arrives, so the count is whatever was sent, all at TTL 1.
+    let probes = json["probes"].take();
+    assert!(probes.as_u64().is_some_and(|n| n >= 1), "{probes}");
     assert_eq!(
         json,
         serde_json::json!({
             "target": "127.0.0.1",
             "confidence": 95,
-            "probes": 1,
+            "probes": null,
             "hops": [{"ttl": 1, "responders": [], "per_packet": false}],
             "links": [],
             "error": null,
