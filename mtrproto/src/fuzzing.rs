@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Confidence, Event, Feature, LineFramer, MultipathConfig, MultipathEnd, MultipathTracer,
+    Confidence, Event, Feature, Hop, LineFramer, MultipathConfig, MultipathEnd, MultipathTracer,
     ProbeArgs, ProbeId, ProbeResult, Reply, ReplyKind, Request, SendError, Session, SessionConfig,
-    Token, TraceStats, text_report,
+    Token, TraceStats, Word, text_report,
 };
 
 /// Reply lines: whatever parses encodes to a line that parses back equal.
@@ -205,10 +205,13 @@ fn frame<'a>(
     out
 }
 
-/// Trace statistics under arbitrary probe results, in any order, with or without `sent`:
-/// no panic, Loss% within 0..=100, the reported hops end at the target, reports render.
+/// Trace statistics under arbitrary probe results, in any order, with or without `sent`,
+/// from up to 208 responders per hop and 16 unknown reply names: no panic, Loss% within
+/// 0..=100, at most [`Hop::MAX_RESPONDERS`] responders and 8 unknown names listed, whose
+/// counts add up to the answers while under the cap, the reported hops end at the target,
+/// reports render.
 pub fn stats(data: &[u8]) {
-    let target = std::net::IpAddr::from([198, 18, 0, 9]);
+    let target = std::net::IpAddr::from([198, 18, 0, 7]);
     let mut trace = TraceStats::new(target, 8);
     let kinds = [
         ReplyKind::Reply,
@@ -224,9 +227,19 @@ pub fn stats(data: &[u8]) {
         if kind & 0x80 == 0 {
             trace.sent(*ttl % 10);
         }
-        let mut result = ProbeResult::from_kind(kinds[usize::from(*kind) % kinds.len()].clone());
+        let kind = if kind & 0x40 == 0 {
+            kinds[usize::from(*kind) % kinds.len()].clone()
+        } else {
+            // A reply name mtr-packet does not have: past 8 per hop they are not listed.
+            let name = Word::new(&format!("unknown-{}", kind & 0xf)).expect("a word");
+            ReplyKind::Other(name)
+        };
+        let mut result = ProbeResult::from_kind(kind);
         if from & 1 == 1 {
-            result.responder = Some(std::net::IpAddr::from([198, 18, 0, from >> 5]));
+            // The TTL byte's tens pick among 26 subnets: enough responders for one hop to
+            // pass the listed cap; 198.18.0.7 is the target.
+            let address = [198, 18, ttl / 10, from >> 5];
+            result.responder = Some(std::net::IpAddr::from(address));
             let micros = rtt.iter().fold(0u64, |t, b| t << 8 | u64::from(*b)) << (from >> 1 & 0xf);
             result.time = Some(Duration::from_micros(micros));
         }
@@ -237,14 +250,27 @@ pub fn stats(data: &[u8]) {
         assert!((0.0..=100.0).contains(&hop.loss_percent()), "{hop:?}");
         assert!(hop.dropped() <= hop.sent());
         assert!(hop.best_us() <= hop.worst_us() || hop.received() == 0);
-        // Every answer counts for one responder, and the latest is one of them.
-        assert_eq!(
-            hop.responders().map(|r| r.count).sum::<u64>(),
-            hop.received()
-        );
+        // Every answer counts for one listed responder, unless the list is full; the
+        // latest is one of them, unless the list is full.
+        let listed = hop.responders().count();
+        let counted = hop.responders().map(|r| r.count).sum::<u64>();
+        assert!(listed <= Hop::MAX_RESPONDERS, "{hop:?}");
+        assert!(counted <= hop.received(), "{hop:?}");
+        assert!(hop.responders().all(|r| r.count > 0), "{hop:?}");
+        if listed < Hop::MAX_RESPONDERS {
+            assert_eq!(counted, hop.received(), "{hop:?}");
+            assert!(
+                hop.host()
+                    .is_none_or(|h| hop.responders().any(|r| r.address == h))
+            );
+        }
+        assert_eq!(hop.host().is_some(), hop.received() > 0, "{hop:?}");
+        let unknown = hop.errors().iter();
         assert!(
-            hop.host()
-                .is_none_or(|h| hop.responders().any(|r| r.address == h))
+            unknown
+                .filter(|(k, _)| matches!(k, ReplyKind::Other(_)))
+                .count()
+                <= 8
         );
     }
     if let Some(destination) = trace.destination_ttl() {
