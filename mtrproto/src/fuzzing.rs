@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Confidence, Event, Feature, Hop, LineFramer, MultipathConfig, MultipathEnd, MultipathTracer,
-    ProbeArgs, ProbeId, ProbeResult, Reply, ReplyKind, Request, SendError, Session, SessionConfig,
-    Token, TraceStats, Word, text_report,
+    Confidence, Event, Feature, Flow, Hop, LineFramer, MultipathConfig, MultipathEnd,
+    MultipathTracer, ProbeArgs, ProbeId, ProbeResult, Reply, ReplyKind, Request, SendError,
+    Session, SessionConfig, Token, TraceConfig, TraceStats, Tracer, Word, text_report,
 };
 
 /// Reply lines: whatever parses encodes to a line that parses back equal.
@@ -421,6 +421,133 @@ pub fn multipath(data: &[u8]) {
         in_flight.len()
     );
     assert_eq!(tracer.poll_timeout(), None);
+}
+
+/// The mtr-style tracer with arbitrary settings (flows up to [`Flow::MAX`]` + 1` included)
+/// under arbitrary results (any responder, any kind, lost, repeated, in the wrong flow, now
+/// and then refused): no panic; the trace ends within its bounds; every probe's TTL and flow
+/// are within the settings; each flow's figures count exactly the probes sent in it; once
+/// ended, nothing changes its report.
+pub fn tracer(data: &[u8]) {
+    let mut bytes = Bytes(data);
+    let target = std::net::IpAddr::from([198, 18, 0, 9]);
+    let max_ttl = 1 + bytes.byte() % 12;
+    let flows = match bytes.byte() % 4 {
+        0 => 0,
+        1 => Flow::MAX + 1,
+        _ => u16::from(bytes.byte()),
+    };
+    let config = TraceConfig {
+        cycles: 1 + u32::from(bytes.byte() % 8),
+        first_ttl: bytes.byte() % 16,
+        max_ttl,
+        max_unknown: bytes.byte() % 16,
+        interval: Duration::from_millis(u64::from(bytes.byte()) * 4),
+        timeout: Duration::from_secs(1 + u64::from(bytes.byte() % 3)),
+        grace: Duration::from_millis(u64::from(bytes.byte()) * 20),
+        flows,
+    };
+    let start = Instant::now();
+    let mut now = start;
+    let args = ProbeArgs::new(target).protocol(crate::Protocol::Udp);
+    let mut tracer = Tracer::new(args, &config, now).expect("valid settings");
+    let probed = u32::from(config.flows).min(config.cycles);
+    assert_eq!(tracer.flow_stats().len(), probed as usize);
+    let mut in_flight: Vec<(u8, Option<Flow>)> = Vec::new();
+    let mut done: Vec<(u8, Option<Flow>)> = Vec::new();
+    let mut refused = None;
+    let kinds = [
+        ReplyKind::TtlExpired,
+        ReplyKind::Reply,
+        ReplyKind::NoReply,
+        ReplyKind::NoRoute,
+    ];
+    for _ in 0..100_000 {
+        while let Some(probe) = tracer.poll_probe(now) {
+            assert!((1..=config.max_ttl).contains(&probe.ttl()), "{probe:?}");
+            assert_eq!(probe.flow().is_some(), config.flows > 0, "{probe:?}");
+            assert!(probe.flow().is_none_or(|f| u32::from(f.id()) < probed));
+            in_flight.push((probe.ttl(), probe.flow()));
+        }
+        assert_eq!(tracer.in_flight(), in_flight.len());
+        assert!(tracer.rounds_completed() <= config.cycles);
+        assert!(tracer.probes_sent() <= u64::from(config.cycles) * u64::from(config.max_ttl));
+        if tracer.is_done() {
+            break;
+        }
+        let action = bytes.byte();
+        match (action % 8, in_flight.is_empty()) {
+            (0, _) | (_, true) => {
+                let next = tracer
+                    .poll_timeout()
+                    .expect("a running trace has a deadline");
+                now = now.max(next);
+                tracer.handle_timeout(now);
+            }
+            (1, false) => {
+                let (ttl, flow) =
+                    in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                tracer.handle_lost(now, ttl);
+                done.push((ttl, flow));
+            }
+            // Rarely, a probe the helper refused: the trace ends there.
+            (7, false) if action >= 0xf0 => {
+                let (ttl, flow) =
+                    in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                let result = ProbeResult::from_kind(ReplyKind::PermissionDenied);
+                tracer.handle_flow_result(now, ttl, flow, &result);
+                assert!(tracer.is_done());
+                refused = Some(ttl);
+                done.push((ttl, flow));
+            }
+            _ => {
+                let (ttl, flow) =
+                    in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                let from = bytes.byte();
+                let mut result = ProbeResult::from_kind(kinds[usize::from(from) % 4].clone());
+                if from & 4 == 0 {
+                    result.responder = Some(if from & 8 == 0 {
+                        std::net::IpAddr::from([198, 18, ttl, from >> 5])
+                    } else {
+                        target
+                    });
+                    result.time = Some(Duration::from_micros(u64::from(from) * 100));
+                }
+                now += Duration::from_millis(u64::from(from >> 4));
+                tracer.handle_flow_result(now, ttl, flow, &result);
+                done.push((ttl, flow));
+            }
+        }
+    }
+    assert!(tracer.is_done(), "{config:?}: the trace did not end");
+    assert_eq!(tracer.poll_timeout(), None);
+    assert_eq!(tracer.refused().map(|(ttl, _)| ttl), refused);
+    // Every probe counts once in the whole trace and once in its flow.
+    if config.flows > 0 {
+        for ttl in 1..=config.max_ttl {
+            let sent = |stats: &TraceStats| stats.hop(ttl).map_or(0, Hop::sent);
+            let in_flows = tracer.flow_stats().iter().map(sent).sum::<u64>();
+            assert_eq!(sent(tracer.stats()), in_flows, "TTL {ttl}");
+        }
+    }
+    let report = |tracer: &Tracer| {
+        let flows = tracer.flow_stats().iter();
+        let mut all = vec![text_report(tracer.stats(), "fuzz", true)];
+        all.extend(flows.map(|f| text_report(f, "flow", true)));
+        all
+    };
+    let before = report(&tracer);
+    // Once it ended, nothing changes it: probes still in flight answered, lost, late.
+    for (i, &(ttl, flow)) in in_flight.iter().enumerate() {
+        let mut result = ProbeResult::from_kind(kinds[i % kinds.len()].clone());
+        result.responder = Some(target);
+        result.time = Some(Duration::from_millis(1));
+        tracer.handle_flow_result(now, ttl, flow, &result);
+        tracer.handle_lost(now, ttl);
+    }
+    tracer.handle_timeout(now + Duration::from_secs(3600));
+    assert!(tracer.poll_probe(now + Duration::from_secs(3600)).is_none());
+    assert_eq!(report(&tracer), before, "changed after the end");
 }
 
 /// The session under an arbitrary sequence of operations, played against a scripted helper:

@@ -45,6 +45,11 @@ fn multipath() {
 }
 
 #[test]
+fn tracer() {
+    replay("tracer", mtrproto::fuzzing::tracer);
+}
+
+#[test]
 fn stats() {
     replay("stats", mtrproto::fuzzing::stats);
 }
