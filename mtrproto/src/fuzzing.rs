@@ -424,8 +424,8 @@ pub fn multipath(data: &[u8]) {
 }
 
 /// The mtr-style tracer with arbitrary settings (flows up to [`Flow::MAX`]` + 1` included)
-/// under arbitrary results (any responder, any kind, lost, repeated, in the wrong flow, now
-/// and then refused): no panic; the trace ends within its bounds; every probe's TTL and flow
+/// under arbitrary results (any responder, any kind, lost, now and then in another flow or
+/// one the trace does not have, now and then refused): no panic; the trace ends within its bounds; every probe's TTL and flow
 /// are within the settings; each flow's figures count exactly the probes sent in it; once
 /// ended, nothing changes its report.
 pub fn tracer(data: &[u8]) {
@@ -454,7 +454,6 @@ pub fn tracer(data: &[u8]) {
     let probed = u32::from(config.flows).min(config.cycles);
     assert_eq!(tracer.flow_stats().len(), probed as usize);
     let mut in_flight: Vec<(u8, Option<Flow>)> = Vec::new();
-    let mut done: Vec<(u8, Option<Flow>)> = Vec::new();
     let mut refused = None;
     let kinds = [
         ReplyKind::TtlExpired,
@@ -485,10 +484,8 @@ pub fn tracer(data: &[u8]) {
                 tracer.handle_timeout(now);
             }
             (1, false) => {
-                let (ttl, flow) =
-                    in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
+                let (ttl, _) = in_flight.swap_remove(usize::from(bytes.byte()) % in_flight.len());
                 tracer.handle_lost(now, ttl);
-                done.push((ttl, flow));
             }
             // Rarely, a probe the helper refused: the trace ends there.
             (7, false) if action >= 0xf0 => {
@@ -498,7 +495,6 @@ pub fn tracer(data: &[u8]) {
                 tracer.handle_flow_result(now, ttl, flow, &result);
                 assert!(tracer.is_done());
                 refused = Some(ttl);
-                done.push((ttl, flow));
             }
             _ => {
                 let (ttl, flow) =
@@ -514,8 +510,14 @@ pub fn tracer(data: &[u8]) {
                     result.time = Some(Duration::from_micros(u64::from(from) * 100));
                 }
                 now += Duration::from_millis(u64::from(from >> 4));
-                tracer.handle_flow_result(now, ttl, flow, &result);
-                done.push((ttl, flow));
+                // A driver's mistake: the answer said to come in another flow (counted in
+                // that flow's figures, or only the whole trace's if the trace has no such
+                // flow).
+                let said = match action {
+                    0xe0.. => Flow::new(u16::from(bytes.byte()) * 200).ok(),
+                    _ => flow,
+                };
+                tracer.handle_flow_result(now, ttl, said, &result);
             }
         }
     }
