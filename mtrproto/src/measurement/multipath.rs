@@ -481,14 +481,20 @@ impl HopState {
     }
 }
 
+/// A group's re-probes sent, in re-probes needed, before the check gives up on it: where
+/// answers are lost (loss, rate limiting), re-probes are sent again up to this bound.
+const REPROBE_TRIES: u32 = 3;
+
 /// Flows at one TTL taken to have come through one interface before, for the per-packet
 /// check ([`MultipathTracer::reprobe`]).
 #[derive(Debug, Default)]
 struct Group {
     /// The interfaces that answered them first.
     reached: BTreeSet<IpAddr>,
-    /// Their re-probes sent.
+    /// Their re-probes not lost (answered or in flight): a lost one shows nothing.
     reprobes: u32,
+    /// Their re-probes sent, lost ones too: bounds the re-probes where answers are lost.
+    sent: u32,
     /// The least-probed one with nothing in flight (probes, flow).
     idle: Option<(u16, u16)>,
 }
@@ -496,7 +502,8 @@ struct Group {
 impl Group {
     fn add(&mut self, id: u16, o: &Obs, responder: IpAddr) {
         self.reached.insert(responder);
-        self.reprobes += u32::from(o.sent.saturating_sub(1));
+        self.reprobes += u32::from(o.sent.saturating_sub(1).saturating_sub(o.lost));
+        self.sent += u32::from(o.sent.saturating_sub(1));
         if o.answered + o.lost == o.sent && self.idle.is_none_or(|best| (o.sent, id) < best) {
             self.idle = Some((o.sent, id));
         }
@@ -1204,8 +1211,13 @@ impl MultipathTracer {
                 ways @ 3.. => (sure, mda::repeat_point(self.alpha, ways)),
                 _ => (all, self.repeats),
             };
-            let Group { reprobes, idle, .. } = group;
-            if *reprobes >= needed {
+            let Group {
+                reprobes,
+                sent,
+                idle,
+                ..
+            } = group;
+            if *reprobes >= needed || *sent >= REPROBE_TRIES * needed {
                 continue;
             }
             match idle {
