@@ -1144,10 +1144,8 @@ impl Helper {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_helper_that_never_reads_is_caught_without_asking_the_pipe_at_every_turn() {
-        let poll = mio::Poll::new().unwrap();
-        let grace = Duration::from_millis(800);
+    /// A helper that never reads its stdin (`sleep`), with one 30 s probe written to it.
+    fn sleeping_helper_with_a_probe(poll: &mio::Poll, grace: Duration) -> (Helper, Instant) {
         let config = SessionConfig {
             grace,
             ..SessionConfig::default()
@@ -1160,6 +1158,14 @@ mod tests {
             .timeout(Duration::from_secs(30))
             .unwrap();
         helper.probe(start, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        (helper, start)
+    }
+
+    #[test]
+    fn a_helper_that_never_reads_is_caught_without_asking_the_pipe_at_every_turn() {
+        let poll = mio::Poll::new().unwrap();
+        let grace = Duration::from_millis(800);
+        let (mut helper, start) = sleeping_helper_with_a_probe(&poll, grace);
         // Turns 5 ms apart in virtual time, as a busy driver's.
         let tick = Duration::from_millis(5);
         let (mut turns, mut looks) = (0, 0);
@@ -1193,17 +1199,7 @@ mod tests {
     fn a_busy_driver_checks_liveness_at_its_own_turns_and_at_most_100_ms_apart() {
         let poll = mio::Poll::new().unwrap();
         // A grace long enough that the stdin watchdog stays out of the way.
-        let config = SessionConfig {
-            grace: Duration::from_secs(30),
-            ..SessionConfig::default()
-        };
-        let command = ["sleep".to_owned(), "30".to_owned()];
-        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
-        let start = Instant::now();
-        let args = ProbeArgs::new([127, 0, 0, 1].into())
-            .timeout(Duration::from_secs(30))
-            .unwrap();
-        helper.probe(start, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        let (mut helper, start) = sleeping_helper_with_a_probe(&poll, Duration::from_secs(30));
         // Turns 7 ms apart in virtual time, as a busy driver's (not a divisor of 100 ms).
         let tick = Duration::from_millis(7);
         let mut checks = Vec::new();
