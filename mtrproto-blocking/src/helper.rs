@@ -210,8 +210,6 @@ pub(crate) struct Helper {
     recent: VecDeque<String>,
     /// Its answer to the driver's `check-support feature version`, if asked and answered.
     version: Option<String>,
-    /// That check is out: it holds a window slot no caller counted on.
-    version_pending: bool,
     /// Something [`Helper::status`] reports changed.
     changed: bool,
 }
@@ -306,7 +304,6 @@ impl Helper {
             diagnostics: 0,
             recent: VecDeque::new(),
             version: None,
-            version_pending: false,
             changed: true,
         })
     }
@@ -452,19 +449,15 @@ impl Helper {
         // do a caller's the driver held (at most `max_queue` per helper): `QueueFull` is
         // for refusing at the door, never after acceptance.
         let uncapped = accepted || matches!(done, Caller::Campaign(_));
-        // The driver's own version check holds a window slot no caller counted on: while
-        // it is out, a caller's probe may wait for that slot (one more than `max_queue`)
-        // rather than be refused.
-        let borrowed = usize::from(self.version_pending);
         if !self.gated
             && self.backlog.1.is_empty()
             && self.session.queued() == 0
-            && ((!uncapped && borrowed == 0) || self.session.has_room(now))
+            && (!uncapped || self.session.has_room(now))
         {
             return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
-        if !uncapped && waiting >= self.max_queue.saturating_add(borrowed) {
+        if !uncapped && waiting >= self.max_queue {
             return self.finish(done, pin, Err(Error::QueueFull(waiting)));
         }
         let until = held_until.unwrap_or_else(|| give_up_at(now, &args, self.grace));
@@ -601,7 +594,6 @@ impl Helper {
     pub(crate) fn ask_version(&mut self, now: Instant) {
         if let Ok(token) = self.session.check_support(now, Feature::Version) {
             self.waiting.insert(token, Waiter::Version);
-            self.version_pending = true;
         }
     }
 
@@ -916,7 +908,6 @@ impl Helper {
                         // The driver's own check counts for no watchdog or restart rule: a
                         // helper is judged by its callers' requests, as before it was asked.
                         Some(Waiter::Version) => {
-                            self.version_pending = false;
                             if let Ok(version) = outcome {
                                 self.version = Some(cut(&version, DIAGNOSTIC_TEXT));
                                 self.changed = true;

@@ -150,9 +150,9 @@ impl SessionBuilder {
     /// out. A campaign's probes wait for room whatever this: its in-flight budget bounds
     /// them. A probe is refused with [`Error::QueueFull`] when
     /// sent, or never: one the driver held for an ended helper's answers
-    /// ([crate docs](crate)) waits for room whatever this once it goes out. While a helper
-    /// started again answers the session's version check (its first request, holding a
-    /// window slot), one probe more may wait.
+    /// ([crate docs](crate)) waits for room whatever this once it goes out. A check-support
+    /// (the session's own, or [`Session::check_support`]) takes no window slot and goes out
+    /// at once.
     pub fn max_queue(mut self, max_queue: usize) -> Self {
         self.config.max_queue = max_queue.min(SessionConfig::MAX_QUEUE);
         self

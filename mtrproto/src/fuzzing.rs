@@ -688,6 +688,8 @@ struct Harness {
     completions: HashMap<Token, u32>,
     /// Requests the helper read and has not answered.
     outstanding: Vec<Token>,
+    /// The issued tokens that are check-supports (they hold no window slot).
+    checks: Vec<Token>,
 }
 
 const MAX_LINE: usize = 128;
@@ -707,6 +709,7 @@ impl Harness {
             issued: Vec::new(),
             completions: HashMap::new(),
             outstanding: Vec::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -722,12 +725,12 @@ impl Harness {
                         .pair
                         .session
                         .send_probe(now, args.expect("timeout in range"));
-                    self.record_send(sent);
+                    self.record_send(sent, false);
                 }
             }
             1 => {
                 let sent = self.pair.session.check_support(now, Feature::Version);
-                self.record_send(sent);
+                self.record_send(sent, true);
             }
             2 if !self.issued.is_empty() => {
                 let token = self.issued[usize::from(bytes.byte()) % self.issued.len()];
@@ -758,9 +761,13 @@ impl Harness {
         self.check_bounds();
     }
 
-    fn record_send(&mut self, sent: Result<Token, SendError>) {
+    fn record_send(&mut self, sent: Result<Token, SendError>, check: bool) {
         match sent {
             Ok(token) => {
+                self.checks.retain(|&t| t != token);
+                if check {
+                    self.checks.push(token);
+                }
                 assert!(
                     !self.issued.contains(&token) || self.completions.contains_key(&token),
                     "token {token} reissued while pending"
@@ -825,20 +832,26 @@ impl Harness {
     }
 
     fn check_bounds(&self) {
-        assert!(self.pair.session.in_flight() <= self.window);
-        assert!(self.pair.session.input_buffered() <= MAX_LINE);
-        assert!(self.pair.session.transmit_buffered() <= self.window * Request::MAX_LINE);
+        // A check-support holds no window slot; `MAX_CHECKS` of them at most go past it.
+        let session = &self.pair.session;
+        let most = self.window + Session::MAX_CHECKS;
+        assert!(session.probes_in_flight() <= self.window);
+        assert!(session.in_flight() <= most);
+        assert!(session.input_buffered() <= MAX_LINE);
+        assert!(session.transmit_buffered() <= most * Request::MAX_LINE);
         // Once the watchdog gave up on a request the helper never answered, the helper is
         // misbehaving and the slot is reused: the bound holds until then.
         if self.pair.session.counters().unanswered == 0 {
-            let at_helper = self
+            let (checks, probes): (Vec<&Token>, Vec<&Token>) = self
                 .outstanding
                 .iter()
                 .filter(|t| !self.completions.contains_key(t))
-                .count();
+                .partition(|t| self.checks.contains(t));
             assert!(
-                at_helper <= self.window,
-                "{at_helper} unanswered at the helper"
+                probes.len() <= self.window && checks.len() <= Session::MAX_CHECKS,
+                "{} probes and {} checks unanswered at the helper",
+                probes.len(),
+                checks.len()
             );
         }
     }

@@ -581,19 +581,42 @@ fn a_helper_writing_an_old_answer_again_and_again_is_killed_after_the_grace() {
 
 #[test]
 fn a_check_refused_for_a_full_queue_says_so_not_that_the_helper_exited() {
-    // max_queue 0: a request is taken only when it can go out at once, and the window of
-    // one is held by a probe the helper answers a second later.
-    let session = fake(&["--delay-ms", "1000"])
-        .window(1)
-        .max_queue(0)
-        .open()
-        .unwrap();
-    let pending = session.probe("127.0.0.1", &one_second()).unwrap();
+    // max_queue 0: a request is taken only when it can go out at once. Check-supports go past
+    // the window, `MAX_CHECKS` of them at once: with that many out (the helper answers the
+    // `mark` ones a second after reading them), one more is refused.
+    let log = ReadLog::new("check-room");
+    let session = Arc::new(
+        fake(&["--check-delay-ms", "1000", "--read-log", log.path()])
+            .max_queue(0)
+            .open()
+            .unwrap(),
+    );
+    let out: Vec<_> = (0..mtrproto::Session::MAX_CHECKS)
+        .map(|_| {
+            let session = Arc::clone(&session);
+            std::thread::spawn(move || session.check_support(Feature::Mark))
+        })
+        .collect();
+    let started = Instant::now();
+    while std::fs::read_to_string(log.path())
+        .unwrap_or_default()
+        .matches("check-support feature mark")
+        .count()
+        < out.len()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "checks not read"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let refused = session.check_support(Feature::Version);
     assert!(matches!(refused, Err(Error::QueueFull(0))), "{refused:?}");
-    // The helper is fine: once the window is free, the check is answered.
-    let (result, _) = result_within(&pending, Duration::from_secs(10));
-    assert!(result.is_ok(), "{result:?}");
+    // The helper is fine: the checks out are answered, and then this one.
+    for check in out {
+        let answer = check.join().unwrap();
+        assert!(matches!(answer, Ok(true)), "{answer:?}");
+    }
     assert!(session.check_support(Feature::Version).unwrap());
 }
 
@@ -1357,11 +1380,11 @@ fn a_helper_started_again_from_a_changed_program_reports_its_version() {
 }
 
 /// A caller that sends one probe at a time with a window of 1 and no queue never fills
-/// them. A helper started again is asked its version first, which holds that one slot until
-/// answered (here 500 ms): a probe sent meanwhile waits for it, where it failed with
-/// `QueueFull` though the caller had nothing else out.
+/// them. A helper started again is asked its version first (answered here after 500 ms): a
+/// probe sent meanwhile failed with `QueueFull` though the caller had nothing else out, then
+/// waited for that answer; the check holds no window slot now, and the probe goes at once.
 #[test]
-fn a_probe_sent_while_a_restarted_helper_answers_its_version_check_waits_for_it() {
+fn a_probe_sent_while_a_restarted_helper_answers_its_version_check_goes_out_at_once() {
     // The opening checks and one probe are answered; it exits at the next probe.
     let program = ChangingProgram::new("version-room", "--exit-after 3");
     let session = program.builder().window(1).max_queue(0).open().unwrap();
@@ -1381,9 +1404,59 @@ fn a_probe_sent_while_a_restarted_helper_answers_its_version_check_waits_for_it(
     let start = Instant::now();
     let probe = session.probe_blocking("127.0.0.1", &options());
     assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
-    // It waited for the version check's answer.
-    let took = start.elapsed();
-    assert!(took >= Duration::from_millis(200), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // It did not wait for the version check's answer.
+    assert_eq!(session.helpers()[0].version, None, "{:?}", start.elapsed());
     assert_eq!(version_of_restarted(&session), "0.95");
+}
+
+/// A restarted helper's version check (answered here after 500 ms) held the one slot of a
+/// window of 1: a caller's `check_support` sent meanwhile failed with `QueueFull` though the
+/// caller had nothing out. A check takes no window slot (mtr-packet keeps no probe for it):
+/// it goes out at once.
+#[test]
+fn a_check_sent_while_a_restarted_helper_answers_its_version_check_is_not_refused() {
+    // The opening checks and one probe are answered; it exits at the next probe.
+    let program = ChangingProgram::new("version-check-room", "--exit-after 3");
+    let session = program.builder().window(1).max_queue(0).open().unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set("--check-delay-ms 500 --refuse sctp");
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    restarted(&session, 1);
+    let check = session.check_support(Feature::Sctp);
+    assert!(matches!(check, Ok(false)), "{check:?}");
+    assert_eq!(version_of_restarted(&session), "0.95");
+}
+
+/// The first probe to an IPv6 target asks the helper `check-support feature ip-6` on the
+/// caller's thread. That check waited behind a full window: here two probes answered after
+/// 3 s held a window of 2, and `probe` to ::1 returned only once one was answered. The
+/// check now goes past the window, and `probe` returns at once.
+#[test]
+fn a_first_ipv6_probe_does_not_wait_behind_a_full_window_for_its_check() {
+    let session = fake(&["--delay-ms", "3000"]).window(2).open().unwrap();
+    let slow: Vec<_> = (0..2)
+        .map(|_| session.probe("127.0.0.1", &options()).unwrap())
+        .collect();
+    let start = Instant::now();
+    let v6 = session.probe("::1", &options()).unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "probe returned after {took:?}"
+    );
+    for probe in slow {
+        let result = probe.wait();
+        assert!(result.as_ref().is_ok_and(|r| r.success()), "{result:?}");
+    }
+    let result = v6.wait();
+    assert!(result.as_ref().is_ok_and(|r| r.success()), "{result:?}");
 }

@@ -30,7 +30,8 @@ use crate::protocol::word::Word;
 /// refuses a config that is not, and [`Session::new`] panics on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Requests in flight at most (sent and not yet answered), `1..=MAX_WINDOW`.
+    /// Probes in flight at most (sent and not yet answered), `1..=MAX_WINDOW`. A
+    /// check-support holds no slot of it ([`Session::MAX_CHECKS`]).
     ///
     /// Default 256: mtr-packet 0.95 holds at most 1024 probes and aborts past about 1016
     /// TCP probes (each holds a socket below `FD_SETSIZE`), and 256 already reaches its full
@@ -321,6 +322,9 @@ pub struct Session {
     /// When each refused probe gives up: its first release plus its timeout.
     expiries: BTreeSet<(Instant, Token)>,
     in_flight: usize,
+    /// The check-supports among them: mtr-packet answers one at once and keeps no probe for
+    /// it, so it holds no window slot ([`Session::release`]).
+    checks: usize,
     /// The in-flight count at which mtr-packet last said `probes-exhausted`, the least seen.
     capacity: Option<usize>,
     /// Set by a `probes-exhausted` while other requests were in flight: nothing is released
@@ -371,6 +375,11 @@ enum Ended {
 }
 
 impl Session {
+    /// Check-supports in flight at most. They go out past the window (mtr-packet answers
+    /// one at once and keeps no probe for it), so that a check never waits for probes'
+    /// answers; past this many they wait in the queue like probes.
+    pub const MAX_CHECKS: usize = 8;
+
     /// A session with no request yet.
     ///
     /// # Panics
@@ -398,6 +407,7 @@ impl Session {
             resend: VecDeque::new(),
             expiries: BTreeSet::new(),
             in_flight: 0,
+            checks: 0,
             capacity: None,
             held: false,
             deadlines: Deadlines::default(),
@@ -436,12 +446,23 @@ impl Session {
             retries: 0,
             expires: None,
         };
+        let check = matches!(pending.request, Request::CheckSupport(_));
         self.requests.insert(token, pending);
-        self.queue.push_back(token);
+        if check {
+            // Ahead of waiting probes (after earlier checks): it needs no window slot.
+            let at = self.queue.iter().take_while(|&&t| self.is_check(t)).count();
+            self.queue.insert(at, token);
+        } else {
+            self.queue.push_back(token);
+        }
         self.release(now);
         // Taken if released at once or if there is room to wait.
-        if self.queue.len() > self.config.max_queue && self.queue.back() == Some(&token) {
-            self.queue.pop_back();
+        let queued = self
+            .requests
+            .get(token)
+            .is_some_and(|p| p.state == State::Queued);
+        if queued && self.queue.len() > self.config.max_queue {
+            self.queue.retain(|&t| t != token);
             self.requests.remove(token);
             return Err(SendError::QueueFull(waiting));
         }
@@ -552,7 +573,7 @@ impl Session {
         let Some(pending) = self.requests.remove(token) else {
             return;
         };
-        self.settle(token, Ended::Answered);
+        self.settle(token, is_check(&pending), Ended::Answered);
         if refused {
             self.back_off();
             if let Some(pending) = self.retry(now, pending) {
@@ -578,7 +599,7 @@ impl Session {
     /// refusal still says the helper's table is full.
     fn cancelled_answered(&mut self, token: Token, reply: &Reply<'_>) {
         if let Some(pending) = self.requests.remove(token) {
-            self.settle(token, Ended::Answered);
+            self.settle(token, is_check(&pending), Ended::Answered);
             self.forget_resent(pending.origin);
         }
         if reply.kind == ReplyKind::ProbesExhausted {
@@ -649,10 +670,9 @@ impl Session {
     /// nothing more goes out until one of them completes. A refusal with nothing else in
     /// flight says nothing about the table (and holding would wait forever).
     fn back_off(&mut self) {
-        if self.in_flight > 0 {
-            let capacity = self
-                .capacity
-                .map_or(self.in_flight, |c| c.min(self.in_flight));
+        let probes = self.probes_in_flight();
+        if probes > 0 {
+            let capacity = self.capacity.map_or(probes, |c| c.min(probes));
             self.capacity = Some(capacity);
             self.held = true;
         }
@@ -666,13 +686,27 @@ impl Session {
 
     /// Whether the window lets one more request go out.
     fn window_open(&self) -> bool {
-        self.in_flight < self.window() && !(self.held && self.in_flight > 0)
+        let probes = self.probes_in_flight();
+        probes < self.window() && !(self.held && probes > 0)
+    }
+
+    /// Probes sent and not yet completed: the window's count.
+    pub(crate) fn probes_in_flight(&self) -> usize {
+        self.in_flight - self.checks
+    }
+
+    /// Whether the request `token` is a check-support.
+    fn is_check(&self, token: Token) -> bool {
+        self.requests.get(token).is_some_and(is_check)
     }
 
     /// Frees the window slot of a request that left flight (already out of `requests`), and
     /// remembers how it ended.
-    fn settle(&mut self, token: Token, ended: Ended) {
+    fn settle(&mut self, token: Token, check: bool, ended: Ended) {
         self.in_flight -= 1;
+        if check {
+            self.checks -= 1;
+        }
         let requests = &self.requests;
         self.deadlines.prune(self.in_flight, |deadline, token| {
             watched(requests, deadline, token)
@@ -713,6 +747,7 @@ impl Session {
         self.resent.clear();
         self.deadlines.clear();
         self.in_flight = 0;
+        self.checks = 0;
         self.transmit.clear();
         self.transmitted = 0;
         let mut pending: Vec<_> = self.requests.drain().collect();
@@ -759,7 +794,7 @@ impl Session {
             let Some(pending) = self.requests.remove(token) else {
                 continue;
             };
-            self.settle(token, Ended::TimedOut);
+            self.settle(token, is_check(&pending), Ended::TimedOut);
             self.forget_resent(pending.origin);
             self.counters.unanswered += 1;
             if !matches!(pending.state, State::Cancelled) {
@@ -772,11 +807,21 @@ impl Session {
     /// Moves queued requests into the transmit buffer while the window, the transmit bound and
     /// the pacer allow.
     fn release(&mut self, now: Instant) {
+        // Check-supports first, whatever the window: they wait at the queue's front.
+        while self.check_has_room() && self.queue.front().is_some_and(|&t| self.is_check(t)) {
+            if let Some(token) = self.queue.pop_front() {
+                self.send_queued(now, token);
+            }
+        }
         while self.window_open() && self.transmit_has_room() {
             let resend = !self.resend.is_empty();
             let Some(&token) = self.resend.front().or(self.queue.front()) else {
                 return;
             };
+            // A check left at the front waits for room of its own, not a probe's.
+            if !resend && self.is_check(token) {
+                return;
+            }
             // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
             // it with mtr-packet's answer.
             let expired = |p: &Pending| p.expires.is_some_and(|expires| expires <= now);
@@ -798,28 +843,36 @@ impl Session {
             } else {
                 self.queue.pop_front();
             }
-            let Some(pending) = self.requests.get_mut(token) else {
-                continue;
-            };
-            let timeout = match &pending.request {
-                Request::SendProbe(args) => args.effective_timeout(),
-                Request::CheckSupport(_) => Duration::ZERO,
-            };
-            match pending.expires {
-                Some(expires) => {
-                    self.expiries.remove(&(expires, token));
-                }
-                None => pending.expires = Some(later(now, timeout)),
-            }
-            // A grace too large to add means, in effect, no watchdog.
-            let deadline = later(now, timeout.saturating_add(self.config.grace));
-            pending.deadline = deadline;
-            pending.state = State::InFlight;
-            pending.request.encode(token, &mut self.transmit);
-            self.deadlines.push(deadline, token);
-            self.in_flight += 1;
-            self.counters.sent += 1;
+            self.send_queued(now, token);
         }
+    }
+
+    /// Writes a request taken off the queue and starts its watchdog.
+    fn send_queued(&mut self, now: Instant, token: Token) {
+        let Some(pending) = self.requests.get_mut(token) else {
+            return;
+        };
+        let timeout = match &pending.request {
+            Request::SendProbe(args) => args.effective_timeout(),
+            Request::CheckSupport(_) => {
+                self.checks += 1;
+                Duration::ZERO
+            }
+        };
+        match pending.expires {
+            Some(expires) => {
+                self.expiries.remove(&(expires, token));
+            }
+            None => pending.expires = Some(later(now, timeout)),
+        }
+        // A grace too large to add means, in effect, no watchdog.
+        let deadline = later(now, timeout.saturating_add(self.config.grace));
+        pending.deadline = deadline;
+        pending.state = State::InFlight;
+        pending.request.encode(token, &mut self.transmit);
+        self.deadlines.push(deadline, token);
+        self.in_flight += 1;
+        self.counters.sent += 1;
     }
 
     /// Whether one more request line fits the transmit bound: a window's worth of lines.
@@ -827,8 +880,21 @@ impl Session {
     /// Without it, a helper that stops reading would let the watchdog free window slots for
     /// requests that were never written, and the buffer would grow without end.
     fn transmit_has_room(&self) -> bool {
-        let bound = self.config.window.saturating_mul(Request::MAX_LINE);
-        self.transmit_buffered().saturating_add(Request::MAX_LINE) <= bound
+        self.transmit_buffered().saturating_add(Request::MAX_LINE) <= self.transmit_bound()
+    }
+
+    /// Whether a check-support may go out past the window: fewer than [`Session::MAX_CHECKS`]
+    /// are in flight, and its line fits the room each one brings.
+    fn check_has_room(&self) -> bool {
+        self.checks < Session::MAX_CHECKS
+            && self.transmit_buffered().saturating_add(Request::MAX_LINE)
+                <= self.transmit_bound().saturating_add(Request::MAX_LINE)
+    }
+
+    /// The transmit bound: a line per window slot and per check-support in flight (at most
+    /// `window + MAX_CHECKS` lines, whatever completes meanwhile).
+    fn transmit_bound(&self) -> usize {
+        (self.config.window + self.checks).saturating_mul(Request::MAX_LINE)
     }
 
     /// Bytes to write to the helper's stdin at `now`, if any (what the pacer allows by then
@@ -890,7 +956,8 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Requests sent and not yet completed or expired (cancelled ones included).
+    /// Requests sent and not yet completed or expired (cancelled ones included), the
+    /// check-supports past the window too.
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -977,6 +1044,11 @@ pub(crate) fn later(now: Instant, by: Duration) -> Instant {
 
 /// Whether `deadline` is the watchdog's deadline of request `token`, which is in flight
 /// (or cancelled in flight): entries of requests that completed since are not.
+/// Whether `pending` is a check-support (which holds no window slot).
+fn is_check(pending: &Pending) -> bool {
+    matches!(pending.request, Request::CheckSupport(_))
+}
+
 fn watched(requests: &Slots<Pending>, deadline: Instant, token: Token) -> bool {
     requests
         .get(token)
@@ -1025,6 +1097,88 @@ mod tests {
             .map(|_| session.send_probe(now, args.clone()).unwrap().get())
             .collect();
         assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+
+    /// Writes what the session transmits at `now`, as a helper reading it all would.
+    fn written(session: &mut Session, now: Instant) -> String {
+        let Some(bytes) = session.poll_transmit(now) else {
+            return String::new();
+        };
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        session.consume(now, text.len());
+        text
+    }
+
+    #[test]
+    fn a_check_support_goes_past_a_full_window_and_leaves_its_slots_to_probes() {
+        // mtr-packet answers a check-support at once and keeps no probe for it: a check
+        // waits neither for the probes that fill the window nor for room in the queue, and
+        // a check out takes no slot a probe could have.
+        let now = Instant::now();
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let mut session = Session::new(SessionConfig {
+            window: 1,
+            max_queue: 0,
+            ..SessionConfig::default()
+        });
+        let probe = session.send_probe(now, args.clone()).unwrap();
+        let check = session
+            .check_support(now, Feature::Ip6)
+            .expect("a check is taken past a full window");
+        let text = written(&mut session, now);
+        assert!(
+            text.contains(&format!("{check} check-support feature ip-6\n")),
+            "{text:?}"
+        );
+        session.handle_input(
+            now,
+            format!("{probe} reply ip-4 127.0.0.1 round-trip-time 9\n").as_bytes(),
+        );
+        // The check is still out; the window's one slot is free for the next probe.
+        let next = session
+            .send_probe(now, args.clone())
+            .expect("a check out holds no probe's slot");
+        let text = written(&mut session, now);
+        assert!(text.starts_with(&format!("{next} send-probe")), "{text:?}");
+        assert!(matches!(
+            session.send_probe(now, args),
+            Err(SendError::QueueFull(0))
+        ));
+        // A probes-exhausted with the check and one probe out: the table holds one probe.
+        session.handle_input(now, format!("{next} probes-exhausted\n").as_bytes());
+        assert_eq!(
+            session.helper_capacity(),
+            None,
+            "nothing else of the table out"
+        );
+    }
+
+    #[test]
+    fn a_driver_s_own_check_leaves_a_window_of_one_to_its_caller() {
+        // A driver asks a started helper its version first. With a window of 1 and no queue,
+        // its caller's check and probe were refused with QueueFull until it was answered.
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig {
+            window: 1,
+            max_queue: 0,
+            ..SessionConfig::default()
+        });
+        let version = session.check_support(now, Feature::Version).unwrap();
+        let check = session.check_support(now, Feature::Sctp);
+        assert!(check.is_ok(), "{check:?}");
+        let probe = session.send_probe(now, ProbeArgs::new("127.0.0.1".parse().unwrap()));
+        assert!(probe.is_ok(), "{probe:?}");
+        let text = written(&mut session, now);
+        assert_eq!(text.lines().count(), 3, "{text:?}");
+        session.handle_input(
+            now,
+            format!("{version} feature-support support 0.95\n").as_bytes(),
+        );
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::Support { token, .. }) if token == version
+        ));
+        assert_eq!(session.in_flight(), 2);
     }
 
     #[test]
