@@ -64,9 +64,11 @@ impl Confidence {
 
 /// The re-probes of answered flows that show per-packet balancing with failure at most
 /// `alpha`, where the flows reached `ways` interfaces (two or more): at a hop balancing per
-/// packet evenly over at least `ways` interfaces, a re-probe gets the flow's first
-/// interface again with probability at most `1 / ways`, so `r` re-probes all do with at
-/// most `ways^-r` (at 95%: 5 for 2 ways, 3 for 3 or more; at 99%: 7, 5 for 3, 4 for 4).
+/// packet over at least `ways` interfaces, a re-probe of a flow whose first interface is
+/// the one the fewest flows reached gets it again with that interface's share, `1 / ways`
+/// where the shares are even, less (most of the time) where they are not; so `r` such
+/// re-probes all do with about `ways^-r` at most (at 95%: 5 for 2 ways, 3 for 3 or more; at
+/// 99%: 7, 5 for 3, 4 for 4).
 pub(crate) fn repeat_point(alpha: f64, ways: usize) -> u32 {
     let miss = 1.0 / ways.max(2) as f64;
     let mut r = 1;

@@ -84,8 +84,12 @@ pub struct MultipathConfig {
     /// Re-probe answered flows at every TTL with two or more interfaces to tell per-packet
     /// balancing from per-flow (default `true`): the flows through each interface before
     /// that reached two or more, 5 times at 95% (7 at 99%), 3 where its flows, seen going
-    /// through it, reached three or more (5 at 99%; 4 for four or more). `false` saves those
-    /// probes and never reports a hop as per packet.
+    /// through it, reached three or more (5 at 99%; 4 for four or more). Each re-probe goes
+    /// in a flow of the interface the fewest of them reached: a router balancing per packet
+    /// sends it back there with that interface's share, at most one in as many interfaces
+    /// however uneven the weights (a flow of any interface comes back with the sum of the
+    /// squared shares, 0.44 for shares of 3, 1, 1: three such re-probes miss 8.5% of such
+    /// routers at 95%). `false` saves those probes and never reports a hop as per packet.
     pub per_packet_check: bool,
     /// The first flow identifier used (default 0); later ones follow it, up to
     /// [`Flow::MAX`] (then the trace ends as if out of budget). The same flows through the
@@ -489,8 +493,9 @@ const REPROBE_TRIES: u32 = 3;
 /// check ([`MultipathTracer::reprobe`]).
 #[derive(Debug, Default)]
 struct Group {
-    /// The interfaces that answered them first.
-    reached: BTreeSet<IpAddr>,
+    /// The interfaces that answered them first, each with how many and the least-probed
+    /// of them (probes, flow).
+    reached: BTreeMap<IpAddr, (u32, (u16, u16))>,
     /// Their re-probes not lost (answered or in flight): a lost one shows nothing.
     reprobes: u32,
     /// Their re-probes sent, lost ones too: bounds the re-probes where answers are lost.
@@ -501,12 +506,25 @@ struct Group {
 
 impl Group {
     fn add(&mut self, id: u16, o: &Obs, responder: IpAddr) {
-        self.reached.insert(responder);
+        let (flows, least) = self.reached.entry(responder).or_insert((0, (o.sent, id)));
+        *flows += 1;
+        *least = (*least).min((o.sent, id));
         self.reprobes += u32::from(o.sent.saturating_sub(1).saturating_sub(o.lost));
         self.sent += u32::from(o.sent.saturating_sub(1));
         if o.answered + o.lost == o.sent && self.idle.is_none_or(|best| (o.sent, id) < best) {
             self.idle = Some((o.sent, id));
         }
+    }
+
+    /// The least-probed flow of the interface the fewest flows reached first (the first by
+    /// address among equals), in flight or not. At a router balancing per packet, a
+    /// re-probe comes back to the flow's first interface with that interface's share: the
+    /// rarest one's is at most `1 / ways` where the shares are even, and less where they
+    /// are not (a flow picked blindly comes back with the sum of the squared shares, more
+    /// than `1 / ways` where they are uneven: 0.44 for shares of 3, 1, 1).
+    fn rarest(&self) -> Option<u16> {
+        let (_, (_, id)) = self.reached.values().min_by_key(|(flows, _)| *flows)?;
+        Some(*id)
     }
 }
 
@@ -591,10 +609,10 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// to it has one of them probed at the TTL before (the predecessor may have an interface
 /// MDA missed, which that probe may find). A TTL with two or more interfaces has answered
 /// flows probed again, 5 times at 95% (7 at 99%) for each interface before whose flows
-/// reached several, fewer where they reached three or more (and for the flows sent straight
-/// to it, unless every interface before is checked on its own; on a meshed hop, once each
-/// interface before is followed): one flow answered by two interfaces marks the hop as
-/// balancing per packet. The trace ends when every answered flow reached the target, after `max_silent`
+/// reached several, fewer where they reached three or more, in the flows of the interface
+/// the fewest of them reached (and for the flows sent straight to it, unless every
+/// interface before is checked on its own; on a meshed hop, once each interface before is
+/// followed): one flow answered by two interfaces marks the hop as balancing per packet. The trace ends when every answered flow reached the target, after `max_silent`
 /// silent TTLs, at `max_ttl`, or when the budget is spent.
 ///
 /// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
@@ -1152,10 +1170,10 @@ impl MultipathTracer {
     /// The next re-probe looking for per-packet balancing at `hop`, if one is needed: the
     /// flows grouped by the interface they came through at the TTL before, each group that
     /// reached two or more interfaces re-probed `repeat_point` times, for the interfaces
-    /// its known flows reached (the least re-probed group and its least-probed idle flow
-    /// first). Flows sent straight here (their
-    /// interface before unknown) form a group of their own, re-probed only where some
-    /// interface before is not checked on its own flows.
+    /// its known flows reached (the least re-probed group first, in the flows of its rarest
+    /// interface, [`Group::rarest`]). Flows sent straight here (their interface before
+    /// unknown) form a group of their own, re-probed only where some interface before is
+    /// not checked on its own flows, in its least-probed idle flow.
     fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
         // A flow seen going on from its interface before (or from the only one there) came
         // through that router, unless a TTL before balances per packet (a flow's way there
@@ -1220,9 +1238,16 @@ impl MultipathTracer {
             if *reprobes >= needed || *sent >= REPROBE_TRIES * needed {
                 continue;
             }
-            match idle {
-                Some((_, id)) if best.is_none_or(|b| *reprobes < b.0) => {
-                    best = Some((*reprobes, *id));
+            // One router's flows: those of its rarest interface. Flows of unknown or
+            // changing ways (sent straight here, or past a per-packet hop) may have come
+            // through several routers: the least-probed idle one, whichever it reached.
+            let pick = match from {
+                Some(_) if steady => group.rarest(),
+                _ => idle.map(|(_, id)| id),
+            };
+            match pick {
+                Some(id) if best.is_none_or(|b| *reprobes < b.0) => {
+                    best = Some((*reprobes, id));
                 }
                 Some(_) => {}
                 None => waiting = true,
