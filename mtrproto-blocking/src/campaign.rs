@@ -132,7 +132,10 @@ pub struct CampaignSummary {
     /// Targets whose report is an error, `refused` ones included.
     pub failed: usize,
     /// Targets whose trace ended at a probe the helper refused: their report is
-    /// [`Error::Refused`] (counted in `failed` too).
+    /// [`Error::Refused`] (counted in `failed` too). Not a target refused with
+    /// [`Error::Unsupported`]: the session's release table or feature answers ruled it out
+    /// before any probe went out, so the helper refused nothing (`probes_refused` would
+    /// not count it either); it is in `failed` only.
     pub refused: usize,
     /// Probes the helper refused ([`ReplyKind::is_refusal`](mtrproto::ReplyKind::is_refusal)):
     /// the ones that ended a trace, and any of the same targets' probes in flight then.

@@ -226,6 +226,33 @@ fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
     );
 }
 
+/// `paths` without `--json` on a refused probe prints no partial path (the TTLs before the
+/// refusal are not a path to trust) and says why on stderr, naming the answer, the TTL and
+/// what it usually means, and exits non-zero.
+#[test]
+fn paths_text_says_why_a_probe_was_refused() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let mut child = Command::new(built_example("paths"))
+        .arg("127.0.0.1")
+        .env("MTR_PACKET", format!("'{fake}' --reply permission-denied"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(30));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stdout}");
+    assert_eq!(stdout, "", "{stderr}");
+    assert!(
+        stderr.starts_with("paths: mtr-packet refused the probe at TTL 1: permission-denied (")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
 /// `trace` ends as mtr does once its grace is over, abandoning probes still out (mtr
 /// exits then): with a helper that answers each probe 3 s late, mtr 0.95 printed and
 /// exited after 0.16 s here, `trace` after 3.05 s before it stopped waiting for them.

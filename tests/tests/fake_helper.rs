@@ -1321,8 +1321,13 @@ impl ChangingProgram {
     /// The next start runs the fake helper with `args`. Written aside and renamed in: a
     /// start never reads a half-written file.
     fn set(&self, args: &str) {
+        self.set_script(&format!("exec '{FAKE}' {args}"));
+    }
+
+    /// The next start runs `script` (one line of `sh`).
+    fn set_script(&self, script: &str) {
         let next = self.0.join("next");
-        std::fs::write(&next, format!("exec '{FAKE}' {args}\n")).unwrap();
+        std::fs::write(&next, format!("{script}\n")).unwrap();
         std::fs::rename(&next, self.0.join("mtr-packet")).unwrap();
     }
 
@@ -1459,4 +1464,44 @@ fn a_first_ipv6_probe_does_not_wait_behind_a_full_window_for_its_check() {
     }
     let result = v6.wait();
     assert!(result.as_ref().is_ok_and(|r| r.success()), "{result:?}");
+}
+
+/// A helper started again that never reads its stdin (here `sleep`): the session's own
+/// version check, the only bytes written to it, ends unanswered at the grace before the
+/// stdin watchdog's clock (started at a look after the write) runs out, so an idle session
+/// leaves the helper be instead of starting it again every grace and second; a caller's
+/// probe then finds it stalled within the grace.
+#[test]
+fn an_idle_session_leaves_a_helper_that_never_read_its_version_check_be() {
+    // The opening checks and one probe are answered; it exits at the next probe.
+    let program = ChangingProgram::new("deaf-idle", "--exit-after 3");
+    let session = program
+        .builder()
+        .grace(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set_script("exec sleep 60");
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    restarted(&session, 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let helper = session.helpers().remove(0);
+    assert!(helper.running && helper.restarts == 1, "{helper:?}");
+    let start = Instant::now();
+    let probe = session.probe_blocking("127.0.0.1", &one_second());
+    let took = start.elapsed();
+    assert!(
+        matches!(probe, Err(Error::Process(ProcessError::Unresponsive))),
+        "{probe:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
