@@ -846,6 +846,48 @@ fn flagged_where_seen(
     (saw, flagged)
 }
 
+/// The share of the runs that saw all of TTL 2's routers in which the per-packet check
+/// misses TTL 1's router balancing per packet over them with these weights, computed: flows
+/// drawn by weight until TTL 2's stopping rule is met (`n_k` answered with `k` seen), then
+/// `r` re-probes (the least with `ways^-r` within the confidence) of a flow of the router
+/// the fewest flows reached (the first among equals), each back to it with its share.
+fn computed_miss(weights: &[u64], confidence: Confidence) -> f64 {
+    let ways = weights.len();
+    let total: u64 = weights.iter().sum();
+    let shares: Vec<f64> = weights.iter().map(|&w| w as f64 / total as f64).collect();
+    let alpha = f64::from(100 - confidence.percent()) / 100.0;
+    let repeats = (1..64)
+        .find(|&r| (ways as f64).powi(-r) <= alpha)
+        .unwrap_or(64);
+    let points: Vec<u32> = (0..=ways)
+        .map(|k| confidence.stopping_point(k.max(1)))
+        .collect();
+    // Flows drawn so far per router, with their probability.
+    let mut states = BTreeMap::from([(vec![0u32; ways], 1.0)]);
+    let (mut saw, mut missed) = (0.0, 0.0);
+    while !states.is_empty() {
+        let mut next = BTreeMap::new();
+        for (counts, p) in states {
+            let seen = counts.iter().filter(|&&c| c > 0).count();
+            if counts.iter().sum::<u32>() >= points[seen] {
+                if seen == ways {
+                    let rarest = (0..ways).min_by_key(|&i| counts[i]).unwrap_or(0);
+                    saw += p;
+                    missed += p * shares[rarest].powi(repeats);
+                }
+                continue;
+            }
+            for (i, share) in shares.iter().enumerate() {
+                let mut drawn = counts.clone();
+                drawn[i] += 1;
+                *next.entry(drawn).or_insert(0.0) += p * share;
+            }
+        }
+        states = next;
+    }
+    missed / saw
+}
+
 #[test]
 fn a_per_packet_router_with_unequal_weights_is_flagged_at_the_confidence() {
     // A router balancing per packet over unequal weights returns a re-probe to a flow's
@@ -855,8 +897,9 @@ fn a_per_packet_router_with_unequal_weights_is_flagged_at_the_confidence() {
     // flagged in 528 of 556 here). Re-probing the flows of the interface that the fewest
     // flows reached misses with that interface's share^r, about 1.1% for (3, 1, 1), and
     // 1/ways^r where the shares are even. Every run that saw all of TTL 2's routers flags
-    // it in at least 95% (600 runs per weighting); the same routers balancing per flow are
-    // never flagged.
+    // it in at least 95% (600 runs per weighting), its misses within 3 standard deviations
+    // of the computed share (`computed_miss`, under 5% for each); the same routers
+    // balancing per flow are never flagged.
     let config = MultipathConfig::default();
     let weightings: [&[u64]; 8] = [
         &[1, 1],
@@ -870,7 +913,19 @@ fn a_per_packet_router_with_unequal_weights_is_flagged_at_the_confidence() {
     ];
     for weights in weightings {
         let (saw, flagged) = flagged_where_seen(&weighted(weights, true), WEIGHTED_RUNS, &config);
-        println!("per packet {weights:?}: flagged in {flagged} of the {saw} runs that saw all");
+        let computed = computed_miss(weights, config.confidence);
+        let (missed, expected) = ((saw - flagged) as f64, computed * saw as f64);
+        println!(
+            "per packet {weights:?}: flagged in {flagged} of the {saw} runs that saw all, \
+             missed {:.2}% (computed {:.2}%)",
+            100.0 * missed / saw as f64,
+            100.0 * computed
+        );
+        assert!(computed < 0.05, "{weights:?}: computed {computed}");
+        assert!(
+            (missed - expected).abs() <= 3.0 * (expected * (1.0 - computed)).sqrt() + 1.0,
+            "{weights:?}: missed {missed} of {saw}, computed {expected:.1}"
+        );
         assert!(
             saw * 100 >= WEIGHTED_RUNS * 70,
             "{weights:?}: {saw} of {WEIGHTED_RUNS}"
