@@ -1,7 +1,7 @@
 //! Multipath traces: every path to one target ([`mtrproto::MultipathTracer`], MDA over
 //! fixed UDP flows) on the caller's thread, over a session.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use mtrproto::{Flow, MultipathConfig, MultipathReport, MultipathTracer, ProbeId, Protocol};
@@ -39,7 +39,9 @@ impl Session {
     /// Fails at once if the helper's release cannot answer UDP probes with fixed ports
     /// for this address family ([`Error::Unsupported`], naming the release needed: 0.93
     /// for IPv4, 0.96 for IPv6), or if the session is closed; fails with
-    /// [`Error::Refused`] when the helper refuses one of its probes, as mtr stops then.
+    /// [`Error::Refused`] when the helper refuses one of its probes, as mtr stops then,
+    /// once its probes still out are answered (each waited for at most the trace's timeout
+    /// and a second), so that they hold no window slot a later run needs.
     ///
     /// ```no_run
     /// use mtrproto_blocking::{MultipathOptions, Session};
@@ -95,6 +97,8 @@ impl Session {
         // gives a probe up before the driver does), so the channel is unbounded, and holds
         // at most one answer per probe sent, which the tracer's budget bounds.
         let (sender, answers) = crossbeam_channel::unbounded();
+        // Probes the driver took whose answers have not come back.
+        let mut out = 0usize;
         loop {
             let now = Instant::now();
             let mut sent = false;
@@ -105,7 +109,10 @@ impl Session {
                     let _ = sender.send((id, result));
                 });
                 match result {
-                    Ok(()) => sent = true,
+                    Ok(()) => {
+                        sent = true;
+                        out += 1;
+                    }
                     Err(error @ Error::State(_)) => {
                         // The probes of this batch already accepted still go out.
                         if sent {
@@ -127,6 +134,7 @@ impl Session {
                     // Every answer already in, then the probes they make due.
                     let now = Instant::now();
                     for (id, result) in std::iter::once(first).chain(answers.try_iter()) {
+                        out = out.saturating_sub(1);
                         match result {
                             Ok(result) => tracer.handle_result(now, id, &result),
                             Err(_) => tracer.handle_lost(now, id),
@@ -144,6 +152,15 @@ impl Session {
             reply: reply.clone(),
             ttl,
         });
+        // At a refusal, the trace's other probes are still out, some maybe queued behind
+        // the window, and would keep its slots after this returns: a run started next
+        // would wait behind them while its clock ran. Waited for, each for at most its
+        // timeout and a second after the last answer (the trace's own bound for a lost
+        // probe); what they say changes nothing.
+        let bound = options.trace.timeout.saturating_add(Duration::from_secs(1));
+        while refused.is_some() && out > 0 && answers.recv_timeout(bound).is_ok() {
+            out -= 1;
+        }
         Ok((tracer.report(), refused))
     }
 }

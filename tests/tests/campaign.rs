@@ -1169,3 +1169,43 @@ fn the_summary_counts_refused_targets_and_probes_apart() {
     );
     assert!(summary.no_reply >= 2, "{summary:?}");
 }
+
+/// `Session::multipath` ends at the first probe the helper refuses, as mtr stops. Its
+/// other probes were still out (one in flight, four queued behind a window of 2, each
+/// answered 1 s after it went out) and kept the window after it returned: the next trace's
+/// probe waited behind them while its clock ran, went out 2 s later, and was reported lost
+/// (its grace 1.5 s) though the helper answered it as any other. `multipath` now waits for
+/// its probes still out at a refusal (bounded: each answered within its timeout and a
+/// second), so the next run has the window.
+#[test]
+fn a_trace_after_a_refused_multipath_has_the_window_to_itself() {
+    let session = Session::builder()
+        .program(
+            FAKE,
+            ["--delay-ms", "1000", "--reply-at", "1:invalid-argument"],
+        )
+        .window(2)
+        .open()
+        .unwrap();
+    let mut paths = mtrproto_blocking::MultipathOptions::default();
+    paths.trace.max_ttl = 1;
+    let refused = session.multipath_partial("127.0.0.1", &paths).unwrap();
+    assert!(
+        matches!(refused.1, Some(Error::Refused { .. })) && refused.0.probes >= 3,
+        "{refused:?}"
+    );
+    let mut next = options(1, 10);
+    next.trace.first_ttl = 2;
+    next.trace.max_ttl = 2;
+    next.trace.grace = Duration::from_millis(1500);
+    next.trace.timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    let stats = session.trace("127.0.0.1", &next).unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        stats.destination_ttl(),
+        Some(2),
+        "after {took:?}: {stats:?}"
+    );
+    assert_eq!(stats.hops()[1].loss_percent(), 0.0, "{stats:?}");
+}
