@@ -129,6 +129,11 @@ struct Slot {
     /// When the last (at most [`RESTART_BURST`]) restarts happened.
     recent_restarts: VecDeque<Instant>,
     restart_at: Option<Instant>,
+    /// Its helper ended having answered nothing and served no caller (it died on the
+    /// session's own version check, or by itself): it is started again only once a request
+    /// comes, at this time at the earliest ([`Driver::wake_dormant`]), so that an idle
+    /// session does not start a helper that cannot work again and again.
+    dormant: Option<Instant>,
     last_exit: Option<ExitStatus>,
 }
 
@@ -248,6 +253,7 @@ impl Driver {
                         restarts: 0,
                         recent_restarts: VecDeque::new(),
                         restart_at: None,
+                        dormant: None,
                         last_exit: None,
                     });
                 }
@@ -406,7 +412,13 @@ impl Driver {
     fn take_commands(&mut self, now: Instant) {
         self.wakeup.rearm();
         loop {
-            match self.commands.try_recv() {
+            let command = self.commands.try_recv();
+            if let Ok(Command::Probe { .. } | Command::Support { .. } | Command::Campaign(_)) =
+                &command
+            {
+                self.wake_dormant(now);
+            }
+            match command {
                 Ok(Command::Probe { args, done }) => {
                     if let Err(Caller::Callback(done)) =
                         self.route_probe(now, args, Caller::Callback(done), None)
@@ -478,6 +490,7 @@ impl Driver {
         if self.jobs.is_empty() {
             return;
         }
+        self.wake_dormant(now);
         self.take_answers(now);
         let mut jobs = std::mem::take(&mut self.jobs);
         for job in &mut jobs {
@@ -690,7 +703,7 @@ impl Driver {
             if !slot.helper.is_done() {
                 continue;
             }
-            if slot.restart_at.is_none() {
+            if slot.restart_at.is_none() && slot.dormant.is_none() {
                 let burst = slot.recent_restarts.len() >= RESTART_BURST
                     && slot
                         .recent_restarts
@@ -698,10 +711,13 @@ impl Driver {
                         .is_some_and(|&at| now.saturating_duration_since(at) < RESTART_WINDOW);
                 slot.restart_at = if slot.helper.has_answered() && !burst {
                     Some(now)
-                } else if self.any_answered {
-                    Some(now + RESTART_PAUSE)
-                } else {
+                } else if !self.any_answered {
                     None
+                } else if !slot.helper.has_served() {
+                    slot.dormant = Some(now + RESTART_PAUSE);
+                    None
+                } else {
+                    Some(now + RESTART_PAUSE)
                 };
             }
             if slot.restart_at.is_none_or(|at| at > now) {
@@ -744,11 +760,28 @@ impl Driver {
         }
     }
 
-    /// Whether every helper is done and none is to be started again.
+    /// A request came: the dormant slots ([`Slot::dormant`]) start their helper again, at
+    /// once if their pause is over.
+    fn wake_dormant(&mut self, now: Instant) {
+        let mut woke = false;
+        for slot in &mut self.slots {
+            if let Some(at) = slot.dormant.take() {
+                slot.restart_at = Some(at);
+                woke = true;
+            }
+        }
+        if woke {
+            self.restart(now);
+        }
+    }
+
+    /// Whether every helper is done and none is to be started again (a dormant one only
+    /// while closing).
     fn finished(&self) -> bool {
-        self.slots
-            .iter()
-            .all(|s| s.helper.is_done() && s.restart_at.is_none())
+        let closing = self.kill_at.is_some();
+        self.slots.iter().all(|s| {
+            s.helper.is_done() && s.restart_at.is_none() && (closing || s.dormant.is_none())
+        })
     }
 
     /// Updates what `Session::helpers` reports.

@@ -201,6 +201,10 @@ pub(crate) struct Helper {
     junk_since: Option<Instant>,
     /// Requests it answered: a helper that never answered is restarted only after a pause.
     answered: u64,
+    /// It was given a caller's request (a probe or a check), not only the driver's own
+    /// version check: one that ended before answering anything and served no caller is
+    /// started again only when a request comes (`Driver::restart`).
+    served: bool,
     /// When it last answered anything (late and second answers included, once per token).
     last_answer: Option<Instant>,
     /// The tokens of the last few late or second answers ([`STRAYS_KEPT`]): another line
@@ -299,6 +303,7 @@ impl Helper {
             stdin_looked: Instant::now(),
             junk_since: None,
             answered: 0,
+            served: false,
             last_answer: None,
             strays: VecDeque::new(),
             diagnostics: 0,
@@ -384,6 +389,11 @@ impl Helper {
         self.answered > 0
     }
 
+    /// Whether it was given a caller's request ([`Helper::served`]).
+    pub(crate) fn has_served(&self) -> bool {
+        self.served
+    }
+
     /// How it exited, once reaped.
     pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
         self.status
@@ -433,6 +443,7 @@ impl Helper {
         held_until: Option<Instant>,
     ) {
         let accepted = held_until.is_some();
+        self.served = true;
         if !self.takes_probes() {
             let gone = self.gone();
             return self.finish(done, None, Err(gone));
@@ -598,6 +609,7 @@ impl Helper {
     }
 
     pub(crate) fn support(&mut self, now: Instant, feature: Feature, done: Sender<SupportAnswer>) {
+        self.served = true;
         if !self.takes_probes() {
             let _ = done.send(Err(Failure::HelperGone.into()));
             return;

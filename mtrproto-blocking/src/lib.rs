@@ -62,8 +62,12 @@
 //! anything (mtr-packet 0.94 to 0.96 die of SIGSEGV on a probe to a destination whose route
 //! is `unreachable` when no source address is given: that probe fails with `Exited` and the
 //! signal, later probes go to the new helper), after 1 s if it never answered and some
-//! helper of the session did. A slot started again 5 times within 10 s waits 1 s before each
-//! further start, so a helper that crashes on every probe costs at most one start a second.
+//! helper of the session did; a helper that never answered and was handed no request of a
+//! caller (it died on the session's own version check, asked of each new helper, or by
+//! itself) is started again only once a request comes (then at once if that 1 s is over),
+//! so an idle session does not start a program that dies at once again and again. A slot
+//! started again 5 times within 10 s waits 1 s before each further start, so a helper that
+//! crashes on every probe costs at most one start a second.
 //! Probes sent while a slot has no helper (between the end and the start, or while the
 //! program cannot be started) fail at once with `Exited` and the status it died with, or go
 //! to another helper if there is one. If no helper of the session ever answered, a slot is

@@ -1505,3 +1505,49 @@ fn an_idle_session_leaves_a_helper_that_never_read_its_version_check_be() {
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// A helper started again that dies on its first request, the session's own version check
+/// (here it exits on reading a line), never answered: it was started again every second
+/// for as long as the session sat idle (6 restarts in 6 s), where before the version check
+/// existed it waited for a request. Such a slot now starts its helper only once a request
+/// comes, which then fails with the helper's exit as before.
+#[test]
+fn a_helper_that_dies_on_the_version_check_is_not_restarted_while_the_session_is_idle() {
+    // The opening checks and one probe are answered; it exits at the next probe.
+    let program = ChangingProgram::new("dies-idle", "--exit-after 3");
+    let session = program.builder().open().unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set("--exit-after 0");
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let idle = session.helpers().remove(0);
+    assert_eq!(idle.restarts, 1, "{idle:?}");
+    // A probe starts it again, and fails as the helper dies on it.
+    let probe = session.probe_blocking("127.0.0.1", &one_second());
+    assert!(
+        matches!(probe, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{probe:?}"
+    );
+    let after = session.helpers().remove(0).restarts;
+    assert!(after > 1, "{after}");
+    // The helper that took the probe ended having served a caller: started once more after
+    // the pause, which dies on the version check; then nothing until the next request.
+    std::thread::sleep(Duration::from_millis(2500));
+    let settled = session.helpers().remove(0).restarts;
+    assert!(settled <= after + 1, "{after} then {settled}");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(session.helpers().remove(0).restarts, settled);
+    // A program that works again: the next request starts it, and it answers.
+    program.set("");
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+}
