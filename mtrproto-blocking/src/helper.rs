@@ -870,6 +870,12 @@ impl Helper {
                     self.session.handle_input(now, &buf[..n]);
                     // Completed at once, so that the session's event queue stays small.
                     self.dispatch(now);
+                    // An endless line is one diagnostic, and no line follows: every read
+                    // of output that answers nothing counts for the junk watchdog.
+                    if self.ending.is_none() && self.junk_for_grace(now) {
+                        self.readable = false;
+                        return self.end(now, Why::Junk);
+                    }
                     // A pipe's read takes all it holds up to the buffer's size: a short one
                     // emptied it. A resting stdout is read again at the next wake-up
                     // anyway, so it is left here without a read that would only fail.
@@ -978,8 +984,15 @@ impl Helper {
             self.last_answer = Some(now);
             return false;
         }
-        let since = *self.junk_since.get_or_insert(now);
-        since.checked_add(self.grace).is_some_and(|at| at <= now)
+        self.junk_since.get_or_insert(now);
+        self.junk_for_grace(now)
+    }
+
+    /// Whether it has written only junk for the grace.
+    fn junk_for_grace(&self, now: Instant) -> bool {
+        self.junk_since
+            .and_then(|since| since.checked_add(self.grace))
+            .is_some_and(|at| at <= now)
     }
 
     /// The error for a request that ended without an answer.

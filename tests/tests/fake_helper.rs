@@ -1551,3 +1551,51 @@ fn a_helper_that_dies_on_the_version_check_is_not_restarted_while_the_session_is
     let probe = session.probe_blocking("127.0.0.1", &options());
     assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
 }
+
+/// A helper that writes without end and never a newline (here `cat /dev/zero`, started
+/// again in a dead one's place): the line is too long once, a single diagnostic, and no
+/// line follows, so the junk watchdog, which looked only at lines, never fired. The driver
+/// read it for as long as it ran, most of a core while the session sat idle. Every read
+/// now counts: output that answers nothing for the grace ends the helper as junk.
+#[test]
+fn a_helper_writing_one_endless_line_is_ended_as_junk_after_the_grace() {
+    // The opening checks and one probe are answered; it exits at the next probe.
+    let program = ChangingProgram::new("endless-line", "--exit-after 3");
+    let session = program
+        .builder()
+        .grace(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set_script("exec cat /dev/zero");
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    let started = Instant::now();
+    loop {
+        let helper = session.helpers().remove(0);
+        if helper.restarts == 1 && !helper.running {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still read: {helper:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ended = session.helpers().remove(0);
+    assert!(
+        ended
+            .recent_diagnostics
+            .iter()
+            .any(|d| d.contains("LineTooLong")),
+        "{ended:?}"
+    );
+}
