@@ -870,9 +870,13 @@ impl Helper {
                     self.session.handle_input(now, &buf[..n]);
                     // Completed at once, so that the session's event queue stays small.
                     self.dispatch(now);
-                    // An endless line is one diagnostic, and no line follows: every read
-                    // of output that answers nothing counts for the junk watchdog.
-                    if self.ending.is_none() && self.junk_for_grace(now) {
+                    // An endless line is one diagnostic, and no line follows: a read of its
+                    // bytes (skipped, none kept: a part of an answer is kept) counts for
+                    // the junk watchdog.
+                    if self.ending.is_none()
+                        && self.session.input_buffered() == 0
+                        && self.junk_for_grace(now)
+                    {
                         self.readable = false;
                         return self.end(now, Why::Junk);
                     }

@@ -1599,3 +1599,40 @@ fn a_helper_writing_one_endless_line_is_ended_as_junk_after_the_grace() {
         "{ended:?}"
     );
 }
+
+/// A helper that wrote one stray line long ago and then answers a probe in two writes: the
+/// first part of the answer is output that completes no line, and is no sign of junk (only
+/// the bytes of a line longer than any answer are).
+#[test]
+fn an_answer_read_in_parts_after_an_old_stray_line_is_no_junk() {
+    let program = ChangingProgram::new("stray-then-parts", "--exit-after 3");
+    let session = program
+        .builder()
+        .grace(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    program.set_script(concat!(
+        "echo 'a stray line'; ",
+        "while read -r token command rest; do case \"$command $rest\" in ",
+        "'check-support feature version') echo \"$token feature-support support 0.95\";; ",
+        "check-support*) echo \"$token feature-support support ok\";; ",
+        "*) printf '%s reply ip-4 127.0.0.1' \"$token\"; sleep 0.1; ",
+        "echo ' round-trip-time 5';; esac; done"
+    ));
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+    assert_eq!(version_of_restarted(&session), "0.95");
+    // Longer than the grace since the stray line.
+    std::thread::sleep(Duration::from_millis(600));
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+}
