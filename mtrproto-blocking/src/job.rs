@@ -25,6 +25,10 @@ pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// [`MAX_ACTIVE`].
 const SLOT_BITS: u32 = 24;
 
+/// Waiting targets whose state one turn reads ahead at most ([`Job::warm_waiting`]): about
+/// what a turn sends at scale, several times over.
+const WARM_AHEAD: usize = 64;
+
 /// Targets one campaign traces at once at most.
 pub(crate) const MAX_ACTIVE: usize = 1 << SLOT_BITS;
 
@@ -309,6 +313,22 @@ impl Job {
         }
     }
 
+    /// Reads what sending the probes of the first `room` waiting targets (at most
+    /// [`WARM_AHEAD`]) will read, their schedules, traces and the hops they probe next, and
+    /// changes nothing: as for a batch of answers ([`Job::warm`]), their cache misses then
+    /// overlap. While the budget is used up, the room answers free is served from
+    /// `waiting`, so at scale nearly every probe leaves from there.
+    fn warm_waiting(&self, room: usize) {
+        for &(slot, _) in self.waiting.iter().take(room.min(WARM_AHEAD)) {
+            let generation = self.schedules.get(slot as usize).map(|s| s.generation);
+            if let Some(Some(active)) = self.slots.get(slot as usize) {
+                let tracer = &active.tracer;
+                let hop = tracer.next_ttl().and_then(|ttl| tracer.stats().hop(ttl));
+                std::hint::black_box((generation, hop.map(Hop::in_flight)));
+            }
+        }
+    }
+
     /// Sends the probes that are due, earliest deadline first, within the budget and rate,
     /// through `send` (which routes one to a helper, or fails when no helper takes it).
     pub(crate) fn send_due(
@@ -319,6 +339,9 @@ impl Job {
         self.last_look = Some(now);
         // Whole milliseconds, rounded down: a deadline (rounded up) is due at most this.
         let now_millis = self.millis(now, false);
+        if self.next_allowed <= now {
+            self.warm_waiting(self.limit().saturating_sub(self.in_flight));
+        }
         loop {
             // No probe may leave now (no room, or the rate's next slot is later): due
             // traces still end, due probes wait in `waiting`.

@@ -384,6 +384,30 @@ impl Tracer {
         matches!(self.phase, Phase::Probing { .. })
     }
 
+    /// The TTL the next probe goes to, while the trace is sending ([`is_sending`]):
+    /// what [`poll_probe`] reads and counts there is that hop of [`stats`], so a driver
+    /// holding many traces can read it ahead for several at once.
+    ///
+    /// [`is_sending`]: Tracer::is_sending
+    /// [`poll_probe`]: Tracer::poll_probe
+    /// [`stats`]: Tracer::stats
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mtrproto::{ProbeArgs, TraceConfig, Tracer};
+    /// let config = TraceConfig { first_ttl: 3, ..TraceConfig::default() };
+    /// let start = Instant::now();
+    /// let mut tracer = Tracer::new(ProbeArgs::new("127.0.0.1".parse()?), &config, start)?;
+    /// assert_eq!(tracer.next_ttl(), Some(3));
+    /// let due = tracer.poll_timeout().unwrap();
+    /// assert_eq!(tracer.poll_probe(due).map(|p| p.ttl()), Some(3));
+    /// assert_eq!(tracer.next_ttl(), Some(4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_ttl(&self) -> Option<u8> {
+        self.is_sending().then(|| self.rounds.next_ttl())
+    }
+
     /// Whether the trace is over: every round sent, and its grace ended.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
@@ -516,7 +540,12 @@ mod tests {
         let mut sent = Vec::new();
         let mut lines = Vec::new();
         for _ in 0..10_000 {
-            while let Some(probe) = tracer.poll_probe(now) {
+            loop {
+                let next_ttl = tracer.next_ttl();
+                let Some(probe) = tracer.poll_probe(now) else {
+                    break;
+                };
+                assert_eq!(next_ttl, Some(probe.ttl()), "next_ttl told another TTL");
                 sent.push((now - start, probe.ttl()));
                 let mut line = Vec::new();
                 probe.args().encode(Token::new(1).unwrap(), &mut line);
