@@ -295,7 +295,7 @@ fn paths_finds_the_diamonds_of_the_ground_truth() {
             uniform: true,
         });
     }
-    // Two runs at a time: each spends most of its time waiting (namespace, answers).
+    // Four runs at a time: each spends most of its time waiting (namespace, answers).
     let jobs: Mutex<Vec<(usize, u16)>> = Mutex::new(
         (0..cases.len())
             .flat_map(|c| (0..RUNS).map(move |r| (c, r)))
@@ -303,7 +303,7 @@ fn paths_finds_the_diamonds_of_the_ground_truth() {
     );
     let results: Mutex<Vec<(usize, Found)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..2 {
+        for _ in 0..4 {
             scope.spawn(|| {
                 loop {
                     // Its own statement: the lock is not held through the run.
