@@ -985,6 +985,8 @@ impl Helper {
                 self.strays.pop_front();
             }
             self.strays.push_back(reply.token);
+            // It counts as an answer: the junk clock of earlier stray lines stops too.
+            self.junk_since = None;
             self.last_answer = Some(now);
             return false;
         }

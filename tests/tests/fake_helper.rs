@@ -1636,3 +1636,56 @@ fn an_answer_read_in_parts_after_an_old_stray_line_is_no_junk() {
     let probe = session.probe_blocking("127.0.0.1", &options());
     assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
 }
+
+/// A helper that answers each probe, writes a stray line, and answers the same probe again
+/// later than the grace (a second answer, which counts as an answer once per token). The
+/// second answer is read alone, nothing kept after it: it must not find the stray line's
+/// junk clock still running and end a helper that answered.
+#[test]
+fn a_second_answer_long_after_a_stray_line_is_no_junk() {
+    let program = ChangingProgram::new("stray-then-second", "");
+    program.set_script(concat!(
+        "while read -r token command rest; do case \"$command $rest\" in ",
+        "'check-support feature version') echo \"$token feature-support support 0.95\";; ",
+        "check-support*) echo \"$token feature-support support ok\";; ",
+        "*) echo \"$token reply ip-4 127.0.0.1 round-trip-time 5\"; echo 'a stray line'; ",
+        "(sleep 0.5; echo \"$token reply ip-4 127.0.0.1 round-trip-time 5\") & ;; ",
+        "esac; done"
+    ));
+    let session = program
+        .builder()
+        .grace(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+    // The second answer comes 0.5 s after the stray line, past the grace.
+    let started = Instant::now();
+    loop {
+        let helper = session.helpers().remove(0);
+        assert!(
+            helper.running && helper.restarts == 0,
+            "ended though it answered: {helper:?}"
+        );
+        if helper
+            .recent_diagnostics
+            .iter()
+            .any(|d| d.contains("Duplicate"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no second answer read: {helper:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The driver ends a junk helper in the same wake-up that read the line; a moment later
+    // it would show.
+    std::thread::sleep(Duration::from_millis(100));
+    let helper = session.helpers().remove(0);
+    assert!(helper.running && helper.restarts == 0, "{helper:?}");
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+    assert_eq!(session.helpers().remove(0).restarts, 0);
+}
