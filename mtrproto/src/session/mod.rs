@@ -40,8 +40,9 @@ pub struct SessionConfig {
     pub window: usize,
     /// Requests waiting behind the window at most, `0..=MAX_QUEUE`; past it, sending fails
     /// with [`SendError::QueueFull`]. A request released at once does not wait, so with 0
-    /// a request is taken exactly when it can go out at once: the window has room for it
-    /// and, for a probe, the `rate` lets it out ([`Session::has_room`]). Default 65536.
+    /// a request is taken exactly when it can go out at once: for a probe, the window has
+    /// room for it and the `rate` lets it out ([`Session::has_room`]); for a check-support,
+    /// fewer than [`Session::MAX_CHECKS`] are out. Default 65536.
     pub max_queue: usize,
     /// Probes released per second at most, with `burst` at once; `None` (the default)
     /// releases as fast as the window allows. A check-support, which sends no packet, is
