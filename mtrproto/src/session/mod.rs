@@ -317,7 +317,11 @@ pub struct Session {
     requests: Slots<Pending>,
     /// For re-sent probes: the caller's token to the token of the current attempt.
     resent: TokenMap<Token>,
+    /// Probes waiting for the window.
     queue: VecDeque<Token>,
+    /// Check-supports waiting for room of their own ([`Session::MAX_CHECKS`]): kept apart
+    /// from the probes, so that releasing a probe never asks what a request is.
+    checks_queue: VecDeque<Token>,
     /// Probes refused with `probes-exhausted`, released before `queue`.
     resend: VecDeque<Token>,
     /// When each refused probe gives up: its first release plus its timeout.
@@ -378,7 +382,7 @@ enum Ended {
 impl Session {
     /// Check-supports in flight at most. They go out past the window (mtr-packet answers
     /// one at once and keeps no probe for it), so that a check never waits for probes'
-    /// answers; past this many they wait in the queue like probes.
+    /// answers; past this many they wait (counted against `max_queue`), holding back no probe.
     pub const MAX_CHECKS: usize = 8;
 
     /// A session with no request yet.
@@ -405,6 +409,7 @@ impl Session {
             requests: Slots::default(),
             resent: TokenMap::default(),
             queue: VecDeque::new(),
+            checks_queue: VecDeque::new(),
             resend: VecDeque::new(),
             expiries: BTreeSet::new(),
             in_flight: 0,
@@ -436,7 +441,7 @@ impl Session {
             return Err(SendError::Closed);
         }
         // Requests waiting before this one, for the error.
-        let waiting = self.queue.len();
+        let waiting = self.waiting();
         let token = self.allocate_token();
         let pending = Pending {
             origin: token,
@@ -447,23 +452,26 @@ impl Session {
             retries: 0,
             expires: None,
         };
+        // A check needs no window slot: it waits apart, released ahead of the probes.
         let check = matches!(pending.request, Request::CheckSupport(_));
         self.requests.insert(token, pending);
-        if check {
-            // Ahead of waiting probes (after earlier checks): it needs no window slot.
-            let at = self.queue.iter().take_while(|&&t| self.is_check(t)).count();
-            self.queue.insert(at, token);
+        let queue = if check {
+            &mut self.checks_queue
         } else {
-            self.queue.push_back(token);
-        }
+            &mut self.queue
+        };
+        queue.push_back(token);
         self.release(now);
-        // Taken if released at once or if there is room to wait.
-        let queued = self
-            .requests
-            .get(token)
-            .is_some_and(|p| p.state == State::Queued);
-        if queued && self.queue.len() > self.config.max_queue {
-            self.queue.retain(|&t| t != token);
+        // Taken if released at once or if there is room to wait. Released in order, so one
+        // still waiting is the last of its queue.
+        let full = self.waiting() > self.config.max_queue;
+        let queue = if check {
+            &mut self.checks_queue
+        } else {
+            &mut self.queue
+        };
+        if full && queue.back() == Some(&token) {
+            queue.pop_back();
             self.requests.remove(token);
             return Err(SendError::QueueFull(waiting));
         }
@@ -507,6 +515,7 @@ impl Session {
                 self.requests.remove(wire);
                 self.resent.remove(&token);
                 self.queue.retain(|&t| t != wire);
+                self.checks_queue.retain(|&t| t != wire);
                 self.resend.retain(|&t| t != wire);
             }
             State::InFlight => pending.state = State::Cancelled,
@@ -696,9 +705,9 @@ impl Session {
         self.in_flight - self.checks
     }
 
-    /// Whether the request `token` is a check-support.
-    fn is_check(&self, token: Token) -> bool {
-        self.requests.get(token).is_some_and(is_check)
+    /// Requests waiting in the queues, the bound `max_queue` applies to.
+    fn waiting(&self) -> usize {
+        self.queue.len() + self.checks_queue.len()
     }
 
     /// Frees the window slot of a request that left flight (already out of `requests`), and
@@ -742,6 +751,7 @@ impl Session {
         }
         self.closed = true;
         self.queue.clear();
+        self.checks_queue.clear();
         self.resend.clear();
         self.expiries.clear();
         self.held = false;
@@ -808,21 +818,18 @@ impl Session {
     /// Moves queued requests into the transmit buffer while the window, the transmit bound and
     /// the pacer allow.
     fn release(&mut self, now: Instant) {
-        // Check-supports first, whatever the window: they wait at the queue's front.
-        while self.check_has_room() && self.queue.front().is_some_and(|&t| self.is_check(t)) {
-            if let Some(token) = self.queue.pop_front() {
-                self.send_queued(now, token);
-            }
+        // Check-supports first, whatever the window.
+        while self.check_has_room() {
+            let Some(token) = self.checks_queue.pop_front() else {
+                break;
+            };
+            self.send_queued(now, token);
         }
         while self.window_open() && self.transmit_has_room() {
             let resend = !self.resend.is_empty();
             let Some(&token) = self.resend.front().or(self.queue.front()) else {
                 return;
             };
-            // A check left at the front waits for room of its own, not a probe's.
-            if !resend && self.is_check(token) {
-                return;
-            }
             // A refused probe whose timeout passed is not sent again: `handle_timeout` ends
             // it with mtr-packet's answer.
             let expired = |p: &Pending| p.expires.is_some_and(|expires| expires <= now);
@@ -941,7 +948,9 @@ impl Session {
         // Every input, write included, released what it could at its instant: what is still
         // releasable waits for the pacer only (a full transmit buffer waits for the driver's
         // write, which releases by itself).
-        let releasable = self.queued() > 0 && self.window_open() && self.transmit_has_room();
+        // Checks are not paced.
+        let probes = !self.queue.is_empty() || !self.resend.is_empty();
+        let releasable = probes && self.window_open() && self.transmit_has_room();
         let paced = match &self.pacer {
             Some(pacer) if releasable => pacer.due(),
             _ => None,
@@ -965,7 +974,7 @@ impl Session {
 
     /// Requests waiting behind the window, refused probes waiting to be sent again included.
     pub fn queued(&self) -> usize {
-        self.queue.len() + self.resend.len()
+        self.waiting() + self.resend.len()
     }
 
     /// Whether [`Session::send_probe`] at `now` would take a request instead of refusing
@@ -976,7 +985,7 @@ impl Session {
         if self.closed {
             return false;
         }
-        self.queue.len() < self.config.max_queue
+        self.waiting() < self.config.max_queue
             || (self.queue.is_empty()
                 && self.resend.is_empty()
                 && self.window_open()
@@ -994,7 +1003,7 @@ impl Session {
             && self.resend.is_empty()
             && self.window_open()
             && self.transmit_has_room();
-        if self.closed || self.queue.len() < self.config.max_queue || !otherwise {
+        if self.closed || self.waiting() < self.config.max_queue || !otherwise {
             return None;
         }
         let at = pacer.ready_at(now);
@@ -1152,6 +1161,37 @@ mod tests {
             None,
             "nothing else of the table out"
         );
+    }
+
+    #[test]
+    fn a_check_waiting_for_room_of_its_own_holds_no_probe_back() {
+        // Past `MAX_CHECKS` checks out, the next waits for one of them to be answered;
+        // a probe behind it has a free window slot and goes out at once.
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig {
+            window: 2,
+            max_queue: 4,
+            ..SessionConfig::default()
+        });
+        let checks: Vec<_> = (0..=Session::MAX_CHECKS)
+            .map(|_| session.check_support(now, Feature::Version).unwrap())
+            .collect();
+        let probe = session
+            .send_probe(now, ProbeArgs::new("127.0.0.1".parse().unwrap()))
+            .unwrap();
+        let text = written(&mut session, now);
+        assert_eq!(text.lines().count(), Session::MAX_CHECKS + 1, "{text:?}");
+        assert!(text.contains(&format!("{probe} send-probe")), "{text:?}");
+        assert_eq!(session.queued(), 1);
+        // One check answered: the last goes out.
+        session.handle_input(
+            now,
+            format!("{} feature-support support 0.95\n", checks[0]).as_bytes(),
+        );
+        let last = checks[Session::MAX_CHECKS];
+        let text = written(&mut session, now);
+        assert_eq!(text, format!("{last} check-support feature version\n"));
+        assert_eq!(session.queued(), 0);
     }
 
     #[test]
