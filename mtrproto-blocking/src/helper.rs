@@ -462,7 +462,7 @@ impl Helper {
         let uncapped = accepted || matches!(done, Caller::Campaign(_));
         if !self.gated
             && self.backlog.1.is_empty()
-            && self.session.queued() == 0
+            && self.session.probes_queued() == 0
             && (!uncapped || self.session.has_room(now))
         {
             return self.submit(now, args, done);
@@ -587,7 +587,7 @@ impl Helper {
         while self.ending.is_none()
             && !self.gated
             && self.stdin.is_some()
-            && self.session.queued() == 0
+            && self.session.probes_queued() == 0
             && self.session.has_room(now)
         {
             let Ok((args, done, _)) = self.backlog.1.try_recv() else {

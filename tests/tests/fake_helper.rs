@@ -1689,3 +1689,37 @@ fn a_second_answer_long_after_a_stray_line_is_no_junk() {
     assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
     assert_eq!(session.helpers().remove(0).restarts, 0);
 }
+
+/// Past `Session::MAX_CHECKS` check-supports out, the next ones wait for room of their own:
+/// a probe has a free window slot and goes out at once, answered before any check is (the
+/// helper answers checks 1.5 s late). It waited in the helper's backlog until the waiting
+/// checks had gone out, after the first answers.
+#[test]
+fn a_probe_is_not_held_behind_check_supports_waiting_for_their_own_room() {
+    let session = std::sync::Arc::new(
+        fake(&["--check-delay-ms", "1500"])
+            .window(2)
+            .max_queue(64)
+            .open()
+            .unwrap(),
+    );
+    let checkers: Vec<_> = (0..12)
+        .map(|_| {
+            let session = session.clone();
+            std::thread::spawn(move || session.check_support(mtrproto::Feature::Sctp))
+        })
+        .collect();
+    // The checks reach the driver first: 8 go out, 4 wait.
+    std::thread::sleep(Duration::from_millis(300));
+    let probe = session.probe_blocking("127.0.0.1", &options());
+    let answered = checkers.iter().filter(|c| c.is_finished()).count();
+    assert!(probe.as_ref().is_ok_and(|r| r.success()), "{probe:?}");
+    assert_eq!(
+        answered, 0,
+        "the probe waited for {answered} checks' answers"
+    );
+    for checker in checkers {
+        let check = checker.join().unwrap();
+        assert!(matches!(check, Ok(true)), "{check:?}");
+    }
+}

@@ -949,8 +949,7 @@ impl Session {
         // releasable waits for the pacer only (a full transmit buffer waits for the driver's
         // write, which releases by itself).
         // Checks are not paced.
-        let probes = !self.queue.is_empty() || !self.resend.is_empty();
-        let releasable = probes && self.window_open() && self.transmit_has_room();
+        let releasable = self.probes_queued() > 0 && self.window_open() && self.transmit_has_room();
         let paced = match &self.pacer {
             Some(pacer) if releasable => pacer.due(),
             _ => None,
@@ -975,6 +974,13 @@ impl Session {
     /// Requests waiting behind the window, refused probes waiting to be sent again included.
     pub fn queued(&self) -> usize {
         self.waiting() + self.resend.len()
+    }
+
+    /// Probes waiting behind the window, refused ones waiting to be sent again included: a
+    /// probe sent now goes out after them (check-supports wait for room of their own and
+    /// hold no probe back).
+    pub fn probes_queued(&self) -> usize {
+        self.queue.len() + self.resend.len()
     }
 
     /// Whether [`Session::send_probe`] at `now` would take a request instead of refusing
