@@ -608,6 +608,66 @@ mod tests {
         assert_eq!(links.len(), 4);
     }
 
+    /// The flows `paths` sends on the meshed 4x2 (`mtrproto::Flow`'s ports, from mtrsim's
+    /// source address), taken in order as its stopping rule takes them, are independent
+    /// draws: each link takes 1 in 8, one flow's router says nothing of the next flow's, and
+    /// runs of flows miss a router as often as independent draws do.
+    #[test]
+    fn consecutive_flows_split_evenly_and_independently() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/diamond-meshed.toml"
+        ))
+        .unwrap();
+        let mut r = responder(&text);
+        let dst = a("198.18.44.1");
+        let n: u16 = 4800;
+        let path: Vec<(IpAddr, IpAddr)> = (0..n)
+            .map(|id| {
+                let flow = mtrproto::Flow::new(id).unwrap();
+                let probe = |ttl| ipv4(dst, ttl, 17, &udp(flow.local_port(), flow.port(), 0));
+                (from(&mut r, &probe(2)), from(&mut r, &probe(3)))
+            })
+            .collect();
+        let count = |pairs: &mut dyn Iterator<Item = (IpAddr, IpAddr)>| {
+            let mut counts: HashMap<(IpAddr, IpAddr), usize> = HashMap::new();
+            for pair in pairs {
+                *counts.entry(pair).or_default() += 1;
+            }
+            counts
+        };
+        let links = count(&mut path.iter().copied());
+        assert_eq!(links.len(), 8, "{links:?}");
+        for (link, hits) in &links {
+            assert_binomial(&format!("link {link:?}"), *hits, n.into(), 1.0 / 8.0);
+        }
+        // Flow i's router at TTL 2, then flow i + 1's; and at TTL 3.
+        let ttl2 = count(&mut path.windows(2).map(|w| (w[0].0, w[1].0)));
+        let ttl3 = count(&mut path.windows(2).map(|w| (w[0].1, w[1].1)));
+        assert_eq!((ttl2.len(), ttl3.len()), (16, 4));
+        let pairs = usize::from(n) - 1;
+        for (pair, hits) in &ttl2 {
+            assert_binomial(&format!("TTL 2 {pair:?}"), *hits, pairs, 1.0 / 16.0);
+        }
+        for (pair, hits) in &ttl3 {
+            assert_binomial(&format!("TTL 3 {pair:?}"), *hits, pairs, 1.0 / 4.0);
+        }
+        // MDA stops with one interface after 6 flows at 95% (TTL 3 then misses one of its
+        // two 2 * 2^-6 of the time), and with 3 after 16 (TTL 2 misses one of its four
+        // 4 * (3/4)^16 - 6 * (1/2)^16 + 4 * (1/4)^16 of the time): over disjoint runs.
+        let one_of_two = path
+            .chunks_exact(6)
+            .filter(|run| run.iter().all(|p| p.1 == run[0].1))
+            .count();
+        assert_binomial("6 flows, one at TTL 3", one_of_two, 800, 1.0 / 32.0);
+        let three_of_four = path
+            .chunks_exact(16)
+            .filter(|run| run.iter().map(|p| p.0).collect::<HashSet<_>>().len() < 4)
+            .count();
+        let p = 4.0 * 0.75f64.powi(16) - 6.0 * 0.5f64.powi(16) + 4.0 * 0.25f64.powi(16);
+        assert_binomial("16 flows, under 4 at TTL 2", three_of_four, 300, p);
+    }
+
     #[test]
     fn quotes_the_datagram_as_it_arrived_and_counts_ip_ids_per_router() {
         let text = r#"
