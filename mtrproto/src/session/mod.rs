@@ -455,21 +455,12 @@ impl Session {
         // A check needs no window slot: it waits apart, released ahead of the probes.
         let check = matches!(pending.request, Request::CheckSupport(_));
         self.requests.insert(token, pending);
-        let queue = if check {
-            &mut self.checks_queue
-        } else {
-            &mut self.queue
-        };
-        queue.push_back(token);
+        self.queue_for(check).push_back(token);
         self.release(now);
         // Taken if released at once or if there is room to wait. Released in order, so one
         // still waiting is the last of its queue.
         let full = self.waiting() > self.config.max_queue;
-        let queue = if check {
-            &mut self.checks_queue
-        } else {
-            &mut self.queue
-        };
+        let queue = self.queue_for(check);
         if full && queue.back() == Some(&token) {
             queue.pop_back();
             self.requests.remove(token);
@@ -703,6 +694,15 @@ impl Session {
     /// Probes sent and not yet completed: the window's count.
     pub(crate) fn probes_in_flight(&self) -> usize {
         self.in_flight - self.checks
+    }
+
+    /// The queue a new request waits in: check-supports apart from the probes.
+    fn queue_for(&mut self, check: bool) -> &mut VecDeque<Token> {
+        if check {
+            &mut self.checks_queue
+        } else {
+            &mut self.queue
+        }
     }
 
     /// Requests waiting in the queues, the bound `max_queue` applies to.
