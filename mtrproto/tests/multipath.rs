@@ -160,29 +160,59 @@ fn trace_lossy(
     config: &MultipathConfig,
     loss_per_mille: u64,
 ) -> MultipathReport {
+    trace_answering(topology, seed, config, loss_per_mille, false)
+}
+
+/// [`trace_lossy`] where each answer comes after its own delay, up to most of the timeout,
+/// so that answers come out of order and re-probes of one flow overlap in flight.
+fn trace_jittered(
+    topology: &Topology,
+    seed: u64,
+    config: &MultipathConfig,
+    loss_per_mille: u64,
+) -> MultipathReport {
+    trace_answering(topology, seed, config, loss_per_mille, true)
+}
+
+/// A trace on virtual time through `topology`: each answer after 1 ms, or with `jitter`
+/// after its own delay up to 90% of the timeout (drawn from the loss draw, so that both
+/// lose the same probes).
+fn trace_answering(
+    topology: &Topology,
+    seed: u64,
+    config: &MultipathConfig,
+    loss_per_mille: u64,
+    jitter: bool,
+) -> MultipathReport {
     let mut loss_rng = seed ^ 0x1055;
     let start = Instant::now();
     let mut now = start;
     let mut tracer = MultipathTracer::new(udp(), config, now).unwrap();
     let mut rng = seed ^ 0x5555;
     let mut pending: Vec<(Instant, ProbeId, ProbeResult)> = Vec::new();
-    for _ in 0..100_000 {
+    let most = u64::try_from(config.timeout.as_millis()).unwrap() * 9 / 10;
+    for _ in 0..200_000 {
         while let Some(probe) = tracer.poll_probe(now) {
             let id = probe.id();
             assert_eq!(probe.args().fixed_flow(), Some(id.flow()));
             let node = topology.walk(seed, id.ttl(), id.flow().id(), &mut rng);
             loss_rng = mix64(loss_rng);
             let lost = loss_rng % 1000 < loss_per_mille;
+            let delay = if jitter {
+                Duration::from_millis(1 + (loss_rng >> 20) % most.max(1))
+            } else {
+                Duration::from_millis(1)
+            };
             let (delay, answer) = if node.silent || lost {
                 (config.timeout, result("1 no-reply"))
             } else if node.addr == TARGET.parse::<IpAddr>().unwrap() {
                 (
-                    Duration::from_millis(1),
+                    delay,
                     result(&format!("1 reply ip-4 {} round-trip-time 1000", node.addr)),
                 )
             } else {
                 (
-                    Duration::from_millis(1),
+                    delay,
                     result(&format!(
                         "1 ttl-expired ip-4 {} round-trip-time 1000",
                         node.addr
@@ -2007,65 +2037,6 @@ fn every_diamonds_worst_link_is_found_in_95_percent_of_1000_runs() {
         }
     }
     assert!(short.is_empty(), "under 95%: {short:?}");
-}
-
-/// [`trace_lossy`] where each answer comes after its own delay, up to most of the timeout,
-/// so that answers come out of order and re-probes of one flow overlap in flight.
-fn trace_jittered(
-    topology: &Topology,
-    seed: u64,
-    config: &MultipathConfig,
-    loss_per_mille: u64,
-) -> MultipathReport {
-    let mut loss_rng = seed ^ 0x1055;
-    let start = Instant::now();
-    let mut now = start;
-    let mut tracer = MultipathTracer::new(udp(), config, now).unwrap();
-    let mut rng = seed ^ 0x5555;
-    let mut pending: Vec<(Instant, ProbeId, ProbeResult)> = Vec::new();
-    let most = u64::try_from(config.timeout.as_millis()).unwrap() * 9 / 10;
-    for _ in 0..200_000 {
-        while let Some(probe) = tracer.poll_probe(now) {
-            let id = probe.id();
-            let node = topology.walk(seed, id.ttl(), id.flow().id(), &mut rng);
-            loss_rng = mix64(loss_rng);
-            let lost = loss_rng % 1000 < loss_per_mille;
-            let delay = Duration::from_millis(1 + (loss_rng >> 20) % most);
-            let (delay, answer) = if node.silent || lost {
-                (config.timeout, result("1 no-reply"))
-            } else if node.addr == TARGET.parse::<IpAddr>().unwrap() {
-                (
-                    delay,
-                    result(&format!("1 reply ip-4 {} round-trip-time 1000", node.addr)),
-                )
-            } else {
-                (
-                    delay,
-                    result(&format!(
-                        "1 ttl-expired ip-4 {} round-trip-time 1000",
-                        node.addr
-                    )),
-                )
-            };
-            pending.push((now + delay, id, answer));
-        }
-        if tracer.is_done() {
-            break;
-        }
-        let due = pending.iter().map(|p| p.0).min();
-        now = match (tracer.poll_timeout(), due) {
-            (Some(t), Some(d)) => t.min(d).max(now),
-            (t, d) => t.or(d).expect("a trace that is not done has a deadline"),
-        };
-        if let Some(i) = pending.iter().position(|p| p.0 <= now) {
-            let (_, id, answer) = pending.swap_remove(i);
-            tracer.handle_result(now, id, &answer);
-        } else {
-            tracer.handle_timeout(now);
-        }
-    }
-    assert!(tracer.is_done(), "{}: the trace did not end", topology.name);
-    tracer.report()
 }
 
 #[test]
