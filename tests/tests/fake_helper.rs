@@ -175,6 +175,23 @@ impl Drop for ReadLog {
     }
 }
 
+/// One probe answered, then `change` swaps the program the next helper runs, and the next
+/// probe finds the helper (set to exit there) gone.
+fn answered_then_exited(session: &Session, change: impl FnOnce()) {
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    change();
+    let died = session.probe_blocking("127.0.0.1", &options());
+    assert!(
+        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{died:?}"
+    );
+}
+
 /// The first helper slot once it has been started `restarts` times and runs, within 5 s.
 fn restarted(session: &Session, restarts: u32) -> mtrproto_blocking::HelperStatus {
     let started = Instant::now();
@@ -1359,18 +1376,7 @@ fn a_helper_started_again_from_a_changed_program_reports_its_version() {
         None,
         "asked at open, by the session"
     );
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set("--version 0.96");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || program.set("--version 0.96"));
     restarted(&session, 1);
     assert_eq!(version_of_restarted(&session), "0.96");
     // The session's release is the one looked up at open; probes go on.
@@ -1393,18 +1399,7 @@ fn a_probe_sent_while_a_restarted_helper_answers_its_version_check_goes_out_at_o
     // The opening checks and one probe are answered; it exits at the next probe.
     let program = ChangingProgram::new("version-room", "--exit-after 3");
     let session = program.builder().window(1).max_queue(0).open().unwrap();
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set("--check-delay-ms 500");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || program.set("--check-delay-ms 500"));
     restarted(&session, 1);
     let start = Instant::now();
     let probe = session.probe_blocking("127.0.0.1", &options());
@@ -1423,18 +1418,9 @@ fn a_check_sent_while_a_restarted_helper_answers_its_version_check_is_not_refuse
     // The opening checks and one probe are answered; it exits at the next probe.
     let program = ChangingProgram::new("version-check-room", "--exit-after 3");
     let session = program.builder().window(1).max_queue(0).open().unwrap();
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set("--check-delay-ms 500 --refuse sctp");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || {
+        program.set("--check-delay-ms 500 --refuse sctp")
+    });
     restarted(&session, 1);
     let check = session.check_support(Feature::Sctp);
     assert!(matches!(check, Ok(false)), "{check:?}");
@@ -1480,18 +1466,7 @@ fn an_idle_session_leaves_a_helper_that_never_read_its_version_check_be() {
         .grace(Duration::from_millis(500))
         .open()
         .unwrap();
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set_script("exec sleep 60");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || program.set_script("exec sleep 60"));
     restarted(&session, 1);
     std::thread::sleep(Duration::from_secs(3));
     let helper = session.helpers().remove(0);
@@ -1516,18 +1491,7 @@ fn a_helper_that_dies_on_the_version_check_is_not_restarted_while_the_session_is
     // The opening checks and one probe are answered; it exits at the next probe.
     let program = ChangingProgram::new("dies-idle", "--exit-after 3");
     let session = program.builder().open().unwrap();
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set("--exit-after 0");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || program.set("--exit-after 0"));
     std::thread::sleep(Duration::from_millis(2500));
     let idle = session.helpers().remove(0);
     assert_eq!(idle.restarts, 1, "{idle:?}");
@@ -1566,18 +1530,7 @@ fn a_helper_writing_one_endless_line_is_ended_as_junk_after_the_grace() {
         .grace(Duration::from_millis(500))
         .open()
         .unwrap();
-    assert!(
-        session
-            .probe_blocking("127.0.0.1", &options())
-            .unwrap()
-            .success()
-    );
-    program.set_script("exec cat /dev/zero");
-    let died = session.probe_blocking("127.0.0.1", &options());
-    assert!(
-        matches!(died, Err(Error::Process(ProcessError::Exited { .. }))),
-        "{died:?}"
-    );
+    answered_then_exited(&session, || program.set_script("exec cat /dev/zero"));
     let started = Instant::now();
     loop {
         let helper = session.helpers().remove(0);
