@@ -1,9 +1,33 @@
 //! The examples' command lines, run against the real mtr-packet on the loopback addresses.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use mtrproto_tests::{built_example, real_mtr_packet, wait_within};
+
+/// Runs `example` with `args` over the fake helper started with `fake_args`, for at most
+/// 30 s: its exit status (`None` if it had to be killed), stdout and stderr. The outputs
+/// are a few lines: they fit in the pipes while it runs.
+fn run_over_fake(
+    example: &str,
+    args: &[&str],
+    fake_args: &str,
+) -> (Option<ExitStatus>, String, String) {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let mut child = Command::new(built_example(example))
+        .args(args)
+        .env("MTR_PACKET", format!("'{fake}' {fake_args}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(30));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stdout, stderr)
+}
 
 /// `-4` and `-6` are flags of every example, not negative numbers taken as a host.
 #[test]
@@ -126,18 +150,11 @@ fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
 /// received", as if the probes had been lost): it says they were refused, and why.
 #[test]
 fn ping_says_why_refused_probes_were_not_sent() {
-    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
-    let mut child = Command::new(built_example("ping"))
-        .args(["-c", "2", "-i", "0", "127.0.0.1"])
-        .env("MTR_PACKET", format!("'{fake}' --reply invalid-argument"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // A few lines: they fit in the pipe while it runs.
-    let status = wait_within(&mut child, Duration::from_secs(30));
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let (status, stdout, _) = run_over_fake(
+        "ping",
+        &["-c", "2", "-i", "0", "127.0.0.1"],
+        "--reply invalid-argument",
+    );
     println!("{stdout}");
     assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stdout}");
     let summary = stdout.lines().last().unwrap_or_default();
@@ -158,23 +175,9 @@ fn ping_says_why_refused_probes_were_not_sent() {
 /// still says it failed.
 #[test]
 fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
-    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
     let run = |args: &[&str]| {
-        let mut child = Command::new(built_example("paths"))
-            .args(args)
-            .env(
-                "MTR_PACKET",
-                format!("'{fake}' --reply invalid-argument --refuse ip-6"),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = wait_within(&mut child, Duration::from_secs(30));
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let (status, stdout, stderr) =
+            run_over_fake("paths", args, "--reply invalid-argument --refuse ip-6");
         assert!(
             status.is_some_and(|s| !s.success()),
             "{args:?}: {status:?}: {stdout}"
@@ -231,19 +234,8 @@ fn paths_json_is_one_object_with_the_error_when_a_probe_is_refused() {
 /// what it usually means, and exits non-zero.
 #[test]
 fn paths_text_says_why_a_probe_was_refused() {
-    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
-    let mut child = Command::new(built_example("paths"))
-        .arg("127.0.0.1")
-        .env("MTR_PACKET", format!("'{fake}' --reply permission-denied"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_within(&mut child, Duration::from_secs(30));
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stdout, stderr) =
+        run_over_fake("paths", &["127.0.0.1"], "--reply permission-denied");
     assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stdout}");
     assert_eq!(stdout, "", "{stderr}");
     assert!(
