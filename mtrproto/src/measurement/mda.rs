@@ -78,6 +78,38 @@ pub(crate) fn repeat_point(alpha: f64, ways: usize) -> u32 {
     r
 }
 
+/// The most often a router balancing per packet, whichever two or more of a group's
+/// interfaces it reaches and whatever its shares, returns every re-probe to its flow's first
+/// interface, where `a` and `b` re-probes went in flows of two of its interfaces: `s^a (1 -
+/// s)^b` at its largest, `s = a / (a + b)` (any other interface of it only lowers the
+/// product). For a group whose routers are unknown: a router balancing per packet over two
+/// of its interfaces (shares 1/2) misses `a + b` re-probes with `2^-(a + b)`, over uneven
+/// shares with up to this (3 and 2: 3.5%, where 4 and 1 give 8.2%).
+pub(crate) fn pair_miss(a: u32, b: u32) -> f64 {
+    let (a, b) = (f64::from(a), f64::from(b));
+    if a == 0.0 || b == 0.0 {
+        return 1.0;
+    }
+    let s = a / (a + b);
+    s.powf(a) * (1.0 - s).powf(b)
+}
+
+/// The re-probes a group of `interfaces` whose routers are unknown takes, none lost, where
+/// each goes in a flow of its least re-probed interface until the two least re-probed pass
+/// [`pair_miss`] at `alpha` (and so every pair does): `h` each, the least with
+/// `pair_miss(h, h) <= alpha`, but one at the least `l` with `pair_miss(l, h) <= alpha` (at
+/// 95%: 3 and 2, `3n - 1`; at 99%: 4 and 3, `4n - 1`; 5 and 7 for two interfaces, as
+/// [`repeat_point`]).
+pub(crate) fn turn_point(alpha: f64, interfaces: usize) -> u32 {
+    let mut h = 1;
+    while h < 64 && pair_miss(h, h) > alpha {
+        h += 1;
+    }
+    let l = (0..=h).find(|&l| pair_miss(l, h) <= alpha).unwrap_or(h);
+    let others = u32::try_from(interfaces.max(2) - 1).unwrap_or(u32::MAX);
+    l.saturating_add(h.saturating_mul(others))
+}
+
 /// The flows that take, with failure at most `alpha`, a link one flow in `ways` takes: the
 /// least `n` with `(1 - 1 / ways)^n <= alpha` (23 for 1 in 8 at 5%), at most 100,000.
 pub(crate) fn link_point(alpha: f64, ways: usize) -> usize {
@@ -206,6 +238,35 @@ mod tests {
             let n = link_point(0.05, ways) as i32;
             let miss = 1.0 - 1.0 / ways as f64;
             assert!(miss.powi(n) <= 0.05 && miss.powi(n - 1) > 0.05, "{ways}");
+        }
+    }
+
+    #[test]
+    fn any_two_interfaces_re_probed_rule_out_a_per_packet_router_over_them() {
+        // 2^-5 = 0.031; 0.4^2 0.6^3 = 0.035; 0.2 0.8^4 = 0.082; 2^-6 = 0.016, 2^-7 = 0.0078.
+        assert!((pair_miss(2, 3) - 0.03456).abs() < 1e-9);
+        assert!((pair_miss(1, 4) - 0.08192).abs() < 1e-9);
+        assert_eq!(pair_miss(0, 5), 1.0);
+        assert!((pair_miss(4, 3) - pair_miss(3, 4)).abs() < 1e-12);
+        // The largest s^a (1 - s)^b over the shares, on a grid.
+        for (a, b) in [(1, 1), (1, 4), (2, 3), (3, 3), (3, 4), (2, 7)] {
+            let most = (1..1000)
+                .map(|i| f64::from(i) / 1000.0)
+                .map(|s| s.powi(a as i32) * (1.0 - s).powi(b as i32))
+                .fold(0.0, f64::max);
+            let law = pair_miss(a, b);
+            assert!(most <= law + 1e-12 && most >= law * 0.999, "{a}, {b}");
+        }
+        // 3 and 4 at 99%: 0.0084; 3 and 3 0.0156; 2 and 4 0.088.
+        assert!(pair_miss(3, 4) <= 0.01 && pair_miss(3, 3) > 0.01 && pair_miss(2, 4) > 0.01);
+        assert_eq!(turn_point(Confidence::P95.failure(), 2), 5);
+        assert_eq!(turn_point(Confidence::P95.failure(), 5), 14);
+        assert_eq!(turn_point(Confidence::P99.failure(), 2), 7);
+        assert_eq!(turn_point(Confidence::P99.failure(), 5), 19);
+        for ways in 2..12 {
+            let alpha = Confidence::P95.split(ways as u32);
+            // Never fewer than a lone router's re-probes for two interfaces.
+            assert!(turn_point(alpha, ways) >= repeat_point(alpha, 2), "{ways}");
         }
     }
 }

@@ -89,15 +89,19 @@ pub struct MultipathConfig {
     /// sends it back there with that interface's share, at most one in as many interfaces
     /// however uneven the weights (a flow of any interface comes back with the sum of the
     /// squared shares, 0.44 for shares of 3, 1, 1: three such re-probes miss 8.5% of such
-    /// routers at 95%). Flows whose router before is unknown (the TTL before silent, or
-    /// flows sent straight to the TTL) may have come through several routers: their 5
-    /// re-probes (7 at 99%) go through their interfaces in turn, the rarest first: a lone
-    /// router balancing per packet behind a silent TTL is missed at 95% in 0.6% of the runs
-    /// that saw its next hops for shares of 4, 1 (8% in the least-probed idle flow), 3.0%
-    /// for even 1, 1. Where a per-flow router shares the silent TTL, only the re-probes
-    /// through the per-packet one's interfaces can show it: 4% to 26% missed at 95% for
-    /// two or three interfaces beside one to three. `false` saves those probes and never
-    /// reports a hop as per packet.
+    /// routers at 95%); at TTL 1 every flow came from this host, one router. Flows whose
+    /// router before is unknown (the TTL before silent, flows sent straight to the TTL, or
+    /// past a per-packet hop whose ways have not met since at one interface) may have come
+    /// through several routers, one balancing per packet beside others balancing per flow:
+    /// each re-probe goes in a flow of their least re-probed interface, until any two of
+    /// their interfaces, taken as one router's however uneven its shares, would have shown
+    /// it (3 re-probes each but one 2 at 95%, `3n - 1` for `n` interfaces; 4 and 3 at 99%,
+    /// `4n - 1`; 5 and 7 for two, as for a known router). Behind a silent TTL, 2 interfaces
+    /// of a per-packet router beside 3 of a per-flow one are missed in 2.3% of the runs
+    /// that saw them at 95% (0.35% at 99%; 5 re-probes in turn missed 23%), a lone
+    /// per-packet router in 3.0% for even 1, 1 and 0.6% for 4, 1; past a per-packet hop
+    /// whose ways met again, a router balancing 4, 1 in 0.5% (6.8% in the least-probed
+    /// idle flow). `false` saves those probes and never reports a hop as per packet.
     pub per_packet_check: bool,
     /// The first flow identifier used (default 0); later ones follow it, up to
     /// [`Flow::MAX`] (then the trace ends as if out of budget). The same flows through the
@@ -501,27 +505,36 @@ const REPROBE_TRIES: u32 = 3;
 /// check ([`MultipathTracer::reprobe`]).
 #[derive(Debug, Default)]
 struct Group {
-    /// The interfaces that answered them first, each with how many and the least-probed
-    /// of them (probes, flow).
-    reached: BTreeMap<IpAddr, (u32, (u16, u16))>,
+    /// The interfaces that answered them first, each with how many, their re-probes not
+    /// lost, and the least-probed of them (probes, flow).
+    reached: BTreeMap<IpAddr, Reached>,
     /// Their re-probes not lost (answered or in flight): a lost one shows nothing.
     reprobes: u32,
     /// Their re-probes sent, lost ones too: bounds the re-probes where answers are lost.
     sent: u32,
-    /// The least-probed one with nothing in flight (probes, flow).
-    idle: Option<(u16, u16)>,
+}
+
+/// The flows of a [`Group`] that one interface answered first.
+#[derive(Debug, Clone, Copy)]
+struct Reached {
+    flows: u32,
+    reprobes: u32,
+    least: (u16, u16),
 }
 
 impl Group {
     fn add(&mut self, id: u16, o: &Obs, responder: IpAddr) {
-        let (flows, least) = self.reached.entry(responder).or_insert((0, (o.sent, id)));
-        *flows += 1;
-        *least = (*least).min((o.sent, id));
-        self.reprobes += u32::from(o.sent.saturating_sub(1).saturating_sub(o.lost));
+        let reached = self.reached.entry(responder).or_insert(Reached {
+            flows: 0,
+            reprobes: 0,
+            least: (o.sent, id),
+        });
+        let reprobes = u32::from(o.sent.saturating_sub(1).saturating_sub(o.lost));
+        reached.flows += 1;
+        reached.reprobes += reprobes;
+        reached.least = reached.least.min((o.sent, id));
+        self.reprobes += reprobes;
         self.sent += u32::from(o.sent.saturating_sub(1));
-        if o.answered + o.lost == o.sent && self.idle.is_none_or(|best| (o.sent, id) < best) {
-            self.idle = Some((o.sent, id));
-        }
     }
 
     /// The least-probed flow of the interface the fewest flows reached first (the first by
@@ -531,22 +544,33 @@ impl Group {
     /// are not (a flow picked blindly comes back with the sum of the squared shares, more
     /// than `1 / ways` where they are uneven: 0.44 for shares of 3, 1, 1).
     fn rarest(&self) -> Option<u16> {
-        let (_, (_, id)) = self.reached.values().min_by_key(|(flows, _)| *flows)?;
-        Some(*id)
+        let reached = self.reached.values().min_by_key(|r| r.flows)?;
+        Some(reached.least.1)
     }
 
-    /// For the `k`-th re-probe of flows whose router before is unknown: the least-probed
-    /// flow of each interface in turn, the rarest first (by flows, then address). A lone
-    /// router balancing per packet then misses `r` re-probes with the product of the
-    /// shares they went through, each at least once where `r >= ways`: at most 2^-5 for 2
-    /// ways at 95% however uneven (3.5% in any order), less for more (a flow picked blindly
-    /// comes back with about the sum of the squared shares: 0.68 for shares of 4, 1).
-    /// Where routers balancing per flow share the group, it still reaches the others' flows.
-    fn in_turn(&self, k: u32) -> Option<u16> {
-        let mut by_flows: Vec<_> = self.reached.values().collect();
-        by_flows.sort_by_key(|(flows, _)| *flows);
-        let (_, (_, id)) = by_flows.get(k as usize % by_flows.len().max(1))?;
-        Some(*id)
+    /// For flows whose router before is unknown: the least-probed flow of the interface
+    /// with the fewest re-probes not lost (then the fewest flows, then the first by
+    /// address). Any two of the group's interfaces may be one router's: the check goes on
+    /// until the two least re-probed pass [`mda::pair_miss`] (`turned`), so that a router
+    /// balancing per packet is missed within the confidence whichever they are and whatever
+    /// its shares, though routers balancing per flow share the group (their re-probes
+    /// never show a change).
+    fn in_turn(&self) -> Option<u16> {
+        let reached = self
+            .reached
+            .values()
+            .min_by_key(|r| (r.reprobes, r.flows))?;
+        Some(reached.least.1)
+    }
+
+    /// Whether the two least re-probed interfaces pass [`mda::pair_miss`] at `alpha`.
+    fn turned(&self, alpha: f64) -> bool {
+        let mut counts: Vec<u32> = self.reached.values().map(|r| r.reprobes).collect();
+        counts.sort_unstable();
+        match counts[..] {
+            [a, b, ..] => mda::pair_miss(a, b) <= alpha,
+            _ => true,
+        }
     }
 }
 
@@ -632,10 +656,13 @@ const LOST_AFTER: Duration = Duration::from_secs(1);
 /// MDA missed, which that probe may find). A TTL with two or more interfaces has answered
 /// flows probed again, 5 times at 95% (7 at 99%) for each interface before whose flows
 /// reached several, fewer where they reached three or more, in the flows of the interface
-/// the fewest of them reached (and for the flows sent straight to it, unless every
-/// interface before is checked on its own, through their interfaces in turn; on a meshed
-/// hop, once each interface before is followed): one flow answered by two interfaces marks the hop as balancing per packet. The trace ends when every answered flow reached the target, after `max_silent`
-/// silent TTLs, at `max_ttl`, or when the budget is spent.
+/// the fewest of them reached (for flows whose router before is unknown, sent straight to
+/// it unless every interface before is checked on its own, or past a per-packet hop whose
+/// ways have not met again, each interface in turn until any two would have shown a router
+/// balancing per packet over them; on a meshed hop, once each interface before is
+/// followed): one flow answered by two interfaces marks the hop as balancing per packet.
+/// The trace ends when every answered flow reached the target, after `max_silent` silent
+/// TTLs, at `max_ttl`, or when the budget is spent.
 ///
 /// It reads no clock; the driving contract is [`Tracer`](crate::Tracer)'s: after creating
 /// it and after each input, call [`poll_probe`](MultipathTracer::poll_probe) until `None`,
@@ -949,11 +976,10 @@ impl MultipathTracer {
         let first = usize::from(self.config.first_ttl);
         let mut hops = Vec::new();
         let mut links = BTreeSet::new();
-        // Whether a flow's probes at the TTL before may have answered from different
-        // interfaces: it balances per packet, or a TTL before it did and the ways have not
-        // met at one interface since (a flow's way may change with each probe till then).
-        let mut varies = false;
         for ttl in first..=last {
+            // Whether a flow's probes at the TTL before may have answered from different
+            // interfaces (a flow's way may change with each probe till the ways meet).
+            let varies = self.ways_vary(ttl);
             let hop = &self.hops[ttl];
             let ttl8 = u8::try_from(ttl).unwrap_or(u8::MAX);
             hops.push(MultipathHop {
@@ -1015,7 +1041,6 @@ impl MultipathTracer {
                     }
                 }
             }
-            varies = hop.per_packet || (varies && !met);
         }
         MultipathReport {
             target: self.target,
@@ -1193,24 +1218,29 @@ impl MultipathTracer {
     /// flows grouped by the interface they came through at the TTL before, each group that
     /// reached two or more interfaces re-probed `repeat_point` times, for the interfaces
     /// its known flows reached (the least re-probed group first, in the flows of its rarest
-    /// interface, [`Group::rarest`]). Flows sent straight here (their interface before
-    /// unknown) form a group of their own, re-probed only where some interface before is
-    /// not checked on its own flows, in a flow of each of its interfaces in turn
-    /// ([`Group::in_turn`]); past a per-packet hop, in the least-probed idle flow.
+    /// interface, [`Group::rarest`]; at TTL 1, all flows came from this host). Flows whose
+    /// interface before is unknown (sent straight here) form a group of their own,
+    /// re-probed only where some interface before is not checked on its own flows, in the
+    /// flows of its least re-probed interface until any two of them pass
+    /// [`mda::pair_miss`] ([`Group::in_turn`], [`Group::turned`]). Past a per-packet hop
+    /// whose ways have not met since at one interface, a flow's way there may change with
+    /// each probe, so its group may hold several routers' flows: every group is re-probed
+    /// so.
     fn reprobe(&self, hop: &HopState, before: Option<&HopState>) -> Option<Want> {
         // A flow seen going on from its interface before (or from the only one there) came
-        // through that router, unless a TTL before balances per packet (a flow's way there
-        // may change with each probe). A router balancing per packet over the interfaces
-        // its known flows reached returns a re-probe to the first one with probability at
-        // most one in that many: fewer re-probes where they reached three or more.
-        let ttl = usize::from(self.current);
-        let first = usize::from(self.config.first_ttl);
-        let steady = !self.hops[first..ttl].iter().any(|h| h.per_packet);
+        // through that router, unless the ways vary before (a flow's way there may change
+        // with each probe). A router balancing per packet over the interfaces its known
+        // flows reached returns a re-probe to the first one with probability at most one in
+        // that many: fewer re-probes where they reached three or more.
+        let steady = !self.ways_vary(usize::from(self.current));
         let sole = before.and_then(HopState::sole_through);
+        // At TTL 1 every flow came from this host: one router before, known.
+        let first_hop = self.current == 1;
         let known = |id: u16, from: Option<IpAddr>| {
             steady
-                && from.is_some()
-                && (sole == from || before.is_some_and(|b| b.seen_through(id) == from))
+                && (first_hop
+                    || (from.is_some()
+                        && (sole == from || before.is_some_and(|b| b.seen_through(id) == from))))
         };
         let mut groups: BTreeMap<Option<IpAddr>, [Group; 2]> = BTreeMap::new();
         for (&id, o) in &hop.flows {
@@ -1248,31 +1278,33 @@ impl MultipathTracer {
             if all.reached.len() < 2 || (from.is_none() && covered) {
                 continue;
             }
-            let (group, needed) = match sure.reached.len() {
-                ways @ 3.. => (sure, mda::repeat_point(self.alpha, ways)),
-                _ => (all, self.repeats),
+            // One router's flows: those of its rarest interface. Flows whose router before
+            // is unknown may have come through several routers, one balancing per packet
+            // beside others balancing per flow: each interface in turn, until any two of
+            // them, taken as one router's, would have shown it.
+            let one_router = steady && (from.is_some() || first_hop);
+            let (group, needed, done, pick) = match (one_router, sure.reached.len()) {
+                (true, ways @ 3..) => {
+                    let needed = mda::repeat_point(self.alpha, ways);
+                    (sure, needed, sure.reprobes >= needed, sure.rarest())
+                }
+                (true, _) => (
+                    all,
+                    self.repeats,
+                    all.reprobes >= self.repeats,
+                    all.rarest(),
+                ),
+                (false, _) => {
+                    let needed = mda::turn_point(self.alpha, all.reached.len());
+                    (all, needed, all.turned(self.alpha), all.in_turn())
+                }
             };
-            let Group {
-                reprobes,
-                sent,
-                idle,
-                ..
-            } = group;
-            if *reprobes >= needed || *sent >= REPROBE_TRIES * needed {
+            if done || group.sent >= REPROBE_TRIES * needed {
                 continue;
             }
-            // One router's flows: those of its rarest interface. Flows sent straight here
-            // or past a silent TTL may have come through several routers: each interface
-            // in turn, so that each router's get some. Flows past a per-packet hop change
-            // ways: the least-probed idle one, whichever it reached.
-            let pick = match from {
-                Some(_) if steady => group.rarest(),
-                None if steady => group.in_turn(*reprobes),
-                _ => idle.map(|(_, id)| id),
-            };
             match pick {
-                Some(id) if best.is_none_or(|b| *reprobes < b.0) => {
-                    best = Some((*reprobes, id));
+                Some(id) if best.is_none_or(|b| group.reprobes < b.0) => {
+                    best = Some((group.reprobes, id));
                 }
                 Some(_) => {}
                 None => waiting = true,
@@ -1285,6 +1317,19 @@ impl MultipathTracer {
             }),
             None => waiting.then_some(Want::Wait),
         }
+    }
+
+    /// Whether a flow's way into TTL `h` may change from one probe to the next: a TTL
+    /// before it balances per packet, and the ways have not met since at one interface that
+    /// lost no probe.
+    fn ways_vary(&self, h: usize) -> bool {
+        let first = usize::from(self.config.first_ttl);
+        self.hops[first.min(h)..h]
+            .iter()
+            .fold(false, |varies, hop| {
+                let met = hop.interfaces().len() == 1 && hop.flows.values().all(|o| o.lost == 0);
+                hop.per_packet || (varies && !met)
+            })
     }
 
     /// What the interfaces of the TTL before `h` need, if anything: `each` flows onward
