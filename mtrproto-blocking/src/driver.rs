@@ -326,10 +326,12 @@ impl Driver {
         let registry = self.poll.registry();
         let quiet_shared = self.quiet.iter().any(|&(pin, _)| pin == SHARED);
         update_gates(&mut self.slots, quiet_shared);
+        let campaign = !self.jobs.is_empty();
         for slot in &mut self.slots {
             if kill {
                 slot.helper.end(now, Why::Closing);
             }
+            slot.helper.set_campaign_rest(campaign);
             slot.helper.drive(now, registry, closing);
             self.any_answered |= slot.helper.has_answered();
         }

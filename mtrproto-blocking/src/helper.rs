@@ -74,6 +74,11 @@ const STRAYS_KEPT: usize = 64;
 /// helper timestamps every answer, so reading it later changes no figure.
 const READ_REST: Duration = Duration::from_millis(10);
 
+/// A rest while a campaign runs: two of its ticks with the budget used up, so that its
+/// end, due between two of the campaign's wake-ups, makes no wake-up of its own (its
+/// wake-ups read the output anyway).
+const CAMPAIGN_REST: Duration = crate::job::FULL_TICK.saturating_mul(2);
+
 /// Who gets a probe's outcome: a caller's callback, or a campaign the driver runs (its
 /// answers are collected for the driver, no allocation or call per probe).
 pub(crate) enum Caller {
@@ -143,6 +148,8 @@ pub(crate) struct Helper {
     readable: bool,
     /// Its stdout is out of the poll until then ([`READ_REST`]).
     resting: Option<Instant>,
+    /// Whether a campaign runs: its rests are then [`CAMPAIGN_REST`] long.
+    campaign_rest: bool,
     /// The last read got bytes: the next turn rests its stdout.
     got_output: bool,
     session: Session,
@@ -277,6 +284,7 @@ impl Helper {
             stdout_token: PollToken(2 * slot),
             readable: false,
             resting: None,
+            campaign_rest: false,
             got_output: false,
             grace: config.grace,
             max_queue: config.max_queue,
@@ -658,15 +666,21 @@ impl Helper {
         if self.waiting_probes() > 0 || self.session.in_flight() == 0 || self.ending.is_some() {
             return;
         }
+        let until = now
+            + if self.campaign_rest {
+                CAMPAIGN_REST
+            } else {
+                READ_REST
+            };
         if self.resting.is_some() {
-            self.resting = Some(now + READ_REST);
+            self.resting = Some(until);
             return;
         }
         let Some(stdout) = &mut self.stdout else {
             return;
         };
         match registry.deregister(stdout) {
-            Ok(()) => self.resting = Some(now + READ_REST),
+            Ok(()) => self.resting = Some(until),
             Err(_) => self.end(now, Why::Failed),
         }
     }
@@ -694,6 +708,12 @@ impl Helper {
             Ok(()) => self.readable = true,
             Err(_) => self.end(now, Why::Failed),
         }
+    }
+
+    /// Whether a campaign runs (its wake-ups read a resting stdout often): rests then last
+    /// [`CAMPAIGN_REST`].
+    pub(crate) fn set_campaign_rest(&mut self, campaign: bool) {
+        self.campaign_rest = campaign;
     }
 
     /// After the driver's poll returned, whatever woke it: a resting stdout is read then.

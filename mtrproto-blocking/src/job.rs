@@ -17,9 +17,33 @@ use mtrproto::{Flow, Hop, ProbeArgs, ProbeResult, ReplyKind, TraceStats, Tracer}
 
 use crate::error::Error;
 
-/// How late a campaign may send a due probe, so that one wake-up of the driver serves every
-/// target due within it (the driver's other wake-ups send what is due at once).
+/// How late a campaign with room may send a due probe, so that one wake-up of the driver
+/// serves every target due within it (the driver's other wake-ups send what is due at
+/// once). A trace's probes go out one gap after the last, so this delay adds up along a
+/// trace: the last targets of a campaign end later by it.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// About how often a campaign whose budget is used up wakes the driver, to use the room
+/// answers freed: the period its wake-ups' grid is fitted near ([`grid_period`]). Longer
+/// leaves window slots idle for longer after an answer frees them, shorter costs a wake-up
+/// more often (about 25 µs each).
+pub(crate) const FULL_TICK: Duration = Duration::from_millis(10);
+
+/// How long after a probe's timeout the helper's no-reply is read: the grid's points fall
+/// this long after the timeouts of the probes sent at an earlier point, so that those
+/// answers are read at once instead of a tick later on average (the helper sends and times
+/// out a batch within about a millisecond, and a wake-up may be a millisecond late).
+const REACTION: Duration = Duration::from_millis(2);
+
+/// The period of a campaign's grid: near [`FULL_TICK`], and dividing the probes' timeout plus
+/// [`REACTION`] (their helper-side timeout is in whole seconds), so that probes sent at a
+/// point of the grid time out just before a later point.
+fn grid_period(timeout: Duration) -> Duration {
+    let span = timeout.saturating_add(REACTION).as_nanos();
+    let tick = FULL_TICK.as_nanos();
+    let points = ((span + tick / 2) / tick).max(1);
+    u64::try_from(span / points).map_or(FULL_TICK, Duration::from_nanos)
+}
 
 /// The bits of a heap entry that hold the slot: targets traced at once are at most
 /// [`MAX_ACTIVE`].
@@ -158,6 +182,9 @@ pub(crate) struct Job {
     counts: Counts,
     /// When it last looked for due probes.
     last_look: Option<Instant>,
+    /// The timeout of the probes it sends and the period of the grid, from `base`, that
+    /// its wake-ups fall on ([`grid_period`]).
+    grid: (Duration, Duration),
     /// Whether the caller wants round events.
     rounds: bool,
     events: Sender<JobEvent>,
@@ -191,6 +218,7 @@ impl Job {
             room: usize::MAX,
             counts: Counts::default(),
             last_look: None,
+            grid: (Duration::ZERO, FULL_TICK),
             rounds,
             events,
             rounds_waiting,
@@ -250,8 +278,9 @@ impl Job {
 
     /// When the driver must come back to send due probes or end a trace: the earliest
     /// target's deadline (or the rate's next slot for targets waiting), at most once per
-    /// [`TICK`]. While the budget is used up, targets waiting to send are off the heap
-    /// (answers free room, and they wake the driver), so this is a trace's end.
+    /// [`TICK`]. While the budget is used up, targets waiting to send are off the heap, so
+    /// this is a trace's end or a probe to park, put off to the next point of its grid
+    /// ([`grid_period`]), where the turn also uses the room the answers since freed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let full = self.in_flight >= self.limit();
         // The earliest target's deadline: a probe to send or to queue in `waiting` while
@@ -266,7 +295,24 @@ impl Job {
         } else {
             due
         }?;
-        Some(self.last_look.map_or(at, |last| at.max(last + TICK)))
+        if !full {
+            return Some(self.last_look.map_or(at, |last| at.max(last + TICK)));
+        }
+        let after = self
+            .last_look
+            .map_or(at, |last| at.max(last + Duration::from_nanos(1)));
+        Some(self.on_grid(after))
+    }
+
+    /// The first point of its grid at or after `at` (`at` itself past what an `Instant`
+    /// holds).
+    fn on_grid(&self, at: Instant) -> Instant {
+        let since = at.saturating_duration_since(self.base).as_nanos();
+        let period = self.grid.1.as_nanos().max(1);
+        u64::try_from(since.div_ceil(period).saturating_mul(period))
+            .ok()
+            .and_then(|nanos| self.base.checked_add(Duration::from_nanos(nanos)))
+            .unwrap_or(at)
     }
 
     /// Folds a completed probe into its target's trace.
@@ -420,6 +466,10 @@ impl Job {
         let generation = schedule.generation;
         let round = active.tracer.rounds_completed();
         if let Some(probe) = active.tracer.poll_probe(now) {
+            let timeout = probe.args().effective_timeout();
+            if timeout != self.grid.0 {
+                self.grid = (timeout, grid_period(timeout));
+            }
             let key = ProbeKey {
                 job: self.id,
                 slot,
@@ -535,5 +585,108 @@ impl Job {
                 counts: self.counts,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtrproto::{ProbeArgs, TraceConfig};
+
+    /// A campaign started at `now` with a budget of one probe and one target at 127.0.0.1
+    /// probed with `timeout`.
+    fn job_with_target(now: Instant, timeout: Duration) -> Job {
+        let (events, _) = crossbeam_channel::unbounded();
+        let mut job = Job::new(1, 1, None, false, events, Arc::default(), now);
+        let config = TraceConfig {
+            timeout,
+            cycles: 3,
+            max_ttl: 8,
+            ..TraceConfig::default()
+        };
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let tracer = Tracer::new(args, &config, now).unwrap();
+        job.add(Target { index: 0, tracer });
+        job
+    }
+
+    /// Whether `at` is a point of the job's grid, to the nanosecond.
+    fn on_grid(job: &Job, at: Instant) -> bool {
+        let since = at.duration_since(job.base).as_nanos();
+        since.is_multiple_of(job.grid.1.as_nanos())
+    }
+
+    #[test]
+    fn the_grid_period_is_near_the_tick_and_divides_the_timeout_and_reaction() {
+        for secs in [1, 2, 3, 7, 10, 60, 255] {
+            let timeout = Duration::from_secs(secs);
+            let period = grid_period(timeout);
+            let span = (timeout + REACTION).as_nanos();
+            let points = span / period.as_nanos();
+            // Within a nanosecond per point of the span: a point falls that close to it.
+            assert!(
+                span - points * period.as_nanos() < points,
+                "{secs} s: {period:?}"
+            );
+            let off = period.abs_diff(FULL_TICK);
+            assert!(off <= FULL_TICK / 100, "{secs} s: {period:?}");
+        }
+    }
+
+    #[test]
+    fn a_campaign_with_its_budget_used_up_wakes_on_its_grid_just_after_its_probes_time_out() {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let mut job = job_with_target(start, timeout);
+        let mut sent = Vec::new();
+        let mut out = None;
+        let mut now = start;
+        // Each wake-up at the deadline the job asks for, late by 0.3 ms as a poll is; the
+        // probe out is lost there, and the next one goes out.
+        for _ in 0..200 {
+            if let Some(key) = out.take() {
+                job.answer(now, key, &Err(Error::QueueFull(0)));
+            }
+            job.send_due(now, |args, key| {
+                sent.push((now, args.effective_timeout()));
+                out = Some(key);
+                Ok(())
+            });
+            let Some(next) = job.deadline() else { break };
+            assert!(next > now, "a deadline at or before the last look");
+            if job.in_flight() > 0 {
+                assert!(on_grid(&job, next), "{:?} off the grid", next - start);
+            }
+            now = next + Duration::from_micros(300);
+        }
+        assert!(sent.len() >= 8, "{} probes sent", sent.len());
+        assert_eq!(job.grid, (timeout, grid_period(timeout)));
+        // A probe sent at a wake-up times out REACTION less the lateness before a point.
+        for &(at, timeout) in &sent[1..] {
+            let expiry = at + timeout;
+            let wait = job.on_grid(expiry) - expiry;
+            assert!(
+                wait <= REACTION && wait >= REACTION - Duration::from_micros(301),
+                "{wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_campaign_with_room_sends_a_due_probe_within_a_tick() {
+        let start = Instant::now();
+        let (events, _) = crossbeam_channel::unbounded();
+        let mut job = Job::new(1, 16, None, false, events, Arc::default(), start);
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let tracer = Tracer::new(args, &TraceConfig::default(), start).unwrap();
+        let due = tracer.poll_timeout().unwrap();
+        job.add(Target { index: 0, tracer });
+        job.send_due(start, |_, _| Ok(()));
+        let next = job.deadline().unwrap();
+        // Its deadline in whole milliseconds, rounded up, not put off to a grid.
+        assert!(
+            next >= due && next < due + Duration::from_millis(1),
+            "{next:?}"
+        );
     }
 }
