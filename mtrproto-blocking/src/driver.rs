@@ -326,7 +326,8 @@ impl Driver {
         let registry = self.poll.registry();
         let quiet_shared = self.quiet.iter().any(|&(pin, _)| pin == SHARED);
         update_gates(&mut self.slots, quiet_shared);
-        let campaign = !self.jobs.is_empty();
+        // Rests last two points of a campaign's grid only while it wakes the driver there.
+        let campaign = self.jobs.iter().any(Job::waits_for_room);
         for slot in &mut self.slots {
             if kill {
                 slot.helper.end(now, Why::Closing);
@@ -375,6 +376,9 @@ impl Driver {
             // look for other work.
             Some(Duration::ZERO)
         } else {
+            // Answers in a resting stdout wake no one: a campaign waiting for the room they
+            // free comes back for them on its grid.
+            let resting = self.slots.iter().any(|s| s.helper.is_resting());
             self.slots
                 .iter()
                 .filter_map(|s| s.helper.deadline(now))
@@ -383,6 +387,12 @@ impl Driver {
                 .chain(self.held_until)
                 .chain(self.discarded.iter().filter_map(|h| h.deadline(now)))
                 .chain(self.jobs.iter().filter_map(Job::deadline))
+                .chain(
+                    self.jobs
+                        .iter()
+                        .filter(|_| resting)
+                        .filter_map(Job::room_deadline),
+                )
                 // Once passed, the kill time has been acted on.
                 .chain(self.kill_at.filter(|&at| at > now))
                 .min()

@@ -710,10 +710,25 @@ impl Helper {
         }
     }
 
-    /// Whether a campaign runs (its wake-ups read a resting stdout often): rests then last
-    /// [`CAMPAIGN_REST`].
+    /// Whether a campaign's targets wait for room, so that the driver wakes on the
+    /// campaign's grid while a stdout rests (`Job::room_deadline`): rests then last
+    /// [`CAMPAIGN_REST`]. Off the grid, a rest begun on it ends [`READ_REST`] after its
+    /// last output (or at once), as nothing else may wake the driver before its end.
     pub(crate) fn set_campaign_rest(&mut self, campaign: bool) {
+        if self.campaign_rest
+            && !campaign
+            && let Some(until) = &mut self.resting
+        {
+            *until = until
+                .checked_sub(CAMPAIGN_REST.saturating_sub(READ_REST))
+                .unwrap_or(*until);
+        }
         self.campaign_rest = campaign;
+    }
+
+    /// Whether its stdout rests out of the poll: its output then wakes no one.
+    pub(crate) fn is_resting(&self) -> bool {
+        self.resting.is_some()
     }
 
     /// After the driver's poll returned, whatever woke it: a resting stdout is read then.
@@ -1339,6 +1354,55 @@ mod tests {
             "still resting after {ends} ends without output"
         );
         assert!(ends <= 2, "{ends} rests' ends");
+        helper.kill_and_wait();
+    }
+
+    #[test]
+    fn a_rest_begun_on_a_campaigns_grid_ends_a_read_rest_after_output_once_off_it() {
+        let poll = mio::Poll::new().unwrap();
+        let config = SessionConfig {
+            grace: Duration::from_secs(30),
+            ..SessionConfig::default()
+        };
+        // One line of output, then silence; its stdin unread (the probe stays in flight).
+        let script = "echo junk; sleep 30".to_owned();
+        let command = ["sh".to_owned(), "-c".to_owned(), script];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        let args = ProbeArgs::new([127, 0, 0, 1].into())
+            .timeout(Duration::from_secs(30))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut now = Instant::now();
+        helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        // The driver's wake-ups fall on a campaign's grid: a rest lasts CAMPAIGN_REST.
+        helper.set_campaign_rest(true);
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(10));
+            now = Instant::now();
+            helper.set_readable();
+            helper.after_poll();
+            if helper.is_readable() {
+                helper.read(now, &mut buf);
+            }
+            helper.drive(now, poll.registry(), false);
+            if helper.resting.is_some() {
+                break;
+            }
+        }
+        assert_eq!(
+            helper.resting,
+            Some(now + CAMPAIGN_REST),
+            "no rest after output"
+        );
+        // Off the grid (the campaign has room, or ended): nothing wakes the driver before
+        // the rest's end, so a death or a caller's answer must be seen within READ_REST.
+        helper.set_campaign_rest(false);
+        let end = helper.deadline(now);
+        assert!(
+            end.is_some_and(|end| end <= now + READ_REST),
+            "the rest ends {:?} after the output",
+            end.map(|end| end - now)
+        );
         helper.kill_and_wait();
     }
 

@@ -304,6 +304,22 @@ impl Job {
         Some(self.on_grid(after))
     }
 
+    /// Whether targets wait for room with its budget used up: the answers that free it are
+    /// then read on its grid ([`Job::room_deadline`]).
+    pub(crate) fn waits_for_room(&self) -> bool {
+        self.in_flight >= self.limit() && !self.waiting.is_empty()
+    }
+
+    /// While targets wait for room: the next point of its grid after its last look. A
+    /// resting stdout (out of the poll, `helper.rs`) holds the answers that free room until
+    /// the driver's next wake-up, which [`Job::deadline`] may put a trace's gap or more
+    /// later: the driver comes back for them at this while a helper rests.
+    pub(crate) fn room_deadline(&self) -> Option<Instant> {
+        let last = self.last_look?;
+        self.waits_for_room()
+            .then(|| self.on_grid(last + Duration::from_nanos(1)))
+    }
+
     /// The first point of its grid at or after `at` (`at` itself past what an `Instant`
     /// holds).
     fn on_grid(&self, at: Instant) -> Instant {
@@ -670,6 +686,36 @@ mod tests {
                 "{wait:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_campaign_whose_targets_wait_for_room_wakes_at_its_grids_next_point() {
+        let start = Instant::now();
+        let (events, _) = crossbeam_channel::unbounded();
+        // A budget of one probe and two targets: one probe goes out, the other target waits
+        // for the room its answer frees.
+        let mut job = Job::new(1, 1, None, false, events, Arc::default(), start);
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let mut due = start;
+        for index in 0..2 {
+            let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
+            due = tracer.poll_timeout().unwrap();
+            job.add(Target { index, tracer });
+        }
+        job.send_due(due, |_, _| Ok(()));
+        assert_eq!((job.in_flight(), job.waiting.len()), (1, 1));
+        let next = job.on_grid(due + Duration::from_nanos(1));
+        // A helper's stdout resting (out of the poll) holds the answer until a wake-up: the
+        // grid's next point is one, not the first trace's next probe a gap later.
+        assert!(job.waits_for_room());
+        let deadline = job.room_deadline();
+        assert_eq!(deadline, Some(next), "{:?}", deadline.map(|d| d - due));
+        assert!(job.deadline().is_some_and(|at| at > next));
+        // Its answer frees the room: nothing waits for it any more.
+        job.answer(due, ProbeKey::for_test(1), &Err(Error::QueueFull(0)));
+        job.send_due(next, |_, _| Ok(()));
+        assert_eq!((job.in_flight(), job.waiting.len()), (1, 0));
+        assert_eq!(job.room_deadline(), None);
     }
 
     #[test]

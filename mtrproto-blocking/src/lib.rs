@@ -54,8 +54,10 @@
 //!
 //! After a read that got output, while requests are in flight, a helper's stdout rests out
 //! of the driver's poll and is read at each of the driver's wake-ups, at the latest when the
-//! 10 ms rest ends: so every row's "when its output ends" is when the driver sees it, at
-//! most 10 ms after.
+//! 10 ms rest ends (while a campaign's targets wait for room, the rest lasts 20 ms, and the
+//! driver wakes on the campaign's grid, one point about every 10 ms: 10.02 ms at a 1 s
+//! timeout): so every row's "when its output ends" is when the driver sees it, at most
+//! 10 ms (one such point) after.
 //!
 //! Whatever the count of helpers ([`SessionBuilder::helpers`]), only the failed helper's
 //! probes fail, and its slot gets a new process: at once if the helper had answered
