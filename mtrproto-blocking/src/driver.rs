@@ -327,7 +327,7 @@ impl Driver {
         let quiet_shared = self.quiet.iter().any(|&(pin, _)| pin == SHARED);
         update_gates(&mut self.slots, quiet_shared);
         // Rests last two points of a campaign's grid only while it wakes the driver there.
-        let campaign = self.jobs.iter().any(Job::waits_for_room);
+        let campaign = self.jobs.iter().any(Job::wakes_on_grid);
         for slot in &mut self.slots {
             if kill {
                 slot.helper.end(now, Why::Closing);

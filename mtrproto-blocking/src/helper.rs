@@ -710,8 +710,8 @@ impl Helper {
         }
     }
 
-    /// Whether a campaign's targets wait for room, so that the driver wakes on the
-    /// campaign's grid while a stdout rests (`Job::room_deadline`): rests then last
+    /// Whether a campaign's targets wait for room on its grid, so that the driver wakes at
+    /// its points while a stdout rests (`Job::wakes_on_grid`): rests then last
     /// [`CAMPAIGN_REST`]. Off the grid, a rest begun on it ends [`READ_REST`] after its
     /// last output (or at once), as nothing else may wake the driver before its end.
     pub(crate) fn set_campaign_rest(&mut self, campaign: bool) {

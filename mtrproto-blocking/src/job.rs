@@ -295,7 +295,7 @@ impl Job {
         } else {
             due
         }?;
-        if !full {
+        if !full || !self.gridded() {
             return Some(self.last_look.map_or(at, |last| at.max(last + TICK)));
         }
         let after = self
@@ -304,20 +304,41 @@ impl Job {
         Some(self.on_grid(after))
     }
 
-    /// Whether targets wait for room with its budget used up: the answers that free it are
-    /// then read on its grid ([`Job::room_deadline`]).
-    pub(crate) fn waits_for_room(&self) -> bool {
+    /// Whether targets wait for room with its budget used up.
+    fn waits_for_room(&self) -> bool {
         self.in_flight >= self.limit() && !self.waiting.is_empty()
     }
 
-    /// While targets wait for room: the next point of its grid after its last look. A
-    /// resting stdout (out of the poll, `helper.rs`) holds the answers that free room until
-    /// the driver's next wake-up, which [`Job::deadline`] may put a trace's gap or more
-    /// later: the driver comes back for them at this while a helper rests.
+    /// Whether its wake-ups with the budget used up fall on its grid: the helpers' windows
+    /// bind, as at scale, where most answers are no-replies at the tables' timeouts. Under
+    /// the caller's `max_in_flight` below them, answers come back as fast as the paths
+    /// answer, and the grid would leave the room idle twice as long as the [`TICK`] does
+    /// (half the probes/s where answers come within a tick).
+    fn gridded(&self) -> bool {
+        self.room <= self.budget
+    }
+
+    /// Whether targets wait for room and the driver comes back for it on the grid
+    /// ([`Job::room_deadline`]): helpers' rests may then be two points long.
+    pub(crate) fn wakes_on_grid(&self) -> bool {
+        self.waits_for_room() && self.gridded()
+    }
+
+    /// While targets wait for room: the next point of its grid after its last look ([`TICK`]
+    /// after it under the caller's own cap, [`Job::gridded`]). A resting stdout (out of the
+    /// poll, `helper.rs`) holds the answers that free room until the driver's next wake-up,
+    /// which [`Job::deadline`] may put a trace's gap or more later: the driver comes back
+    /// for them at this while a helper rests.
     pub(crate) fn room_deadline(&self) -> Option<Instant> {
         let last = self.last_look?;
-        self.waits_for_room()
-            .then(|| self.on_grid(last + Duration::from_nanos(1)))
+        if !self.waits_for_room() {
+            return None;
+        }
+        Some(if self.gridded() {
+            self.on_grid(last + Duration::from_nanos(1))
+        } else {
+            last + TICK
+        })
     }
 
     /// The first point of its grid at or after `at` (`at` itself past what an `Instant`
@@ -614,6 +635,8 @@ mod tests {
     fn job_with_target(now: Instant, timeout: Duration) -> Job {
         let (events, _) = crossbeam_channel::unbounded();
         let mut job = Job::new(1, 1, None, false, events, Arc::default(), now);
+        // The helpers' windows hold one probe: they bind, not a cap of the caller's.
+        job.set_room(1);
         let config = TraceConfig {
             timeout,
             cycles: 3,
@@ -695,6 +718,7 @@ mod tests {
         // A budget of one probe and two targets: one probe goes out, the other target waits
         // for the room its answer frees.
         let mut job = Job::new(1, 1, None, false, events, Arc::default(), start);
+        job.set_room(1);
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let mut due = start;
         for index in 0..2 {
@@ -707,7 +731,7 @@ mod tests {
         let next = job.on_grid(due + Duration::from_nanos(1));
         // A helper's stdout resting (out of the poll) holds the answer until a wake-up: the
         // grid's next point is one, not the first trace's next probe a gap later.
-        assert!(job.waits_for_room());
+        assert!(job.wakes_on_grid());
         let deadline = job.room_deadline();
         assert_eq!(deadline, Some(next), "{:?}", deadline.map(|d| d - due));
         assert!(job.deadline().is_some_and(|at| at > next));
@@ -716,6 +740,51 @@ mod tests {
         job.send_due(next, |_, _| Ok(()));
         assert_eq!((job.in_flight(), job.waiting.len()), (1, 0));
         assert_eq!(job.room_deadline(), None);
+    }
+
+    #[test]
+    fn a_campaign_held_by_its_own_cap_below_the_windows_comes_back_within_a_tick() {
+        let start = Instant::now();
+        let (events, _) = crossbeam_channel::unbounded();
+        // The caller's cap of one probe, far below the helpers' windows: its answers come
+        // back as fast as the path answers (here 0.1 ms), not at the tables' timeouts.
+        let mut job = Job::new(1, 1, None, false, events, Arc::default(), start);
+        job.set_room(1024);
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        for index in 0..50 {
+            let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
+            job.add(Target { index, tracer });
+        }
+        let mut sent = Vec::new();
+        let mut out = None;
+        let mut now = start;
+        // Each wake-up where the driver comes back while a stdout rests, the answer then
+        // in: 200 ms of wake-ups.
+        while now < start + Duration::from_millis(200) {
+            if let Some(key) = out.take() {
+                job.answer(now, key, &Err(Error::QueueFull(0)));
+            }
+            job.send_due(now, |_, key| {
+                sent.push(now);
+                out = Some(key);
+                Ok(())
+            });
+            let next = [job.deadline(), job.room_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            assert!(next > now, "a deadline at or before the last look");
+            now = next;
+        }
+        let first = sent[0];
+        // One probe out per tick, as with room: not one per point of a 10 ms grid.
+        let within = sent
+            .iter()
+            .filter(|&&at| at < first + Duration::from_millis(100))
+            .count();
+        assert!(within >= 19, "{within} probes in 100 ms");
+        assert!(!job.wakes_on_grid());
     }
 
     #[test]
