@@ -710,10 +710,9 @@ impl Helper {
         }
     }
 
-    /// Whether a campaign's targets wait for room on its grid, so that the driver wakes at
-    /// its points while a stdout rests (`Job::wakes_on_grid`): rests then last
-    /// [`CAMPAIGN_REST`]. Off the grid, a rest begun on it ends [`READ_REST`] after its
-    /// last output (or at once), as nothing else may wake the driver before its end.
+    /// Whether a campaign runs (its wake-ups read a resting stdout often): rests then last
+    /// [`CAMPAIGN_REST`]. Once none runs, a rest begun meanwhile ends [`READ_REST`] after
+    /// its last output (or at once), as nothing else may wake the driver before its end.
     pub(crate) fn set_campaign_rest(&mut self, campaign: bool) {
         if self.campaign_rest
             && !campaign
@@ -1358,7 +1357,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rest_begun_on_a_campaigns_grid_ends_a_read_rest_after_output_once_off_it() {
+    fn a_rest_begun_while_a_campaign_runs_ends_a_read_rest_after_output_once_none_runs() {
         let poll = mio::Poll::new().unwrap();
         let config = SessionConfig {
             grace: Duration::from_secs(30),
@@ -1374,7 +1373,7 @@ mod tests {
         let mut buf = vec![0u8; 64 * 1024];
         let mut now = Instant::now();
         helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
-        // The driver's wake-ups fall on a campaign's grid: a rest lasts CAMPAIGN_REST.
+        // A campaign runs: a rest lasts CAMPAIGN_REST.
         helper.set_campaign_rest(true);
         for _ in 0..100 {
             std::thread::sleep(Duration::from_millis(10));
@@ -1394,8 +1393,8 @@ mod tests {
             Some(now + CAMPAIGN_REST),
             "no rest after output"
         );
-        // Off the grid (the campaign has room, or ended): nothing wakes the driver before
-        // the rest's end, so a death or a caller's answer must be seen within READ_REST.
+        // The campaign ended: nothing wakes the driver before the rest's end, so a death
+        // or a caller's answer must be seen within READ_REST.
         helper.set_campaign_rest(false);
         let end = helper.deadline(now);
         assert!(

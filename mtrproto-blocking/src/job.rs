@@ -318,12 +318,6 @@ impl Job {
         self.room <= self.budget
     }
 
-    /// Whether targets wait for room and the driver comes back for it on the grid
-    /// ([`Job::room_deadline`]): helpers' rests may then be two points long.
-    pub(crate) fn wakes_on_grid(&self) -> bool {
-        self.waits_for_room() && self.gridded()
-    }
-
     /// While targets wait for room: the next point of its grid after its last look ([`TICK`]
     /// after it under the caller's own cap, [`Job::gridded`]). A resting stdout (out of the
     /// poll, `helper.rs`) holds the answers that free room until the driver's next wake-up,
@@ -731,7 +725,7 @@ mod tests {
         let next = job.on_grid(due + Duration::from_nanos(1));
         // A helper's stdout resting (out of the poll) holds the answer until a wake-up: the
         // grid's next point is one, not the first trace's next probe a gap later.
-        assert!(job.wakes_on_grid());
+        assert!(job.waits_for_room() && job.gridded());
         let deadline = job.room_deadline();
         assert_eq!(deadline, Some(next), "{:?}", deadline.map(|d| d - due));
         assert!(job.deadline().is_some_and(|at| at > next));
@@ -784,7 +778,7 @@ mod tests {
             .filter(|&&at| at < first + Duration::from_millis(100))
             .count();
         assert!(within >= 19, "{within} probes in 100 ms");
-        assert!(!job.wakes_on_grid());
+        assert!(!job.gridded());
     }
 
     #[test]

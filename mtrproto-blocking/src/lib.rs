@@ -42,7 +42,7 @@
 //!
 //! | the helper | its pending probes fail with | how soon |
 //! |---|---|---|
-//! | exits, crashes or is killed | [`ProcessError::Exited`] with its exit status; it is started again (below) | when its output ends (seen up to 10 ms late if it answered in the last 10 ms: see below), plus up to 20 ms for its exit status (11 ms for 1000 probes after SIGKILL, measured) |
+//! | exits, crashes or is killed | [`ProcessError::Exited`] with its exit status; it is started again (below) | when its output ends (seen up to 10 ms late if it answered in the last 10 ms, 20 ms while a campaign runs: see below), plus up to 20 ms for its exit status (11 ms for 1000 probes after SIGKILL, measured) |
 //! | closes stdout and stays alive | `Exited { status: None }`; it is killed | 20 ms after its output ends is seen (up to 10 ms late: 31 ms measured right after an answer) |
 //! | exits, leaving a child holding its pipes | `Exited` with its status; the child is killed with it | within 100 ms while it has probes (checked on a timer); idle, at the next probe |
 //! | reads but stops answering | [`ProcessError::Unresponsive`], every probe it holds, queued ones too; it is killed | `timeout + grace` after the first unanswered probe was written, if nothing at all was answered in the last `grace` (mtr-packet answers every probe by its timeout); otherwise only that probe fails |
@@ -54,10 +54,10 @@
 //!
 //! After a read that got output, while requests are in flight, a helper's stdout rests out
 //! of the driver's poll and is read at each of the driver's wake-ups, at the latest when the
-//! 10 ms rest ends (while a campaign's targets wait for room, the rest lasts 20 ms, and the
-//! driver wakes on the campaign's grid, one point about every 10 ms: 10.02 ms at a 1 s
-//! timeout): so every row's "when its output ends" is when the driver sees it, at most
-//! 10 ms (one such point) after.
+//! 10 ms rest ends (20 ms while a campaign runs, [`Session::campaign`]: its wake-ups read
+//! the output meanwhile, and the longer rest saves the driver wake-ups of its own): so every
+//! row's "when its output ends" is when the driver sees it, at most 10 ms after (20 ms
+//! while a campaign runs). A caller's answer that comes during a rest waits as long.
 //!
 //! Whatever the count of helpers ([`SessionBuilder::helpers`]), only the failed helper's
 //! probes fail, and its slot gets a new process: at once if the helper had answered
