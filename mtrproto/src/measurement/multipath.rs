@@ -1240,7 +1240,9 @@ impl MultipathTracer {
                 }
             }
         }
-        let in_flight = hop.pending + before.map_or(0, |b| b.pending);
+        // Re-probes of the TTLs before too: the trace may end at this TTL, and an answer
+        // read after the end would be a probe spent for nothing.
+        let in_flight: u32 = self.hops[first..=h].iter().map(|t| t.pending).sum();
         if in_flight > 0 {
             Want::Wait
         } else {
