@@ -29,6 +29,12 @@ pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// more often (about 25 µs each).
 pub(crate) const FULL_TICK: Duration = Duration::from_millis(10);
 
+/// How long its probes must hold their window slots on average for its wake-ups with the
+/// budget used up to fall on its grid ([`Job::gridded`]): ten of its periods, so that the
+/// grid's longer wait for freed room (half a period less half a [`TICK`] on average) costs
+/// at most about 2.5% of its probes/s.
+const GRID_HOLD: Duration = Duration::from_millis(100);
+
 /// How long after a probe's timeout the helper's no-reply is read: the grid's points fall
 /// this long after the timeouts of the probes sent at an earlier point, so that those
 /// answers are read at once instead of a tick later on average (the helper sends and times
@@ -179,6 +185,9 @@ pub(crate) struct Job {
     /// Probes it may have out now as the helpers' windows allow ([`Job::set_room`]): their
     /// room less the probes of ended campaigns still out, which no budget counts.
     room: usize,
+    /// Answers it took: with the room and the time since its start, they tell how long its
+    /// probes hold their slots ([`Job::gridded`]).
+    answers: u64,
     counts: Counts,
     /// When it last looked for due probes.
     last_look: Option<Instant>,
@@ -216,6 +225,7 @@ impl Job {
             generation: 0,
             in_flight: 0,
             room: usize::MAX,
+            answers: 0,
             counts: Counts::default(),
             last_look: None,
             grid: (Duration::ZERO, FULL_TICK),
@@ -310,12 +320,22 @@ impl Job {
     }
 
     /// Whether its wake-ups with the budget used up fall on its grid: the helpers' windows
-    /// bind, as at scale, where most answers are no-replies at the tables' timeouts. Under
-    /// the caller's `max_in_flight` below them, answers come back as fast as the paths
-    /// answer, and the grid would leave the room idle twice as long as the [`TICK`] does
-    /// (half the probes/s where answers come within a tick).
+    /// bind, and its probes hold their slots [`GRID_HOLD`] or more on average, as at scale,
+    /// where most of the slots' time goes to no-replies at the tables' timeouts. The hold is
+    /// the room over the rate of answers since its start (Little's law; time it spent below
+    /// its budget only lengthens it, and there the grid does not apply). Under the caller's
+    /// `max_in_flight` below the windows, or with small windows on paths that answer fast,
+    /// answers come back within a tick, and the grid would leave the room idle twice as
+    /// long as the [`TICK`] does (half the probes/s).
     fn gridded(&self) -> bool {
-        self.room <= self.budget
+        let since = self.last_look.map_or(Duration::ZERO, |last| {
+            last.saturating_duration_since(self.base)
+        });
+        let room_time = u64::try_from(since.as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::try_from(self.room).unwrap_or(u64::MAX));
+        let hold = u64::try_from(GRID_HOLD.as_micros()).unwrap_or(u64::MAX);
+        self.room <= self.budget && self.answers.saturating_mul(hold) <= room_time
     }
 
     /// While targets wait for room: the next point of its grid after its last look ([`TICK`]
@@ -355,6 +375,7 @@ impl Job {
     ) {
         // Room again: the next `send_due` serves the targets that waited for it.
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.answers += 1;
         match result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
@@ -778,6 +799,58 @@ mod tests {
             .filter(|&&at| at < first + Duration::from_millis(100))
             .count();
         assert!(within >= 19, "{within} probes in 100 ms");
+        assert!(!job.gridded());
+    }
+
+    #[test]
+    fn a_campaign_whose_small_windows_bind_on_fast_answers_comes_back_within_a_tick() {
+        let start = Instant::now();
+        let (events, _) = crossbeam_channel::unbounded();
+        // The helpers' windows hold two probes and bind (the default budget, their whole
+        // room), but the path answers in 0.1 ms, not at the tables' timeouts.
+        let mut job = Job::new(1, 2, None, false, events, Arc::default(), start);
+        job.set_room(2);
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        for index in 0..100 {
+            let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
+            job.add(Target { index, tracer });
+        }
+        let reply = ProbeResult {
+            result: ReplyKind::Reply,
+            time: Some(Duration::from_micros(100)),
+            unusable_time_us: None,
+            responder: Some("127.0.0.1".parse().unwrap()),
+            mpls: Default::default(),
+        };
+        let mut sent = Vec::new();
+        let mut out = Vec::new();
+        let mut now = start;
+        // Each wake-up where the driver comes back while a stdout rests, the answers then
+        // in: 200 ms of wake-ups.
+        while now < start + Duration::from_millis(200) {
+            for key in out.drain(..) {
+                job.answer(now, key, &Ok(reply.clone()));
+            }
+            job.send_due(now, |_, key| {
+                sent.push(now);
+                out.push(key);
+                Ok(())
+            });
+            let next = [job.deadline(), job.room_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            assert!(next > now, "a deadline at or before the last look");
+            now = next;
+        }
+        let first = sent[0];
+        // Two probes out per tick, as with room: not two per point of a 10 ms grid.
+        let within = sent
+            .iter()
+            .filter(|&&at| at < first + Duration::from_millis(100))
+            .count();
+        assert!(within >= 36, "{within} probes in 100 ms");
         assert!(!job.gridded());
     }
 
