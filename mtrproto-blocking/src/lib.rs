@@ -43,7 +43,7 @@
 //! | the helper | its pending probes fail with | how soon |
 //! |---|---|---|
 //! | exits, crashes or is killed | [`ProcessError::Exited`] with its exit status; it is started again (below) | when its output ends (seen up to 10 ms late if it answered in the last 10 ms, 20 ms while a campaign runs: see below), plus up to 20 ms for its exit status (11 ms for 1000 probes after SIGKILL, measured) |
-//! | closes stdout and stays alive | `Exited { status: None }`; it is killed | 20 ms after its output ends is seen (up to 10 ms late: 31 ms measured right after an answer) |
+//! | closes stdout and stays alive | `Exited { status: None }`; it is killed | 20 ms after its output ends is seen (up to 10 ms late, 20 ms while a campaign runs: 31 ms measured right after an answer) |
 //! | exits, leaving a child holding its pipes | `Exited` with its status; the child is killed with it | within 100 ms while it has probes (checked on a timer); idle, at the next probe |
 //! | reads but stops answering | [`ProcessError::Unresponsive`], every probe it holds, queued ones too; it is killed | `timeout + grace` after the first unanswered probe was written, if nothing at all was answered in the last `grace` (mtr-packet answers every probe by its timeout); otherwise only that probe fails |
 //! | stops reading its stdin (hung, stopped) | `Unresponsive`, every probe it holds, queued ones too; it is killed | `grace` after it last read, once bytes wait unread in the pipe (up to 100 ms, or an eighth of `grace` if less, later: the pipe is asked that often) |
