@@ -871,21 +871,32 @@ fn weighted(weights: &[u64], per_packet: bool) -> Topology {
     topology
 }
 
-/// The runs of `runs` that saw every router of TTL 2, and of those, the ones that flagged
-/// TTL 2 as per packet; no other TTL flagged in any run.
+/// The runs of `runs` that saw every router of `ttl`, and of those, the ones that flagged
+/// it as per packet; no TTL but those of `may_flag` flagged in any run.
 fn flagged_where_seen(
     topology: &Topology,
     runs: usize,
     config: &MultipathConfig,
+    ttl: u8,
+    may_flag: &[u8],
 ) -> (usize, usize) {
-    let ways = topology.levels[2].len();
+    let ways = topology.levels[usize::from(ttl)].len();
     let (mut saw, mut flagged) = (0, 0);
     for run in 0..runs {
         let report = trace(topology, mix64(run as u64 + 1), config);
-        assert!(report.hops.iter().all(|h| h.ttl == 2 || !h.per_packet));
-        if report.hops[1].responders.len() == ways {
+        assert!(
+            report
+                .hops
+                .iter()
+                .all(|h| may_flag.contains(&h.ttl) || !h.per_packet),
+            "{report:?}"
+        );
+        let Some(hop) = report.hops.iter().find(|h| h.ttl == ttl) else {
+            continue;
+        };
+        if hop.responders.len() == ways {
             saw += 1;
-            flagged += usize::from(report.hops[1].per_packet);
+            flagged += usize::from(hop.per_packet);
         }
     }
     (saw, flagged)
@@ -957,7 +968,8 @@ fn a_per_packet_router_with_unequal_weights_is_flagged_at_the_confidence() {
         &[3, 1],
     ];
     for weights in weightings {
-        let (saw, flagged) = flagged_where_seen(&weighted(weights, true), WEIGHTED_RUNS, &config);
+        let (saw, flagged) =
+            flagged_where_seen(&weighted(weights, true), WEIGHTED_RUNS, &config, 2, &[2]);
         let computed = computed_miss(weights, config.confidence);
         let (missed, expected) = ((saw - flagged) as f64, computed * saw as f64);
         println!(
@@ -979,7 +991,7 @@ fn a_per_packet_router_with_unequal_weights_is_flagged_at_the_confidence() {
             flagged * 100 >= saw * 95,
             "{weights:?}: flagged in {flagged} of {saw}"
         );
-        let (saw, flagged) = flagged_where_seen(&weighted(weights, false), RUNS, &config);
+        let (saw, flagged) = flagged_where_seen(&weighted(weights, false), RUNS, &config, 2, &[2]);
         assert!(
             saw * 100 >= RUNS * 70,
             "per flow {weights:?}: {saw} of {RUNS}"
@@ -1029,18 +1041,7 @@ fn a_per_packet_router_behind_a_silent_ttl_is_flagged_at_the_confidence() {
         for per_packet in [true, false] {
             let topology = weighted_behind_silence(weights, per_packet);
             let runs = if per_packet { WEIGHTED_RUNS } else { RUNS };
-            let (mut saw, mut flagged) = (0, 0);
-            for run in 0..runs {
-                let report = trace(&topology, mix64(run as u64 + 1), &config);
-                assert!(report.hops.iter().all(|h| h.ttl == 3 || !h.per_packet));
-                let Some(hop) = report.hops.iter().find(|h| h.ttl == 3) else {
-                    continue;
-                };
-                if hop.responders.len() == weights.len() {
-                    saw += 1;
-                    flagged += usize::from(hop.per_packet);
-                }
-            }
+            let (saw, flagged) = flagged_where_seen(&topology, runs, &config, 3, &[3]);
             println!(
                 "per packet {per_packet} {weights:?}: flagged in {flagged} of the {saw} runs that saw all"
             );
@@ -1223,25 +1224,7 @@ fn a_per_packet_router_past_a_per_packet_hop_is_flagged_at_the_confidence() {
         (per_packet_past_unmet_ways(&[9, 1]), 3, [2, 3]),
     ];
     for (topology, ttl, may_flag) in &cases {
-        let width = topology.levels[usize::from(*ttl)].len();
-        let (mut saw, mut flagged) = (0, 0);
-        for run in 0..WEIGHTED_RUNS {
-            let report = trace(topology, mix64(run as u64 + 1), &config);
-            assert!(
-                report
-                    .hops
-                    .iter()
-                    .all(|h| may_flag.contains(&h.ttl) || !h.per_packet),
-                "{report:?}"
-            );
-            let Some(hop) = report.hops.iter().find(|h| h.ttl == *ttl) else {
-                continue;
-            };
-            if hop.responders.len() == width {
-                saw += 1;
-                flagged += usize::from(hop.per_packet);
-            }
-        }
+        let (saw, flagged) = flagged_where_seen(topology, WEIGHTED_RUNS, &config, *ttl, may_flag);
         println!(
             "{}, {:?}: TTL {ttl} flagged in {flagged} of the {saw} runs that saw all",
             topology.name,
