@@ -757,79 +757,33 @@ mod tests {
         assert_eq!(job.room_deadline(), None);
     }
 
-    #[test]
-    fn a_campaign_held_by_its_own_cap_below_the_windows_comes_back_within_a_tick() {
-        let start = Instant::now();
+    /// A job of `targets` traces of 127.0.0.1 with this budget and the helpers' room.
+    fn job_of_loopback_targets(start: Instant, budget: usize, room: usize, targets: usize) -> Job {
         let (events, _) = crossbeam_channel::unbounded();
-        // The caller's cap of one probe, far below the helpers' windows: its answers come
-        // back as fast as the path answers (here 0.1 ms), not at the tables' timeouts.
-        let mut job = Job::new(1, 1, None, false, events, Arc::default(), start);
-        job.set_room(1024);
+        let mut job = Job::new(1, budget, None, false, events, Arc::default(), start);
+        job.set_room(room);
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
-        for index in 0..50 {
+        for index in 0..targets {
             let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
             job.add(Target { index, tracer });
         }
-        let mut sent = Vec::new();
-        let mut out = None;
-        let mut now = start;
-        // Each wake-up where the driver comes back while a stdout rests, the answer then
-        // in: 200 ms of wake-ups.
-        while now < start + Duration::from_millis(200) {
-            if let Some(key) = out.take() {
-                job.answer(now, key, &Err(Error::QueueFull(0)));
-            }
-            job.send_due(now, |_, key| {
-                sent.push(now);
-                out = Some(key);
-                Ok(())
-            });
-            let next = [job.deadline(), job.room_deadline()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { break };
-            assert!(next > now, "a deadline at or before the last look");
-            now = next;
-        }
-        let first = sent[0];
-        // One probe out per tick, as with room: not one per point of a 10 ms grid.
-        let within = sent
-            .iter()
-            .filter(|&&at| at < first + Duration::from_millis(100))
-            .count();
-        assert!(within >= 19, "{within} probes in 100 ms");
-        assert!(!job.gridded());
+        job
     }
 
-    #[test]
-    fn a_campaign_whose_small_windows_bind_on_fast_answers_comes_back_within_a_tick() {
-        let start = Instant::now();
-        let (events, _) = crossbeam_channel::unbounded();
-        // The helpers' windows hold two probes and bind (the default budget, their whole
-        // room), but the path answers in 0.1 ms, not at the tables' timeouts.
-        let mut job = Job::new(1, 2, None, false, events, Arc::default(), start);
-        job.set_room(2);
-        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
-        for index in 0..100 {
-            let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
-            job.add(Target { index, tracer });
-        }
-        let reply = ProbeResult {
-            result: ReplyKind::Reply,
-            time: Some(Duration::from_micros(100)),
-            unusable_time_us: None,
-            responder: Some("127.0.0.1".parse().unwrap()),
-            mpls: Default::default(),
-        };
+    /// Drives `job` for 200 ms of wake-ups, at each the driver's next deadline while a
+    /// stdout rests, every probe sent answered with `result` by the next: how many probes
+    /// went out in the first 100 ms after the first.
+    fn probes_in_100_ms_answered_at_once(
+        job: &mut Job,
+        start: Instant,
+        result: &Result<ProbeResult, Error>,
+    ) -> usize {
         let mut sent = Vec::new();
         let mut out = Vec::new();
         let mut now = start;
-        // Each wake-up where the driver comes back while a stdout rests, the answers then
-        // in: 200 ms of wake-ups.
         while now < start + Duration::from_millis(200) {
             for key in out.drain(..) {
-                job.answer(now, key, &Ok(reply.clone()));
+                job.answer(now, key, result);
             }
             job.send_due(now, |_, key| {
                 sent.push(now);
@@ -845,11 +799,38 @@ mod tests {
             now = next;
         }
         let first = sent[0];
-        // Two probes out per tick, as with room: not two per point of a 10 ms grid.
-        let within = sent
-            .iter()
+        sent.iter()
             .filter(|&&at| at < first + Duration::from_millis(100))
-            .count();
+            .count()
+    }
+
+    #[test]
+    fn a_campaign_held_by_its_own_cap_below_the_windows_comes_back_within_a_tick() {
+        let start = Instant::now();
+        // The caller's cap of one probe, far below the helpers' windows: its answers come
+        // back as fast as the path answers (here 0.1 ms), not at the tables' timeouts.
+        let mut job = job_of_loopback_targets(start, 1, 1024, 50);
+        // One probe out per tick, as with room: not one per point of a 10 ms grid.
+        let within = probes_in_100_ms_answered_at_once(&mut job, start, &Err(Error::QueueFull(0)));
+        assert!(within >= 19, "{within} probes in 100 ms");
+        assert!(!job.gridded());
+    }
+
+    #[test]
+    fn a_campaign_whose_small_windows_bind_on_fast_answers_comes_back_within_a_tick() {
+        let start = Instant::now();
+        // The helpers' windows hold two probes and bind (the default budget, their whole
+        // room), but the path answers in 0.1 ms, not at the tables' timeouts.
+        let mut job = job_of_loopback_targets(start, 2, 2, 100);
+        let reply = ProbeResult {
+            result: ReplyKind::Reply,
+            time: Some(Duration::from_micros(100)),
+            unusable_time_us: None,
+            responder: Some("127.0.0.1".parse().unwrap()),
+            mpls: Default::default(),
+        };
+        // Two probes out per tick, as with room: not two per point of a 10 ms grid.
+        let within = probes_in_100_ms_answered_at_once(&mut job, start, &Ok(reply));
         assert!(within >= 36, "{within} probes in 100 ms");
         assert!(!job.gridded());
     }
