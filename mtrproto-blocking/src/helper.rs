@@ -1290,13 +1290,25 @@ mod tests {
         helper.kill_and_wait();
     }
 
-    #[test]
-    fn a_rest_goes_on_while_its_wake_ups_find_output_and_ends_when_they_find_none() {
-        let poll = mio::Poll::new().unwrap();
+    /// A helper running `sh -c script`, one campaign probe written to it at the time returned.
+    fn holding_a_campaign_probe(poll: &mio::Poll, script: String) -> (Helper, Instant) {
         let config = SessionConfig {
             grace: Duration::from_secs(30),
             ..SessionConfig::default()
         };
+        let command = ["sh".to_owned(), "-c".to_owned(), script];
+        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
+        let args = ProbeArgs::new([127, 0, 0, 1].into())
+            .timeout(Duration::from_secs(30))
+            .unwrap();
+        let now = Instant::now();
+        helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
+        (helper, now)
+    }
+
+    #[test]
+    fn a_rest_goes_on_while_its_wake_ups_find_output_and_ends_when_they_find_none() {
+        let poll = mio::Poll::new().unwrap();
         // Output every 2 ms while the flag file exists; its stdin unread (the probe stays
         // in flight).
         let flag = std::env::temp_dir().join(format!("mtrproto-rest-{}", std::process::id()));
@@ -1305,14 +1317,8 @@ mod tests {
             "while [ -e '{}' ]; do echo junk; sleep 0.002; done; sleep 30",
             flag.display()
         );
-        let command = ["sh".to_owned(), "-c".to_owned(), script];
-        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
-        let args = ProbeArgs::new([127, 0, 0, 1].into())
-            .timeout(Duration::from_secs(30))
-            .unwrap();
+        let (mut helper, mut now) = holding_a_campaign_probe(&poll, script);
         let mut buf = vec![0u8; 64 * 1024];
-        let mut now = Instant::now();
-        helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
         // A turn as the driver makes it at `now`, after its poll returned.
         let mut turn = |helper: &mut Helper, now: Instant| {
             helper.after_poll();
@@ -1359,20 +1365,10 @@ mod tests {
     #[test]
     fn a_rest_begun_while_a_campaign_runs_ends_a_read_rest_after_output_once_none_runs() {
         let poll = mio::Poll::new().unwrap();
-        let config = SessionConfig {
-            grace: Duration::from_secs(30),
-            ..SessionConfig::default()
-        };
         // One line of output, then silence; its stdin unread (the probe stays in flight).
-        let script = "echo junk; sleep 30".to_owned();
-        let command = ["sh".to_owned(), "-c".to_owned(), script];
-        let mut helper = Helper::spawn(&command, config, poll.registry(), 0).unwrap();
-        let args = ProbeArgs::new([127, 0, 0, 1].into())
-            .timeout(Duration::from_secs(30))
-            .unwrap();
+        let (mut helper, mut now) =
+            holding_a_campaign_probe(&poll, "echo junk; sleep 30".to_owned());
         let mut buf = vec![0u8; 64 * 1024];
-        let mut now = Instant::now();
-        helper.probe(now, args, Caller::Campaign(ProbeKey::for_test(1)), None);
         // A campaign runs: a rest lasts CAMPAIGN_REST.
         helper.set_campaign_rest(true);
         for _ in 0..100 {
