@@ -142,6 +142,10 @@ pub struct CampaignSummary {
     pub probes_refused: u64,
     /// The most probes in flight at once.
     pub peak_in_flight: usize,
+    /// Probes the helper answered, whatever the answer (`exhausted`, `no_reply` and
+    /// `probes_refused` included). Once the campaign has waited for its probes
+    /// ([`CampaignLimits::wait_for_probes`]), `answered + lost == probes`.
+    pub answered: u64,
     /// Probes answered `probes-exhausted`: the helper's table stayed full until their
     /// timeout (the session sends a refused probe again while its timeout lasts).
     pub exhausted: u64,
@@ -514,6 +518,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     fn count(&mut self, counts: Counts) {
         self.summary.probes = counts.probes;
         self.summary.peak_in_flight = counts.peak_in_flight;
+        self.summary.answered = counts.answered;
         self.summary.exhausted = counts.exhausted;
         self.summary.lost = counts.lost;
         self.summary.no_reply = counts.no_reply;

@@ -103,6 +103,7 @@ pub(crate) struct Target {
 pub(crate) struct Counts {
     pub(crate) probes: u64,
     pub(crate) peak_in_flight: usize,
+    pub(crate) answered: u64,
     pub(crate) exhausted: u64,
     pub(crate) lost: u64,
     pub(crate) no_reply: u64,
@@ -376,6 +377,9 @@ impl Job {
         // Room again: the next `send_due` serves the targets that waited for it.
         self.in_flight = self.in_flight.saturating_sub(1);
         self.answers += 1;
+        if result.is_ok() {
+            self.counts.answered += 1;
+        }
         match result {
             Ok(r) if r.result == ReplyKind::ProbesExhausted => self.counts.exhausted += 1,
             Ok(r) if r.result == ReplyKind::NoReply => self.counts.no_reply += 1,
