@@ -6,14 +6,24 @@
 //!
 //! - every target of a campaign run to its end is reported exactly once, with an index in
 //!   range and its own host, and the campaign returns within [`campaign_bound`];
-//! - the summary agrees with the reports: as many targets as reports, no probe counted in
-//!   two outcomes more than were sent, no report with more probes sent than the campaign;
+//! - the summary agrees with the reports: as many targets as reports, every probe answered
+//!   or lost (`answered + lost == probes`), as many probes sent as the reports count when
+//!   every target was traced;
 //! - every probe of the other thread completes exactly once, within its timeout, the
 //!   session's grace and [`SLACK`] of being sent or of the last fault injected;
 //! - after an abandoned campaign, a new one on the same session still reports every target.
 //!
 //! 20 s by default; set `MTRPROTO_CAMPAIGN_CHAOS_SECONDS` to run longer. Every round prints
 //! its figures, and the totals are printed at the end.
+//!
+//! Then one misbehaviour at a time ([`play`]), each over one helper and over two (one of
+//! them misbehaving, once), a caller probing with `probe_blocking` meanwhile: a death
+//! during a rest of stdout and while the budget is used up (the driver waking on its grid),
+//! a stall then a SIGKILL, stdout or stdin closed with the process alive, a junk flood,
+//! stray lines and answers for tokens never sent, a helper answering one probe in three, the
+//! campaign dropped mid-way, the session closed mid-campaign. Each checks every target
+//! reported once, every probe answered or lost, the campaign back within [`FAULT_BOUND`]
+//! and each caller's probe within [`CALLER_BOUND`].
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -22,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mtrproto_blocking::{
-    CampaignLimits, CampaignSummary, Protocol, Session, TraceConfig, TraceOptions,
+    CampaignLimits, CampaignSummary, Error, Protocol, Session, TraceConfig, TraceOptions,
 };
 use mtrproto_tests::Random;
 
@@ -205,10 +215,12 @@ fn prober(
     sent
 }
 
-/// What one campaign gave: reports by index, and whether its callback panicked.
+/// What one campaign gave: reports by index, its summary (`None` when its callback
+/// panicked), whether every report held figures.
 struct Outcome {
     reports: BTreeMap<usize, u32>,
-    summary: Option<CampaignSummary>,
+    summary: Option<Result<CampaignSummary, Error>>,
+    every_report_traced: bool,
     elapsed: Duration,
 }
 
@@ -217,13 +229,21 @@ fn run_campaign(session: &Session, round: &Round, panic_at: Option<usize>) -> Ou
     let options = options(round);
     let mut reports: BTreeMap<usize, u32> = BTreeMap::new();
     let mut probes_reported = 0u64;
+    let mut every_report_traced = true;
     let start = Instant::now();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         session.campaign_reports(&hosts, &options, &round.limits, |report| {
             assert!(report.index < hosts.len(), "{report:?}");
             assert_eq!(report.host, hosts[report.index]);
-            if let Ok(stats) = &report.stats {
-                probes_reported += stats.hops().iter().map(|h| h.sent()).sum::<u64>();
+            match &report.stats {
+                // Every TTL's, the ones past the destination's too (not in `hops()`).
+                Ok(stats) => {
+                    probes_reported += (1..=MAX_TTL)
+                        .filter_map(|ttl| stats.hop(ttl))
+                        .map(|hop| hop.sent())
+                        .sum::<u64>();
+                }
+                Err(_) => every_report_traced = false,
             }
             *reports.entry(report.index).or_default() += 1;
             if Some(reports.len() - 1) == panic_at {
@@ -233,19 +253,32 @@ fn run_campaign(session: &Session, round: &Round, panic_at: Option<usize>) -> Ou
     }));
     let elapsed = start.elapsed();
     let summary = match result {
-        Ok(summary) => Some(summary.expect("the session stays open")),
+        Ok(summary) => Some(summary),
         Err(_) => {
             assert!(panic_at.is_some(), "a panic nobody asked for");
             None
         }
     };
-    if let Some(summary) = &summary {
+    if let Some(Ok(summary)) = &summary {
+        // Every probe sent is in its target's report, and every one of them was answered
+        // or lost: the campaign waited for them.
+        if every_report_traced {
+            assert_eq!(
+                summary.probes, probes_reported,
+                "{summary:?}, {probes_reported} reported"
+            );
+        }
         assert!(
             summary.probes >= probes_reported,
             "{summary:?}, {probes_reported} reported"
         );
+        assert_eq!(
+            summary.answered + summary.lost,
+            summary.probes,
+            "{summary:?}"
+        );
         assert!(
-            summary.lost + summary.no_reply + summary.exhausted <= summary.probes,
+            summary.no_reply + summary.exhausted + summary.probes_refused <= summary.answered,
             "{summary:?}"
         );
         assert!(summary.peak_in_flight <= round.limits.max_in_flight.unwrap_or(usize::MAX));
@@ -253,6 +286,7 @@ fn run_campaign(session: &Session, round: &Round, panic_at: Option<usize>) -> Ou
     Outcome {
         reports,
         summary,
+        every_report_traced,
         elapsed,
     }
 }
@@ -313,7 +347,10 @@ fn campaigns_under_misbehaving_helpers_report_every_target_once_in_time() {
             signal(pid, "CONT");
         }
         let sent = prober.map(|p| p.join().unwrap()).unwrap_or_default();
-        let summary = outcome.summary.expect("run to its end");
+        let summary = outcome
+            .summary
+            .expect("run to its end")
+            .expect("the session stays open");
         println!(
             "  {} targets in {:?}: {summary:?}",
             outcome.reports.len(),
@@ -374,3 +411,450 @@ fn campaigns_under_misbehaving_helpers_report_every_target_once_in_time() {
     );
     assert!(rounds >= 3, "only {rounds} rounds");
 }
+
+// One misbehaviour at a time, each against a campaign over one helper and over two (only
+// one of them misbehaving, once: `--first-only`), with a caller probing through
+// `probe_blocking` on the same session meanwhile.
+
+/// How long a campaign of [`play`] may take at most: its traces' own span (two rounds 100
+/// ms apart, then the timeout and the trace's grace: 1.4 s; 1.8 s with the budget of two
+/// slots of [`budget_used_up`]), its probes still out then answered or lost within their
+/// timeout and the session's grace (2 s), and a second for restarts, the 20 ms rests of a
+/// stdout and the wake-ups' grid.
+const FAULT_BOUND: Duration = Duration::from_millis(4800);
+
+/// How long a caller's `probe_blocking` may block: the probe's timeout and the session's
+/// grace (a helper that stalls), and a second for wake-ups and a restart.
+const CALLER_BOUND: Duration = Duration::from_secs(3);
+
+/// What a test does to the session from another thread, given the process id of the
+/// helper that misbehaves.
+type Act = fn(&Session, u32);
+
+/// One misbehaviour played against a campaign.
+struct Fault {
+    helpers: usize,
+    /// The fake helper's arguments: what the one that misbehaves does.
+    args: &'static [&'static str],
+    /// Each helper's window (the release's when `None`).
+    window: Option<usize>,
+    targets: usize,
+    /// Done from another thread this long after the campaign starts, given the process id
+    /// of the helper that misbehaves.
+    act: Option<(Duration, Act)>,
+    /// The campaign's callback panics at this report (the campaign dropped mid-way); a
+    /// second one then runs on the session.
+    panic_at: Option<usize>,
+}
+
+impl Fault {
+    fn new(helpers: usize, args: &'static [&'static str]) -> Fault {
+        Fault {
+            helpers,
+            args,
+            window: None,
+            targets: 6,
+            act: None,
+            panic_at: None,
+        }
+    }
+}
+
+/// What [`play`] saw.
+struct Played {
+    /// The (last) campaign's.
+    outcome: Outcome,
+    /// How each of the caller's `probe_blocking` calls ended.
+    caller: Vec<&'static str>,
+    /// The session's helpers at the end.
+    helpers: Vec<mtrproto_blocking::HelperStatus>,
+    /// The process id of the helper that misbehaved, 0 if none started misbehaving.
+    misbehaved: u32,
+    session: Arc<Session>,
+}
+
+impl Played {
+    fn summary(&self) -> &CampaignSummary {
+        match &self.outcome.summary {
+            Some(Ok(summary)) => summary,
+            other => panic!(
+                "the campaign did not run to its end: {:?}",
+                other.as_ref().map(|r| r.as_ref().err())
+            ),
+        }
+    }
+
+    fn restarts(&self) -> u32 {
+        self.helpers.iter().map(|h| h.restarts).sum()
+    }
+}
+
+/// A file the one helper that misbehaves writes its process id to, removed on drop.
+struct FirstOnly(std::path::PathBuf);
+
+impl FirstOnly {
+    fn new() -> FirstOnly {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("mtrproto-first-only-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        FirstOnly(path)
+    }
+
+    fn pid(&self) -> u32 {
+        pid_in(&self.0)
+    }
+}
+
+/// The process id a `--first-only` helper wrote to `path`, 0 while none did.
+fn pid_in(path: &std::path::Path) -> u32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for FirstOnly {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `work` on a thread of its own and returns its result, failing the test if it takes
+/// longer than `bound` (or panics).
+fn within<T: Send + 'static>(
+    what: &str,
+    bound: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    match result.recv_timeout(bound) {
+        Ok(value) => value,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => panic!("{what}: over {bound:?}"),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// Probes 127.0.0.9 with `probe_blocking` until `stop`, 100 probes at most: how each call
+/// ended. Each call returns within [`CALLER_BOUND`].
+fn blocking_caller(session: Arc<Session>, stop: Arc<AtomicBool>) -> Vec<&'static str> {
+    use mtrproto_blocking::ProcessError;
+    let options = mtrproto_blocking::ProbeOptions {
+        timeout: Some(TIMEOUT),
+        ..Default::default()
+    };
+    let mut outcomes = Vec::new();
+    while !stop.load(Ordering::Acquire) && outcomes.len() < 100 {
+        let start = Instant::now();
+        let result = session.probe_blocking("127.0.0.9", &options);
+        let took = start.elapsed();
+        assert!(
+            took <= CALLER_BOUND,
+            "probe_blocking took {took:?}: {result:?}"
+        );
+        outcomes.push(match result {
+            Ok(_) => "answered",
+            Err(Error::Process(ProcessError::Exited { .. })) => "exited",
+            Err(Error::Process(ProcessError::Unresponsive)) => "unresponsive",
+            Err(Error::Process(ProcessError::NotMtrPacket { .. })) => "junk",
+            Err(Error::State(_)) => "closed",
+            Err(_) => "other",
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    outcomes
+}
+
+/// Plays `fault`: a campaign over the fake helpers (one misbehaving once), a caller
+/// probing with `probe_blocking` meanwhile, the fault's act from a third thread. Checks
+/// what holds whatever the fault: each target reported exactly once, the campaign back
+/// within [`FAULT_BOUND`], each caller's probe within [`CALLER_BOUND`], the in-flight
+/// budget kept, and when the campaign runs to its end every probe sent in a report and
+/// answered or lost ([`run_campaign`]).
+fn play(fault: Fault) -> Played {
+    let first_only = FirstOnly::new();
+    let mut args: Vec<String> = fault.args.iter().map(|&a| a.to_owned()).collect();
+    args.extend(["--first-only".into(), first_only.0.display().to_string()]);
+    let mut builder = Session::builder()
+        .program(FAKE, args.iter().map(String::as_str))
+        .helpers(fault.helpers)
+        .grace(GRACE);
+    if let Some(window) = fault.window {
+        builder = builder.window(window);
+    }
+    let session = Arc::new(builder.open().expect("open the fake helpers"));
+    let budget = session.window() * fault.helpers;
+    let round = Round {
+        helpers: fault.helpers,
+        behaviour: args,
+        protocol: Protocol::Icmp,
+        flows: 0,
+        targets: fault.targets,
+        limits: CampaignLimits::default(),
+        signals: false,
+        prober: true,
+        panic_at: fault.panic_at,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let (session, stop) = (Arc::clone(&session), Arc::clone(&stop));
+        std::thread::spawn(move || blocking_caller(session, stop))
+    };
+    let act = fault.act.map(|(after, act)| {
+        let session = Arc::clone(&session);
+        let path = first_only.0.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            act(&session, pid_in(&path));
+        })
+    });
+    let campaign = {
+        let session = Arc::clone(&session);
+        within("the campaign", FAULT_BOUND * 2, move || {
+            let first = run_campaign(&session, &round, round.panic_at);
+            if first.summary.is_some() {
+                return (first, round);
+            }
+            // Abandoned mid-way: the session still runs a whole campaign.
+            let second = run_campaign(&session, &round, None);
+            (second, round)
+        })
+    };
+    let (outcome, round) = campaign;
+    if let Some(act) = act {
+        act.join().expect("the act");
+    }
+    stop.store(true, Ordering::Release);
+    let caller = within("the caller", CALLER_BOUND * 2, move || {
+        caller.join().expect("the caller's probes end in time")
+    });
+    println!(
+        "{} helpers {:?}: {} reports in {:?}, {:?}; caller {caller:?}; helpers {:?}",
+        fault.helpers,
+        fault.args,
+        outcome.reports.len(),
+        outcome.elapsed,
+        outcome.summary.as_ref().map(|s| s.as_ref().ok()),
+        session.helpers()
+    );
+    assert!(
+        outcome.elapsed < FAULT_BOUND,
+        "the campaign took {:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.reports.values().all(|&n| n == 1),
+        "a target reported twice: {:?}",
+        outcome.reports
+    );
+    if let Some(Ok(summary)) = &outcome.summary {
+        assert_eq!(
+            outcome.reports.keys().copied().collect::<Vec<_>>(),
+            (0..round.targets).collect::<Vec<_>>(),
+            "every target reported"
+        );
+        assert_eq!(summary.targets, round.targets);
+        assert!(summary.peak_in_flight <= budget, "{summary:?}");
+    }
+    assert!(!caller.is_empty(), "the caller probed");
+    Played {
+        outcome,
+        caller,
+        helpers: session.helpers(),
+        misbehaved: first_only.pid(),
+        session,
+    }
+}
+
+/// Sends `name` to the helper that misbehaves.
+fn signal_misbehaving(pid: u32, name: &str) {
+    assert_ne!(pid, 0, "no helper misbehaved yet");
+    signal(pid, name);
+}
+
+/// The helper that misbehaved was ended and its slot started another (within a second of
+/// the end of [`play`]: a helper is started again once the one it replaces is reaped, on a
+/// timer), and every trace went on over its successor or the other helper.
+fn assert_restarted(played: &Played) {
+    let start = Instant::now();
+    let replaced = || {
+        let helpers = played.session.helpers();
+        let restarts: u32 = helpers.iter().map(|h| h.restarts).sum();
+        restarts >= 1 && helpers.iter().all(|h| h.pid != played.misbehaved)
+    };
+    while !replaced() && start.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(replaced(), "not replaced: {:?}", played.session.helpers());
+    assert!(played.outcome.every_report_traced);
+}
+
+/// The helper exits right after answering: with output just read its stdout rests (20 ms
+/// while a campaign runs), and the end is found at the rest's end.
+fn dies_during_a_rest(helpers: usize) {
+    let played = play(Fault::new(helpers, &["--exit-after", "6"]));
+    assert_restarted(&played);
+    let summary = played.summary();
+    // The first process answered at most its 4 probes (after two checks), some of them
+    // the caller's: the rest came from its successor or the other helper.
+    assert!(summary.answered > 4, "{summary:?}");
+}
+
+/// Windows of two slots and answers 150 ms late: the campaign's budget is used up and its
+/// wake-ups fall on its grid, targets waiting for room, when the helper dies.
+fn dies_while_the_budget_is_used_up(helpers: usize) {
+    let played = play(Fault {
+        window: Some(2),
+        targets: 4,
+        ..Fault::new(helpers, &["--exit-after", "6", "--delay-ms", "150"])
+    });
+    assert_restarted(&played);
+    let summary = played.summary();
+    assert!(summary.lost >= 1, "{summary:?}");
+}
+
+/// The helper answers nothing, then is killed before the watchdog would end it.
+fn stalls_then_dies(helpers: usize) {
+    let played = play(Fault {
+        act: Some((Duration::from_millis(500), |_, pid| {
+            signal_misbehaving(pid, "KILL");
+        })),
+        ..Fault::new(helpers, &["--stall"])
+    });
+    assert_restarted(&played);
+    assert!(played.summary().lost >= 1, "{:?}", played.summary());
+}
+
+/// A helper that floods junk lines is ended after the grace, the flood counted, not kept.
+fn floods_junk(helpers: usize) {
+    let played = play(Fault::new(helpers, &["--junk-after", "6"]));
+    assert_restarted(&played);
+    let peak = mtrproto_tests::peak_rss_kb();
+    assert!(peak < 128 * 1024, "peak RSS {peak} kB");
+}
+
+/// Before every answer, a line of garbage, an unsolicited line and an answer for a token
+/// never sent: diagnostics, and no probe lost or helper ended for them.
+fn writes_stray_lines(helpers: usize) {
+    let played = play(Fault::new(helpers, &["--garbage", "--foreign"]));
+    let summary = played.summary();
+    assert_eq!(
+        (summary.lost, summary.answered),
+        (0, summary.probes),
+        "{summary:?}"
+    );
+    assert_eq!(played.restarts(), 0, "{:?}", played.helpers);
+    assert!(
+        played.caller.iter().all(|&c| c == "answered"),
+        "{:?}",
+        played.caller
+    );
+    let seen = |kind: &str| {
+        played
+            .helpers
+            .iter()
+            .flat_map(|h| &h.recent_diagnostics)
+            .any(|d| d.starts_with(kind))
+    };
+    for kind in ["UnknownToken", "Unsolicited", "Frame"] {
+        assert!(seen(kind), "no {kind} diagnostic: {:?}", played.helpers);
+    }
+}
+
+/// A helper that answers one probe in three: the others are lost at their timeout and the
+/// grace, and the traces go on.
+fn answers_some(helpers: usize) {
+    let played = play(Fault::new(helpers, &["--answer-every", "3"]));
+    let summary = played.summary();
+    assert!(summary.lost >= 1, "{summary:?}");
+    assert!(summary.answered >= 1, "{summary:?}");
+    assert!(played.outcome.every_report_traced);
+}
+
+/// The campaign's callback panics at its second report, probes 150 ms from their answers
+/// still out: the caller's probes go on, and a campaign after it reports every target.
+fn campaign_dropped(helpers: usize) {
+    let played = play(Fault {
+        panic_at: Some(1),
+        ..Fault::new(helpers, &["--delay-ms", "150"])
+    });
+    assert_eq!(played.summary().lost, 0, "{:?}", played.summary());
+    assert!(
+        played.caller.iter().all(|&c| c == "answered"),
+        "{:?}",
+        played.caller
+    );
+}
+
+/// The session is closed from another thread while a helper stalls (a `Session` is closed
+/// when dropped, and a campaign borrows it: closing is how it goes away under one): the
+/// campaign fails with the session's error, and so do the caller's later probes, in time.
+fn session_closed(helpers: usize) {
+    let played = play(Fault {
+        act: Some((Duration::from_millis(500), |session, _| session.close())),
+        ..Fault::new(helpers, &["--stall"])
+    });
+    assert!(
+        matches!(played.outcome.summary, Some(Err(Error::State(_)))),
+        "{:?}",
+        played.outcome.summary.as_ref().map(|s| s.as_ref().err())
+    );
+    // Answered by the helper that does not stall, then the probe out at the close (if
+    // any) ends with its helper's end, and every later one is refused.
+    let ended = played.caller.iter().position(|&c| c != "answered");
+    assert!(
+        ended.is_none_or(|at| played.caller[at + 1..].iter().all(|&c| c == "closed")),
+        "{:?}",
+        played.caller
+    );
+    let options = mtrproto_blocking::ProbeOptions::default();
+    let after = played.session.probe_blocking("127.0.0.1", &options);
+    assert!(matches!(after, Err(Error::State(_))), "{after:?}");
+}
+
+/// A helper closes stdout, and lives on.
+fn closes_stdout(helpers: usize) {
+    assert_restarted(&play(Fault::new(helpers, &["--close-stdout-after", "6"])));
+}
+
+/// A helper closes stdin, and lives on.
+fn closes_stdin(helpers: usize) {
+    assert_restarted(&play(Fault::new(helpers, &["--close-stdin-after", "6"])));
+}
+
+/// Two tests per fault, `FAULT::one_helper` and `FAULT::two_helpers` (one of them
+/// misbehaving).
+macro_rules! over_one_and_two_helpers {
+    ($($fault:ident),* $(,)?) => {
+        $(
+            mod $fault {
+                #[test]
+                fn one_helper() {
+                    super::$fault(1);
+                }
+
+                #[test]
+                fn two_helpers() {
+                    super::$fault(2);
+                }
+            }
+        )*
+    };
+}
+
+over_one_and_two_helpers!(
+    dies_during_a_rest,
+    dies_while_the_budget_is_used_up,
+    stalls_then_dies,
+    closes_stdout,
+    closes_stdin,
+    floods_junk,
+    writes_stray_lines,
+    answers_some,
+    campaign_dropped,
+    session_closed,
+);

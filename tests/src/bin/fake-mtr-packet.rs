@@ -6,7 +6,8 @@
 //!     [--partial] [--stall] [--exit-after N] [--refuse FEATURE]... [--require-local-ip]
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N] [--repeat-after N]
-//!     [--orphan-after N] [--chaos SEED] [--read-log PATH]
+//!     [--orphan-after N] [--chaos SEED] [--read-log PATH] [--foreign] [--answer-every N]
+//!     [--first-only PATH]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -39,7 +40,15 @@
 //! - `--chaos SEED`: now and then (a pseudo-random draw per probe from SEED and the process
 //!   id) exit, write a burst of junk, or stop reading for up to two seconds;
 //! - `--read-log PATH`: append each request line to PATH as it is read, so that a test
-//!   knows a request reached the helper (written and read) instead of guessing by a sleep.
+//!   knows a request reached the helper (written and read) instead of guessing by a sleep;
+//! - `--foreign`: before every probe answer, write an unsolicited line (token 0) and an
+//!   answer for a token never sent;
+//! - `--answer-every N`: answer only every Nth probe (the first, the N+1th...), leave the
+//!   others unanswered for good;
+//! - `--first-only PATH`: misbehave only in the first process to create PATH, which writes
+//!   its process id there (every process of a session and its restarts gets the same
+//!   arguments): the others answer every probe with `--delay-ms`, `--reply` and
+//!   `--reply-at` only.
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
@@ -72,19 +81,42 @@ struct Scenario {
     orphan_after: Option<usize>,
     chaos: Option<u64>,
     read_log: Option<String>,
+    foreign: bool,
+    answer_every: Option<usize>,
+    first_only: Option<String>,
 }
 
 /// How long a misbehaviour lasts at most.
 const MISBEHAVE_FOR: Duration = Duration::from_secs(60);
 
 fn main() {
-    let scenario = match parse_args() {
+    let mut scenario = match parse_args() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fake-mtr-packet: {e}");
             std::process::exit(2);
         }
     };
+    if let Some(path) = &scenario.first_only {
+        let first = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            // Its pid, for a test to tell which helper misbehaves.
+            .map(|mut file| write!(file, "{}", std::process::id()))
+            .is_ok();
+        if !first {
+            scenario = Scenario {
+                version: std::mem::take(&mut scenario.version),
+                delay: scenario.delay,
+                check_delay: scenario.check_delay,
+                reply: std::mem::take(&mut scenario.reply),
+                reply_at: std::mem::take(&mut scenario.reply_at),
+                read_log: scenario.read_log.take(),
+                ..Scenario::default()
+            };
+        }
+    }
     let (to_writer, writer_input) = crossbeam_channel::unbounded::<(Instant, Vec<u8>)>();
     let partial = scenario.partial;
     let writer = std::thread::spawn(move || {
@@ -103,6 +135,8 @@ fn main() {
     // The last probe answer, for `--repeat-after`.
     let mut last_probe_answer = Vec::new();
     let mut repeating = false;
+    // Probes read so far, for `--answer-every`.
+    let mut probes = 0usize;
     // Each process its own sequence: a restarted helper must not replay its predecessor's.
     let mut random = scenario
         .chaos
@@ -175,7 +209,20 @@ fn main() {
                 Chaos::None => {}
             }
         }
+        probes += 1;
+        if scenario
+            .answer_every
+            .is_some_and(|every| !(probes - 1).is_multiple_of(every.max(1)))
+        {
+            continue;
+        }
         let mut bytes = Vec::new();
+        if scenario.foreign {
+            // A token this session never sends: it counts up from 1.
+            let never = Token::new(2_000_000_000 + probes as u32).unwrap_or(Token::MAX);
+            bytes.extend_from_slice(b"0 command-parse-error\n");
+            bytes.extend_from_slice(&encode(&Reply::new(never, ReplyKind::NoReply)));
+        }
         if scenario.garbage {
             bytes.extend_from_slice(b"%% this is not protocol \xff\n");
         }
@@ -385,6 +432,9 @@ fn parse_args() -> Result<Scenario, String> {
             "--orphan-after" => s.orphan_after = Some(number(value()?)? as usize),
             "--chaos" => s.chaos = Some(number(value()?)?),
             "--read-log" => s.read_log = Some(value()?),
+            "--foreign" => s.foreign = true,
+            "--answer-every" => s.answer_every = Some(number(value()?)? as usize),
+            "--first-only" => s.first_only = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
