@@ -21,7 +21,8 @@
 //! during a rest of stdout and while the budget is used up (the driver waking on its grid),
 //! a stall then a SIGKILL, stdout or stdin closed with the process alive, a junk flood,
 //! stray lines and answers for tokens never sent, a helper answering one probe in three, the
-//! campaign dropped mid-way, the session closed mid-campaign. Each checks every target
+//! campaign dropped mid-way, the session closed mid-campaign; and how soon a death during a
+//! rest fails a caller's probe ([`DEATH_SEEN`]). Each checks every target
 //! reported once, every probe answered or lost, the campaign back within [`FAULT_BOUND`]
 //! and each caller's probe within [`CALLER_BOUND`].
 
@@ -826,6 +827,105 @@ fn closes_stdin(helpers: usize) {
     assert_restarted(&play(Fault::new(helpers, &["--close-stdin-after", "6"])));
 }
 
+/// How soon a helper's death is seen while a campaign keeps its stdout resting: the rest
+/// (20 ms while a campaign runs) and a wake-up, with room for a loaded machine; a death
+/// seen only by a watchdog would take the probes' timeout and the grace (2 s).
+const DEATH_SEEN: Duration = Duration::from_millis(250);
+
+/// Helpers killed while a campaign keeps their stdout resting (every probe answered at
+/// once, so each read starts a 20 ms rest): a caller's probe held by one (TTL 30, which it
+/// never answers) fails within [`DEATH_SEEN`] of the kill, 5 times over; the campaign then
+/// reports every target over their successors.
+fn death_seen_during_a_rest(helpers: usize) {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let log = std::env::temp_dir().join(format!(
+            "mtrproto-rest-death-{}-{helpers}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let session = Arc::new(
+            Session::builder()
+                .program(
+                    FAKE,
+                    ["--reply-at", "30:none", "--read-log", log.to_str().unwrap()],
+                )
+                .helpers(helpers)
+                .grace(GRACE)
+                .open()
+                .expect("open the fake helpers"),
+        );
+        let campaign = {
+            let session = Arc::clone(&session);
+            std::thread::spawn(move || {
+                let options = TraceOptions {
+                    trace: TraceConfig {
+                        cycles: 15,
+                        max_ttl: MAX_TTL,
+                        interval: Duration::from_millis(20),
+                        timeout: TIMEOUT,
+                        grace: Duration::from_millis(300),
+                        ..TraceConfig::default()
+                    },
+                    ..TraceOptions::default()
+                };
+                let mut reports = 0;
+                let summary = session
+                    .campaign_reports(hosts(4), &options, &CampaignLimits::default(), |r| {
+                        assert!(r.stats.is_ok(), "{r:?}");
+                        reports += 1;
+                    })
+                    .expect("the session stays open");
+                (reports, summary)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let (done, completed) = crossbeam_channel::bounded(1);
+        let options = mtrproto_blocking::ProbeOptions {
+            ttl: Some(30),
+            timeout: Some(TIMEOUT),
+            ..Default::default()
+        };
+        session
+            .probe_with("127.0.0.9", &options, move |result| {
+                let _ = done.send((Instant::now(), result));
+            })
+            .expect("the probe is accepted");
+        // Until the helper has read it: it is then in flight there.
+        let asked = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("ttl 30"))
+        {
+            assert!(asked.elapsed() < Duration::from_secs(2), "never read");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let killed = Instant::now();
+        for pid in session.helper_pids() {
+            signal(pid, "KILL");
+        }
+        let (at, result) = completed
+            .recv_timeout(TIMEOUT + GRACE + SLACK)
+            .expect("the probe completes");
+        assert!(result.is_err(), "{result:?}");
+        seen.push(at.saturating_duration_since(killed));
+        let (reports, summary) = within("the campaign", FAULT_BOUND, move || {
+            campaign.join().expect("the campaign runs to its end")
+        });
+        assert_eq!(reports, 4);
+        assert_eq!(
+            summary.answered + summary.lost,
+            summary.probes,
+            "{summary:?}"
+        );
+        let _ = std::fs::remove_file(&log);
+    }
+    seen.sort_unstable();
+    println!("{helpers} helpers: deaths seen {seen:?} after the kill");
+    assert!(seen.iter().all(|&s| s <= DEATH_SEEN), "{seen:?}");
+}
+
 /// Two tests per fault, `FAULT::one_helper` and `FAULT::two_helpers` (one of them
 /// misbehaving).
 macro_rules! over_one_and_two_helpers {
@@ -857,4 +957,5 @@ over_one_and_two_helpers!(
     answers_some,
     campaign_dropped,
     session_closed,
+    death_seen_during_a_rest,
 );

@@ -23,7 +23,8 @@
 //! - `--require-local-ip`: like mtr 0.93, answer `invalid-argument` to probes without a
 //!   local address;
 //! - `--reply KIND`: the answer to probes (default `reply`, from the target with rtt 100);
-//! - `--reply-at TTL:KIND`: the answer to probes with that TTL instead of `--reply`'s;
+//! - `--reply-at TTL:KIND`: the answer to probes with that TTL instead of `--reply`'s
+//!   (`none`: no answer at all, as for `--reply none`);
 //! - `--close-stdout-after N`: after reading N requests, close stdout and stay alive, reading
 //!   nothing, for a minute;
 //! - `--close-stdin-after N`: after reading N requests, close stdin (the request just read
@@ -357,7 +358,7 @@ fn answer(scenario: &Scenario, line: &str) -> Option<(bool, Vec<u8>)> {
             Some((false, encode(&reply)))
         }
         Request::SendProbe(args) => {
-            if scenario.stall {
+            if scenario.stall || reply_name(scenario, &args) == "none" {
                 return None;
             }
             Some((true, encode(&probe_reply(scenario, token, &args))))
@@ -369,11 +370,7 @@ fn probe_reply(scenario: &Scenario, token: Token, args: &ProbeArgs) -> Reply<'st
     if scenario.require_local_ip && args.fields().local_addr.is_none() {
         return Reply::new(token, ReplyKind::InvalidArgument);
     }
-    let name = scenario
-        .reply_at
-        .iter()
-        .find(|(ttl, _)| Some(*ttl) == args.fields().ttl)
-        .map_or(&scenario.reply, |(_, kind)| kind);
+    let name = reply_name(scenario, args);
     let kind =
         ReplyKind::from_name(Word::new(name).unwrap_or_else(|_| Word::new("reply").unwrap()));
     let mut reply = Reply::new(token, kind);
@@ -385,6 +382,15 @@ fn probe_reply(scenario: &Scenario, token: Token, args: &ProbeArgs) -> Reply<'st
         reply.round_trip_time_us = Some(100);
     }
     reply
+}
+
+/// The answer's name for a probe: `--reply-at`'s for its TTL, else `--reply`'s.
+fn reply_name<'s>(scenario: &'s Scenario, args: &ProbeArgs) -> &'s str {
+    scenario
+        .reply_at
+        .iter()
+        .find(|(ttl, _)| Some(*ttl) == args.fields().ttl)
+        .map_or(&scenario.reply, |(_, kind)| kind)
 }
 
 fn encode(reply: &Reply<'_>) -> Vec<u8> {
