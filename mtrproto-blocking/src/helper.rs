@@ -914,13 +914,10 @@ impl Helper {
                         self.readable = false;
                         return self.end(now, Why::Junk);
                     }
-                    // A pipe's read takes all it holds up to the buffer's size: a short one
-                    // emptied it. A resting stdout is read again at the next wake-up
-                    // anyway, so it is left here without a read that would only fail.
-                    if n < buf.len() && self.resting.is_some() {
-                        self.readable = false;
-                        return;
-                    }
+                    // Read on to `WouldBlock` even after a short read of a resting stdout:
+                    // the next read may be the end (a helper that wrote its last answers
+                    // and died). Left for the next wake-up, the end would be seen a whole
+                    // rest late, the output just read having extended the rest.
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
@@ -1306,6 +1303,30 @@ mod tests {
         (helper, now)
     }
 
+    /// A turn as the driver makes it at `now`, after its poll returned.
+    fn turn(helper: &mut Helper, registry: &Registry, buf: &mut [u8], now: Instant) {
+        helper.after_poll();
+        if helper.is_readable() {
+            helper.read(now, buf);
+        }
+        helper.drive(now, registry, false);
+    }
+
+    /// Turns every 10 ms (in real time, at most 100) until the helper's output has been
+    /// read and its stdout rests; returns the time of that turn.
+    fn rest_after_output(helper: &mut Helper, registry: &Registry, buf: &mut [u8]) -> Instant {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = Instant::now();
+            helper.set_readable();
+            turn(helper, registry, buf, now);
+            if helper.resting.is_some() {
+                return now;
+            }
+        }
+        panic!("no rest after output");
+    }
+
     #[test]
     fn a_rest_goes_on_while_its_wake_ups_find_output_and_ends_when_they_find_none() {
         let poll = mio::Poll::new().unwrap();
@@ -1317,31 +1338,15 @@ mod tests {
             "while [ -e '{}' ]; do echo junk; sleep 0.002; done; sleep 30",
             flag.display()
         );
-        let (mut helper, mut now) = holding_a_campaign_probe(&poll, script);
+        let (mut helper, _) = holding_a_campaign_probe(&poll, script);
         let mut buf = vec![0u8; 64 * 1024];
-        // A turn as the driver makes it at `now`, after its poll returned.
-        let mut turn = |helper: &mut Helper, now: Instant| {
-            helper.after_poll();
-            if helper.is_readable() {
-                helper.read(now, &mut buf);
-            }
-            helper.drive(now, poll.registry(), false);
-        };
-        // Wait (in real time, bounded) for output, then rest.
-        for _ in 0..100 {
-            std::thread::sleep(Duration::from_millis(10));
-            helper.set_readable();
-            turn(&mut helper, now);
-            if helper.resting.is_some() {
-                break;
-            }
-        }
-        assert!(helper.resting.is_some(), "no rest after output");
+        let registry = poll.registry();
+        let mut now = rest_after_output(&mut helper, registry, &mut buf);
         // Each rest's end finds output: the rest goes on, stdout stays out of the poll.
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(20));
             now += READ_REST;
-            turn(&mut helper, now);
+            turn(&mut helper, registry, &mut buf, now);
             assert_eq!(helper.resting, Some(now + READ_REST));
         }
         // Output stops: the first rest's end that finds none ends it (the one after the
@@ -1351,7 +1356,7 @@ mod tests {
         while helper.resting.is_some() && ends < 5 {
             std::thread::sleep(Duration::from_millis(20));
             now += READ_REST;
-            turn(&mut helper, now);
+            turn(&mut helper, registry, &mut buf, now);
             ends += 1;
         }
         assert_eq!(
@@ -1362,28 +1367,47 @@ mod tests {
         helper.kill_and_wait();
     }
 
+    /// A helper that writes a last line and dies while its stdout rests: the wake-up that
+    /// reads the line (one within the rest, a campaign's) sees the end too, instead of
+    /// taking the line for more output and resting on, the end seen only at the next
+    /// wake-up (a whole rest later).
+    #[test]
+    fn a_death_after_a_last_line_is_seen_at_the_wake_up_that_reads_the_line() {
+        let poll = mio::Poll::new().unwrap();
+        let (mut helper, _) =
+            holding_a_campaign_probe(&poll, "echo junk; sleep 0.2; echo junk".to_owned());
+        let mut buf = vec![0u8; 64 * 1024];
+        helper.set_campaign_rest(true);
+        let mut now = rest_after_output(&mut helper, poll.registry(), &mut buf);
+        // The last line written and the process gone (bounded wait in real time).
+        let waited = Instant::now();
+        while !sys::has_exited(helper.pid).unwrap_or(true) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(5),
+                "the script never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A wake-up within the rest reads the last line, and the end after it.
+        now += CAMPAIGN_REST / 2;
+        turn(&mut helper, poll.registry(), &mut buf, now);
+        assert!(
+            matches!(helper.ending, Some((Why::OutputEnded, _))),
+            "the end not seen: still resting until {:?} from now",
+            helper.resting.map(|until| until - now)
+        );
+        helper.kill_and_wait();
+    }
+
     #[test]
     fn a_rest_begun_while_a_campaign_runs_ends_a_read_rest_after_output_once_none_runs() {
         let poll = mio::Poll::new().unwrap();
         // One line of output, then silence; its stdin unread (the probe stays in flight).
-        let (mut helper, mut now) =
-            holding_a_campaign_probe(&poll, "echo junk; sleep 30".to_owned());
+        let (mut helper, _) = holding_a_campaign_probe(&poll, "echo junk; sleep 30".to_owned());
         let mut buf = vec![0u8; 64 * 1024];
         // A campaign runs: a rest lasts CAMPAIGN_REST.
         helper.set_campaign_rest(true);
-        for _ in 0..100 {
-            std::thread::sleep(Duration::from_millis(10));
-            now = Instant::now();
-            helper.set_readable();
-            helper.after_poll();
-            if helper.is_readable() {
-                helper.read(now, &mut buf);
-            }
-            helper.drive(now, poll.registry(), false);
-            if helper.resting.is_some() {
-                break;
-            }
-        }
+        let now = rest_after_output(&mut helper, poll.registry(), &mut buf);
         assert_eq!(
             helper.resting,
             Some(now + CAMPAIGN_REST),
