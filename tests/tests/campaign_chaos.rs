@@ -22,9 +22,9 @@
 //! a stall then a SIGKILL, stdout or stdin closed with the process alive, a junk flood,
 //! stray lines and answers for tokens never sent, a helper answering one probe in three, the
 //! campaign dropped mid-way, the session closed mid-campaign; and how soon a death during a
-//! rest fails a caller's probe ([`DEATH_SEEN`]). Each checks every target
-//! reported once, every probe answered or lost, the campaign back within [`FAULT_BOUND`]
-//! and each caller's probe within [`CALLER_BOUND`].
+//! rest fails a caller's probe ([`DEATH_SEEN`]). Each checks every target reported once,
+//! every probe answered or lost, the campaign back within [`FAULT_BOUND`], each caller's
+//! probe within [`CALLER_BOUND`], and the process's peak memory under [`RSS_BOUND_KB`].
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -424,6 +424,9 @@ fn campaigns_under_misbehaving_helpers_report_every_target_once_in_time() {
 /// stdout and the wake-ups' grid.
 const FAULT_BOUND: Duration = Duration::from_millis(4800);
 
+/// Peak resident memory allowed for the whole test process, in kB.
+const RSS_BOUND_KB: u64 = 128 * 1024;
+
 /// How long a caller's `probe_blocking` may block: the probe's timeout and the session's
 /// grace (a helper that stalls), and a second for wake-ups and a restart.
 const CALLER_BOUND: Duration = Duration::from_secs(3);
@@ -662,6 +665,9 @@ fn play(fault: Fault) -> Played {
         assert!(summary.peak_in_flight <= budget, "{summary:?}");
     }
     assert!(!caller.is_empty(), "the caller probed");
+    // Junk is counted, not kept, and every queue is bounded (the whole test process's).
+    let peak = mtrproto_tests::peak_rss_kb();
+    assert!(peak < RSS_BOUND_KB, "peak RSS {peak} kB");
     Played {
         outcome,
         caller,
@@ -730,12 +736,10 @@ fn stalls_then_dies(helpers: usize) {
     assert!(played.summary().lost >= 1, "{:?}", played.summary());
 }
 
-/// A helper that floods junk lines is ended after the grace, the flood counted, not kept.
+/// A helper that floods junk lines is ended after the grace, the flood counted, not kept
+/// ([`play`] checks the memory).
 fn floods_junk(helpers: usize) {
-    let played = play(Fault::new(helpers, &["--junk-after", "6"]));
-    assert_restarted(&played);
-    let peak = mtrproto_tests::peak_rss_kb();
-    assert!(peak < 128 * 1024, "peak RSS {peak} kB");
+    assert_restarted(&play(Fault::new(helpers, &["--junk-after", "6"])));
 }
 
 /// Before every answer, a line of garbage, an unsolicited line and an answer for a token
