@@ -630,7 +630,7 @@ fn play(fault: Fault) -> Played {
     };
     let (outcome, round) = campaign;
     if let Some(act) = act {
-        act.join().expect("the act");
+        within("the act", FAULT_BOUND, move || act.join().expect("the act"));
     }
     stop.store(true, Ordering::Release);
     let caller = within("the caller", CALLER_BOUND * 2, move || {
