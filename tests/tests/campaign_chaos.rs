@@ -19,10 +19,11 @@
 //! Then one misbehaviour at a time ([`play`]), each over one helper and over two (one of
 //! them misbehaving, once), a caller probing with `probe_blocking` meanwhile: a death
 //! during a rest of stdout and while the budget is used up (the driver waking on its grid),
-//! a stall then a SIGKILL, stdout or stdin closed with the process alive, a junk flood,
-//! stray lines and answers for tokens never sent, a helper answering one probe in three, the
-//! campaign dropped mid-way, the session closed mid-campaign; and how soon a death during a
-//! rest fails a caller's probe ([`DEATH_SEEN`]). Each checks every target reported once,
+//! a stall then a SIGKILL (both also with TCP probes, held back while another helper holds
+//! any), stdout or stdin closed with the process alive, a junk flood, stray lines and
+//! answers for tokens never sent, a helper answering one probe in three, the campaign
+//! dropped mid-way, the session closed mid-campaign; and how soon a death during a rest
+//! fails a caller's probe ([`DEATH_SEEN`]). Each checks every target reported once,
 //! every probe answered or lost, the campaign back within [`FAULT_BOUND`], each caller's
 //! probe within [`CALLER_BOUND`], and the process's peak memory under [`RSS_BOUND_KB`].
 
@@ -449,6 +450,8 @@ struct Fault {
     /// The campaign's callback panics at this report (the campaign dropped mid-way); a
     /// second one then runs on the session.
     panic_at: Option<usize>,
+    /// The campaign's probes' (the caller's are ICMP).
+    protocol: Protocol,
 }
 
 impl Fault {
@@ -460,6 +463,7 @@ impl Fault {
             targets: 6,
             act: None,
             panic_at: None,
+            protocol: Protocol::Icmp,
         }
     }
 }
@@ -595,7 +599,7 @@ fn play(fault: Fault) -> Played {
     let round = Round {
         helpers: fault.helpers,
         behaviour: args,
-        protocol: Protocol::Icmp,
+        protocol: fault.protocol,
         flows: 0,
         targets: fault.targets,
         limits: CampaignLimits::default(),
@@ -821,6 +825,30 @@ fn session_closed(helpers: usize) {
     assert!(matches!(after, Err(Error::State(_))), "{after:?}");
 }
 
+/// TCP probes, which any helper's probes could take the answers of: a helper's death
+/// leaves every TCP probe held for the quiet after it (the dead one's timeout), and a
+/// helper holding any probe holds back the one with TCP probes, so over two helpers the
+/// stalled one holds the campaign back until it is killed.
+fn tcp_dies_during_a_rest(helpers: usize) {
+    let played = play(Fault {
+        protocol: Protocol::Tcp,
+        ..Fault::new(helpers, &["--exit-after", "6"])
+    });
+    assert_restarted(&played);
+}
+
+/// TCP probes, the helper stalling, then killed.
+fn tcp_stalls_then_dies(helpers: usize) {
+    let played = play(Fault {
+        protocol: Protocol::Tcp,
+        act: Some((Duration::from_millis(500), |_, pid| {
+            signal_misbehaving(pid, "KILL");
+        })),
+        ..Fault::new(helpers, &["--stall"])
+    });
+    assert_restarted(&played);
+}
+
 /// A helper closes stdout, and lives on.
 fn closes_stdout(helpers: usize) {
     assert_restarted(&play(Fault::new(helpers, &["--close-stdout-after", "6"])));
@@ -954,6 +982,8 @@ over_one_and_two_helpers!(
     dies_during_a_rest,
     dies_while_the_budget_is_used_up,
     stalls_then_dies,
+    tcp_dies_during_a_rest,
+    tcp_stalls_then_dies,
     closes_stdout,
     closes_stdin,
     floods_junk,
