@@ -20,12 +20,13 @@
 //! them misbehaving, once), a caller probing with `probe_blocking` meanwhile: a death
 //! during a rest of stdout and while the budget is used up (the driver waking on its grid),
 //! a stall then a SIGKILL (both also with TCP probes, held back while another helper holds
-//! any), stdout or stdin closed with the process alive, a junk flood, stray lines and
-//! answers for tokens never sent, a helper answering one probe in three, the campaign
-//! dropped mid-way, the session closed mid-campaign; and how soon a death during a rest
-//! fails a caller's probe ([`DEATH_SEEN`]). Each checks every target reported once,
-//! every probe answered or lost, the campaign back within [`FAULT_BOUND`], each caller's
-//! probe within [`CALLER_BOUND`], and the process's peak memory under [`RSS_BOUND_KB`].
+//! any), an exit leaving a child that holds the pipes, stdout or stdin closed with the
+//! process alive, a junk flood, stray lines and answers for tokens never sent, a helper
+//! answering one probe in three, the campaign dropped mid-way, the session closed
+//! mid-campaign; and how soon a death during a rest fails a caller's probe
+//! ([`DEATH_SEEN`]). Each checks every target reported once, every probe answered or lost,
+//! the campaign back within [`FAULT_BOUND`], each caller's probe within [`CALLER_BOUND`],
+//! and the process's peak memory under [`RSS_BOUND_KB`].
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -849,6 +850,12 @@ fn tcp_stalls_then_dies(helpers: usize) {
     assert_restarted(&played);
 }
 
+/// A helper exits, leaving a child that holds its stdin and stdout open: no end of output
+/// tells of the death, the liveness check does.
+fn exits_leaving_an_orphan(helpers: usize) {
+    assert_restarted(&play(Fault::new(helpers, &["--orphan-after", "6"])));
+}
+
 /// A helper closes stdout, and lives on.
 fn closes_stdout(helpers: usize) {
     assert_restarted(&play(Fault::new(helpers, &["--close-stdout-after", "6"])));
@@ -984,6 +991,7 @@ over_one_and_two_helpers!(
     stalls_then_dies,
     tcp_dies_during_a_rest,
     tcp_stalls_then_dies,
+    exits_leaving_an_orphan,
     closes_stdout,
     closes_stdin,
     floods_junk,
