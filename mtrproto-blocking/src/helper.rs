@@ -74,10 +74,10 @@ const STRAYS_KEPT: usize = 64;
 /// helper timestamps every answer, so reading it later changes no figure.
 const READ_REST: Duration = Duration::from_millis(10);
 
-/// A rest while a campaign runs: two of its ticks with the budget used up, so that its
-/// end, due between two of the campaign's wake-ups, makes no wake-up of its own (its
-/// wake-ups read the output anyway).
-const CAMPAIGN_REST: Duration = crate::job::FULL_TICK.saturating_mul(2);
+/// A rest while a campaign runs: at least one period of the grid its wake-ups fall on with
+/// the budget used up, so that its end, due after the grid's next point, makes no wake-up
+/// of its own (its wake-ups read the output anyway).
+const CAMPAIGN_REST: Duration = crate::job::FULL_TICK;
 
 /// Who gets a probe's outcome: a caller's callback, or a campaign the driver runs (its
 /// answers are collected for the driver, no allocation or call per probe).

@@ -24,15 +24,21 @@ use crate::error::Error;
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// About how often a campaign whose budget is used up wakes the driver, to use the room
-/// answers freed: the period its wake-ups' grid is fitted near ([`grid_period`]). Longer
-/// leaves window slots idle for longer after an answer frees them, shorter costs a wake-up
-/// more often (about 25 µs each).
-pub(crate) const FULL_TICK: Duration = Duration::from_millis(10);
+/// answers freed: the longest period of its wake-ups' grid ([`grid_period`]), and the
+/// length of a helper's rest while a campaign runs, so that a rest begun at one point
+/// ends after the next. Longer leaves window slots idle for longer after an answer frees
+/// them (at scale, 20 ms against 10 ms cost about 1% of probes/s), shorter costs a wake-up
+/// more often (at scale, 10 ms against 20 ms nearly doubled the wake-ups and cost the
+/// driver thread about 50% more CPU).
+pub(crate) const FULL_TICK: Duration = Duration::from_millis(20);
 
 /// How long its probes must hold their window slots on average for its wake-ups with the
-/// budget used up to fall on its grid ([`Job::gridded`]): ten of its periods, so that the
-/// grid's longer wait for freed room (half a period less half a [`TICK`] on average) costs
-/// at most about 2.5% of its probes/s.
+/// budget used up to fall on its grid ([`Job::gridded`]): five of its periods, so that the
+/// grid's longer wait for freed room (half a period less half a [`TICK`], 7.5 ms on
+/// average) costs at most about 7.5% of its probes/s, and about 1% at scale, where they
+/// hold their slots about 340 ms and the no-replies wait for no point. Ten periods kept a
+/// scale run off the grid for longer at its start, where the first answers come fast and
+/// the no-replies a timeout later (K=1: 78 wake-ups/s against 63/s).
 const GRID_HOLD: Duration = Duration::from_millis(100);
 
 /// How long after a probe's timeout the helper's no-reply is read: the grid's points fall
@@ -41,13 +47,15 @@ const GRID_HOLD: Duration = Duration::from_millis(100);
 /// out a batch within about a millisecond, and a wake-up may be a millisecond late).
 const REACTION: Duration = Duration::from_millis(2);
 
-/// The period of a campaign's grid: near [`FULL_TICK`], and dividing the probes' timeout plus
-/// [`REACTION`] (their helper-side timeout is in whole seconds), so that probes sent at a
-/// point of the grid time out just before a later point.
+/// The period of a campaign's grid: at most [`FULL_TICK`] and near it, and dividing the
+/// probes' timeout plus [`REACTION`] (their helper-side timeout is in whole seconds), so
+/// that probes sent at a point of the grid time out just before a later point. Never above
+/// [`FULL_TICK`], the length of a helper's rest while a campaign runs: a rest begun at a
+/// wake-up then ends after the grid's next point, whose wake-up reads the output anyway,
+/// and so makes no wake-up of its own.
 fn grid_period(timeout: Duration) -> Duration {
     let span = timeout.saturating_add(REACTION).as_nanos();
-    let tick = FULL_TICK.as_nanos();
-    let points = ((span + tick / 2) / tick).max(1);
+    let points = span.div_ceil(FULL_TICK.as_nanos()).max(1);
     u64::try_from(span / points).map_or(FULL_TICK, Duration::from_nanos)
 }
 
@@ -186,9 +194,11 @@ pub(crate) struct Job {
     /// Probes it may have out now as the helpers' windows allow ([`Job::set_room`]): their
     /// room less the probes of ended campaigns still out, which no budget counts.
     room: usize,
-    /// Answers it took: with the room and the time since its start, they tell how long its
-    /// probes hold their slots ([`Job::gridded`]).
+    /// Answers it took: with the room and the time since its first probe, they tell how
+    /// long its probes hold their slots ([`Job::gridded`]).
     answers: u64,
+    /// When it sent its first probe.
+    first_probe: Option<Instant>,
     counts: Counts,
     /// When it last looked for due probes.
     last_look: Option<Instant>,
@@ -227,6 +237,7 @@ impl Job {
             in_flight: 0,
             room: usize::MAX,
             answers: 0,
+            first_probe: None,
             counts: Counts::default(),
             last_look: None,
             grid: (Duration::ZERO, FULL_TICK),
@@ -323,20 +334,25 @@ impl Job {
     /// Whether its wake-ups with the budget used up fall on its grid: the helpers' windows
     /// bind, and its probes hold their slots [`GRID_HOLD`] or more on average, as at scale,
     /// where most of the slots' time goes to no-replies at the tables' timeouts. The hold is
-    /// the room over the rate of answers since its start (Little's law; time it spent below
-    /// its budget only lengthens it, and there the grid does not apply). Under the caller's
-    /// `max_in_flight` below the windows, or with small windows on paths that answer fast,
-    /// answers come back within a tick, and the grid would leave the room idle twice as
-    /// long as the [`TICK`] does (half the probes/s).
+    /// the room over the rate of answers since its first probe (Little's law; time it spent
+    /// below its budget only lengthens it, and there the grid does not apply), judged once
+    /// its first probes had [`GRID_HOLD`] to come back (before, without answers, any
+    /// campaign would seem to hold its slots long). Under the caller's `max_in_flight`
+    /// below the windows, or with small windows on paths that answer fast, answers come
+    /// back within a tick, and the grid would leave the room idle four times as long as the
+    /// [`TICK`] does.
     fn gridded(&self) -> bool {
-        let since = self.last_look.map_or(Duration::ZERO, |last| {
-            last.saturating_duration_since(self.base)
-        });
+        let since = match (self.first_probe, self.last_look) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => return false,
+        };
         let room_time = u64::try_from(since.as_micros())
             .unwrap_or(u64::MAX)
             .saturating_mul(u64::try_from(self.room).unwrap_or(u64::MAX));
         let hold = u64::try_from(GRID_HOLD.as_micros()).unwrap_or(u64::MAX);
-        self.room <= self.budget && self.answers.saturating_mul(hold) <= room_time
+        self.room <= self.budget
+            && since >= GRID_HOLD
+            && self.answers.saturating_mul(hold) <= room_time
     }
 
     /// While targets wait for room: the next point of its grid after its last look ([`TICK`]
@@ -536,6 +552,7 @@ impl Job {
             self.counts.probes += 1;
             match send(probe.into_args(), key) {
                 Ok(()) => {
+                    self.first_probe.get_or_insert(now);
                     self.in_flight += 1;
                     self.counts.peak_in_flight = self.counts.peak_in_flight.max(self.in_flight);
                 }
@@ -650,7 +667,8 @@ mod tests {
     use mtrproto::{ProbeArgs, TraceConfig};
 
     /// A campaign started at `now` with a budget of one probe and one target at 127.0.0.1
-    /// probed with `timeout`.
+    /// probed with `timeout`, at a 3 s interval: its probes, each answered at the next
+    /// one's wake-up, hold the budget's one slot longer than [`GRID_HOLD`], as at scale.
     fn job_with_target(now: Instant, timeout: Duration) -> Job {
         let (events, _) = crossbeam_channel::unbounded();
         let mut job = Job::new(1, 1, None, false, events, Arc::default(), now);
@@ -660,11 +678,15 @@ mod tests {
             timeout,
             cycles: 3,
             max_ttl: 8,
+            interval: Duration::from_secs(3),
             ..TraceConfig::default()
         };
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let tracer = Tracer::new(args, &config, now).unwrap();
         job.add(Target { index: 0, tracer });
+        // Its hold judged from `now`, as if an earlier probe had gone out then: its first
+        // probe, at the trace's start, comes a GRID_HOLD and more later.
+        job.first_probe = Some(now);
         job
     }
 
@@ -686,8 +708,9 @@ mod tests {
                 span - points * period.as_nanos() < points,
                 "{secs} s: {period:?}"
             );
-            let off = period.abs_diff(FULL_TICK);
-            assert!(off <= FULL_TICK / 100, "{secs} s: {period:?}");
+            // Never above a helper's rest, and within 2% of it (the span is 1 s or more).
+            assert!(period <= FULL_TICK, "{secs} s: {period:?}");
+            assert!(FULL_TICK - period <= FULL_TICK / 50, "{secs} s: {period:?}");
         }
     }
 
@@ -745,6 +768,8 @@ mod tests {
             due = tracer.poll_timeout().unwrap();
             job.add(Target { index, tracer });
         }
+        // Its hold judged as if its first probe had gone out a GRID_HOLD before.
+        job.first_probe = due.checked_sub(GRID_HOLD);
         job.send_due(due, |_, _| Ok(()));
         assert_eq!((job.in_flight(), job.waiting.len()), (1, 1));
         let next = job.on_grid(due + Duration::from_nanos(1));
