@@ -194,9 +194,14 @@ pub(crate) struct Job {
     /// Probes it may have out now as the helpers' windows allow ([`Job::set_room`]): their
     /// room less the probes of ended campaigns still out, which no budget counts.
     room: usize,
-    /// Answers it took: with the room and the time since its first probe, they tell how
-    /// long its probes hold their slots ([`Job::gridded`]).
+    /// Answers it took: with the time its probes were out, they tell how long its probes
+    /// hold their slots ([`Job::gridded`]).
     answers: u64,
+    /// The time its probes were out, summed over them, in microseconds: its probes in
+    /// flight over time, counted at each answer and each look ([`Job::count_hold`]).
+    held_micros: u64,
+    /// Up to when `held_micros` is counted.
+    held_to: Option<Instant>,
     /// When it sent its first probe.
     first_probe: Option<Instant>,
     counts: Counts,
@@ -237,6 +242,8 @@ impl Job {
             in_flight: 0,
             room: usize::MAX,
             answers: 0,
+            held_micros: 0,
+            held_to: None,
             first_probe: None,
             counts: Counts::default(),
             last_look: None,
@@ -334,25 +341,35 @@ impl Job {
     /// Whether its wake-ups with the budget used up fall on its grid: the helpers' windows
     /// bind, and its probes hold their slots [`GRID_HOLD`] or more on average, as at scale,
     /// where most of the slots' time goes to no-replies at the tables' timeouts. The hold is
-    /// the room over the rate of answers since its first probe (Little's law; time it spent
-    /// below its budget only lengthens it, and there the grid does not apply), judged once
-    /// its first probes had [`GRID_HOLD`] to come back (before, without answers, any
-    /// campaign would seem to hold its slots long). Under the caller's `max_in_flight`
-    /// below the windows, or with small windows on paths that answer fast, answers come
-    /// back within a tick, and the grid would leave the room idle four times as long as the
-    /// [`TICK`] does.
+    /// the time its probes were out over its answers (`held_micros`, not the room times
+    /// the time since its first probe: a campaign whose windows bind in bursts, its
+    /// targets due at once each round, spends most of its time with nothing out, and
+    /// would seem to hold its slots long), judged once its first probes had [`GRID_HOLD`]
+    /// to come back (before, without answers, any campaign would seem to hold its slots
+    /// long). Under the caller's `max_in_flight` below the windows, or with small windows
+    /// on paths that answer fast, answers come back within a tick, and the grid would
+    /// leave the room idle four times as long as the [`TICK`] does.
     fn gridded(&self) -> bool {
         let since = match (self.first_probe, self.last_look) {
             (Some(first), Some(last)) => last.saturating_duration_since(first),
             _ => return false,
         };
-        let room_time = u64::try_from(since.as_micros())
-            .unwrap_or(u64::MAX)
-            .saturating_mul(u64::try_from(self.room).unwrap_or(u64::MAX));
         let hold = u64::try_from(GRID_HOLD.as_micros()).unwrap_or(u64::MAX);
         self.room <= self.budget
             && since >= GRID_HOLD
-            && self.answers.saturating_mul(hold) <= room_time
+            && self.answers.saturating_mul(hold) <= self.held_micros
+    }
+
+    /// Adds the time since the last count, times its probes out meanwhile, to
+    /// `held_micros`: called before `in_flight` changes, at an answer or a look.
+    fn count_hold(&mut self, now: Instant) {
+        if let Some(from) = self.held_to {
+            let micros =
+                u64::try_from(now.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX);
+            let out = u64::try_from(self.in_flight).unwrap_or(u64::MAX);
+            self.held_micros = self.held_micros.saturating_add(micros.saturating_mul(out));
+        }
+        self.held_to = Some(now);
     }
 
     /// While targets wait for room: the next point of its grid after its last look ([`TICK`]
@@ -391,6 +408,7 @@ impl Job {
         result: &Result<ProbeResult, Error>,
     ) {
         // Room again: the next `send_due` serves the targets that waited for it.
+        self.count_hold(now);
         self.in_flight = self.in_flight.saturating_sub(1);
         self.answers += 1;
         if result.is_ok() {
@@ -455,6 +473,7 @@ impl Job {
         mut send: impl FnMut(ProbeArgs, ProbeKey) -> Result<(), Error>,
     ) {
         self.last_look = Some(now);
+        self.count_hold(now);
         // Whole milliseconds, rounded down: a deadline (rounded up) is due at most this.
         let now_millis = self.millis(now, false);
         if self.next_allowed <= now {
@@ -862,6 +881,78 @@ mod tests {
         let within = probes_in_100_ms_answered_at_once(&mut job, start, &Ok(reply));
         assert!(within >= 36, "{within} probes in 100 ms");
         assert!(!job.gridded());
+    }
+
+    /// Drives `job` from `start` until `end`, every probe answered 0.1 ms after it left,
+    /// read at the next wake-up as from a resting stdout (whose rest's end, a campaign's
+    /// [`FULL_TICK`] after the last read, is one): when each probe went out.
+    fn sends_answered_fast(job: &mut Job, start: Instant, end: Instant) -> Vec<Instant> {
+        let reply = ProbeResult {
+            result: ReplyKind::Reply,
+            time: Some(Duration::from_micros(100)),
+            unusable_time_us: None,
+            responder: Some("127.0.0.1".parse().unwrap()),
+            mpls: Default::default(),
+        };
+        let mut sent = Vec::new();
+        let mut out = Vec::new();
+        let mut now = start;
+        while now < end {
+            for key in out.drain(..) {
+                job.answer(now, key, &Ok(reply.clone()));
+            }
+            job.send_due(now, |_, key| {
+                sent.push(now);
+                out.push(key);
+                Ok(())
+            });
+            let rest_end = (!out.is_empty()).then_some(now + FULL_TICK);
+            let next = [job.deadline(), job.room_deadline(), rest_end]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            assert!(next > now, "a deadline at or before the last look");
+            now = next;
+        }
+        sent
+    }
+
+    #[test]
+    fn a_campaign_whose_small_windows_bind_in_bursts_on_fast_answers_comes_back_within_a_tick() {
+        let start = Instant::now();
+        // The helpers' windows hold two probes and bind; 100 targets answered in 0.1 ms,
+        // each a probe every 10 s: every round, all of them are due at once, the windows
+        // bind for about a quarter of a second, then nothing is out for ten seconds.
+        let (events, _) = crossbeam_channel::unbounded();
+        let mut job = Job::new(1, 2, None, false, events, Arc::default(), start);
+        job.set_room(2);
+        let config = TraceConfig {
+            cycles: 3,
+            interval: Duration::from_secs(10),
+            ..TraceConfig::default()
+        };
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        for index in 0..100 {
+            let tracer = Tracer::new(args.clone(), &config, start).unwrap();
+            job.add(Target { index, tracer });
+        }
+        let sent = sends_answered_fast(&mut job, start, start + Duration::from_secs(25));
+        // The second round's burst: its probes hold their slots 0.1 ms, so two go out per
+        // tick as in the first, not two per point of a 20 ms grid.
+        let second = sent
+            .iter()
+            .find(|&&at| at > sent[0] + Duration::from_secs(5))
+            .copied()
+            .expect("no second round");
+        let within = sent
+            .iter()
+            .filter(|&&at| at >= second && at < second + Duration::from_millis(100))
+            .count();
+        assert!(
+            within >= 36,
+            "{within} probes in the second round's first 100 ms"
+        );
     }
 
     #[test]
