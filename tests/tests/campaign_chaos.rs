@@ -421,7 +421,7 @@ fn campaigns_under_misbehaving_helpers_report_every_target_once_in_time() {
 
 /// How long a campaign of [`play`] may take at most: its traces' own span (two rounds 100
 /// ms apart, then the timeout and the trace's grace: 1.4 s; 1.8 s with the budget of two
-/// slots of [`budget_used_up`]), its probes still out then answered or lost within their
+/// slots of [`dies_while_the_budget_is_used_up`]), its probes still out then answered or lost within their
 /// timeout and the session's grace (2 s), and a second for restarts, the 20 ms rests of a
 /// stdout and the wake-ups' grid.
 const FAULT_BOUND: Duration = Duration::from_millis(4800);
