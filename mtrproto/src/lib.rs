@@ -8,8 +8,8 @@
 //!
 //! - [`ProbeArgs`] and [`Request`]: typed requests, checked when built, so that encoding
 //!   always yields exactly one valid line;
-//! - [`Reply`]: a zero-copy nom parser for every reply name and argument mtr 0.95 and 0.96
-//!   use, MPLS label stacks ([`MplsStack`]) included, keeping whatever it does not know;
+//! - [`Reply`]: a zero-copy nom parser for every reply name and argument mtr-packet 0.92 to
+//!   0.96 use, MPLS label stacks ([`MplsStack`]) included, keeping whatever it does not know;
 //! - [`LineFramer`]: byte chunks in, bounded lines out;
 //! - [`split_command`]: the helper's command line (`$MTR_PACKET`) as words, for any driver;
 //! - [`ProbeResult`]: the owned outcome of one probe;
