@@ -58,7 +58,8 @@ struct Cli {
     #[arg(long)]
     single_first_hop: bool,
     /// Do not re-probe flows to tell per-packet balancing from per-flow (saves 5 probes at
-    /// 95%, 7 at 99%, per hop with several interfaces; no hop is reported per packet).
+    /// 95%, 7 at 99%, per router whose flows reached two interfaces, fewer where they reached
+    /// more; no hop is reported per packet).
     #[arg(long)]
     no_per_packet_check: bool,
     /// Split the confidence over N stopping decisions (1 to 100): each is held to
