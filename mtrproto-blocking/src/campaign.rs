@@ -39,6 +39,12 @@ pub struct CampaignLimits {
     /// Probes in flight at most over the whole campaign. `None`: every helper's window
     /// ([`Session::window`] times the helpers), which the session keeps within the helpers'
     /// probe tables. Larger values are brought down to that, 0 up to 1.
+    ///
+    /// The budget is this campaign's own: campaigns that run at once on one session each
+    /// send up to theirs, and what the helpers' windows cannot take waits in the helpers'
+    /// queues, whatever [`SessionBuilder::max_queue`](crate::SessionBuilder::max_queue):
+    /// nothing is lost, but each campaign goes slower. To share the windows, give each
+    /// campaign its part of them.
     pub max_in_flight: Option<usize>,
     /// Probes sent per second at most over the whole campaign (0 counts as 1); `None`: no
     /// cap.

@@ -1,7 +1,7 @@
 //! Campaigns and `Session::trace` through the fake and scripted helpers (no packet is sent):
 //! every target reported once, the in-flight budget, the rate cap, fairness between targets,
-//! the bound on targets traced at once, targets that cannot be traced, and a callback that
-//! panics mid-batch.
+//! campaigns at once, the bound on targets traced at once, targets that cannot be traced,
+//! and a callback that panics mid-batch.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -1208,4 +1208,43 @@ fn a_trace_after_a_refused_multipath_has_the_window_to_itself() {
         "after {took:?}: {stats:?}"
     );
     assert_eq!(stats.hops()[1].loss_percent(), 0.0, "{stats:?}");
+}
+
+/// Two campaigns at once, each with the default budget (the whole window): what the window
+/// cannot take waits in the helper's queue, even with `max_queue` 0, and nothing is lost.
+#[test]
+fn campaigns_at_once_share_the_window_and_lose_nothing() {
+    let session = Session::builder()
+        .program(FAKE, ["--delay-ms", "50"])
+        .window(4)
+        .max_queue(0)
+        .open()
+        .expect("open the fake helper");
+    let hosts = hosts(6);
+    let summaries: Vec<CampaignSummary> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut reported = 0;
+                    let summary = session
+                        .campaign(&hosts, &options(2, 10), &CampaignLimits::default(), |e| {
+                            reported += usize::from(matches!(e, CampaignEvent::Done(_)));
+                        })
+                        .expect("the campaign runs");
+                    assert_eq!(reported, 6);
+                    summary
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for summary in &summaries {
+        assert_eq!((summary.targets, summary.failed), (6, 0), "{summary:?}");
+        assert_eq!(summary.lost, 0, "{summary:?}");
+        assert_eq!(summary.answered, summary.probes, "{summary:?}");
+        assert!(summary.peak_in_flight <= 4, "{summary:?}");
+    }
+    // Together they wanted more than the window: some of their probes waited.
+    let wanted: usize = summaries.iter().map(|s| s.peak_in_flight).sum();
+    assert!(wanted > 4, "{summaries:?}");
 }
