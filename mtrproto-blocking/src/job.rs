@@ -805,14 +805,21 @@ mod tests {
         assert_eq!(job.room_deadline(), None);
     }
 
-    /// A job of `targets` traces of 127.0.0.1 with this budget and the helpers' room.
-    fn job_of_loopback_targets(start: Instant, budget: usize, room: usize, targets: usize) -> Job {
+    /// A job of `targets` traces of 127.0.0.1 by `config` with this budget and the helpers'
+    /// room.
+    fn job_of_loopback_targets(
+        start: Instant,
+        budget: usize,
+        room: usize,
+        targets: usize,
+        config: &TraceConfig,
+    ) -> Job {
         let (events, _) = crossbeam_channel::unbounded();
         let mut job = Job::new(1, budget, None, false, events, Arc::default(), start);
         job.set_room(room);
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         for index in 0..targets {
-            let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
+            let tracer = Tracer::new(args.clone(), config, start).unwrap();
             job.add(Target { index, tracer });
         }
         job
@@ -857,7 +864,7 @@ mod tests {
         let start = Instant::now();
         // The caller's cap of one probe, far below the helpers' windows: its answers come
         // back as fast as the path answers (here 0.1 ms), not at the tables' timeouts.
-        let mut job = job_of_loopback_targets(start, 1, 1024, 50);
+        let mut job = job_of_loopback_targets(start, 1, 1024, 50, &TraceConfig::default());
         // One probe out per tick, as with room: not one per point of a 10 ms grid.
         let within = probes_in_100_ms_answered_at_once(&mut job, start, &Err(Error::QueueFull(0)));
         assert!(within >= 19, "{within} probes in 100 ms");
@@ -869,7 +876,7 @@ mod tests {
         let start = Instant::now();
         // The helpers' windows hold two probes and bind (the default budget, their whole
         // room), but the path answers in 0.1 ms, not at the tables' timeouts.
-        let mut job = job_of_loopback_targets(start, 2, 2, 100);
+        let mut job = job_of_loopback_targets(start, 2, 2, 100, &TraceConfig::default());
         let reply = ProbeResult {
             result: ReplyKind::Reply,
             time: Some(Duration::from_micros(100)),
@@ -924,19 +931,12 @@ mod tests {
         // The helpers' windows hold two probes and bind; 100 targets answered in 0.1 ms,
         // each a probe every 10 s: every round, all of them are due at once, the windows
         // bind for about a quarter of a second, then nothing is out for ten seconds.
-        let (events, _) = crossbeam_channel::unbounded();
-        let mut job = Job::new(1, 2, None, false, events, Arc::default(), start);
-        job.set_room(2);
         let config = TraceConfig {
             cycles: 3,
             interval: Duration::from_secs(10),
             ..TraceConfig::default()
         };
-        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
-        for index in 0..100 {
-            let tracer = Tracer::new(args.clone(), &config, start).unwrap();
-            job.add(Target { index, tracer });
-        }
+        let mut job = job_of_loopback_targets(start, 2, 2, 100, &config);
         let sent = sends_answered_fast(&mut job, start, start + Duration::from_secs(25));
         // The second round's burst: its probes hold their slots 0.1 ms, so two go out per
         // tick as in the first, not two per point of a 20 ms grid.
