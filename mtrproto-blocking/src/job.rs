@@ -825,18 +825,20 @@ mod tests {
         job
     }
 
-    /// Drives `job` for 200 ms of wake-ups, at each the driver's next deadline while a
-    /// stdout rests, every probe sent answered with `result` by the next: how many probes
-    /// went out in the first 100 ms after the first.
-    fn probes_in_100_ms_answered_at_once(
+    /// Drives `job` from `start` until `end`, at each wake-up the driver's next deadline,
+    /// every probe sent answered with `result` at the next: when each probe went out. With
+    /// `rests`, its answers are read as from a resting stdout, whose rest's end (a
+    /// campaign's [`FULL_TICK`] after the last read) is a wake-up too.
+    fn send_times(
         job: &mut Job,
-        start: Instant,
+        (start, end): (Instant, Instant),
         result: &Result<ProbeResult, Error>,
-    ) -> usize {
+        rests: bool,
+    ) -> Vec<Instant> {
         let mut sent = Vec::new();
         let mut out = Vec::new();
         let mut now = start;
-        while now < start + Duration::from_millis(200) {
+        while now < end {
             for key in out.drain(..) {
                 job.answer(now, key, result);
             }
@@ -845,7 +847,8 @@ mod tests {
                 out.push(key);
                 Ok(())
             });
-            let next = [job.deadline(), job.room_deadline()]
+            let rest_end = (rests && !out.is_empty()).then_some(now + FULL_TICK);
+            let next = [job.deadline(), job.room_deadline(), rest_end]
                 .into_iter()
                 .flatten()
                 .min();
@@ -853,6 +856,33 @@ mod tests {
             assert!(next > now, "a deadline at or before the last look");
             now = next;
         }
+        sent
+    }
+
+    /// A reply from 127.0.0.1 after 0.1 ms.
+    fn fast_reply() -> Result<ProbeResult, Error> {
+        Ok(ProbeResult {
+            result: ReplyKind::Reply,
+            time: Some(Duration::from_micros(100)),
+            unusable_time_us: None,
+            responder: Some("127.0.0.1".parse().unwrap()),
+            mpls: Default::default(),
+        })
+    }
+
+    /// Drives `job` for 200 ms of wake-ups ([`send_times`], no rests): how many probes went
+    /// out in the first 100 ms after the first.
+    fn probes_in_100_ms_answered_at_once(
+        job: &mut Job,
+        start: Instant,
+        result: &Result<ProbeResult, Error>,
+    ) -> usize {
+        let sent = send_times(
+            job,
+            (start, start + Duration::from_millis(200)),
+            result,
+            false,
+        );
         let first = sent[0];
         sent.iter()
             .filter(|&&at| at < first + Duration::from_millis(100))
@@ -877,52 +907,10 @@ mod tests {
         // The helpers' windows hold two probes and bind (the default budget, their whole
         // room), but the path answers in 0.1 ms, not at the tables' timeouts.
         let mut job = job_of_loopback_targets(start, 2, 2, 100, &TraceConfig::default());
-        let reply = ProbeResult {
-            result: ReplyKind::Reply,
-            time: Some(Duration::from_micros(100)),
-            unusable_time_us: None,
-            responder: Some("127.0.0.1".parse().unwrap()),
-            mpls: Default::default(),
-        };
         // Two probes out per tick, as with room: not two per point of a 10 ms grid.
-        let within = probes_in_100_ms_answered_at_once(&mut job, start, &Ok(reply));
+        let within = probes_in_100_ms_answered_at_once(&mut job, start, &fast_reply());
         assert!(within >= 36, "{within} probes in 100 ms");
         assert!(!job.gridded());
-    }
-
-    /// Drives `job` from `start` until `end`, every probe answered 0.1 ms after it left,
-    /// read at the next wake-up as from a resting stdout (whose rest's end, a campaign's
-    /// [`FULL_TICK`] after the last read, is one): when each probe went out.
-    fn sends_answered_fast(job: &mut Job, start: Instant, end: Instant) -> Vec<Instant> {
-        let reply = ProbeResult {
-            result: ReplyKind::Reply,
-            time: Some(Duration::from_micros(100)),
-            unusable_time_us: None,
-            responder: Some("127.0.0.1".parse().unwrap()),
-            mpls: Default::default(),
-        };
-        let mut sent = Vec::new();
-        let mut out = Vec::new();
-        let mut now = start;
-        while now < end {
-            for key in out.drain(..) {
-                job.answer(now, key, &Ok(reply.clone()));
-            }
-            job.send_due(now, |_, key| {
-                sent.push(now);
-                out.push(key);
-                Ok(())
-            });
-            let rest_end = (!out.is_empty()).then_some(now + FULL_TICK);
-            let next = [job.deadline(), job.room_deadline(), rest_end]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { break };
-            assert!(next > now, "a deadline at or before the last look");
-            now = next;
-        }
-        sent
     }
 
     #[test]
@@ -937,7 +925,8 @@ mod tests {
             ..TraceConfig::default()
         };
         let mut job = job_of_loopback_targets(start, 2, 2, 100, &config);
-        let sent = sends_answered_fast(&mut job, start, start + Duration::from_secs(25));
+        let end = start + Duration::from_secs(25);
+        let sent = send_times(&mut job, (start, end), &fast_reply(), true);
         // The second round's burst: its probes hold their slots 0.1 ms, so two go out per
         // tick as in the first, not two per point of a 20 ms grid.
         let second = sent
