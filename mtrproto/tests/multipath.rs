@@ -859,6 +859,15 @@ fn a_per_packet_hop_is_flagged_though_re_probes_are_lost() {
 /// Runs per weighting for the per-packet check's rate on unequal weights.
 const WEIGHTED_RUNS: usize = 600;
 
+/// Runs that measure how often a per-packet router is flagged at `confidence`: at 99%,
+/// 2,000, since a miss of 2^-7 = 0.8% is too near 1% to show in 600.
+fn flagging_runs(confidence: Confidence) -> usize {
+    match confidence {
+        Confidence::P95 => WEIGHTED_RUNS,
+        _ => 2000,
+    }
+}
+
 /// TTL 1's router balancing flows (or, with `per_packet`, packets) over TTL 2's routers
 /// with these weights.
 fn weighted(weights: &[u64], per_packet: bool) -> Topology {
@@ -1145,10 +1154,7 @@ fn a_per_packet_router_beside_a_per_flow_one_behind_a_silent_ttl_is_flagged_at_t
             ..MultipathConfig::default()
         };
         let percent = usize::from(confidence.percent());
-        let runs = match confidence {
-            Confidence::P95 => WEIGHTED_RUNS,
-            _ => 2000,
-        };
+        let runs = flagging_runs(confidence);
         for (pp, pf) in cases {
             let topology = mixed_behind_silence(pp, pf, true);
             let (saw, flagged, _) = mixed_flagged(&topology, runs, &config);
@@ -1282,10 +1288,7 @@ fn a_per_packet_router_whose_flows_reached_one_interface_is_flagged_at_the_confi
             ..MultipathConfig::default()
         };
         let percent = usize::from(confidence.percent());
-        let runs = match confidence {
-            Confidence::P95 => WEIGHTED_RUNS,
-            _ => 2000,
-        };
+        let runs = flagging_runs(confidence);
         for per_packet in [true, false] {
             let topology = beside_one_way_routers(per_packet);
             let (mut saw, mut flagged) = (0, 0);
