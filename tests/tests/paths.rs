@@ -444,14 +444,24 @@ fn paths_links_the_meshed_hops_tracelb_reports_as_a_clump() {
                     .copied()
                     .collect();
                 assert!(meshed.len() >= 6, "{target}: {meshed:?}");
-                let found = mtrproto_tests::scamper::tracelb(
-                    Path::new(env!("CARGO_BIN_EXE_mtrsim")),
-                    scenario,
-                    target,
-                    "-c 95 -w 1 -W 15",
-                )
-                .unwrap_or_else(|e| panic!("{target}: {e}"));
-                println!("tracelb {target}: {} probes, unresolved {:?}", found.probes, found.unresolved);
+                // A clump needs TTL 2's routers seen: `tracelb`'s own MDA misses some in
+                // about 1 run in 40 (its flows vary per run), and then links the one it saw.
+                // Up to three runs, the first that saw every router at TTL 2 counts.
+                let run_tracelb = || {
+                    let found = mtrproto_tests::scamper::tracelb(
+                        Path::new(env!("CARGO_BIN_EXE_mtrsim")),
+                        scenario,
+                        target,
+                        "-c 95 -w 1 -W 15",
+                    )
+                    .unwrap_or_else(|e| panic!("{target}: {e}"));
+                    println!("tracelb {target}: {} probes, unresolved {:?}", found.probes, found.unresolved);
+                    found
+                };
+                let found = std::iter::repeat_with(run_tracelb)
+                    .take(3)
+                    .find(|found| found.hops.get(&2) == Some(&at(2)))
+                    .unwrap_or_else(|| panic!("{target}: tracelb missed TTL 2's routers 3 times"));
                 assert!(found.unresolved.contains(&2), "{target}: {found:?}");
                 assert!(found.links.is_disjoint(&meshed), "{target}: {found:?}");
                 let mut with_all = 0;
