@@ -173,11 +173,16 @@ fn to_json(report: &MultipathReport) -> serde_json::Value {
 
 /// Per TTL the interfaces, most flows first, then the links.
 fn print_text(host: &str, report: &MultipathReport) {
+    let noun = if report.probes == 1 {
+        "probe"
+    } else {
+        "probes"
+    };
     outln!(
-        "paths to {host} ({}), {}% confidence, {} probes",
+        "paths to {host} ({}), {}% confidence, {} {noun}",
         report.target,
         report.confidence.percent(),
-        report.probes
+        report.probes,
     );
     for hop in &report.hops {
         let mut responders: Vec<_> = hop.responders.iter().collect();

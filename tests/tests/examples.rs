@@ -141,6 +141,15 @@ fn paths_finds_the_loopback_and_names_the_release_ipv6_flows_need() {
     let (status, stdout, _) = run(&["127.0.0.1"]);
     assert!(status.success());
     assert!(stdout.contains("  1  127.0.0.1 "), "{stdout}");
+    // The header counts the probes in words: "1 probe" (it said "1 probes"), "3 probes".
+    let header = stdout.lines().next().unwrap_or_default();
+    let count = header.rsplit(", ").next().and_then(|t| t.split(' ').next());
+    let noun = if count == Some("1") {
+        "probe"
+    } else {
+        "probes"
+    };
+    assert!(header.ends_with(&format!(" {noun}")), "{stdout}");
     let (status, _, stderr) = run(&["-6", "::1"]);
     assert!(!status.success());
     assert!(stderr.contains("0.96 or later is needed"), "{stderr}");
