@@ -982,17 +982,9 @@ fn stand_in(pin: usize, count: usize, accepts: impl Fn(usize) -> bool) -> Option
 /// The least loaded helper that takes requests; among equals, the next in turn.
 fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s mut Helper> {
     let count = slots.len();
-    // No division per probe: `next_slot` is at most `count`, and `start + i` below `2 * count`.
-    let start = if *next_slot < count {
-        *next_slot
-    } else {
-        next_slot.checked_rem(count)?
-    };
+    let start = *next_slot % count;
     let best = (0..count)
-        .map(|i| {
-            let j = start + i;
-            if j < count { j } else { j - count }
-        })
+        .map(|i| (start + i) % count)
         .filter(|&i| slots[i].helper.takes_probes())
         .min_by_key(|&i| slots[i].helper.load())?;
     *next_slot = best + 1;

@@ -56,57 +56,6 @@ const READ_BUDGET: usize = 256 * 1024;
 /// held back by the gate then ([`Helper::expire_gated`]).
 type Backlogged = (ProbeArgs, Caller, Instant);
 
-/// Probes waiting for a session's window, oldest first ([`Helper::backlog`]), with their
-/// count kept beside the channel: a channel's `len` and `is_empty` read both its ends'
-/// atomics, and the driver asks the count at every probe it routes ([`Helper::load`]).
-struct Backlog {
-    sender: Sender<Backlogged>,
-    receiver: Receiver<Backlogged>,
-    len: usize,
-}
-
-impl Backlog {
-    fn new() -> Backlog {
-        let (sender, receiver) = crossbeam_channel::unbounded();
-        Backlog {
-            sender,
-            receiver,
-            len: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn push(&mut self, probe: Backlogged) {
-        // The receiver lives as long as the sender: this cannot fail.
-        if self.sender.send(probe).is_ok() {
-            self.len += 1;
-        }
-    }
-
-    /// The oldest probe, taken out.
-    fn pop(&mut self) -> Option<Backlogged> {
-        if self.len == 0 {
-            return None;
-        }
-        let probe = self.receiver.try_recv().ok()?;
-        self.len -= 1;
-        Some(probe)
-    }
-
-    /// Every probe, oldest first, taken out.
-    fn take_all(&mut self) -> Vec<Backlogged> {
-        self.len = 0;
-        self.receiver.try_iter().collect()
-    }
-}
-
 /// When a probe sent at `now` and still unsent gives up: its own timeout and the grace
 /// later, as the watchdog would end it had it gone out at once.
 pub(crate) fn give_up_at(now: Instant, args: &ProbeArgs, grace: Duration) -> Instant {
@@ -230,7 +179,7 @@ pub(crate) struct Helper {
     /// (its token map, its queue) only when the window can take it. A channel is a FIFO
     /// that grows by fixed blocks, so a waiting probe costs its own bytes and no more
     /// (a map or a deque doubling its room would double that).
-    backlog: Backlog,
+    backlog: (Sender<Backlogged>, Receiver<Backlogged>),
     /// The earliest time a backlogged probe ends unsent while gated (or earlier: a probe
     /// that went since leaves it behind, and the next look recomputes it).
     backlog_until: Option<Instant>,
@@ -348,7 +297,7 @@ impl Helper {
             udp_by_sequence: false,
             longest_pinned: Duration::ZERO,
             left_behind: None,
-            backlog: Backlog::new(),
+            backlog: crossbeam_channel::unbounded(),
             backlog_until: None,
             ending: None,
             finished: None,
@@ -397,7 +346,7 @@ impl Helper {
 
     /// Probes waiting for the window, in the session and in the backlog.
     fn waiting_probes(&self) -> usize {
-        self.session.queued() + self.backlog.len()
+        self.session.queued() + self.backlog.1.len()
     }
 
     /// Whether probes pinned to `pin` are queued or in flight here.
@@ -520,11 +469,11 @@ impl Helper {
         // for refusing at the door, never after acceptance.
         let uncapped = accepted || matches!(done, Caller::Campaign(_));
         if !self.gated
-            && self.backlog.is_empty()
+            && self.backlog.1.is_empty()
             && self.session.probes_queued() == 0
             && (!uncapped || self.session.has_room(now))
         {
-            return self.submit(now, args, pin, done);
+            return self.submit(now, args, done);
         }
         let waiting = self.waiting_probes();
         if !uncapped && waiting >= self.max_queue {
@@ -532,7 +481,8 @@ impl Helper {
         }
         let until = held_until.unwrap_or_else(|| give_up_at(now, &args, self.grace));
         self.backlog_until = Some(self.backlog_until.map_or(until, |at| at.min(until)));
-        self.backlog.push((args, done, until));
+        // The backlog's receiver lives as long as its sender: this cannot fail.
+        let _ = self.backlog.0.send((args, done, until));
     }
 
     /// While gated, ends unsent the backlogged probes whose own timeout and the grace have
@@ -544,28 +494,30 @@ impl Helper {
             return;
         }
         self.backlog_until = None;
-        for (args, done, until) in self.backlog.take_all() {
+        let waiting: Vec<Backlogged> = self.backlog.1.try_iter().collect();
+        for (args, done, until) in waiting {
             if until <= now {
                 let pin = self.pin_of(&args);
                 self.finish(done, pin, Err(ProcessError::Unresponsive.into()));
             } else {
                 self.backlog_until = Some(self.backlog_until.map_or(until, |at| at.min(until)));
-                self.backlog.push((args, done, until));
+                // The backlog's receiver lives as long as its sender: this cannot fail.
+                let _ = self.backlog.0.send((args, done, until));
             }
         }
     }
 
-    /// Hands a probe to the session; `pin` is its [`Helper::pin_of`].
-    fn submit(&mut self, now: Instant, args: ProbeArgs, pin: Option<usize>, done: Caller) {
+    /// Hands a probe to the session.
+    fn submit(&mut self, now: Instant, args: ProbeArgs, done: Caller) {
+        let pin = self.pin_of(&args);
         if pin.is_some() {
             self.longest_pinned = self.longest_pinned.max(args.effective_timeout());
         }
         match self.session.send_probe(now, args) {
             Ok(token) => {
                 self.waiting.insert(token, Waiter::Probe(done, pin));
-                // Computed only when unset: this runs at every probe.
                 self.next_check
-                    .get_or_insert_with(|| now + LIVENESS_CHECK - LIVENESS_SLACK);
+                    .get_or_insert(now + LIVENESS_CHECK - LIVENESS_SLACK);
             }
             Err(SendError::QueueFull(n)) => self.finish(done, pin, Err(Error::QueueFull(n))),
             Err(_) => {
@@ -617,17 +569,21 @@ impl Helper {
     /// once per campaign. Those already in the session's queue or in flight end as usual,
     /// their answers dropped by the driver.
     pub(crate) fn drop_campaign(&mut self, job: u32) {
-        if self.backlog.is_empty() {
+        if self.backlog.1.is_empty() {
             return;
         }
-        for (args, done, until) in self.backlog.take_all() {
+        let waiting: Vec<Backlogged> = self.backlog.1.try_iter().collect();
+        for (args, done, until) in waiting {
             match done {
                 Caller::Campaign(key) if key.job == job => {
                     let pin = self.pin_of(&args);
                     let ended = ProcessError::Exited { status: None };
                     self.finish(Caller::Campaign(key), pin, Err(ended.into()));
                 }
-                done => self.backlog.push((args, done, until)),
+                // The backlog's receiver lives as long as its sender: this cannot fail.
+                done => {
+                    let _ = self.backlog.0.send((args, done, until));
+                }
             }
         }
     }
@@ -642,11 +598,10 @@ impl Helper {
             && self.session.probes_queued() == 0
             && self.session.has_room(now)
         {
-            let Some((args, done, _)) = self.backlog.pop() else {
+            let Ok((args, done, _)) = self.backlog.1.try_recv() else {
                 return;
             };
-            let pin = self.pin_of(&args);
-            self.submit(now, args, pin, done);
+            self.submit(now, args, done);
         }
     }
 
@@ -874,7 +829,7 @@ impl Helper {
             .stdin_progress
             .and_then(|since| since.checked_add(self.grace));
         // Probes waiting here for the pacer: the session has none queued to wake for.
-        let paced = (!self.gated && !self.backlog.is_empty())
+        let paced = (!self.gated && !self.backlog.1.is_empty())
             .then(|| self.session.paced_room_at(now))
             .flatten();
         let gated = self.backlog_until.filter(|_| self.gated);
@@ -919,7 +874,7 @@ impl Helper {
                     self.close_stdin(registry);
                     self.stdin_failed = true;
                     self.changed = true;
-                    while let Some((args, done, _)) = self.backlog.pop() {
+                    while let Ok((args, done, _)) = self.backlog.1.try_recv() {
                         let gone = self.gone();
                         let pin = self.pin_of(&args);
                         self.finish(done, pin, Err(gone));
@@ -1166,7 +1121,7 @@ impl Helper {
             self.finished = Some(now);
             self.session.handle_eof(now);
             self.dispatch(now);
-            while let Some((args, done, _)) = self.backlog.pop() {
+            while let Ok((args, done, _)) = self.backlog.1.try_recv() {
                 let gone = self.gone();
                 let pin = self.pin_of(&args);
                 self.finish(done, pin, Err(gone));

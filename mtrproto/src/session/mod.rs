@@ -455,18 +455,6 @@ impl Session {
         // A check needs no window slot: it waits apart, released ahead of the probes.
         let check = matches!(pending.request, Request::CheckSupport(_));
         self.requests.insert(token, pending);
-        // Nothing waits and the window takes it unpaced: `release` would send it at once, as
-        // the only one it sends. Sent here, it skips the queue (the common case at scale).
-        if !check
-            && waiting == 0
-            && self.resend.is_empty()
-            && self.pacer.is_none()
-            && self.window_open()
-            && self.transmit_has_room()
-        {
-            self.send_queued(now, token);
-            return Ok(token);
-        }
         self.queue_for(check).push_back(token);
         self.release(now);
         // Taken if released at once or if there is room to wait. Released in order, so one
