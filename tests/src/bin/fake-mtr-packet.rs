@@ -7,7 +7,7 @@
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N] [--repeat-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH] [--foreign] [--answer-every N]
-//!     [--first-only PATH]
+//!     [--first-only PATH] [--routers N]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -49,11 +49,15 @@
 //! - `--first-only PATH`: misbehave only in the first process to create PATH, which writes
 //!   its process id there (every process of a session and its restarts gets the same
 //!   arguments): the others answer every probe with `--delay-ms`, `--reply` and
-//!   `--reply-at` only.
+//!   `--reply-at` only;
+//! - `--routers N`: a path of N routers: a probe with a TTL up to N answers `ttl-expired`
+//!   from that TTL's router (192.0.2.TTL, or 2001:db8::TTL for IPv6: documentation
+//!   addresses, in answers only), unless `--reply-at` names its TTL.
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
 use std::io::{BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use mtrproto::{Feature, ProbeArgs, Reply, ReplyKind, Request, Token, Word};
@@ -85,6 +89,7 @@ struct Scenario {
     foreign: bool,
     answer_every: Option<usize>,
     first_only: Option<String>,
+    routers: u8,
 }
 
 /// How long a misbehaviour lasts at most.
@@ -113,6 +118,7 @@ fn main() {
                 check_delay: scenario.check_delay,
                 reply: std::mem::take(&mut scenario.reply),
                 reply_at: std::mem::take(&mut scenario.reply_at),
+                routers: scenario.routers,
                 read_log: scenario.read_log.take(),
                 ..Scenario::default()
             };
@@ -358,7 +364,9 @@ fn answer(scenario: &Scenario, line: &str) -> Option<(bool, Vec<u8>)> {
             Some((false, encode(&reply)))
         }
         Request::SendProbe(args) => {
-            if scenario.stall || reply_name(scenario, &args) == "none" {
+            let none =
+                reply_name(scenario, &args) == "none" && router_ttl(scenario, &args).is_none();
+            if scenario.stall || none {
                 return None;
             }
             Some((true, encode(&probe_reply(scenario, token, &args))))
@@ -381,7 +389,22 @@ fn probe_reply(scenario: &Scenario, token: Token, args: &ProbeArgs) -> Reply<'st
         reply.address = Some(args.target());
         reply.round_trip_time_us = Some(100);
     }
+    if let Some(ttl) = router_ttl(scenario, args) {
+        reply.kind = ReplyKind::TtlExpired;
+        reply.address = Some(match args.target() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(192, 0, 2, ttl)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, ttl.into())),
+        });
+        reply.round_trip_time_us = Some(100);
+    }
     reply
+}
+
+/// The probe's TTL where `--routers` has a router answer it (and `--reply-at` does not).
+fn router_ttl(scenario: &Scenario, args: &ProbeArgs) -> Option<u8> {
+    let ttl = args.fields().ttl?;
+    let named = scenario.reply_at.iter().any(|(at, _)| *at == ttl);
+    (ttl <= scenario.routers && !named).then_some(ttl)
 }
 
 /// The answer's name for a probe: `--reply-at`'s for its TTL, else `--reply`'s.
@@ -441,6 +464,9 @@ fn parse_args() -> Result<Scenario, String> {
             "--foreign" => s.foreign = true,
             "--answer-every" => s.answer_every = Some(number(value()?)? as usize),
             "--first-only" => s.first_only = Some(value()?),
+            "--routers" => {
+                s.routers = u8::try_from(number(value()?)?).map_err(|e| e.to_string())?;
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
