@@ -1,6 +1,5 @@
 //! Campaigns: many mtr traces over one session, each target's report handed out when done.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -339,7 +338,7 @@ impl Session {
             options,
             id,
             max_active: limits.max_active.clamp(1, MAX_ACTIVE),
-            active: HashMap::new(),
+            active: Tickets::default(),
             rounds_waiting,
             summary: CampaignSummary::default(),
             settled: true,
@@ -373,6 +372,64 @@ impl Drop for EndOnDrop<'_> {
     }
 }
 
+/// The targets of a campaign being traced, each under a ticket (its slot here, reused once
+/// it ends), which the driver's events name it by: their index and host. Dense where a
+/// hash map by index would take about 68 bytes per target (its entries, grown by doubling,
+/// at most 7/8 full).
+#[derive(Default)]
+struct Tickets {
+    slots: Vec<Option<(usize, Box<str>)>>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Tickets {
+    /// The ticket [`Tickets::insert`] takes next.
+    fn next_ticket(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
+    }
+
+    /// Adds a target under [`Tickets::next_ticket`].
+    fn insert(&mut self, ticket: usize, index: usize, host: Box<str>) {
+        debug_assert_eq!(ticket, self.next_ticket());
+        match self.free.pop() {
+            Some(slot) => self.slots[slot] = Some((index, host)),
+            None => self.slots.push(Some((index, host))),
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, ticket: usize) -> Option<(usize, &str)> {
+        let (index, host) = self.slots.get(ticket)?.as_ref()?;
+        Some((*index, host))
+    }
+
+    fn remove(&mut self, ticket: usize) -> Option<(usize, String)> {
+        let (index, host) = self.slots.get_mut(ticket)?.take()?;
+        self.free.push(ticket);
+        self.len -= 1;
+        Some((index, host.into()))
+    }
+
+    /// Takes every target out.
+    fn drain(&mut self) -> Vec<(usize, String)> {
+        let ended = self.slots.drain(..).flatten();
+        let ended = ended.map(|(index, host)| (index, host.into())).collect();
+        self.free.clear();
+        self.len = 0;
+        ended
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A campaign's state on the caller's thread: the targets handed to the driver, and the
 /// caller's callback. The tracers run on the driver thread (`job.rs`).
 struct Run<'s, F> {
@@ -380,8 +437,8 @@ struct Run<'s, F> {
     options: &'s TraceOptions,
     id: u32,
     max_active: usize,
-    /// The targets being traced: index to host as the caller gave it.
-    active: HashMap<usize, String>,
+    /// The targets being traced: their index and host as the caller gave it.
+    active: Tickets,
     rounds_waiting: Arc<AtomicUsize>,
     summary: CampaignSummary,
     /// No report from the driver since it said the counts are final ([`JobEvent::Settled`]),
@@ -428,7 +485,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 Err(RecvTimeoutError::Disconnected) => {
                     self.session.check_open()?;
                     self.settled = true;
-                    let mut ended: Vec<_> = self.active.drain().collect();
+                    let mut ended = self.active.drain();
                     ended.sort_unstable();
                     for (index, host) in ended {
                         let error = self.session.exited();
@@ -454,19 +511,24 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             }
             _ => &self.options.probe,
         };
+        let ticket = self.active.next_ticket();
         let started = self
             .session
             .probe_args(host.into(), probe)
             .and_then(|args| Ok(Tracer::new(args, &self.options.trace, Instant::now())?))
             .and_then(|tracer| {
+                // The driver names the target by its ticket in its events.
                 self.session.send_unwoken(Command::Target {
                     job: self.id,
-                    target: Box::new(Target { index, tracer }),
+                    target: Box::new(Target {
+                        index: ticket,
+                        tracer,
+                    }),
                 })
             });
         match started {
             Ok(()) => {
-                self.active.insert(index, host.to_owned());
+                self.active.insert(ticket, index, host.into());
                 Ok(true)
             }
             Err(error @ Error::State(_)) => Err(error),
@@ -481,12 +543,12 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
     fn event(&mut self, event: JobEvent) {
         match event {
             JobEvent::Round {
-                index,
+                index: ticket,
                 round,
                 stats,
             } => {
                 self.rounds_waiting.fetch_sub(1, Ordering::AcqRel);
-                if let Some(host) = self.active.get(&index) {
+                if let Some((index, host)) = self.active.get(ticket) {
                     (self.on_event)(CampaignEvent::Round {
                         index,
                         host,
@@ -496,7 +558,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 }
             }
             JobEvent::Done {
-                index,
+                index: ticket,
                 refused,
                 stats,
                 flows,
@@ -504,7 +566,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
             } => {
                 self.count(counts);
                 self.settled = false;
-                if let Some(host) = self.active.remove(&index) {
+                if let Some((index, host)) = self.active.remove(ticket) {
                     match refused {
                         Some((ttl, reply)) => {
                             let error = Error::Refused { reply, ttl };

@@ -101,7 +101,7 @@ impl ProbeKey {
 
 /// A target handed to a running campaign by the caller's thread.
 pub(crate) struct Target {
-    /// Its position in the caller's list.
+    /// The caller's name for it, given back in its events (its ticket, `campaign.rs`).
     pub(crate) index: usize,
     pub(crate) tracer: Tracer,
 }
