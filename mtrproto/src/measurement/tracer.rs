@@ -245,8 +245,6 @@ impl Tracer {
             self.completed += 1;
             // Only a round's end changes the rounds' hosts, and so the gap.
             self.gap = self.rounds.gap(self.interval);
-            // The hops reached are known by now (more only if a later round goes further):
-            // no room left over for more in thousands of traces.
         }
         self.at = later(now, self.gap);
         if self.completed >= self.cycles {
