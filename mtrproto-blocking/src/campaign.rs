@@ -381,7 +381,6 @@ struct Tickets {
     slots: Vec<Option<(usize, Box<str>)>>,
     /// Slots free for reuse.
     free: Vec<usize>,
-    len: usize,
 }
 
 impl Tickets {
@@ -397,7 +396,6 @@ impl Tickets {
             Some(slot) => self.slots[slot] = Some((index, host)),
             None => self.slots.push(Some((index, host))),
         }
-        self.len += 1;
     }
 
     fn get(&self, ticket: usize) -> Option<(usize, &str)> {
@@ -408,7 +406,6 @@ impl Tickets {
     fn remove(&mut self, ticket: usize) -> Option<(usize, String)> {
         let (index, host) = self.slots.get_mut(ticket)?.take()?;
         self.free.push(ticket);
-        self.len -= 1;
         Some((index, host.into()))
     }
 
@@ -417,16 +414,15 @@ impl Tickets {
         let ended = self.slots.drain(..).flatten();
         let ended = ended.map(|(index, host)| (index, host.into())).collect();
         self.free.clear();
-        self.len = 0;
         ended
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.slots.len() - self.free.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
