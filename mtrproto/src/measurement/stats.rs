@@ -34,10 +34,12 @@ pub struct TraceStats {
     /// thousands of traces, most of them far shorter than `max_ttl`.
     hops: Vec<Hop>,
     max_ttl: u8,
-    /// Who answered each hop last, one bit per TTL (bit `ttl - 1`), as [`Hop::host`] says
-    /// it: `heard`, anyone; `reached`, the target. [`Rounds::advance`] scans these on every
-    /// probe: inline, they are in the cache line the tracer already touched, where the hops
-    /// are another allocation and the figures behind them yet another.
+    /// Who answered each hop last, one bit per TTL (bit `ttl - 1`) for the first
+    /// [`TtlBits::TTLS`] TTLs, as [`Hop::host`] says it: `heard`, anyone; `reached`, the
+    /// target. [`Rounds::advance`] scans these on every probe: inline, they are in the cache
+    /// line the tracer already touched, where the hops are another allocation and the
+    /// figures behind them yet another. TTLs past these (rare: mtr's default `max_ttl` is
+    /// 30) are read from the hops ([`TraceStats::heard`]).
     heard: TtlBits,
     reached: TtlBits,
 }
@@ -45,23 +47,29 @@ pub struct TraceStats {
 /// The hops of a trace grow by this many at a time: at most 3 unused (48 bytes).
 const HOPS_STEP: usize = 4;
 
-/// One bit per TTL, 1 to 256.
+/// One bit per TTL, for TTLs 1 to [`TtlBits::TTLS`]: 8 bytes where all 255 would take 32,
+/// in every trace of a campaign and every copy of its figures.
 #[derive(Debug, Clone, Copy, Default)]
-struct TtlBits([u64; 4]);
+struct TtlBits(u64);
 
 impl TtlBits {
-    /// The bit of index `i` (TTL `i + 1`).
-    fn get(&self, i: u8) -> bool {
-        self.0[usize::from(i / 64)] >> (i % 64) & 1 == 1
+    /// The TTLs with a bit.
+    const TTLS: u8 = 64;
+
+    /// The bit of index `i` (TTL `i + 1`), if it has one.
+    fn get(self, i: u8) -> Option<bool> {
+        (i < Self::TTLS).then(|| self.0 >> i & 1 == 1)
     }
 
+    /// Sets the bit of index `i`; nothing past the bits.
     fn set(&mut self, i: u8, value: bool) {
-        let word = &mut self.0[usize::from(i / 64)];
-        let bit = 1u64 << (i % 64);
-        if value {
-            *word |= bit;
-        } else {
-            *word &= !bit;
+        if i < Self::TTLS {
+            let bit = 1u64 << i;
+            if value {
+                self.0 |= bit;
+            } else {
+                self.0 &= !bit;
+            }
         }
     }
 }
@@ -264,6 +272,34 @@ impl TraceStats {
         }
     }
 
+    /// Whether anyone answered the hop of index `i` (TTL `i + 1`) last: its bit, or past the
+    /// bits, its hop.
+    fn heard(&self, i: u8) -> bool {
+        self.heard.get(i).unwrap_or_else(|| {
+            self.hops
+                .get(usize::from(i))
+                .is_some_and(|h| h.host().is_some())
+        })
+    }
+
+    /// Whether the target answered the hop of index `i` (TTL `i + 1`) last: its bit, or past
+    /// the bits, its hop.
+    fn reached(&self, i: u8) -> bool {
+        self.reached.get(i).unwrap_or_else(|| {
+            self.hops
+                .get(usize::from(i))
+                .is_some_and(|h| h.host() == Some(self.target))
+        })
+    }
+
+    /// Frees the room for hops beyond those made: the tracer calls it as a round ends, when
+    /// the hops have grown as far as the rounds go (they grow in the first round only).
+    pub(crate) fn fit_hops(&mut self) {
+        if self.hops.capacity() > self.hops.len() {
+            self.hops.shrink_to_fit();
+        }
+    }
+
     /// The hop of `ttl`, after growing the hops to one past it (so that [`hops`] can still
     /// report the hop after the last one that answered).
     ///
@@ -424,22 +460,42 @@ impl Rounds {
     /// [`gap`]: Rounds::gap
     pub fn advance(&mut self, stats: &TraceStats) -> bool {
         // `heard` and `reached` are `Hop::host` against the target, without following a
-        // pointer: this scan runs on every probe.
-        let mut unknown = 0;
+        // pointer: this scan runs on every probe. The hops before `at`, from `first`: the
+        // silent ones counted, up to the first the target answered, if any.
+        let (unknown, target_at) = match (stats.heard.get(self.at), stats.reached.get(self.at)) {
+            // Every TTL to `at` has its bits (`first <= at`): a word's operations.
+            (Some(_), Some(_)) => {
+                let span = (1u64 << self.at) - (1u64 << self.first);
+                let target_at = (stats.reached.0 & span).trailing_zeros();
+                // Up to and with the target's hop, which it answered (`reached` is in
+                // `heard`).
+                let upto = span & (2u64 << target_at.min(63)).wrapping_sub(1);
+                let silent = !stats.heard.0 & upto;
+                (silent.count_ones(), u8::try_from(target_at).ok())
+            }
+            _ => {
+                let mut unknown = 0u32;
+                let mut target_at = None;
+                for i in self.first..self.at {
+                    if !stats.heard(i) {
+                        unknown += 1;
+                    }
+                    if stats.reached(i) {
+                        target_at = Some(i);
+                        break;
+                    }
+                }
+                (unknown, target_at)
+            }
+        };
         let mut restart = false;
         // `at + 1` is at most `max_ttl`, a u8: no sum below overflows.
-        for i in self.first..self.at {
-            if !stats.heard.get(i) {
-                unknown += 1;
-            }
-            if stats.reached.get(i) {
-                restart = true;
-                self.hosts = i + 1;
-                break;
-            }
+        if let Some(i) = target_at.filter(|&i| i < self.at) {
+            restart = true;
+            self.hosts = i + 1;
         }
-        let reached = stats.reached.get(self.at);
-        if reached || unknown > self.max_unknown || self.at + 1 >= self.max_ttl {
+        let reached = stats.reached(self.at);
+        if reached || unknown > u32::from(self.max_unknown) || self.at + 1 >= self.max_ttl {
             restart = true;
             self.hosts = self.at + 1;
         }
@@ -798,6 +854,87 @@ mod tests {
         trace.record(ttl, &ProbeResult::from_reply(&Reply::parse(line).unwrap()));
     }
 
+    /// mtr's scan in `net_send_batch`, TTL by TTL on the hops themselves: what
+    /// `Rounds::advance` computes from its bits.
+    fn advance_as_mtr(rounds: &mut Rounds, stats: &TraceStats) -> bool {
+        let target = Some(stats.target);
+        let host = |i: u8| stats.hop(i + 1).and_then(Hop::host);
+        let (mut unknown, mut restart) = (0, false);
+        for i in rounds.first..rounds.at {
+            unknown += u8::from(host(i).is_none());
+            if host(i) == target {
+                restart = true;
+                rounds.hosts = i + 1;
+                break;
+            }
+        }
+        let last = rounds.at + 1 >= rounds.max_ttl;
+        if host(rounds.at) == target || unknown > rounds.max_unknown || last {
+            restart = true;
+            rounds.hosts = rounds.at + 1;
+        }
+        rounds.at = if restart { rounds.first } else { rounds.at + 1 };
+        restart
+    }
+
+    #[test]
+    fn rounds_advance_as_mtr_scans_on_every_path() {
+        // Paths up to 90 TTLs (past the bits' 64) with silent hops, routers and the target
+        // (also before the path's end, and again after other answers), from several first
+        // TTLs and unknown-hop limits, answers coming up to 40 probes late (so that the
+        // target answers before the TTL being probed): every step moves the rounds as mtr's
+        // scan does.
+        let target: IpAddr = "127.0.0.9".parse().unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut past_bits, mut target_before) = (0, 0);
+        for _ in 0..400 {
+            let max_ttl = 1 + next(90) as u8;
+            // The target's TTL, past `max_ttl` for a target that never answers.
+            let destination = 1 + next(u64::from(max_ttl) + 8) as u8;
+            let late = next(40) as usize;
+            let mut stats = TraceStats::new(target, max_ttl);
+            let mut rounds = Rounds::starting_at(&stats, 1 + next(4) as u8, 1 + next(13) as u8);
+            let mut mirror = rounds.clone();
+            let mut coming = std::collections::VecDeque::new();
+            for _ in 0..600 {
+                let ttl = rounds.next_ttl();
+                past_bits += usize::from(ttl > TtlBits::TTLS);
+                stats.sent(ttl);
+                let line = match next(64) {
+                    // Now and then the target at any TTL, or a router at the target's.
+                    0 => Some("1 reply ip-4 127.0.0.9 round-trip-time 5"),
+                    1 => Some("1 ttl-expired ip-4 127.0.0.1 round-trip-time 3"),
+                    2..=3 => None,
+                    _ if ttl == destination => Some("1 reply ip-4 127.0.0.9 round-trip-time 5"),
+                    _ if ttl.is_multiple_of(11) => None,
+                    _ => Some("1 ttl-expired ip-4 127.0.0.1 round-trip-time 3"),
+                };
+                coming.push_back((ttl, line));
+                while coming.len() > late {
+                    if let Some((ttl, Some(line))) = coming.pop_front() {
+                        let result = ProbeResult::from_reply(&Reply::parse(line).unwrap());
+                        stats.record(ttl, &result);
+                    }
+                }
+                let at = rounds.at;
+                target_before += usize::from((rounds.first..at).any(|i| stats.reached(i)));
+                assert_eq!(rounds.advance(&stats), advance_as_mtr(&mut mirror, &stats));
+                assert_eq!((rounds.at, rounds.hosts), (mirror.at, mirror.hosts));
+            }
+        }
+        assert!(
+            target_before > 1000,
+            "{target_before} scans with the target before"
+        );
+        assert!(past_bits > 100, "{past_bits} probes past the bits");
+    }
+
     #[test]
     fn the_latest_bits_follow_the_host() {
         // Every kind of outcome, in an order that moves the host between the target, two
@@ -816,18 +953,19 @@ mod tests {
             "1 reply ip-4 127.0.0.9 round-trip-time 30",
             "1 ttl-expired ip-4 127.0.0.1 round-trip-time 10",
         ];
-        // At TTL 1, and at the last TTL of the bits' first and last words.
+        // At TTL 1, at the last TTL with a bit, past the bits, and at the last TTL.
         for ttl in [1, 64, 65, 255] {
             let mut trace = TraceStats::new(target, 255);
             for line in lines {
                 answer(&mut trace, ttl, line);
                 let host = trace.hops[usize::from(ttl) - 1].host();
-                let bits = (trace.heard.get(ttl - 1), trace.reached.get(ttl - 1));
+                let bits = (trace.heard(ttl - 1), trace.reached(ttl - 1));
                 let expected = (host.is_some(), host == Some(target));
                 assert_eq!(bits, expected, "TTL {ttl} after {line}");
-                // No other TTL's bits.
-                let set = |b: &TtlBits| b.0.iter().map(|w| w.count_ones()).sum::<u32>();
-                assert!(set(&trace.heard) <= 1 && set(&trace.reached) <= 1);
+                // No other TTL's bits, and none past them.
+                let set = |b: TtlBits| b.0.count_ones();
+                assert!(set(trace.heard) <= u32::from(ttl <= TtlBits::TTLS));
+                assert!(set(trace.reached) <= u32::from(ttl <= TtlBits::TTLS));
             }
         }
         assert_eq!(std::mem::size_of::<Hop>(), 16);
