@@ -9,7 +9,7 @@ use mtrproto::{TraceConfig, TraceStats, Tracer};
 
 use crate::driver::Command;
 use crate::error::Error;
-use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, Target};
+use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, Target, TraceEnd};
 use crate::options::ProbeOptions;
 use crate::session::Session;
 
@@ -553,13 +553,13 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                     });
                 }
             }
-            JobEvent::Done {
-                index: ticket,
-                refused,
-                stats,
-                flows,
-                counts,
-            } => {
+            JobEvent::Done { index: ticket, end } => {
+                let TraceEnd {
+                    refused,
+                    stats,
+                    flows,
+                    counts,
+                } = *end;
                 self.count(counts);
                 self.settled = false;
                 if let Some((index, host)) = self.active.remove(ticket) {

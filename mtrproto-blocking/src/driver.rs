@@ -451,7 +451,7 @@ impl Driver {
                 Ok(Command::Campaign(_)) => {}
                 Ok(Command::Target { job, target }) => {
                     if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == job) {
-                        job.add(*target);
+                        job.add(target);
                     }
                 }
                 Ok(Command::EndCampaign { job }) => self.end_campaign(job),

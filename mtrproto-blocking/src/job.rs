@@ -99,7 +99,8 @@ impl ProbeKey {
     }
 }
 
-/// A target handed to a running campaign by the caller's thread.
+/// A target handed to a running campaign by the caller's thread, traced in the box it came
+/// in.
 pub(crate) struct Target {
     /// The caller's name for it, given back in its events (its ticket, `campaign.rs`).
     pub(crate) index: usize,
@@ -126,24 +127,21 @@ pub(crate) enum JobEvent {
         round: u32,
         stats: TraceStats,
     },
-    /// A target's trace ended (at a probe the helper refused, if `refused`: its TTL and
-    /// reply); the campaign's counts as of then.
-    Done {
-        index: usize,
-        refused: Option<(u8, ReplyKind<'static>)>,
-        stats: TraceStats,
-        flows: Vec<TraceStats>,
-        counts: Counts,
-    },
+    /// A target's trace ended. Boxed: every event waiting in the channel takes the room of
+    /// the largest, and rounds are the many.
+    Done { index: usize, end: Box<TraceEnd> },
     /// No target is being traced and no probe is in flight: the campaign's counts are
     /// final unless more targets come.
     Settled { counts: Counts },
 }
 
-/// One target being traced.
-struct Active {
-    index: usize,
-    tracer: Tracer,
+/// How a target's trace ended (at a probe the helper refused, if `refused`: its TTL and
+/// reply), and the campaign's counts as of then.
+pub(crate) struct TraceEnd {
+    pub(crate) refused: Option<(u8, ReplyKind<'static>)>,
+    pub(crate) stats: TraceStats,
+    pub(crate) flows: Vec<TraceStats>,
+    pub(crate) counts: Counts,
 }
 
 /// A slot's schedule, kept apart from its target in a dense table: every heap entry and
@@ -174,7 +172,9 @@ pub(crate) struct Job {
     /// The time between probes under a rate cap.
     period: Option<Duration>,
     next_allowed: Instant,
-    slots: Vec<Option<Active>>,
+    /// The targets being traced. Boxed, as they came: an entry is 8 bytes, so the table's
+    /// room past its length (up to as much again, as it grows by doubling) costs little.
+    slots: Vec<Option<Box<Target>>>,
     /// Each slot's schedule, at the slot's index.
     schedules: Vec<Schedule>,
     free: Vec<u32>,
@@ -277,12 +277,8 @@ impl Job {
     }
 
     /// Starts tracing a target.
-    pub(crate) fn add(&mut self, target: Target) {
+    pub(crate) fn add(&mut self, target: Box<Target>) {
         self.generation += 1;
-        let active = Active {
-            index: target.index,
-            tracer: target.tracer,
-        };
         let schedule = Schedule {
             generation: self.generation,
             deadline: UNSCHEDULED,
@@ -291,12 +287,12 @@ impl Job {
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(active);
+                self.slots[slot as usize] = Some(target);
                 self.schedules[slot as usize] = schedule;
                 slot
             }
             None => {
-                self.slots.push(Some(active));
+                self.slots.push(Some(target));
                 self.schedules.push(schedule);
                 // The caller keeps its targets at once within MAX_ACTIVE, so this fits.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
@@ -655,12 +651,15 @@ impl Job {
                     }
                     let refused = active.tracer.refused().map(|(ttl, r)| (ttl, r.clone()));
                     let (stats, flows) = active.tracer.into_flow_stats();
-                    let _ = self.events.send(JobEvent::Done {
-                        index: active.index,
+                    let end = TraceEnd {
                         refused,
                         stats,
                         flows,
                         counts: self.counts,
+                    };
+                    let _ = self.events.send(JobEvent::Done {
+                        index: active.index,
+                        end: Box::new(end),
                     });
                     self.settle();
                 }
@@ -702,7 +701,7 @@ mod tests {
         };
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let tracer = Tracer::new(args, &config, now).unwrap();
-        job.add(Target { index: 0, tracer });
+        job.add(Box::new(Target { index: 0, tracer }));
         // Its hold judged from `now`, as if an earlier probe had gone out then: its first
         // probe, at the trace's start, comes a GRID_HOLD and more later.
         job.first_probe = Some(now);
@@ -785,7 +784,7 @@ mod tests {
         for index in 0..2 {
             let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
             due = tracer.poll_timeout().unwrap();
-            job.add(Target { index, tracer });
+            job.add(Box::new(Target { index, tracer }));
         }
         // Its hold judged as if its first probe had gone out a GRID_HOLD before.
         job.first_probe = due.checked_sub(GRID_HOLD);
@@ -820,7 +819,7 @@ mod tests {
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         for index in 0..targets {
             let tracer = Tracer::new(args.clone(), config, start).unwrap();
-            job.add(Target { index, tracer });
+            job.add(Box::new(Target { index, tracer }));
         }
         job
     }
@@ -952,7 +951,7 @@ mod tests {
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let tracer = Tracer::new(args, &TraceConfig::default(), start).unwrap();
         let due = tracer.poll_timeout().unwrap();
-        job.add(Target { index: 0, tracer });
+        job.add(Box::new(Target { index: 0, tracer }));
         job.send_due(start, |_, _| Ok(()));
         let next = job.deadline().unwrap();
         // Its deadline in whole milliseconds, rounded up, not put off to a grid.
