@@ -293,7 +293,7 @@ impl TraceStats {
     }
 
     /// Frees the room for hops beyond those made: the tracer calls it as a round ends, when
-    /// the hops have grown as far as the rounds go (they grow in the first round only).
+    /// the hops have grown as far as the rounds went (mostly in the first round).
     pub(crate) fn fit_hops(&mut self) {
         if self.hops.capacity() > self.hops.len() {
             self.hops.shrink_to_fit();
@@ -462,31 +462,27 @@ impl Rounds {
         // `heard` and `reached` are `Hop::host` against the target, without following a
         // pointer: this scan runs on every probe. The hops before `at`, from `first`: the
         // silent ones counted, up to the first the target answered, if any.
-        let (unknown, target_at) = match (stats.heard.get(self.at), stats.reached.get(self.at)) {
+        let (unknown, target_at) = if self.at < TtlBits::TTLS {
             // Every TTL to `at` has its bits (`first <= at`): a word's operations.
-            (Some(_), Some(_)) => {
-                let span = (1u64 << self.at) - (1u64 << self.first);
-                let target_at = (stats.reached.0 & span).trailing_zeros();
-                // Up to and with the target's hop, which it answered (`reached` is in
-                // `heard`).
-                let upto = span & (2u64 << target_at.min(63)).wrapping_sub(1);
-                let silent = !stats.heard.0 & upto;
-                (silent.count_ones(), u8::try_from(target_at).ok())
-            }
-            _ => {
-                let mut unknown = 0u32;
-                let mut target_at = None;
-                for i in self.first..self.at {
-                    if !stats.heard(i) {
-                        unknown += 1;
-                    }
-                    if stats.reached(i) {
-                        target_at = Some(i);
-                        break;
-                    }
+            let span = (1u64 << self.at) - (1u64 << self.first);
+            let target_at = (stats.reached.0 & span).trailing_zeros();
+            // Up to and with the target's hop, which it answered (`reached` is in `heard`).
+            let upto = span & (2u64 << target_at.min(63)).wrapping_sub(1);
+            let silent = !stats.heard.0 & upto;
+            (silent.count_ones(), u8::try_from(target_at).ok())
+        } else {
+            let mut unknown = 0u32;
+            let mut target_at = None;
+            for i in self.first..self.at {
+                if !stats.heard(i) {
+                    unknown += 1;
                 }
-                (unknown, target_at)
+                if stats.reached(i) {
+                    target_at = Some(i);
+                    break;
+                }
             }
+            (unknown, target_at)
         };
         let mut restart = false;
         // `at + 1` is at most `max_ttl`, a u8: no sum below overflows.
