@@ -715,6 +715,13 @@ mod tests {
     }
 
     #[test]
+    fn an_event_waiting_for_the_caller_is_small() {
+        // Each waiting event takes the room of the largest variant: a round's (its figures'
+        // inline part), the report boxed.
+        assert!(std::mem::size_of::<JobEvent>() <= 80);
+    }
+
+    #[test]
     fn the_grid_period_is_near_the_tick_and_divides_the_timeout_and_reaction() {
         for secs in [1, 2, 3, 7, 10, 60, 255] {
             let timeout = Duration::from_secs(secs);

@@ -469,6 +469,7 @@ impl Rounds {
             // Up to and with the target's hop, which it answered (`reached` is in `heard`).
             let upto = span & (2u64 << target_at.min(63)).wrapping_sub(1);
             let silent = !stats.heard.0 & upto;
+            // 64 when the target answered none: not before `at`, so none below.
             (silent.count_ones(), u8::try_from(target_at).ok())
         } else {
             let mut unknown = 0u32;
@@ -890,12 +891,25 @@ mod tests {
         };
         let (mut past_bits, mut target_before) = (0, 0);
         for _ in 0..400 {
-            let max_ttl = 1 + next(90) as u8;
+            // Mostly up to 90 TTLs, also the edges of the bits and of a u8.
+            let max_ttl = match next(8) {
+                0 => [1, 63, 64, 65, 255][next(5) as usize],
+                _ => 1 + next(90) as u8,
+            };
             // The target's TTL, past `max_ttl` for a target that never answers.
-            let destination = 1 + next(u64::from(max_ttl) + 8) as u8;
+            let destination = 1 + next(u64::from(max_ttl) + 8).min(254) as u8;
             let late = next(40) as usize;
             let mut stats = TraceStats::new(target, max_ttl);
-            let mut rounds = Rounds::starting_at(&stats, 1 + next(4) as u8, 1 + next(13) as u8);
+            // Mostly from the first TTLs, also from around and past the bits' end.
+            let first_ttl = match next(4) {
+                0 => 60 + next(10) as u8,
+                _ => 1 + next(4) as u8,
+            };
+            let max_unknown = match next(8) {
+                0 => u8::MAX,
+                _ => 1 + next(13) as u8,
+            };
+            let mut rounds = Rounds::starting_at(&stats, first_ttl, max_unknown);
             let mut mirror = rounds.clone();
             let mut coming = std::collections::VecDeque::new();
             for _ in 0..600 {
@@ -949,15 +963,24 @@ mod tests {
             "1 reply ip-4 127.0.0.9 round-trip-time 30",
             "1 ttl-expired ip-4 127.0.0.1 round-trip-time 10",
         ];
-        // At TTL 1, at the last TTL with a bit, past the bits, and at the last TTL.
+        // At TTL 1 and at the last TTL with a bit; past the bits, none is set (`heard` and
+        // `reached` read the hops there, `rounds_advance_as_mtr_scans_on_every_path`).
         for ttl in [1, 64, 65, 255] {
             let mut trace = TraceStats::new(target, 255);
             for line in lines {
                 answer(&mut trace, ttl, line);
                 let host = trace.hops[usize::from(ttl) - 1].host();
-                let bits = (trace.heard(ttl - 1), trace.reached(ttl - 1));
+                let bits = (trace.heard.get(ttl - 1), trace.reached.get(ttl - 1));
                 let expected = (host.is_some(), host == Some(target));
-                assert_eq!(bits, expected, "TTL {ttl} after {line}");
+                if ttl <= TtlBits::TTLS {
+                    assert_eq!(
+                        bits,
+                        (Some(expected.0), Some(expected.1)),
+                        "TTL {ttl} after {line}"
+                    );
+                } else {
+                    assert_eq!(bits, (None, None), "TTL {ttl}");
+                }
                 // No other TTL's bits, and none past them.
                 let set = |b: TtlBits| b.0.count_ones();
                 assert!(set(trace.heard) <= u32::from(ttl <= TtlBits::TTLS));
