@@ -690,6 +690,9 @@ struct Harness {
     outstanding: Vec<Token>,
     /// The issued tokens that are check-supports (they hold no window slot).
     checks: Vec<Token>,
+    /// Junk fed in answered a request: maybe one the helper had not read, whose slot the
+    /// session then gave to another while the helper still had it to read.
+    junk_answered: bool,
 }
 
 const MAX_LINE: usize = 128;
@@ -710,6 +713,7 @@ impl Harness {
             completions: HashMap::new(),
             outstanding: Vec::new(),
             checks: Vec::new(),
+            junk_answered: false,
         }
     }
 
@@ -746,7 +750,9 @@ impl Harness {
             5 => {
                 let n = usize::from(bytes.byte() % 40);
                 let garbage = bytes.take(n).to_vec();
+                let settled = self.pair.session.settled;
                 self.pair.session.handle_input(now, &garbage);
+                self.junk_answered |= self.pair.session.settled != settled;
             }
             6 => self
                 .pair
@@ -839,9 +845,10 @@ impl Harness {
         assert!(session.in_flight() <= most);
         assert!(session.input_buffered() <= MAX_LINE);
         assert!(session.transmit_buffered() <= most * Request::MAX_LINE);
-        // Once the watchdog gave up on a request the helper never answered, the helper is
-        // misbehaving and the slot is reused: the bound holds until then.
-        if self.pair.session.counters().unanswered == 0 {
+        // Once the watchdog gave up on a request the helper never answered, or junk answered
+        // one (maybe before the helper read it), the helper is misbehaving and the slot is
+        // reused: the bound holds until then.
+        if self.pair.session.counters().unanswered == 0 && !self.junk_answered {
             let (checks, probes): (Vec<&Token>, Vec<&Token>) = self
                 .outstanding
                 .iter()

@@ -345,6 +345,10 @@ pub struct Session {
     recent: VecDeque<(Token, Ended)>,
     closed: bool,
     counters: Counters,
+    /// Requests that left flight, ever: the fuzz harness tells by it when junk it fed in
+    /// answered a request.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) settled: u64,
 }
 
 #[derive(Debug)]
@@ -423,6 +427,8 @@ impl Session {
             recent: VecDeque::new(),
             closed: false,
             counters: Counters::default(),
+            #[cfg(feature = "fuzzing")]
+            settled: 0,
         })
     }
 
@@ -713,6 +719,10 @@ impl Session {
     /// Frees the window slot of a request that left flight (already out of `requests`), and
     /// remembers how it ended.
     fn settle(&mut self, token: Token, check: bool, ended: Ended) {
+        #[cfg(feature = "fuzzing")]
+        {
+            self.settled += 1;
+        }
         self.in_flight -= 1;
         if check {
             self.checks -= 1;
