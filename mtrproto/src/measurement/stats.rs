@@ -295,9 +295,7 @@ impl TraceStats {
     /// Frees the room for hops beyond those made: the tracer calls it as a round ends, when
     /// the hops have grown as far as the rounds went (mostly in the first round).
     pub(crate) fn fit_hops(&mut self) {
-        if self.hops.capacity() > self.hops.len() {
-            self.hops.shrink_to_fit();
-        }
+        self.hops.shrink_to_fit();
     }
 
     /// The hop of `ttl`, after growing the hops to one past it (so that [`hops`] can still
