@@ -690,8 +690,9 @@ struct Harness {
     outstanding: Vec<Token>,
     /// The issued tokens that are check-supports (they hold no window slot).
     checks: Vec<Token>,
-    /// Junk fed in answered a request: maybe one the helper had not read, whose slot the
-    /// session then gave to another while the helper still had it to read.
+    /// Junk fed in answered a request (by itself, or left unended and glued to the
+    /// helper's next line): maybe one the helper had not read, whose slot the session then
+    /// gave to another while the helper still had it to read.
     junk_answered: bool,
 }
 
@@ -813,6 +814,16 @@ impl Harness {
             if flags & 0x80 != 0 {
                 text.push_str(&line);
             }
+        }
+        // Junk left unended before these lines makes their first line its own: whatever
+        // that line answers, junk answered it.
+        let mut text = text.as_str();
+        if self.pair.session.input_buffered() > 0 {
+            let glued = text.find('\n').map_or(text.len(), |i| i + 1);
+            let settled = self.pair.session.settled;
+            self.pair.answer(&text[..glued]);
+            self.junk_answered |= self.pair.session.settled != settled;
+            text = &text[glued..];
         }
         let cut = usize::from(flags >> 2 & 0xf);
         // The lines are ASCII: any cut is a character boundary.
