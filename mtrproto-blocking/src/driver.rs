@@ -773,8 +773,13 @@ impl Driver {
     }
 
     /// A request came: the dormant slots ([`Slot::dormant`]) start their helper again, at
-    /// once if their pause is over.
+    /// once if their pause is over. Not while closing: `restart` starts nothing then, and a
+    /// restart left pending would keep the driver from finishing (a caller's request that
+    /// passed the open check as another thread closed comes after the close).
     fn wake_dormant(&mut self, now: Instant) {
+        if self.kill_at.is_some() {
+            return;
+        }
         let mut woke = false;
         for slot in &mut self.slots {
             if let Some(at) = slot.dormant.take() {
@@ -1195,5 +1200,57 @@ mod tests {
         assert_eq!(route(4, 2, |_| true, |i| i == 0, |i| i == 1), Some(1));
         assert_eq!(route(5, 2, |_| true, |i| i == 0, |_| false), Some(0));
         assert_eq!(route(4, 0, |_| true, |_| true, |_| true), None);
+    }
+
+    #[test]
+    fn a_request_racing_close_leaves_no_dormant_slot_to_restart_and_close_ends() {
+        // One slot whose helper exits at once, having answered nothing and served no
+        // caller, while some helper of the session did answer: dormant.
+        let (send, commands) = crossbeam_channel::unbounded();
+        let command = vec!["true".to_owned()];
+        let (mut driver, _) = Driver::start(
+            command,
+            1,
+            SessionConfig::default(),
+            commands,
+            Arc::default(),
+        )
+        .expect("true starts");
+        driver.any_answered = true;
+        let started = Instant::now();
+        while driver.slots[0].dormant.is_none() && started.elapsed() < Duration::from_secs(5) {
+            driver.slots[0].helper.set_readable();
+            driver.slots[0].helper.read(Instant::now(), &mut [0u8; 64]);
+            driver.turn(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(driver.slots[0].dormant.is_some(), "not dormant in 5 s");
+        // A caller's probe that passed the open check before another thread closed the
+        // session arrives after the close.
+        let close = Duration::from_millis(100);
+        send.send(Command::Close { grace: close }).unwrap();
+        let (done, outcome) = watched();
+        let args = ProbeArgs::new([127, 0, 0, 1].into());
+        send.send(Command::Probe { args, done }).unwrap();
+        let closing = Instant::now();
+        let mut finished = false;
+        while !finished && closing.elapsed() < Duration::from_secs(3) {
+            finished = driver.turn(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ended = outcome.try_recv();
+        assert!(
+            matches!(ended, Ok(Err(Error::Process(ProcessError::Exited { .. })))),
+            "{ended:?}"
+        );
+        // The driver stops (so `close` returns): no restart is pending while closing.
+        assert!(
+            finished,
+            "not finished 3 s into a close of {close:?}: restart at {:?}",
+            driver.slots[0]
+                .restart_at
+                .map(|at| at.saturating_duration_since(Instant::now()))
+        );
+        kill(driver);
     }
 }
