@@ -1032,10 +1032,16 @@ impl Helper {
             .is_some_and(|at| at <= now)
     }
 
-    /// The error for a request that ended without an answer.
+    /// The error for a request that ended without an answer it could use.
     fn failure(&self, failure: Failure) -> Error {
         match failure {
             Failure::Unanswered => ProcessError::Unresponsive.into(),
+            // It answered, and lives on: what it wrote, not an exit.
+            Failure::Malformed { kind, error } => ProcessError::NotMtrPacket {
+                program: self.program.clone(),
+                detail: format!("it answered `{kind}` in a line that does not parse: {error}"),
+            }
+            .into(),
             _ => self.gone(),
         }
     }

@@ -1676,3 +1676,28 @@ fn a_probe_is_not_held_behind_check_supports_waiting_for_their_own_room() {
         assert!(matches!(check, Ok(true)), "{check:?}");
     }
 }
+
+/// A helper whose answers name their probe but do not parse is alive and answering: its
+/// callers are told what it wrote, not that it exited, and it is not started again.
+#[test]
+fn a_probe_answered_in_a_line_that_does_not_parse_is_no_exit() {
+    let session = fake(&["--malformed"]).open().unwrap();
+    let pid = session.helper_pid();
+    for _ in 0..3 {
+        let handle = session.probe("127.0.0.1", &one_second()).unwrap();
+        let (result, waited) = result_within(&handle, Duration::from_secs(10));
+        assert!(
+            matches!(
+                &result,
+                Err(Error::Process(ProcessError::NotMtrPacket { detail, .. }))
+                    if detail.contains("round-trip-time")
+            ),
+            "{result:?}"
+        );
+        // At once, not at the watchdog.
+        assert!(waited < Duration::from_millis(900), "{waited:?}");
+    }
+    let helper = &session.helpers()[0];
+    assert_eq!((helper.pid, helper.restarts), (pid, 0));
+    assert!(helper.running);
+}

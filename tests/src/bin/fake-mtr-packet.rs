@@ -7,7 +7,7 @@
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N] [--repeat-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH] [--foreign] [--answer-every N]
-//!     [--first-only PATH] [--routers N]
+//!     [--first-only PATH] [--routers N] [--malformed]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -52,7 +52,9 @@
 //!   `--reply-at` only;
 //! - `--routers N`: a path of N routers: a probe with a TTL up to N answers `ttl-expired`
 //!   from that TTL's router (192.0.2.TTL, or 2001:db8::TTL for IPv6: documentation
-//!   addresses, in answers only), unless `--reply-at` names its TTL.
+//!   addresses, in answers only), unless `--reply-at` names its TTL;
+//! - `--malformed`: answer each probe with a line whose token and reply name parse but
+//!   whose `round-trip-time` does not (a number mtr-packet never writes).
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
@@ -90,6 +92,7 @@ struct Scenario {
     answer_every: Option<usize>,
     first_only: Option<String>,
     routers: u8,
+    malformed: bool,
 }
 
 /// How long a misbehaviour lasts at most.
@@ -233,6 +236,11 @@ fn main() {
         if scenario.garbage {
             bytes.extend_from_slice(b"%% this is not protocol \xff\n");
         }
+        let answer = if scenario.malformed {
+            malformed(&answer)
+        } else {
+            answer
+        };
         bytes.extend_from_slice(&answer);
         last_probe_answer.clone_from(&answer);
         if scenario.twice {
@@ -416,6 +424,18 @@ fn reply_name<'s>(scenario: &'s Scenario, args: &ProbeArgs) -> &'s str {
         .map_or(&scenario.reply, |(_, kind)| kind)
 }
 
+/// `answer` (one line) with its `round-trip-time` argument, or one added, made a value that
+/// does not parse.
+fn malformed(answer: &[u8]) -> Vec<u8> {
+    let line = String::from_utf8_lossy(answer);
+    let head = line
+        .trim_end()
+        .split(" round-trip-time")
+        .next()
+        .unwrap_or_default();
+    format!("{head} round-trip-time not-a-number\n").into_bytes()
+}
+
 fn encode(reply: &Reply<'_>) -> Vec<u8> {
     let mut line = String::new();
     reply.encode(&mut line);
@@ -464,6 +484,7 @@ fn parse_args() -> Result<Scenario, String> {
             "--foreign" => s.foreign = true,
             "--answer-every" => s.answer_every = Some(number(value()?)? as usize),
             "--first-only" => s.first_only = Some(value()?),
+            "--malformed" => s.malformed = true,
             "--routers" => {
                 s.routers = u8::try_from(number(value()?)?).map_err(|e| e.to_string())?;
             }
