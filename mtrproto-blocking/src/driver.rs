@@ -545,7 +545,12 @@ impl Driver {
         if self.abandoned > 0 && self.slots.iter().all(|s| s.helper.load() == 0) {
             self.abandoned = 0;
         }
-        let capacity = self.config.window.saturating_mul(self.slots.len());
+        // Each helper's window as its session holds it (under the table a refusal taught),
+        // and its refused probes waiting out their timeout, which hold no slot.
+        let capacity = self
+            .slots
+            .iter()
+            .fold(0usize, |sum, s| sum.saturating_add(s.helper.room()));
         let room = capacity.saturating_sub(self.abandoned);
         for job in &mut self.jobs {
             job.set_room(room);

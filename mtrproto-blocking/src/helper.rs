@@ -344,6 +344,18 @@ impl Helper {
         self.session.in_flight() + self.waiting_probes()
     }
 
+    /// Probes it can hold out now: its window, under the helper's table once a
+    /// `probes-exhausted` taught its size ([`Session::helper_capacity`]), and the refused
+    /// probes waiting for their timeout, which hold no slot ([`Session::refused_waiting`]).
+    pub(crate) fn room(&self) -> usize {
+        let window = self.session.config().window;
+        let window = self
+            .session
+            .helper_capacity()
+            .map_or(window, |table| table.min(window));
+        window.saturating_add(self.session.refused_waiting())
+    }
+
     /// Probes waiting for the window, in the session and in the backlog.
     fn waiting_probes(&self) -> usize {
         self.session.queued() + self.backlog.1.len()

@@ -1248,3 +1248,68 @@ fn campaigns_at_once_share_the_window_and_lose_nothing() {
     let wanted: usize = summaries.iter().map(|s| s.peak_in_flight).sum();
     assert!(wanted > 4, "{summaries:?}");
 }
+
+/// A helper that refused a probe with `probes-exhausted` while one other was in flight
+/// holds one at a time from then on (its table, as it said). A campaign then keeps within
+/// that, not the window it was opened with: what it sent past it would wait in the helper's
+/// queue, and a caller's probe behind them, for far longer than its timeout and the grace.
+#[test]
+fn a_campaign_keeps_within_the_table_a_refusal_taught_and_a_callers_probe_gets_through() {
+    // TTL 4 is refused; every answer comes 100 ms after its probe.
+    let session = std::sync::Arc::new(
+        Session::builder()
+            .program(
+                FAKE,
+                [
+                    "--delay-ms",
+                    "100",
+                    "--routers",
+                    "8",
+                    "--reply-at",
+                    "4:probes-exhausted",
+                ],
+            )
+            .grace(Duration::from_secs(1))
+            .open()
+            .expect("open the fake helper"),
+    );
+    let one_second = mtrproto_blocking::ProbeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let refused = mtrproto_blocking::ProbeOptions {
+        ttl: Some(4),
+        ..one_second.clone()
+    };
+    // Refused while the second is in flight: the table holds one. The refused probe ends
+    // with the refusal at its timeout.
+    let first = session.probe("127.0.0.1", &refused).unwrap();
+    let second = session.probe("127.0.0.1", &one_second).unwrap();
+    assert!(second.wait().unwrap().success());
+    let first = first.wait().unwrap();
+    assert_eq!(first.result, mtrproto_blocking::ReplyKind::ProbesExhausted);
+    // 100 targets, TTLs 1 to 3 (answered by routers), a few rounds.
+    let campaign = {
+        let session = std::sync::Arc::clone(&session);
+        std::thread::spawn(move || {
+            let mut options = options(3, 10);
+            options.trace.max_ttl = 3;
+            session.campaign_reports(hosts(100), &options, &CampaignLimits::default(), |_| {})
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    let handle = session.probe("127.0.0.1", &one_second).unwrap();
+    // Its timeout, the grace, and slack for a busy machine.
+    let result = handle.wait_timeout(Duration::from_secs(3));
+    let waited = sent.elapsed();
+    println!("caller's probe beside the campaign: {waited:?}");
+    // Ends the campaign either way (it is slow at one probe at a time).
+    session.close();
+    let ended = campaign.join().unwrap();
+    assert!(matches!(ended, Err(Error::State(_))), "{ended:?}");
+    assert!(
+        result.as_ref().is_some_and(|r| r.is_ok()),
+        "caller's probe after {waited:?}: {result:?}"
+    );
+}

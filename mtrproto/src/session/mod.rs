@@ -1026,6 +1026,16 @@ impl Session {
         (at > now).then_some(at)
     }
 
+    /// Refused probes whose re-sends are spent, waiting for their own timeout to end with
+    /// the refusal ([`SessionConfig::max_retries`]): still pending, in neither the window
+    /// nor a queue. A driver counting its probes out against the window counts these
+    /// apart, as they hold no slot.
+    pub fn refused_waiting(&self) -> usize {
+        // Every refused probe not out again has an expiry; those to be sent again are in
+        // `resend` too.
+        self.expiries.len().saturating_sub(self.resend.len())
+    }
+
     /// The size of mtr-packet's table of probes, as learned from its `probes-exhausted`
     /// answers: the fewest requests in flight when it refused one. `None` until it has.
     /// The window stays at most this.
@@ -1123,6 +1133,37 @@ mod tests {
             .map(|_| session.send_probe(now, args.clone()).unwrap().get())
             .collect();
         assert_eq!(tokens, [Token::MAX.get() - 1, Token::MAX.get(), 2]);
+    }
+
+    #[test]
+    fn a_refused_probe_waiting_out_its_timeout_is_counted_apart_from_the_window() {
+        let now = Instant::now();
+        let config = SessionConfig {
+            max_retries: 1,
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config);
+        let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let token = session.send_probe(now, args).unwrap();
+        let refuse = |session: &mut Session| {
+            let line = written(session, now);
+            let wire = line.split(' ').next().unwrap().to_owned();
+            session.handle_input(now, format!("{wire} probes-exhausted\n").as_bytes());
+        };
+        // Refused once: sent again at once, so not waiting.
+        refuse(&mut session);
+        assert_eq!((session.in_flight(), session.refused_waiting()), (1, 0));
+        // Refused again, its re-send spent: it waits for its timeout, out of the window.
+        refuse(&mut session);
+        assert_eq!(session.in_flight(), 0);
+        assert_eq!((session.probes_queued(), session.refused_waiting()), (0, 1));
+        session.handle_timeout(now + ProbeArgs::DEFAULT_TIMEOUT);
+        assert_eq!(session.refused_waiting(), 0);
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::Probe { token: t, outcome: Ok(result) })
+                if t == token && result.result == ReplyKind::ProbesExhausted
+        ));
     }
 
     /// Writes what the session transmits at `now`, as a helper reading it all would.
