@@ -1306,8 +1306,10 @@ fn a_campaign_keeps_within_the_table_a_refusal_taught_and_a_callers_probe_gets_t
     println!("caller's probe beside the campaign: {waited:?}");
     // Ends the campaign either way (it is slow at one probe at a time).
     session.close();
+    // Closed mid-way; done already only if the table was not taught (the second probe
+    // held up past the first's answer on a starved machine).
     let ended = campaign.join().unwrap();
-    assert!(matches!(ended, Err(Error::State(_))), "{ended:?}");
+    assert!(matches!(ended, Ok(_) | Err(Error::State(_))), "{ended:?}");
     assert!(
         result.as_ref().is_some_and(|r| r.is_ok()),
         "caller's probe after {waited:?}: {result:?}"
