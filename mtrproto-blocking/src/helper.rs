@@ -256,8 +256,11 @@ impl Helper {
         let abandon = |mut child: Child, e: io::Error| {
             let _ = sys::kill_group(pid);
             let _ = child.kill();
-            // Just killed: this wait is short.
-            let _ = child.wait();
+            // Reaped on a thread of its own: this may run on the driver thread, which waits
+            // only in `poll`. (Should no thread start, it stays a zombie until we exit.)
+            let _ = std::thread::Builder::new()
+                .name("mtr-packet reap".into())
+                .spawn(move || child.wait());
             ProcessError::Io(e)
         };
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
