@@ -9,7 +9,7 @@ use mtrproto::{TraceConfig, TraceStats, Tracer};
 
 use crate::driver::Command;
 use crate::error::Error;
-use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, Target, TraceEnd};
+use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, TraceEnd};
 use crate::options::ProbeOptions;
 use crate::session::Session;
 
@@ -520,10 +520,8 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
                 // The driver names the target by its ticket in its events.
                 self.session.send_unwoken(Command::Target {
                     job: self.id,
-                    target: Box::new(Target {
-                        index: ticket,
-                        tracer,
-                    }),
+                    ticket,
+                    tracer: Box::new(tracer),
                 })
             });
         match started {

@@ -36,12 +36,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token as PollToken, Waker};
-use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig};
+use mtrproto::{Failure, Feature, ProbeArgs, Protocol, SessionConfig, Tracer};
 
 use crate::completion::Completion;
 use crate::error::{Error, ProcessError};
 use crate::helper::{Caller, Helper, SupportAnswer, Why, give_up_at};
-use crate::job::{Job, Target};
+use crate::job::Job;
 use crate::status::Shared;
 use crate::sys;
 
@@ -102,10 +102,11 @@ pub(crate) enum Command {
     },
     /// Run a campaign's tracers on the driver thread.
     Campaign(Box<Job>),
-    /// Start tracing a target in campaign `job`.
+    /// Start tracing a target in campaign `job`, named by the caller's `ticket`.
     Target {
         job: u32,
-        target: Box<Target>,
+        ticket: usize,
+        tracer: Box<Tracer>,
     },
     /// Stop campaign `job`: its caller is done with it (or gone).
     EndCampaign {
@@ -449,9 +450,13 @@ impl Driver {
                 // While closing, no campaign runs: its caller sees the session closed.
                 Ok(Command::Campaign(job)) if self.kill_at.is_none() => self.jobs.push(*job),
                 Ok(Command::Campaign(_)) => {}
-                Ok(Command::Target { job, target }) => {
+                Ok(Command::Target {
+                    job,
+                    ticket,
+                    tracer,
+                }) => {
                     if let Some(job) = self.jobs.iter_mut().find(|j| j.id() == job) {
-                        job.add(target);
+                        job.add(ticket, tracer);
                     }
                 }
                 Ok(Command::EndCampaign { job }) => self.end_campaign(job),

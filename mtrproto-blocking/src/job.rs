@@ -99,14 +99,6 @@ impl ProbeKey {
     }
 }
 
-/// A target handed to a running campaign by the caller's thread, traced in the box it came
-/// in.
-pub(crate) struct Target {
-    /// The caller's name for it, given back in its events (its ticket, `campaign.rs`).
-    pub(crate) index: usize,
-    pub(crate) tracer: Tracer,
-}
-
 /// The campaign's probe counts so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
@@ -152,18 +144,63 @@ pub(crate) struct TraceEnd {
 struct Schedule {
     /// The generation of the slot's target (its last one's once it ended).
     generation: u64,
+    /// The deadline, below [`Schedule::PROBE`], and two flags, in one word: 16 bytes per
+    /// target where three fields take 24, and a campaign holds thousands.
+    word: u64,
+}
+
+impl Schedule {
+    /// Whether the deadline is a probe's ([`Tracer::is_sending`]), not a trace's end.
+    const PROBE: u64 = 1 << 63;
+    /// In [`Job::waiting`]: off the heap until it is served from there.
+    const WAITING: u64 = 1 << 62;
+
+    fn new(generation: u64) -> Schedule {
+        Schedule {
+            generation,
+            word: UNSCHEDULED,
+        }
+    }
+
     /// The deadline last pushed on the heap for it ([`Job::millis`]), [`UNSCHEDULED`] when
     /// none.
-    deadline: u64,
-    /// Whether that deadline is a probe's ([`Tracer::is_sending`]), not a trace's end.
-    probe: bool,
-    /// In [`Job::waiting`]: off the heap until it is served from there.
-    waiting: bool,
+    fn deadline(self) -> u64 {
+        self.word & UNSCHEDULED
+    }
+
+    fn set_deadline(&mut self, deadline: u64) {
+        self.word = self.word & !UNSCHEDULED | deadline & UNSCHEDULED;
+    }
+
+    fn probe(self) -> bool {
+        self.word & Schedule::PROBE != 0
+    }
+
+    fn set_probe(&mut self, probe: bool) {
+        self.set(Schedule::PROBE, probe);
+    }
+
+    fn waiting(self) -> bool {
+        self.word & Schedule::WAITING != 0
+    }
+
+    fn set_waiting(&mut self, waiting: bool) {
+        self.set(Schedule::WAITING, waiting);
+    }
+
+    fn set(&mut self, flag: u64, value: bool) {
+        if value {
+            self.word |= flag;
+        } else {
+            self.word &= !flag;
+        }
+    }
 }
 
 /// [`Schedule::deadline`] of a slot with nothing on the heap: above every deadline
-/// [`Job::millis`] gives.
-const UNSCHEDULED: u64 = u64::MAX;
+/// [`Job::millis`] gives (at most `u64::MAX >> SLOT_BITS`), below the schedule's flags.
+const UNSCHEDULED: u64 = Schedule::WAITING - 1;
+const _: () = assert!(UNSCHEDULED > u64::MAX >> SLOT_BITS);
 
 /// A running campaign, owned by the driver thread.
 pub(crate) struct Job {
@@ -172,12 +209,16 @@ pub(crate) struct Job {
     /// The time between probes under a rate cap.
     period: Option<Duration>,
     next_allowed: Instant,
-    /// The targets being traced. Boxed, as they came: an entry is 8 bytes, so the table's
-    /// room past its length (up to as much again, as it grows by doubling) costs little.
-    slots: Vec<Option<Box<Target>>>,
+    /// The targets being traced, each at its caller's ticket (`campaign.rs`: a dense table
+    /// there too, a ticket reused only once its target's report came back, so after its
+    /// slot here was freed), which its events name it by. Boxed, as they came: an entry is
+    /// 8 bytes, so the table's room past its length (up to as much again, as it grows by
+    /// doubling) costs little.
+    slots: Vec<Option<Box<Tracer>>>,
     /// Each slot's schedule, at the slot's index.
     schedules: Vec<Schedule>,
-    free: Vec<u32>,
+    /// The slots holding a target.
+    active: usize,
     /// What the heap's deadlines count from.
     base: Instant,
     /// Each target's next deadline, earliest first, as one number: the deadline in whole
@@ -234,7 +275,7 @@ impl Job {
             next_allowed: now,
             slots: Vec::new(),
             schedules: Vec::new(),
-            free: Vec::new(),
+            active: 0,
             base: now,
             heap: BinaryHeap::new(),
             waiting: VecDeque::new(),
@@ -276,28 +317,24 @@ impl Job {
         self.budget.min(self.room)
     }
 
-    /// Starts tracing a target.
-    pub(crate) fn add(&mut self, target: Box<Target>) {
+    /// Starts tracing a target under the caller's `ticket`: below [`MAX_ACTIVE`], and not
+    /// one of a target still traced (the caller reuses a ticket once its report came).
+    pub(crate) fn add(&mut self, ticket: usize, tracer: Box<Tracer>) {
+        let Some(slot) = u32::try_from(ticket).ok().filter(|_| ticket < MAX_ACTIVE) else {
+            return;
+        };
+        if self.slots.len() <= ticket {
+            // Tickets are dense: the next one is at most the table's length.
+            self.slots.resize_with(ticket + 1, || None);
+            self.schedules.resize(ticket + 1, Schedule::new(0));
+        }
         self.generation += 1;
-        let schedule = Schedule {
-            generation: self.generation,
-            deadline: UNSCHEDULED,
-            probe: false,
-            waiting: false,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(target);
-                self.schedules[slot as usize] = schedule;
-                slot
-            }
-            None => {
-                self.slots.push(Some(target));
-                self.schedules.push(schedule);
-                // The caller keeps its targets at once within MAX_ACTIVE, so this fits.
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
+        let entry = &mut self.slots[ticket];
+        debug_assert!(entry.is_none(), "ticket {ticket} reused while traced");
+        if entry.replace(tracer).is_none() {
+            self.active += 1;
+        }
+        self.schedules[ticket] = Schedule::new(self.generation);
         self.schedule(slot);
     }
 
@@ -426,10 +463,8 @@ impl Job {
             return self.settle();
         };
         match result {
-            Ok(result) => active
-                .tracer
-                .handle_flow_result(now, key.ttl, key.flow, result),
-            Err(_) => active.tracer.handle_lost(now, key.ttl),
+            Ok(result) => active.handle_flow_result(now, key.ttl, key.flow, result),
+            Err(_) => active.handle_lost(now, key.ttl),
         }
         self.finish_or_schedule(key.slot);
     }
@@ -440,7 +475,7 @@ impl Job {
     /// instead of coming one after the other.
     pub(crate) fn warm(&self, key: &ProbeKey) {
         if let Some(Some(active)) = self.slots.get(key.slot as usize) {
-            let stats = active.tracer.stats();
+            let stats = active.stats();
             std::hint::black_box(stats.hop(key.ttl).map(Hop::received));
         }
     }
@@ -454,7 +489,7 @@ impl Job {
         for &(slot, _) in self.waiting.iter().take(room.min(WARM_AHEAD)) {
             let generation = self.schedules.get(slot as usize).map(|s| s.generation);
             if let Some(Some(active)) = self.slots.get(slot as usize) {
-                let tracer = &active.tracer;
+                let tracer = &**active;
                 let hop = tracer.next_ttl().and_then(|ttl| tracer.stats().hop(ttl));
                 std::hint::black_box((generation, hop.map(Hop::in_flight)));
             }
@@ -482,11 +517,11 @@ impl Job {
             if !held && let Some((slot, generation)) = self.waiting.pop_front() {
                 if let Some(schedule) = self.schedules.get_mut(slot as usize)
                     && schedule.generation == generation
-                    && schedule.waiting
+                    && schedule.waiting()
                     && let Some(Some(active)) = self.slots.get_mut(slot as usize)
                 {
-                    schedule.waiting = false;
-                    active.tracer.handle_timeout(now);
+                    schedule.set_waiting(false);
+                    active.handle_timeout(now);
                     self.send_one(now, slot, &mut send);
                 }
                 continue;
@@ -505,27 +540,27 @@ impl Job {
             };
             // A stale entry (even one of a target that held the slot before: its deadline
             // would then be this target's own).
-            if schedule.deadline != deadline {
+            if schedule.deadline() != deadline {
                 continue;
             }
-            schedule.deadline = UNSCHEDULED;
-            if held && schedule.probe {
+            schedule.set_deadline(UNSCHEDULED);
+            if held && schedule.probe() {
                 // A probe waits for room or the rate, its trace untouched till then.
-                schedule.waiting = true;
+                schedule.set_waiting(true);
                 self.waiting.push_back((slot, schedule.generation));
                 continue;
             }
             let Some(Some(active)) = self.slots.get_mut(slot as usize) else {
                 continue;
             };
-            active.tracer.handle_timeout(now);
+            active.handle_timeout(now);
             if held {
                 // Only a trace's end is due now; a probe waits for room or the rate.
-                let probe_due = !active.tracer.is_done()
-                    && active.tracer.poll_timeout().is_some_and(|at| at <= now);
+                let probe_due =
+                    !active.is_done() && active.poll_timeout().is_some_and(|at| at <= now);
                 match self.schedules.get_mut(slot as usize) {
                     Some(schedule) if probe_due => {
-                        schedule.waiting = true;
+                        schedule.set_waiting(true);
                         self.waiting.push_back((slot, schedule.generation));
                     }
                     _ => self.finish_or_schedule(slot),
@@ -551,8 +586,8 @@ impl Job {
             return;
         };
         let generation = schedule.generation;
-        let round = active.tracer.rounds_completed();
-        if let Some(probe) = active.tracer.poll_probe(now) {
+        let round = active.rounds_completed();
+        if let Some(probe) = active.poll_probe(now) {
             let timeout = probe.args().effective_timeout();
             if timeout != self.grid.0 {
                 self.grid = (timeout, grid_period(timeout));
@@ -574,7 +609,7 @@ impl Job {
                 // No helper takes it: lost, as the helper's end would make it.
                 Err(_) => {
                     self.counts.lost += 1;
-                    active.tracer.handle_lost(now, key.ttl);
+                    active.handle_lost(now, key.ttl);
                 }
             }
             if let Some(period) = self.period {
@@ -584,16 +619,16 @@ impl Job {
                 let floor = now.checked_sub(credit).unwrap_or(now);
                 self.next_allowed = self.next_allowed.max(floor) + period;
             }
-            let rounds = active.tracer.rounds_completed();
+            let rounds = active.rounds_completed();
             if self.rounds
                 && round < rounds
                 && self.rounds_waiting.load(Ordering::Acquire) < ROUNDS_WAITING
             {
                 self.rounds_waiting.fetch_add(1, Ordering::AcqRel);
                 let _ = self.events.send(JobEvent::Round {
-                    index: active.index,
+                    index: slot as usize,
                     round: rounds,
-                    stats: active.tracer.stats().clone(),
+                    stats: active.stats().clone(),
                 });
             }
         }
@@ -616,7 +651,7 @@ impl Job {
     /// Pushes the slot's next deadline if it changed.
     fn schedule(&mut self, slot: u32) {
         let (next, probe) = match self.slots.get(slot as usize) {
-            Some(Some(active)) => (active.tracer.poll_timeout(), active.tracer.is_sending()),
+            Some(Some(active)) => (active.poll_timeout(), active.is_sending()),
             _ => return,
         };
         let next = next.map_or(UNSCHEDULED, |at| self.millis(at, true));
@@ -624,13 +659,13 @@ impl Job {
             return;
         };
         // A waiting target is served from `waiting`, whatever its deadline now.
-        if schedule.waiting {
+        if schedule.waiting() {
             return;
         }
         // Set even when the deadline stays: it may now be a trace's end, not a probe's.
-        schedule.probe = probe;
-        if next != schedule.deadline {
-            schedule.deadline = next;
+        schedule.set_probe(probe);
+        if next != schedule.deadline() {
+            schedule.set_deadline(next);
             if next != UNSCHEDULED {
                 self.heap.push(Reverse(next << SLOT_BITS | u64::from(slot)));
             }
@@ -641,16 +676,16 @@ impl Job {
     /// next deadline.
     fn finish_or_schedule(&mut self, slot: u32) {
         match self.slots.get_mut(slot as usize) {
-            Some(entry) if entry.as_ref().is_some_and(|a| a.tracer.is_done()) => {
+            Some(entry) if entry.as_ref().is_some_and(|a| a.is_done()) => {
                 if let Some(active) = entry.take() {
-                    self.free.push(slot);
+                    self.active -= 1;
                     if let Some(schedule) = self.schedules.get_mut(slot as usize) {
                         // Its heap entry, if any, is stale from now on.
-                        schedule.deadline = UNSCHEDULED;
-                        schedule.waiting = false;
+                        schedule.set_deadline(UNSCHEDULED);
+                        schedule.set_waiting(false);
                     }
-                    let refused = active.tracer.refused().map(|(ttl, r)| (ttl, r.clone()));
-                    let (stats, flows) = active.tracer.into_flow_stats();
+                    let refused = active.refused().map(|(ttl, r)| (ttl, r.clone()));
+                    let (stats, flows) = active.into_flow_stats();
                     let end = TraceEnd {
                         refused,
                         stats,
@@ -658,7 +693,7 @@ impl Job {
                         counts: self.counts,
                     };
                     let _ = self.events.send(JobEvent::Done {
-                        index: active.index,
+                        index: slot as usize,
                         end: Box::new(end),
                     });
                     self.settle();
@@ -671,7 +706,7 @@ impl Job {
     /// Tells the caller the final counts once no target is traced and no probe is in flight
     /// (answers after the last target's end count too).
     fn settle(&mut self) {
-        if self.in_flight == 0 && self.free.len() == self.slots.len() {
+        if self.in_flight == 0 && self.active == 0 {
             let _ = self.events.send(JobEvent::Settled {
                 counts: self.counts,
             });
@@ -701,7 +736,7 @@ mod tests {
         };
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let tracer = Tracer::new(args, &config, now).unwrap();
-        job.add(Box::new(Target { index: 0, tracer }));
+        job.add(0, Box::new(tracer));
         // Its hold judged from `now`, as if an earlier probe had gone out then: its first
         // probe, at the trace's start, comes a GRID_HOLD and more later.
         job.first_probe = Some(now);
@@ -719,6 +754,24 @@ mod tests {
         // Each waiting event takes the room of the largest variant: a round's (its figures'
         // inline part), the report boxed.
         assert!(std::mem::size_of::<JobEvent>() <= 80);
+    }
+
+    #[test]
+    fn a_schedule_is_two_words_and_keeps_its_flags_apart() {
+        assert_eq!(std::mem::size_of::<Schedule>(), 16);
+        let mut schedule = Schedule::new(7);
+        assert_eq!(schedule.deadline(), UNSCHEDULED);
+        schedule.set_probe(true);
+        schedule.set_waiting(true);
+        schedule.set_deadline(u64::MAX >> SLOT_BITS);
+        assert_eq!(schedule.deadline(), u64::MAX >> SLOT_BITS);
+        assert!(schedule.probe() && schedule.waiting());
+        schedule.set_deadline(UNSCHEDULED);
+        schedule.set_probe(false);
+        assert_eq!(schedule.deadline(), UNSCHEDULED);
+        assert!(!schedule.probe() && schedule.waiting());
+        schedule.set_waiting(false);
+        assert_eq!((schedule.word, schedule.generation), (UNSCHEDULED, 7));
     }
 
     #[test]
@@ -791,7 +844,7 @@ mod tests {
         for index in 0..2 {
             let tracer = Tracer::new(args.clone(), &TraceConfig::default(), start).unwrap();
             due = tracer.poll_timeout().unwrap();
-            job.add(Box::new(Target { index, tracer }));
+            job.add(index, Box::new(tracer));
         }
         // Its hold judged as if its first probe had gone out a GRID_HOLD before.
         job.first_probe = due.checked_sub(GRID_HOLD);
@@ -826,7 +879,7 @@ mod tests {
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         for index in 0..targets {
             let tracer = Tracer::new(args.clone(), config, start).unwrap();
-            job.add(Box::new(Target { index, tracer }));
+            job.add(index, Box::new(tracer));
         }
         job
     }
@@ -958,7 +1011,7 @@ mod tests {
         let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
         let tracer = Tracer::new(args, &TraceConfig::default(), start).unwrap();
         let due = tracer.poll_timeout().unwrap();
-        job.add(Box::new(Target { index: 0, tracer }));
+        job.add(0, Box::new(tracer));
         job.send_due(start, |_, _| Ok(()));
         let next = job.deadline().unwrap();
         // Its deadline in whole milliseconds, rounded up, not put off to a grid.

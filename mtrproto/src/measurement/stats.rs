@@ -30,10 +30,15 @@ use crate::protocol::result::ProbeResult;
 #[derive(Debug, Clone)]
 pub struct TraceStats {
     target: IpAddr,
-    /// The hops up to one past the highest TTL probed, grown on demand: a campaign holds
-    /// thousands of traces, most of them far shorter than `max_ttl`.
+    /// The hops up to the highest TTL probed, and one past a hop a router (not the target)
+    /// answered, for [`TraceStats::hops`] to show: grown on demand, as a campaign holds
+    /// thousands of traces, most of them far shorter than `max_ttl`. The hop one past the
+    /// highest probed, which [`TraceStats::hop`] also gives, is then mostly not made: it is
+    /// an empty one ([`EMPTY_HOPS`]), and a target's answer ends the path before it.
     hops: Vec<Hop>,
     max_ttl: u8,
+    /// The highest TTL probed or given a result, 0 before any.
+    top: u8,
     /// Who answered each hop last, one bit per TTL (bit `ttl - 1`) for the first
     /// [`TtlBits::TTLS`] TTLs, as [`Hop::host`] says it: `heard`, anyone; `reached`, the
     /// target. [`Rounds::advance`] scans these on every probe: inline, they are in the cache
@@ -46,6 +51,18 @@ pub struct TraceStats {
 
 /// The hops of a trace grow by this many at a time: at most 3 unused (48 bytes).
 const HOPS_STEP: usize = 4;
+
+/// A hop not yet made, for each TTL: what [`TraceStats::hop`] gives one past the highest
+/// TTL probed without holding it in every trace.
+static EMPTY_HOPS: [Hop; 255] = {
+    let mut hops = [const { Hop::empty(0) }; 255];
+    let mut i = 0;
+    while i < hops.len() {
+        hops[i].ttl = i as u8 + 1;
+        i += 1;
+    }
+    hops
+};
 
 /// One bit per TTL, for TTLs 1 to [`TtlBits::TTLS`]: 8 bytes where all 255 would take 32,
 /// in every trace of a campaign and every copy of its figures.
@@ -227,6 +244,7 @@ impl TraceStats {
             target,
             hops: Vec::new(),
             max_ttl,
+            top: 0,
             heard: TtlBits::default(),
             reached: TtlBits::default(),
         }
@@ -239,7 +257,7 @@ impl TraceStats {
 
     /// A probe with this TTL was sent and is in flight. TTLs out of range are ignored.
     pub fn sent(&mut self, ttl: u8) {
-        if let Some(hop) = self.hop_mut(ttl) {
+        if let Some(hop) = self.hop_mut(ttl, ttl) {
             hop.xmit = hop.xmit.saturating_add(1);
             hop.transit = true;
         }
@@ -254,13 +272,17 @@ impl TraceStats {
     /// [`errors`](Hop::errors).
     pub fn record(&mut self, ttl: u8, result: &ProbeResult) {
         let target = self.target;
-        let Some(hop) = self.hop_mut(ttl) else {
+        let Some(hop) = self.hop_mut(ttl, ttl) else {
             return;
         };
         // `hop_mut` took only TTLs from 1.
         if let Some(from_target) = hop.record(target, result) {
             self.heard.set(ttl - 1, true);
             self.reached.set(ttl - 1, from_target);
+            if !from_target && usize::from(ttl) == self.hops.len() {
+                // `hops` shows the hop past one a router answered.
+                self.hop_mut(ttl, ttl.saturating_add(1));
+            }
         }
     }
 
@@ -298,15 +320,16 @@ impl TraceStats {
         self.hops.shrink_to_fit();
     }
 
-    /// The hop of `ttl`, after growing the hops to one past it (so that [`hops`] can still
-    /// report the hop after the last one that answered).
+    /// The hop of `ttl`, probed or given a result, after growing the hops to `up_to` (to
+    /// `ttl`, or one past it where [`hops`] shows that one).
     ///
     /// [`hops`]: TraceStats::hops
-    fn hop_mut(&mut self, ttl: u8) -> Option<&mut Hop> {
+    fn hop_mut(&mut self, ttl: u8, up_to: u8) -> Option<&mut Hop> {
         if ttl == 0 || ttl > self.max_ttl {
             return None;
         }
-        let want = usize::from(ttl.saturating_add(1).min(self.max_ttl));
+        self.top = self.top.max(ttl);
+        let want = usize::from(up_to.min(self.max_ttl));
         if self.hops.capacity() < want {
             // Room for the hops reached rounded up to [`HOPS_STEP`]: growing by doubling would
             // leave room for up to twice as many in thousands of traces, growing by one would
@@ -319,10 +342,7 @@ impl TraceStats {
         }
         while self.hops.len() < want {
             let next = u8::try_from(self.hops.len() + 1).unwrap_or(u8::MAX);
-            self.hops.push(Hop {
-                ttl: next,
-                ..Hop::default()
-            });
+            self.hops.push(Hop::empty(next));
         }
         self.hops.get_mut(usize::from(ttl) - 1)
     }
@@ -344,7 +364,7 @@ impl TraceStats {
         &self.hops[..max.min(self.hops.len())]
     }
 
-    /// The hop of `ttl`, once a probe went out at it (or past it: the hops grow to one past
+    /// The hop of `ttl`, once a probe went out at it (or past it: the hops reach one past
     /// the highest TTL probed), whether or not [`hops`](TraceStats::hops) reports it.
     ///
     /// ```
@@ -358,7 +378,13 @@ impl TraceStats {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn hop(&self, ttl: u8) -> Option<&Hop> {
-        self.hops.get(usize::from(ttl).checked_sub(1)?)
+        let i = usize::from(ttl).checked_sub(1)?;
+        match self.hops.get(i) {
+            Some(hop) => Some(hop),
+            // Not made: one past the highest TTL probed (within `max_ttl`) is empty.
+            None if ttl <= self.top.saturating_add(1).min(self.max_ttl) => EMPTY_HOPS.get(i),
+            None => None,
+        }
     }
 
     /// The TTL of the hop where the target answered, if it has.
@@ -504,6 +530,17 @@ impl Rounds {
 }
 
 impl Hop {
+    /// The hop of `ttl` before anything is sent to it.
+    const fn empty(ttl: u8) -> Hop {
+        Hop {
+            ttl,
+            transit: false,
+            v6: false,
+            xmit: 0,
+            seen: None,
+        }
+    }
+
     /// Records `result`; when it is an answer that counts, returns whether the target gave
     /// it (the hop's host is then the target), `None` otherwise (the host stays).
     fn record(&mut self, target: IpAddr, result: &ProbeResult) -> Option<bool> {
@@ -992,13 +1029,18 @@ mod tests {
     fn hops_grow_only_as_far_as_probed() {
         let mut trace = TraceStats::new("127.0.0.9".parse().unwrap(), 30);
         assert!(trace.hops.is_empty());
+        // Silent: up to the TTL probed, the one past it given empty but not made.
+        answer(&mut trace, 2, "1 no-reply");
+        assert_eq!(trace.hops.len(), 2);
+        assert_eq!(trace.hop(3).map(|h| (h.ttl(), h.sent())), Some((3, 0)));
+        assert!(trace.hop(4).is_none() && trace.hop(0).is_none());
         answer(&mut trace, 1, "1 reply ip-4 127.0.0.1 round-trip-time 10");
         answer(&mut trace, 3, "1 reply ip-4 127.0.0.3 round-trip-time 30");
-        // One past the highest TTL probed, so that the hop after the last answer shows.
+        // One past a hop a router answered, so that the hop after the last answer shows.
         assert_eq!(trace.hops.len(), 4);
         let ttls: Vec<u8> = trace.hops().iter().map(|h| h.ttl).collect();
         assert_eq!(ttls, [1, 2, 3, 4]);
-        assert_eq!(trace.hops()[1].sent(), 0);
+        assert_eq!(trace.hops()[1].sent(), 1);
         // A silent hop holds no figures; one that answered, one responder.
         assert!(trace.hops[1].seen.is_none());
         assert_eq!(trace.hops[0].responders().count(), 1);
@@ -1015,6 +1057,15 @@ mod tests {
         );
         assert_eq!(trace.hops.len(), 30);
         assert_eq!(trace.hops().len(), 30);
+        assert!(trace.hop(31).is_none());
+        // Where the target answers, no hop past it is made: the path ends there.
+        let mut trace = TraceStats::new("127.0.0.9".parse().unwrap(), 30);
+        answer(&mut trace, 1, "1 reply ip-4 127.0.0.1 round-trip-time 10");
+        answer(&mut trace, 2, "1 reply ip-4 127.0.0.9 round-trip-time 20");
+        assert_eq!(trace.hops.len(), 2);
+        assert_eq!(trace.hops().len(), 2);
+        let past = trace.hop(3).unwrap();
+        assert_eq!((past.ttl(), past.sent(), past.host()), (3, 0, None));
     }
 
     #[test]

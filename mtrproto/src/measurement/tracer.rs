@@ -1,10 +1,11 @@
 //! [`Tracer`]: the probes of one mtr trace, when to send them, and their statistics.
 
+use std::num::NonZeroU8;
 use std::time::{Duration, Instant};
 
 use crate::error::ArgumentError;
 use crate::measurement::stats::{Rounds, TraceStats};
-use crate::protocol::command::ProbeArgs;
+use crate::protocol::command::{ProbeArgs, ProbeTemplate};
 use crate::protocol::flow::Flow;
 use crate::protocol::reply::ReplyKind;
 use crate::protocol::result::ProbeResult;
@@ -148,17 +149,19 @@ enum Phase {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Tracer {
-    args: ProbeArgs,
+    /// Every probe's args but the target (the figures') and the TTL: a campaign holds
+    /// thousands of tracers.
+    args: ProbeTemplate,
     stats: TraceStats,
-    /// One per flow when the trace probes in fixed flows, flow `i` at `i`. A boxed slice,
-    /// 8 bytes less than a `Vec`: a campaign holds thousands of tracers, most without flows.
-    flow_stats: Box<[TraceStats]>,
+    /// What few traces have (flows, a refusal), in one box behind a thin pointer: a
+    /// campaign holds thousands of tracers, most with neither.
+    rare: Option<Box<Rare>>,
     rounds: Rounds,
     interval: Nanos,
     /// The time between probes, `interval / hosts` ([`Rounds::gap`]): computed when a round
     /// ends (the only time it changes), not at every probe (a `Duration` division is three
     /// integer divisions, a fifth of a probe's cost in the `probe_cycle` bench).
-    gap: Duration,
+    gap: Nanos,
     grace: Nanos,
     cycles: u32,
     completed: u32,
@@ -168,9 +171,16 @@ pub struct Tracer {
     phase: Phase,
     /// The time of `phase`: when the next probe is due, or the tick the grace counts from.
     at: Instant,
+}
+
+/// A [`Tracer`]'s parts that most traces do not have.
+#[derive(Debug, Clone, Default)]
+struct Rare {
+    /// One per flow when the trace probes in fixed flows, flow `i` at `i`.
+    flow_stats: Box<[TraceStats]>,
     /// The first probe the helper refused ([`ReplyKind::is_refusal`]): its TTL and reply.
-    /// It ended the trace. Boxed: most traces have none, and a campaign holds thousands.
-    refused: Option<Box<(u8, ReplyKind<'static>)>>,
+    /// It ended the trace.
+    refused: Option<(u8, ReplyKind<'static>)>,
 }
 
 /// A [`Duration`] of the settings in 8 bytes, where a `Duration` takes 16: a campaign holds
@@ -226,16 +236,22 @@ impl Tracer {
         // Only the first `cycles` flows are ever probed (round r in flow r % flows): no
         // figures for the others, which would cost memory for nothing.
         let probed = u32::from(config.flows).min(config.cycles);
-        let flow_stats = (0..probed)
-            .map(|_| TraceStats::new(args.target(), config.max_ttl))
-            .collect();
+        let rare = (probed > 0).then(|| {
+            let flow_stats = (0..probed)
+                .map(|_| TraceStats::new(args.target(), config.max_ttl))
+                .collect();
+            Box::new(Rare {
+                flow_stats,
+                refused: None,
+            })
+        });
         let rounds = Rounds::starting_at(&stats, config.first_ttl, config.max_unknown);
-        let gap = rounds.gap(config.interval);
-        let next = later(now, gap);
+        let gap = Nanos::new(rounds.gap(config.interval));
+        let next = later(now, gap.get());
         Ok(Tracer {
-            args,
+            args: args.template(),
             stats,
-            flow_stats,
+            rare,
             rounds,
             interval: Nanos::new(config.interval),
             gap,
@@ -246,7 +262,6 @@ impl Tracer {
             sent: 0,
             phase: Phase::Probing,
             at: next,
-            refused: None,
         })
     }
 
@@ -256,13 +271,13 @@ impl Tracer {
             return None;
         }
         let ttl = self.rounds.next_ttl();
-        // Rounds yields TTLs in 1..=max_ttl, which every ProbeArgs accepts, and `new`
-        // checked that the args hold every flow.
-        let mut args = self.args.clone().ttl(ttl).ok()?;
+        // Rounds yields TTLs in 1..=max_ttl, and `new` checked that the args hold every
+        // flow.
+        let mut args = self.args.args(self.stats.target(), NonZeroU8::new(ttl)?);
         let flow = self.round_flow();
         if let Some(flow) = flow {
             args = args.flow(flow).ok()?;
-            self.flow_stats[usize::from(flow.id())].sent(ttl);
+            self.flow_stats_mut()[usize::from(flow.id())].sent(ttl);
         }
         self.stats.sent(ttl);
         self.in_flight = self.in_flight.saturating_add(1);
@@ -270,15 +285,15 @@ impl Tracer {
         if self.rounds.advance(&self.stats) {
             self.completed += 1;
             // Only a round's end changes the rounds' hosts, and so the gap.
-            self.gap = self.rounds.gap(self.interval.get());
+            self.gap = Nanos::new(self.rounds.gap(self.interval.get()));
             // The hops grew as far as this round went, room rounded up: a campaign holds
             // thousands of traces.
             self.stats.fit_hops();
             if let Some(flow) = flow {
-                self.flow_stats[usize::from(flow.id())].fit_hops();
+                self.flow_stats_mut()[usize::from(flow.id())].fit_hops();
             }
         }
-        self.at = later(now, self.gap);
+        self.at = later(now, self.gap.get());
         if self.completed >= self.cycles {
             self.phase = Phase::Grace;
         }
@@ -287,7 +302,7 @@ impl Tracer {
 
     /// The flow of the round being sent, if the trace probes in flows.
     fn round_flow(&self) -> Option<Flow> {
-        let flows = u32::try_from(self.flow_stats.len())
+        let flows = u32::try_from(self.flow_stats().len())
             .ok()
             .filter(|&n| n > 0)?;
         let id = u16::try_from(self.completed % flows).ok()?;
@@ -320,14 +335,15 @@ impl Tracer {
             return;
         }
         self.stats.record(ttl, result);
-        if let Some(stats) = flow.and_then(|f| self.flow_stats.get_mut(usize::from(f.id()))) {
+        if let Some(stats) = flow.and_then(|f| self.flow_stats_mut().get_mut(usize::from(f.id()))) {
             stats.record(ttl, result);
         }
         self.in_flight = self.in_flight.saturating_sub(1);
         if result.result.is_refusal() {
             // Figures without these probes would read as a path; the helper will likely
             // refuse the next ones as well.
-            self.refused = Some(Box::new((ttl, result.result.clone())));
+            let rare = self.rare.get_or_insert_with(Box::default);
+            rare.refused = Some((ttl, result.result.clone()));
             return self.end();
         }
         self.handle_timeout(now);
@@ -351,7 +367,8 @@ impl Tracer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn refused(&self) -> Option<(u8, &ReplyKind<'static>)> {
-        self.refused.as_deref().map(|(ttl, reply)| (*ttl, reply))
+        let (ttl, reply) = self.rare.as_ref()?.refused.as_ref()?;
+        Some((*ttl, reply))
     }
 
     /// The probe sent at `ttl` ended without a result (the helper failed): it stays counted
@@ -376,7 +393,9 @@ impl Tracer {
     fn end(&mut self) {
         self.phase = Phase::Done;
         self.stats.end_transit();
-        self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
+        self.flow_stats_mut()
+            .iter_mut()
+            .for_each(TraceStats::end_transit);
     }
 
     /// When to call [`handle_timeout`](Tracer::handle_timeout) or
@@ -465,7 +484,13 @@ impl Tracer {
     /// per-hop figures, for the flows the rounds probe (`flows`, or `cycles` when that is
     /// fewer). Empty unless the trace probes in flows ([`TraceConfig::flows`]).
     pub fn flow_stats(&self) -> &[TraceStats] {
-        &self.flow_stats
+        self.rare.as_ref().map_or(&[], |rare| &rare.flow_stats)
+    }
+
+    fn flow_stats_mut(&mut self) -> &mut [TraceStats] {
+        self.rare
+            .as_mut()
+            .map_or(&mut [], |rare| &mut rare.flow_stats)
     }
 
     /// The figures, with every probe out of transit as mtr prints its report
@@ -478,8 +503,11 @@ impl Tracer {
     /// out of transit.
     pub fn into_flow_stats(mut self) -> (TraceStats, Vec<TraceStats>) {
         self.stats.end_transit();
-        self.flow_stats.iter_mut().for_each(TraceStats::end_transit);
-        (self.stats, self.flow_stats.into_vec())
+        self.flow_stats_mut()
+            .iter_mut()
+            .for_each(TraceStats::end_transit);
+        let flows = self.rare.map(|rare| rare.flow_stats.into_vec());
+        (self.stats, flows.unwrap_or_default())
     }
 }
 
@@ -891,9 +919,11 @@ mod tests {
     #[test]
     fn a_tracer_stays_small() {
         // A campaign holds one per target (`tests/tests/memory.rs` counts them): its
-        // figures' 64 bytes, the probe's 80, four cache lines in all at most.
+        // figures' 64 bytes, the probes' args without their target 56, three cache lines
+        // in all.
         assert_eq!(std::mem::size_of::<TraceStats>(), 64);
-        assert!(std::mem::size_of::<Tracer>() <= 240);
+        assert_eq!(std::mem::size_of::<ProbeTemplate>(), 56);
+        assert!(std::mem::size_of::<Tracer>() <= 192);
         for d in [
             Duration::ZERO,
             Duration::from_nanos(1),

@@ -202,6 +202,58 @@ pub struct ProbeArgs {
     mark: Option<u32>,
 }
 
+/// A [`ProbeArgs`] without its target and TTL, packed in 56 bytes where the args take 80:
+/// what a [`Tracer`](crate::Tracer) keeps (its target is its figures', the TTL each
+/// probe's), and a campaign holds thousands of tracers. The optional numbers are plain
+/// values with a bit each in `set`: an `Option` of each would take twice their room.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeTemplate {
+    protocol: Protocol,
+    local_addr: Option<IpAddr>,
+    local_device: Option<DeviceName>,
+    timeout_secs: Option<NonZeroU32>,
+    mark: u32,
+    port: u16,
+    local_port: u16,
+    size: u16,
+    bit_pattern: u8,
+    tos: u8,
+    /// Which of the plain values are set: the `ProbeTemplate::*_SET` bits.
+    set: u8,
+}
+
+impl ProbeTemplate {
+    const PORT_SET: u8 = 1;
+    const LOCAL_PORT_SET: u8 = 2;
+    const SIZE_SET: u8 = 4;
+    const BIT_PATTERN_SET: u8 = 8;
+    const TOS_SET: u8 = 16;
+    const MARK_SET: u8 = 32;
+
+    /// `value` if its bit is set.
+    fn get<T>(&self, bit: u8, value: T) -> Option<T> {
+        (self.set & bit != 0).then_some(value)
+    }
+
+    /// The args it was made of ([`ProbeArgs::template`]), to `target` (theirs) at `ttl`.
+    pub(crate) fn args(&self, target: IpAddr, ttl: NonZeroU8) -> ProbeArgs {
+        ProbeArgs {
+            target,
+            protocol: self.protocol,
+            port: self.get(Self::PORT_SET, self.port),
+            local_addr: self.local_addr,
+            local_port: self.get(Self::LOCAL_PORT_SET, self.local_port),
+            local_device: self.local_device.clone(),
+            timeout_secs: self.timeout_secs,
+            ttl: Some(ttl),
+            size: self.get(Self::SIZE_SET, self.size),
+            bit_pattern: self.get(Self::BIT_PATTERN_SET, self.bit_pattern),
+            tos: self.get(Self::TOS_SET, self.tos),
+            mark: self.get(Self::MARK_SET, self.mark),
+        }
+    }
+}
+
 /// Every field of a probe request as a plain value, unchecked: what
 /// [`ProbeArgs::from_fields`] checks and [`ProbeArgs::fields`] gives back. Each field is
 /// named like the [`ProbeArgs`] setter that checks it; `None` leaves mtr-packet's default.
@@ -574,6 +626,29 @@ impl ProbeArgs {
         self.target
     }
 
+    /// Its fields but the target and TTL, which [`ProbeTemplate::args`] takes back.
+    pub(crate) fn template(&self) -> ProbeTemplate {
+        let bit = |value: bool, bit: u8| if value { bit } else { 0 };
+        ProbeTemplate {
+            protocol: self.protocol,
+            local_addr: self.local_addr,
+            local_device: self.local_device.clone(),
+            timeout_secs: self.timeout_secs,
+            mark: self.mark.unwrap_or(0),
+            port: self.port.unwrap_or(0),
+            local_port: self.local_port.unwrap_or(0),
+            size: self.size.unwrap_or(0),
+            bit_pattern: self.bit_pattern.unwrap_or(0),
+            tos: self.tos.unwrap_or(0),
+            set: bit(self.port.is_some(), ProbeTemplate::PORT_SET)
+                | bit(self.local_port.is_some(), ProbeTemplate::LOCAL_PORT_SET)
+                | bit(self.size.is_some(), ProbeTemplate::SIZE_SET)
+                | bit(self.bit_pattern.is_some(), ProbeTemplate::BIT_PATTERN_SET)
+                | bit(self.tos.is_some(), ProbeTemplate::TOS_SET)
+                | bit(self.mark.is_some(), ProbeTemplate::MARK_SET),
+        }
+    }
+
     /// How long mtr-packet will wait for an answer: the timeout sent, or its default of 10 s.
     pub fn effective_timeout(&self) -> Duration {
         self.timeout_secs.map_or(ProbeArgs::DEFAULT_TIMEOUT, |s| {
@@ -911,6 +986,39 @@ fn range(what: &'static str, value: u64, min: u64, max: u64) -> Result<(), Argum
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_gives_back_the_args_at_each_ttl() {
+        let bare = ProbeArgs::new("::1".parse().unwrap());
+        let full = ProbeArgs::new("127.0.0.1".parse().unwrap())
+            .protocol(Protocol::Udp)
+            .port(9)
+            .unwrap()
+            .local_addr("127.0.0.2".parse().unwrap())
+            .unwrap()
+            .local_port(2000)
+            .unwrap()
+            .local_device(DeviceName::new("lo").unwrap())
+            .timeout_secs(3)
+            .unwrap()
+            .size(0)
+            .unwrap()
+            .bit_pattern(0)
+            .tos(0)
+            .mark(0);
+        let udp = ProbeArgs::new("127.0.0.1".parse().unwrap()).protocol(Protocol::Udp);
+        let flow = udp.flow(Flow::new(3).unwrap()).unwrap().mark(u32::MAX);
+        for args in [bare, full, flow] {
+            for ttl in [1, 64, 255] {
+                let at = NonZeroU8::new(ttl).unwrap();
+                let rebuilt = args.template().args(args.target(), at);
+                assert_eq!(rebuilt, args.clone().ttl(ttl).unwrap());
+                // The TTL the args had is the probe's, not theirs.
+                let other = args.clone().ttl(7).unwrap().template();
+                assert_eq!(other.args(args.target(), at), rebuilt);
+            }
+        }
+    }
 
     #[test]
     fn decimals_of_every_length_as_format_writes_them() {
