@@ -39,9 +39,10 @@ pub struct CampaignLimits {
     /// ([`Session::window`] times the helpers), which the session keeps within the helpers'
     /// probe tables. Larger values are brought down to that, 0 up to 1. A helper that
     /// refused a probe for a full table (`probes-exhausted`) counts from then on for what it
-    /// held then ([`mtrproto::Session::helper_capacity`]), and its refused probes waiting
-    /// out their timeout: probes past that would only wait in its queue, a caller's probe
-    /// behind them.
+    /// held then ([`mtrproto::Session::helper_capacity`]; a helper started again counts for
+    /// the whole window until it refuses one), and its refused probes waiting out their
+    /// timeout: probes past that would only wait in its queue, a caller's probe behind
+    /// them.
     ///
     /// The budget is this campaign's own: campaigns that run at once on one session each
     /// send up to theirs, and what the helpers' windows cannot take waits in the helpers'

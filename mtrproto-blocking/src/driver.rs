@@ -8,7 +8,8 @@
 //! their sessions' timers, the watchdogs, the end of a rest, and the timers that reap an
 //! ended helper. Every deadline it waits for is acted on when reached, so it never spins.
 //!
-//! With several helpers, each probe goes to the least loaded one (ties in turn), except a
+//! With several helpers, each probe goes to the least loaded one (first the fewest past its
+//! room, for a helper taught a small table by a refusal; ties in turn), except a
 //! UDP probe with fixed ports (a flow among them): all of a target's probes with the same
 //! ports go to one helper ([`pinned_slot`]), since mtr-packet tells their answers apart only
 //! by sequences each helper numbers alike from 33000, and every helper sees every answer
@@ -994,14 +995,18 @@ fn stand_in(pin: usize, count: usize, accepts: impl Fn(usize) -> bool) -> Option
     (0..count).map(|i| (own + i) % count).find(|&i| accepts(i))
 }
 
-/// The least loaded helper that takes requests; among equals, the next in turn.
+/// The helper that takes requests with the fewest past its room (`Helper::room`: a helper
+/// taught a small table holds few), then the least loaded; among equals, the next in turn.
 fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s mut Helper> {
     let count = slots.len();
     let start = *next_slot % count;
     let best = (0..count)
         .map(|i| (start + i) % count)
         .filter(|&i| slots[i].helper.takes_probes())
-        .min_by_key(|&i| slots[i].helper.load())?;
+        .min_by_key(|&i| {
+            let helper = &slots[i].helper;
+            (helper.load().saturating_sub(helper.room()), helper.load())
+        })?;
     *next_slot = best + 1;
     Some(&mut slots[best].helper)
 }

@@ -51,7 +51,7 @@
 //! | answers a probe in a line whose token and name parse but an argument does not | that probe only: [`ProcessError::NotMtrPacket`] saying what does not parse; it lives on | at once |
 //! | mixes such lines with answers, or floods its output | nothing: each line is counted ([`HelperStatus::diagnostics`], the last 8 kept); reads stop after 256 KiB per wake-up, so memory stays bounded and other work goes on | - |
 //! | exits while probes are being written | as when it exits: SIGPIPE is blocked on the driver thread, so the host process lives on even if it keeps SIGPIPE's default action | as above |
-//! | closes its stdin and lives on | a write to it fails: it takes no new probe from then (another helper does; with none, or while it holds TCP or SCTP probes, whose answers another helper's probes could take, `Exited` at once), those still in its backlog (behind its window) end with `Exited` then, those it was handed end as their watchdogs say (`Unresponsive`); it is killed and started again once it holds none | at the first write after the close |
+//! | closes its stdin and lives on | a write to it fails: it takes no new probe from then (another helper does; with none, or while it holds probes whose answers another helper's could take (TCP, SCTP, 0.92's UDP), or a flow's probes (that flow's), `Exited` at once), those still in its backlog (behind its window) end with `Exited` then, those it was handed end as their watchdogs say (`Unresponsive`); it is killed and started again once it holds none | at the first write after the close |
 //!
 //! After a read that got output, while requests are in flight, a helper's stdout rests out
 //! of the driver's poll and is read at each of the driver's wake-ups, at the latest when the

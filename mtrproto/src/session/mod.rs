@@ -1026,10 +1026,10 @@ impl Session {
         (at > now).then_some(at)
     }
 
-    /// Refused probes whose re-sends are spent, waiting for their own timeout to end with
-    /// the refusal ([`SessionConfig::max_retries`]): still pending, in neither the window
-    /// nor a queue. A driver counting its probes out against the window counts these
-    /// apart, as they hold no slot.
+    /// Refused probes waiting for their own timeout to end with the refusal, their re-sends
+    /// spent ([`SessionConfig::max_retries`]) or their time up before one went out: still
+    /// pending, in neither the window nor a queue. A driver counting its probes out against
+    /// the window counts these apart, as they hold no slot.
     pub fn refused_waiting(&self) -> usize {
         // Every refused probe not out again has an expiry; those to be sent again are in
         // `resend` too.
