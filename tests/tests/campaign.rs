@@ -1006,11 +1006,23 @@ fn trace_on(
     CampaignSummary,
     Result<mtrproto_blocking::TraceStats, Error>,
 ) {
+    trace_every(args, host, 20)
+}
+
+/// [`trace_on`] with rounds `interval_ms` apart (a probe every quarter of that).
+fn trace_every(
+    args: &[&str],
+    host: &str,
+    interval_ms: u64,
+) -> (
+    CampaignSummary,
+    Result<mtrproto_blocking::TraceStats, Error>,
+) {
     let session = Session::builder()
         .program(FAKE, args.iter().copied())
         .open()
         .expect("open the fake helper");
-    let mut options = options(2, 20);
+    let mut options = options(2, interval_ms);
     options.trace.max_ttl = 4;
     let mut reports = Vec::new();
     let summary = session
@@ -1077,8 +1089,10 @@ fn a_trace_with_one_refused_ttl_ends_with_an_error() {
         }
         other => panic!("{other:?}"),
     }
-    // TTL 3 refused: the target answers at TTL 1 and 2, and TTL 3 is never probed.
-    let (_, report) = trace_on(&["--reply-at", "3:invalid-argument"], "127.0.0.1");
+    // TTL 3 refused: the target answers at TTL 1 and 2, and TTL 3 is never probed. A probe
+    // every 100 ms, so that TTL 1's answer is read before TTL 3 is due even on a busy
+    // machine (every 5 ms, TTL 3 went out first in 6 of 14 runs beside three busy loops).
+    let (_, report) = trace_every(&["--reply-at", "3:invalid-argument"], "127.0.0.1", 400);
     assert_eq!(
         report.expect("never probed at TTL 3").destination_ttl(),
         Some(1)
