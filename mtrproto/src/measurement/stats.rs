@@ -381,8 +381,11 @@ impl TraceStats {
         let i = usize::from(ttl).checked_sub(1)?;
         match self.hops.get(i) {
             Some(hop) => Some(hop),
-            // Not made: one past the highest TTL probed (within `max_ttl`) is empty.
-            None if ttl <= self.top.saturating_add(1).min(self.max_ttl) => EMPTY_HOPS.get(i),
+            // Not made: one past the highest TTL probed (within `max_ttl`) is empty; none
+            // before the first probe.
+            None if self.top > 0 && ttl <= self.top.saturating_add(1).min(self.max_ttl) => {
+                EMPTY_HOPS.get(i)
+            }
             None => None,
         }
     }
@@ -1029,6 +1032,8 @@ mod tests {
     fn hops_grow_only_as_far_as_probed() {
         let mut trace = TraceStats::new("127.0.0.9".parse().unwrap(), 30);
         assert!(trace.hops.is_empty());
+        // Nothing probed: no hop at all.
+        assert!(trace.hop(1).is_none());
         // Silent: up to the TTL probed, the one past it given empty but not made.
         answer(&mut trace, 2, "1 no-reply");
         assert_eq!(trace.hops.len(), 2);
