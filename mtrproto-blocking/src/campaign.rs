@@ -320,6 +320,7 @@ impl Session {
         let capacity = self.window() * self.helper_pids().len().max(1);
         let budget = limits.max_in_flight.unwrap_or(capacity).clamp(1, capacity);
         self.check_open()?;
+        self.check_waitable()?;
         let id = NEXT_CAMPAIGN.fetch_add(1, Ordering::Relaxed);
         let (sender, events) = crossbeam_channel::unbounded();
         let rounds_waiting = Arc::new(AtomicUsize::new(0));

@@ -51,6 +51,14 @@ pub enum Error {
     /// [`Session::check_support`](crate::Session::check_support), no room for the check.
     #[error("too many probes waiting ({0}); wait for results before sending more")]
     QueueFull(usize),
+    /// A call that waits for the session's driver thread, made on that thread (from a probe
+    /// callback): it would wait for itself for ever. A callback may send probes with
+    /// [`Session::probe_with`](crate::Session::probe_with) and must not wait.
+    #[error(
+        "a call that waits for the session, made from a probe callback on its own driver \
+         thread, would wait for itself; send with probe_with from there"
+    )]
+    OnDriverThread,
 }
 
 /// What a refusal ([`Error::Refused`]) most often means.

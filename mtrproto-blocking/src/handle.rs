@@ -1,5 +1,6 @@
 //! Handles to probes in flight.
 
+use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -15,20 +16,33 @@ use crate::error::{Error, ProcessError};
 #[derive(Debug)]
 pub struct ProbeHandle {
     result: Receiver<Result<ProbeResult, Error>>,
+    /// The session's driver thread, which completes the probe: waiting on it would never end.
+    driver: ThreadId,
 }
 
 impl ProbeHandle {
-    pub(crate) fn new(result: Receiver<Result<ProbeResult, Error>>) -> ProbeHandle {
-        ProbeHandle { result }
+    pub(crate) fn new(
+        result: Receiver<Result<ProbeResult, Error>>,
+        driver: ThreadId,
+    ) -> ProbeHandle {
+        ProbeHandle { result, driver }
     }
 
-    /// Blocks until the probe completes.
+    /// Blocks until the probe completes. On the session's driver thread (in a probe
+    /// callback), [`Error::OnDriverThread`] at once.
     pub fn wait(self) -> Result<ProbeResult, Error> {
+        if thread::current().id() == self.driver {
+            return Err(Error::OnDriverThread);
+        }
         self.result.recv().unwrap_or_else(|_| Err(gone()))
     }
 
-    /// Blocks at most `timeout`; `None` if the probe is still in flight then.
+    /// Blocks at most `timeout`; `None` if the probe is still in flight then. On the
+    /// session's driver thread (in a probe callback), [`Error::OnDriverThread`] at once.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<ProbeResult, Error>> {
+        if thread::current().id() == self.driver {
+            return Some(Err(Error::OnDriverThread));
+        }
         match self.result.recv_timeout(timeout) {
             Ok(result) => Some(result),
             Err(RecvTimeoutError::Timeout) => None,

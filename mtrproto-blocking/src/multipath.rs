@@ -81,6 +81,7 @@ impl Session {
         host: &str,
         options: &MultipathOptions,
     ) -> Result<(MultipathReport, Option<Error>), Error> {
+        self.check_waitable()?;
         // The release check sees the flows' two ports; the tracer sets them per probe.
         let probe = ProbeOptions {
             protocol: Protocol::Udp,

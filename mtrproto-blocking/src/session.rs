@@ -336,12 +336,14 @@ impl Session {
         self.probe_with(host, options, move |r| {
             let _ = done.send(r);
         })?;
-        Ok(ProbeHandle::new(result))
+        Ok(ProbeHandle::new(result, self.driver_id))
     }
 
     /// Sends one probe and calls `done` with its result on the driver thread, where it must
     /// not block (send it to a channel, for example). Errors before the probe is sent are
-    /// returned instead.
+    /// returned instead. `done` may send probes (`probe_with`, `probe`); the calls that wait
+    /// for the session (`probe_blocking`, [`ProbeHandle::wait`], `check_support`, `trace`,
+    /// the campaigns, `multipath`) fail there with [`Error::OnDriverThread`].
     pub fn probe_with<'h>(
         &self,
         host: impl Into<Host<'h>>,
@@ -465,6 +467,7 @@ impl Session {
     /// Whether the helper supports `feature` (its answer is `ok` or a version).
     pub fn check_support(&self, feature: Feature) -> Result<bool, Error> {
         self.check_open()?;
+        self.check_waitable()?;
         let answer = self.ask(feature).map_err(|f| match f {
             Unchecked::QueueFull(n) => Error::QueueFull(n),
             Unchecked::Failed(Failure::Unanswered) => ProcessError::Unresponsive.into(),
@@ -565,6 +568,15 @@ impl Session {
     /// restarts, and the lines it wrote that answered no request (counted, the last few kept).
     pub fn helpers(&self) -> Vec<HelperStatus> {
         self.shared.helpers().clone()
+    }
+
+    /// Fails with [`Error::OnDriverThread`] on the driver thread (in a probe callback), where
+    /// a call that waits for the driver would wait for ever.
+    pub(crate) fn check_waitable(&self) -> Result<(), Error> {
+        if std::thread::current().id() == self.driver_id {
+            return Err(Error::OnDriverThread);
+        }
+        Ok(())
     }
 
     /// Forgets resolved host names; the next probes resolve them again.

@@ -1701,3 +1701,67 @@ fn a_probe_answered_in_a_line_that_does_not_parse_is_no_exit() {
     assert_eq!((helper.pid, helper.restarts), (pid, 0));
     assert!(helper.running);
 }
+
+/// A probe callback runs on the driver thread: every call that waits for the session fails
+/// there at once with `OnDriverThread` (it waited for itself for ever, and so did the
+/// session's close), and the session goes on.
+#[test]
+fn calls_that_wait_fail_in_a_probe_callback_instead_of_waiting_for_ever() {
+    let session = Arc::new(fake(&[]).open().unwrap());
+    let (sender, results) = crossbeam_channel::unbounded();
+    let inner = Arc::clone(&session);
+    session
+        .probe_with("127.0.0.1", &options(), move |_| {
+            let trace = mtrproto_blocking::TraceOptions::default();
+            let limits = mtrproto_blocking::CampaignLimits::default();
+            let multipath = mtrproto_blocking::MultipathOptions::default();
+            let outcomes = [
+                (
+                    "probe_blocking",
+                    inner.probe_blocking("127.0.0.1", &options()).err(),
+                ),
+                (
+                    "wait",
+                    inner.probe("127.0.0.1", &options()).unwrap().wait().err(),
+                ),
+                (
+                    "wait_timeout",
+                    inner
+                        .probe("127.0.0.1", &options())
+                        .unwrap()
+                        .wait_timeout(Duration::from_secs(5))
+                        .and_then(Result::err),
+                ),
+                ("check_support", inner.check_support(Feature::Version).err()),
+                ("trace", inner.trace("127.0.0.1", &trace).err()),
+                (
+                    "campaign_reports",
+                    inner
+                        .campaign_reports(["127.0.0.1"], &trace, &limits, |_| {})
+                        .err(),
+                ),
+                ("multipath", inner.multipath("127.0.0.1", &multipath).err()),
+            ];
+            for (call, outcome) in outcomes {
+                let _ = sender.send((call, outcome));
+            }
+        })
+        .unwrap();
+    for _ in 0..7 {
+        let (call, outcome) = results
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the callback waits for itself");
+        assert!(
+            matches!(outcome, Some(Error::OnDriverThread)),
+            "{call}: {outcome:?}"
+        );
+    }
+    // The session goes on, and closes.
+    assert!(
+        session
+            .probe_blocking("127.0.0.1", &options())
+            .unwrap()
+            .success()
+    );
+    session.close();
+}
