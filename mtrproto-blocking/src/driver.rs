@@ -1005,7 +1005,8 @@ fn least_loaded<'s>(slots: &'s mut [Slot], next_slot: &mut usize) -> Option<&'s 
         .filter(|&i| slots[i].helper.takes_probes())
         .min_by_key(|&i| {
             let helper = &slots[i].helper;
-            (helper.load().saturating_sub(helper.room()), helper.load())
+            let load = helper.load();
+            (load.saturating_sub(helper.room()), load)
         })?;
     *next_slot = best + 1;
     Some(&mut slots[best].helper)

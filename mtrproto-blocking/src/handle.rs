@@ -31,7 +31,7 @@ impl ProbeHandle {
     /// Blocks until the probe completes. On the session's driver thread (in a probe
     /// callback), [`Error::OnDriverThread`] at once.
     pub fn wait(self) -> Result<ProbeResult, Error> {
-        if thread::current().id() == self.driver {
+        if self.on_driver_thread() {
             return Err(Error::OnDriverThread);
         }
         self.result.recv().unwrap_or_else(|_| Err(gone()))
@@ -40,7 +40,7 @@ impl ProbeHandle {
     /// Blocks at most `timeout`; `None` if the probe is still in flight then. On the
     /// session's driver thread (in a probe callback), [`Error::OnDriverThread`] at once.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<ProbeResult, Error>> {
-        if thread::current().id() == self.driver {
+        if self.on_driver_thread() {
             return Some(Err(Error::OnDriverThread));
         }
         match self.result.recv_timeout(timeout) {
@@ -48,6 +48,11 @@ impl ProbeHandle {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(Err(gone())),
         }
+    }
+
+    /// Whether this call runs on the session's driver thread (in a probe callback).
+    fn on_driver_thread(&self) -> bool {
+        thread::current().id() == self.driver
     }
 
     /// The result if the probe has completed, without blocking.

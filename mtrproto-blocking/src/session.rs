@@ -409,7 +409,7 @@ impl Session {
         match known.load(Ordering::Acquire) {
             YES => true,
             NO => false,
-            _ if std::thread::current().id() == self.driver_id => true,
+            _ if self.on_driver_thread() => true,
             _ => match self.ask(OPTIONAL[index].clone()) {
                 // No helper took the check, or none had room for it: ask again next time.
                 Err(Unchecked::Failed(Failure::HelperGone) | Unchecked::QueueFull(_)) => true,
@@ -573,10 +573,15 @@ impl Session {
     /// Fails with [`Error::OnDriverThread`] on the driver thread (in a probe callback), where
     /// a call that waits for the driver would wait for ever.
     pub(crate) fn check_waitable(&self) -> Result<(), Error> {
-        if std::thread::current().id() == self.driver_id {
+        if self.on_driver_thread() {
             return Err(Error::OnDriverThread);
         }
         Ok(())
+    }
+
+    /// Whether this call runs on the driver thread (in a probe callback).
+    fn on_driver_thread(&self) -> bool {
+        std::thread::current().id() == self.driver_id
     }
 
     /// Forgets resolved host names; the next probes resolve them again.
@@ -598,7 +603,7 @@ impl Session {
         // Closed from a callback, on the driver thread itself: it cannot wait for itself; it
         // ends on its own once this call returns, and kills and reaps the helpers then.
         if let Some(thread) = thread
-            && std::thread::current().id() != self.driver_id
+            && !self.on_driver_thread()
         {
             let _ = thread.join();
         }
