@@ -416,7 +416,7 @@ fn paths_finds_the_diamonds_of_the_ground_truth() {
 /// multi-way hops are one clump to it). Five flow samples per target (`--first-flow` 0 to
 /// 2800; which flows a router is followed on depends on the order answers come, so counts
 /// vary a little between runs): at least one finds every such link (here 4 of 5 each; the
-/// README's table, 30 and 38 of 40 samples).
+/// table in BENCHMARKS.md, 30 and 38 of 40 samples).
 #[test]
 #[ignore = "needs root: network namespaces and a TUN device (mtrsim), mtr-packet and scamper"]
 fn paths_links_the_meshed_hops_tracelb_reports_as_a_clump() {

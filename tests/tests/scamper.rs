@@ -102,7 +102,7 @@ fn scamper_tracelb_finds_every_interface_of_the_diamonds() {
             scope.spawn(move || {
                 // MDA at 95% misses a next hop now and then (a 2-way hop: both of 6 flows
                 // on one side, 2 in 64; the meshed 4x2 found whole in 37 of 40 runs,
-                // README): each run reports only what is there, and one of 6 runs all of
+                // BENCHMARKS.md): each run reports only what is there, and one of 6 runs all of
                 // it (3 runs all missed, about 1 time in 80, on the meshed diamond).
                 let complete = (0..6).any(|_| {
                     let (truth, found) = run(name, target);
