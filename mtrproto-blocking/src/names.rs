@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -100,6 +101,8 @@ impl std::fmt::Debug for NameResolver {
 struct Shared {
     cache: Mutex<Cache>,
     done: Condvar,
+    /// The resolver was dropped: the workers take no more lookups from the queue.
+    dropped: AtomicBool,
 }
 
 /// Known addresses, bounded, forgetting the oldest first.
@@ -140,6 +143,7 @@ impl NameResolver {
                 capacity: config.cache.max(1),
             }),
             done: Condvar::new(),
+            dropped: AtomicBool::new(false),
         });
         let (requests, queue) = crossbeam_channel::bounded(config.queue.max(1));
         let lookup: Arc<LookupFn> = Arc::new(lookup);
@@ -211,6 +215,14 @@ impl NameResolver {
     }
 }
 
+impl Drop for NameResolver {
+    fn drop(&mut self) {
+        // The lookups still queued are for no one: a slow resolver would keep the workers
+        // (and their queries) going for the whole queue.
+        self.shared.dropped.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Default for NameResolver {
     fn default() -> NameResolver {
         NameResolver::new()
@@ -238,6 +250,9 @@ impl Cache {
 /// A worker: one lookup at a time until the resolver is dropped.
 fn work(shared: &Shared, queue: &Receiver<IpAddr>, lookup: &LookupFn) {
     for address in queue {
+        if shared.dropped.load(Ordering::Relaxed) {
+            return;
+        }
         let name = lookup(address).filter(|name| printable(name));
         let mut cache = shared.lock();
         // Forgotten meanwhile (the cache was full): the answer has no place to go.
@@ -344,6 +359,45 @@ mod tests {
             thread::sleep(Duration::from_millis(5));
         }
         drop(release);
+    }
+
+    /// Dropped while its worker is busy and lookups wait in its queue: the worker ends when
+    /// its lookup returns, and the queued addresses are never looked up (a slow resolver
+    /// would keep the thread, and its queries, going long after the resolver was gone).
+    #[test]
+    fn a_dropped_resolver_looks_up_nothing_more() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+        // Dropped with the lookup function, once every worker has ended.
+        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+        let names = NameResolver::with_lookup(config(1, 5000, 8, 8), move |a| {
+            let _ = &alive;
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let _ = stuck.recv_timeout(Duration::from_secs(10));
+            }
+            table(a)
+        });
+        assert_eq!(names.lookup(v4(1)), Lookup::Pending);
+        let started = Instant::now();
+        while !names.requests.is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no worker took it"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        for last in 2..=6 {
+            assert_eq!(names.lookup(v4(last)), Lookup::Pending);
+        }
+        drop(names);
+        release.send(()).unwrap();
+        assert_eq!(
+            ended.recv_timeout(Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected),
+            "the worker did not end"
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]
