@@ -36,16 +36,24 @@ impl Lookup {
 /// Limits of a [`NameResolver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameConfig {
-    /// Worker threads, each running one lookup at a time (at least 1).
+    /// Worker threads, each running one lookup at a time (1 to
+    /// [`NameConfig::MAX_WORKERS`]).
     pub workers: usize,
     /// How long a lookup may take before it counts as [`Lookup::NoName`]. A resolver that
     /// answers later still fills the cache for later calls.
     pub timeout: Duration,
     /// Lookups waiting for a worker; past it, new addresses get [`Lookup::NoName`] until
-    /// the queue drains (at least 1).
+    /// the queue drains (1 to [`NameConfig::MAX_QUEUE`]; its room is allocated up front).
     pub queue: usize,
     /// Addresses remembered; the oldest is forgotten first (at least 1).
     pub cache: usize,
+}
+
+impl NameConfig {
+    /// The most worker threads a resolver starts; more are taken as this many.
+    pub const MAX_WORKERS: usize = 1024;
+    /// The longest queue of lookups; a longer one is taken as this long.
+    pub const MAX_QUEUE: usize = 65_536;
 }
 
 impl Default for NameConfig {
@@ -145,9 +153,12 @@ impl NameResolver {
             done: Condvar::new(),
             dropped: AtomicBool::new(false),
         });
-        let (requests, queue) = crossbeam_channel::bounded(config.queue.max(1));
+        // Clamped: the channel allocates its room at once (too large panics), and each
+        // worker is a thread.
+        let capacity = config.queue.clamp(1, NameConfig::MAX_QUEUE);
+        let (requests, queue) = crossbeam_channel::bounded(capacity);
         let lookup: Arc<LookupFn> = Arc::new(lookup);
-        for index in 0..config.workers.max(1) {
+        for index in 0..config.workers.clamp(1, NameConfig::MAX_WORKERS) {
             let (shared, queue, lookup) = (shared.clone(), queue.clone(), lookup.clone());
             // A worker that cannot start leaves the others; with none, lookups time out.
             let _ = thread::Builder::new()
@@ -398,6 +409,17 @@ mod tests {
             "the worker did not end"
         );
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Limits past what a process can hold are taken as the most it can: no panic for a
+    /// channel too large to allocate, no endless loop of thread starts.
+    #[test]
+    fn limits_out_of_reach_are_clamped() {
+        let names = NameResolver::with_lookup(config(usize::MAX, 5000, usize::MAX, 8), table);
+        assert_eq!(
+            names.wait(v4(1), Duration::from_secs(5)),
+            Lookup::Name("h1.test".into())
+        );
     }
 
     #[test]
