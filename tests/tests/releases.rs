@@ -668,6 +668,29 @@ fn unknown_builds_are_told_by_behaviour() {
     }
 }
 
+/// A helper of unknown version that is neither 0.93 nor 0.96 by behaviour is 0.92, 0.94 or
+/// 0.95, none of which ever answers a UDP flow over IPv6: a multipath trace over IPv6 is
+/// refused at once, naming 0.96, as on those releases' own versions (before, it went out,
+/// and on 0.95 built `UNKNOWN` `paths ::1` printed five silent TTLs after 20 s). IPv4
+/// flows, which 0.94 and 0.95 answer, still go out.
+#[test]
+fn unknown_version_is_refused_udp_flows_over_ipv6() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let session = Session::builder()
+        .program(fake, ["--version", "UNKNOWN"])
+        .open()
+        .unwrap();
+    assert_eq!(session.release().version, "unknown");
+    let mut paths = mtrproto_blocking::MultipathOptions::default();
+    paths.trace.max_ttl = 1;
+    match session.multipath("::1", &paths) {
+        Err(Error::Unsupported { what, .. }) => assert!(what.contains("0.96"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    let report = session.multipath("127.0.0.1", &paths).unwrap();
+    assert!(report.hops[0].responders.iter().any(|r| r.flows > 0));
+}
+
 /// A helper of unknown version that takes probes without a source address (the fake one)
 /// gets the generic row: the smallest table, `local_device` refused.
 #[test]
