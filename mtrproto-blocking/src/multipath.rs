@@ -40,8 +40,9 @@ impl Session {
     /// for this address family ([`Error::Unsupported`], naming the release needed: 0.93
     /// for IPv4, 0.96 for IPv6), or if the session is closed; fails with
     /// [`Error::Refused`] when the helper refuses one of its probes, as mtr stops then,
-    /// once its probes still out are answered (each waited for at most the trace's timeout
-    /// and a second), so that they hold no window slot a later run needs.
+    /// once its probes still out are answered (each waited for at most the trace's timeout,
+    /// in whole seconds as sent, and a second), so that they hold no window slot a later run
+    /// needs.
     ///
     /// ```no_run
     /// use mtrproto_blocking::{MultipathOptions, Session};
@@ -92,6 +93,11 @@ impl Session {
             ..options.probe.clone()
         };
         let args = self.probe_args(host.into(), &probe)?;
+        // The timeout each probe carries on the wire: whole seconds, rounded up.
+        let on_wire = args
+            .clone()
+            .timeout(options.trace.timeout)
+            .map_or(options.trace.timeout, |a| a.effective_timeout());
         let mut tracer = MultipathTracer::new(args, &options.trace, Instant::now())?;
         // Each probe's callback sends once, on the driver thread, which must never wait on
         // a full channel: more than a window of answers can be due at once (the tracer
@@ -156,9 +162,9 @@ impl Session {
         // At a refusal, the trace's other probes are still out, some maybe queued behind
         // the window, and would keep its slots after this returns: a run started next
         // would wait behind them while its clock ran. Waited for, each for at most its
-        // timeout and a second after the last answer (the trace's own bound for a lost
-        // probe); what they say changes nothing.
-        let bound = options.trace.timeout.saturating_add(Duration::from_secs(1));
+        // timeout on the wire and a second after the last answer (the trace's own bound for
+        // a lost probe); what they say changes nothing.
+        let bound = on_wire.saturating_add(Duration::from_secs(1));
         while refused.is_some() && out > 0 && answers.recv_timeout(bound).is_ok() {
             out -= 1;
         }

@@ -1226,6 +1226,41 @@ fn a_trace_after_a_refused_multipath_has_the_window_to_itself() {
     assert_eq!(stats.hops()[1].loss_percent(), 0.0, "{stats:?}");
 }
 
+/// The wait for a refused multipath's probes still out allows each the timeout the helper
+/// got, whole seconds rounded up as on the wire (1 s for a trace's 100 ms), and a second,
+/// the trace's own bound for a lost probe. It allowed the trace's timeout as given (1.1 s)
+/// instead: here each answer comes 1.2 s after its probe went out, behind a window of 1,
+/// so `multipath` returned with two probes still out, and the next probe waited 2.4 s
+/// behind them.
+#[test]
+fn a_refused_multipath_waits_its_probes_by_the_timeout_on_the_wire() {
+    let session = Session::builder()
+        .program(
+            FAKE,
+            ["--delay-ms", "1200", "--reply-at", "1:invalid-argument"],
+        )
+        .window(1)
+        .open()
+        .unwrap();
+    let mut paths = mtrproto_blocking::MultipathOptions::default();
+    paths.trace.max_ttl = 1;
+    paths.trace.window = 3;
+    paths.trace.timeout = Duration::from_millis(100);
+    let refused = session.multipath_partial("127.0.0.1", &paths).unwrap();
+    assert!(
+        matches!(refused.1, Some(Error::Refused { .. })) && refused.0.probes == 3,
+        "{refused:?}"
+    );
+    let started = Instant::now();
+    let next = mtrproto_blocking::ProbeOptions {
+        timeout: Some(Duration::from_secs(5)),
+        ..mtrproto_blocking::ProbeOptions::default()
+    };
+    session.probe_blocking("127.0.0.1", &next).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1900), "{took:?}");
+}
+
 /// Two campaigns at once, each with the default budget (the whole window): what the window
 /// cannot take waits in the helper's queue, even with `max_queue` 0, and nothing is lost.
 #[test]
