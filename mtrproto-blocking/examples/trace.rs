@@ -236,9 +236,9 @@ impl Printer<'_> {
 }
 
 impl Printer<'_> {
-    /// Each flow's path after the text report, one line per flow: per TTL up to the target
-    /// the responders that flow saw (one, unless a router balances per packet), `???` where
-    /// none answered. The JSON report holds them already.
+    /// Each flow's path after the text report, one line per flow: per TTL from the first
+    /// probed (`-f`) up to the target the responders that flow saw (one, unless a router
+    /// balances per packet), `???` where none answered. The JSON report holds them already.
     fn flows(&self, flows: &[TraceStats]) {
         if flows.is_empty() || self.cli.json {
             return;
@@ -250,6 +250,7 @@ impl Printer<'_> {
                 .map_or(stats.hops().len(), usize::from);
             let hops: Vec<String> = stats.hops()[..last.min(stats.hops().len())]
                 .iter()
+                .skip_while(|hop| hop.sent() == 0)
                 .map(|hop| {
                     let names: Vec<String> = hop
                         .responders()

@@ -264,6 +264,43 @@ fn the_wide_report_has_mtrs_report_wide_rows() {
     );
 }
 
+/// A trace started at TTL 3 (mtr's `-f 3`) reports from TTL 3, as mtr does: the TTLs below,
+/// never probed, have no line (they showed as `???` with nothing sent) and no hub.
+#[test]
+fn a_report_starts_at_the_first_ttl_probed() {
+    let mut stats = TraceStats::new(target(), 30);
+    answer(&mut stats, 3, "198.18.3.1", 1000);
+    answer(&mut stats, 4, "198.18.3.2", 500);
+    stats.end_transit();
+    assert_eq!(stats.hops().len(), 4);
+    // Printed by `mtr --report -n -f 3` for such a run.
+    assert_eq!(
+        text_report(&stats, "vm", false),
+        "HOST: vm                          Loss%   Snt   Last   Avg  Best  Wrst StDev\n\
+         \x20 3.|-- 198.18.3.1                 0.0%     1    1.0   1.0   1.0   1.0   0.0\n\
+         \x20 4.|-- 198.18.3.2                 0.0%     1    0.5   0.5   0.5   0.5   0.0\n"
+    );
+    #[cfg(feature = "serde")]
+    {
+        let meta = mtrproto::ReportMeta {
+            src: "vm".into(),
+            dst: "198.18.3.2".into(),
+            tos: 0,
+            tests: 1,
+            psize: "64".into(),
+            bitpattern: "0x00".into(),
+        };
+        let json = serde_json::to_value(mtrproto::JsonReport::new(&stats, meta, false)).unwrap();
+        let counts: Vec<_> = json["report"]["hubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hub| hub["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, [3, 4]);
+    }
+}
+
 #[cfg(feature = "serde")]
 #[test]
 fn json_values_have_mtrs_precision_and_the_extended_form_keeps_microseconds() {

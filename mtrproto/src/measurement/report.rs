@@ -29,6 +29,16 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// The hops a report shows: [`TraceStats::hops`] from the first TTL probed, as mtr's reports
+/// start at `net_min` (its `-f`): a trace started past TTL 1 has no line for the TTLs below,
+/// which it never probed.
+fn shown(stats: &TraceStats) -> &[Hop] {
+    let hops = stats.hops();
+    let unprobed = |hop: &Hop| hop.sent() == 0 && hop.received() == 0 && hop.errors().is_empty();
+    let first = hops.iter().take_while(|hop| unprobed(hop)).count();
+    &hops[first..]
+}
+
 /// The host column of the plain report (`len_hosts` in mtr's `report_close`).
 const LABEL: usize = 33;
 
@@ -88,7 +98,8 @@ impl Columns {
 /// ```
 ///
 /// A silent hop shows `???`; a hop's other responders follow it on their own lines (padded
-/// to the host column, as mtr pads them). With `wide`, the host column fits the longest name
+/// to the host column, as mtr pads them). The report starts at the first TTL probed, as
+/// mtr's starts at its `-f`. With `wide`, the host column fits the longest name
 /// as in `mtr --report-wide`, and lines starting with `    |` are added after each hop: every
 /// responder with its count and the MPLS label stack of its first answer, then the hop's
 /// error outcomes. Without those added lines, the wide text is `mtr --report-wide -n`'s.
@@ -121,7 +132,7 @@ pub fn text_report_named(
     wide: bool,
     host: &dyn Fn(IpAddr) -> String,
 ) -> String {
-    let hops = stats.hops();
+    let hops = shown(stats);
     let hosts = if wide {
         hops.iter()
             .map(|h| label(h, host).len())
@@ -228,7 +239,7 @@ mod json {
 
     use std::net::IpAddr;
 
-    use super::{ReportMeta, label, ms};
+    use super::{ReportMeta, label, ms, shown};
     use crate::measurement::stats::TraceStats;
 
     /// `mtr --json`'s document: `{"report": {"mtr": {...}, "hubs": [...]}}`; with
@@ -399,8 +410,7 @@ mod json {
         let real = |value: f64| {
             if extended { value } else { significant(value) }
         };
-        stats
-            .hops()
+        shown(stats)
             .iter()
             .map(|hop| JsonHub {
                 count: hop.ttl(),
