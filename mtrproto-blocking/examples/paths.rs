@@ -13,9 +13,10 @@
 //! was answered by several, then the links. `--json`: `{"target", "confidence", "probes",
 //! "hops": [{"ttl", "responders": [addresses], "per_packet"}], "links": [[from, to], ...]}`,
 //! and `"error"` when the trace failed: then the probes and hops are what it found until then
-//! (mtr-packet refused a probe), or none (it could not start; `target` is the host as given).
-//! Exits non-zero when the session cannot open or the trace fails. Only trace hosts you are
-//! allowed to probe (try `localhost`).
+//! (mtr-packet refused a probe), or none (it could not start, the session included; `target`
+//! is the host as given). A trace cut short by `--budget` or the last flow says so on
+//! stderr. Exits non-zero when the session cannot open or the trace fails. Only trace hosts
+//! you are allowed to probe (try `localhost`).
 
 #[macro_use]
 mod common;
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtrproto_blocking::{
-    Confidence, Flow, IpVersion, MultipathConfig, MultipathOptions, MultipathReport, ProbeOptions,
+    Confidence, Flow, IpVersion, MultipathConfig, MultipathEnd, MultipathOptions, MultipathReport,
+    ProbeOptions, Session,
 };
 use serde_json::json;
 
@@ -104,8 +106,28 @@ fn main() -> ExitCode {
             ..ProbeOptions::default()
         },
     };
-    let session = common::open_session();
-    let outcome = session.multipath_partial(&cli.host, &options);
+    // A session that cannot open is a trace that could not start: with `--json`, one
+    // object too. The session outlives the printing, so closing it delays no output.
+    let (_session, outcome) = match Session::open() {
+        Ok(session) => {
+            let outcome = session.multipath_partial(&cli.host, &options);
+            (Some(session), outcome)
+        }
+        Err(error) => (None, Err(error)),
+    };
+    // Cut short, the last TTL may lack interfaces and later ones are missing, which
+    // nothing in the report itself shows.
+    if let Ok((report, None)) = &outcome
+        && report.end == Some(MultipathEnd::Budget)
+    {
+        let last = report.hops.last().map_or(0, |hop| hop.ttl);
+        eprintln!(
+            "paths: the trace stopped at its probe budget (--budget {}) or its last flow \
+             (--first-flow): TTL {last} may have more interfaces, and later TTLs were not \
+             probed",
+            cli.budget
+        );
+    }
     if cli.json {
         let (mut json, error) = match outcome {
             Ok((report, refused)) => (to_json(&report), refused),

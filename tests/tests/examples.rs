@@ -254,6 +254,82 @@ fn paths_text_says_why_a_probe_was_refused() {
     );
 }
 
+/// `paths --json` is one object with `"error"` when the session cannot open either (it
+/// printed the error on stderr alone, stdout empty), and the text form says why on stderr;
+/// both exit non-zero.
+#[test]
+fn paths_json_is_one_object_when_the_helper_cannot_start() {
+    for json in [true, false] {
+        let args: &[&str] = if json {
+            &["--json", "127.0.0.1"]
+        } else {
+            &["127.0.0.1"]
+        };
+        let output = Command::new(built_example("paths"))
+            .args(args)
+            .env("MTR_PACKET", "/nonexistent/mtr-packet")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(!output.status.success(), "{args:?}: {stdout}");
+        if json {
+            let mut json: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("{e}: {stdout:?} {stderr}"));
+            let error = json["error"].take();
+            assert!(
+                error.as_str().is_some_and(|e| e.contains("not found")),
+                "{error}"
+            );
+            assert_eq!(
+                json,
+                serde_json::json!({
+                    "target": "127.0.0.1",
+                    "confidence": 95,
+                    "probes": 0,
+                    "hops": [],
+                    "links": [],
+                    "error": null,
+                })
+            );
+        } else {
+            assert_eq!(stdout, "");
+            assert!(
+                stderr.contains("/nonexistent/mtr-packet not found"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// A trace its budget (or its last flow) cut short says so on stderr: its report alone
+/// reads as a whole path (`--budget 3` over 3 routers: TTL 1 with 3 flows, no word that
+/// the trace stopped there). The exit status stays 0: what it found is what it was allowed.
+#[test]
+fn paths_says_when_its_budget_cut_the_trace_short() {
+    for args in [
+        &["--budget", "3", "127.0.0.1"][..],
+        &["--first-flow", "29998", "127.0.0.1"],
+        &["--json", "--budget", "3", "127.0.0.1"],
+    ] {
+        let (status, stdout, stderr) = run_over_fake("paths", args, "--routers 3");
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {stderr}");
+        assert!(stdout.contains("192.0.2.1"), "{args:?}: {stdout}");
+        assert!(
+            stderr.starts_with("paths: the trace stopped at its probe budget")
+                && stderr.contains("TTL 1 may have more interfaces"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A whole trace says nothing more.
+    let (status, stdout, stderr) = run_over_fake("paths", &["127.0.0.1"], "--routers 3");
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    assert!(stdout.contains("  4  127.0.0.1 "), "{stdout}");
+    assert_eq!(stderr, "");
+}
+
 /// `trace` ends as mtr does once its grace is over, abandoning probes still out (mtr
 /// exits then): with a helper that answers each probe 3 s late, mtr 0.95 printed and
 /// exited after 0.16 s here, `trace` after 3.05 s before it stopped waiting for them.
