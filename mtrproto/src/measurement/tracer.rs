@@ -229,7 +229,12 @@ impl Tracer {
         }
         let args = args.timeout(config.timeout)?;
         if config.flows > 0 {
-            // Checks the protocol, and that the last flow exists.
+            // Named as the caller set it: past the last flow, `Flow::new` would name that.
+            let most = u64::from(Flow::MAX) + 1;
+            if u64::from(config.flows) > most {
+                return Err(out_of_range("flows", config.flows.into(), 0, most));
+            }
+            // Checks the protocol.
             args.clone().flow(Flow::new(config.flows - 1)?)?;
         }
         let stats = TraceStats::new(args.target(), config.max_ttl);
@@ -1048,7 +1053,16 @@ mod tests {
             ..TraceConfig::default()
         };
         let udp = localhost().protocol(Protocol::Udp);
-        assert!(Tracer::new(udp.clone(), &too_many, now).is_err());
+        // The error names the setting and its value (it said "flow ... got 30000").
+        assert_eq!(
+            Tracer::new(udp.clone(), &too_many, now).unwrap_err(),
+            ArgumentError::OutOfRange {
+                what: "flows",
+                value: u64::from(Flow::MAX) + 2,
+                min: 0,
+                max: u64::from(Flow::MAX) + 1,
+            }
+        );
         let all = TraceConfig {
             flows: Flow::MAX + 1,
             ..TraceConfig::default()

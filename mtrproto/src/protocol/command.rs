@@ -491,9 +491,11 @@ impl ProbeArgs {
     pub fn timeout(self, timeout: Duration) -> Result<ProbeArgs, ArgumentError> {
         let whole = timeout
             .as_secs()
-            .saturating_add(u64::from(timeout.subsec_nanos() > 0));
-        let secs = u32::try_from(whole.max(1)).unwrap_or(u32::MAX);
-        self.timeout_secs(secs)
+            .saturating_add(u64::from(timeout.subsec_nanos() > 0))
+            .max(1);
+        // Checked before narrowing, so that an error names the seconds asked for.
+        range("timeout", whole, 1, ProbeArgs::MAX_TIMEOUT_SECS.into())?;
+        self.timeout_secs(u32::try_from(whole).unwrap_or(u32::MAX))
     }
 
     /// Sets the timeout in whole seconds, `1..=i32::MAX`.
@@ -1035,6 +1037,25 @@ mod tests {
             expected.push_str(&format!("{value} "));
         }
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_timeout_too_long_is_refused_naming_its_seconds() {
+        // It named 4294967295, the seconds cut to 32 bits, not those asked for.
+        let secs = 5_000_000_000;
+        let localhost = || ProbeArgs::new("127.0.0.1".parse().unwrap());
+        let error = localhost().timeout(Duration::from_secs(secs));
+        assert_eq!(
+            error.unwrap_err(),
+            ArgumentError::OutOfRange {
+                what: "timeout",
+                value: secs,
+                min: 1,
+                max: ProbeArgs::MAX_TIMEOUT_SECS.into(),
+            }
+        );
+        let most = Duration::from_secs(ProbeArgs::MAX_TIMEOUT_SECS.into());
+        assert!(localhost().timeout(most).is_ok());
     }
 
     #[test]
