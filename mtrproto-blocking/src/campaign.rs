@@ -228,7 +228,11 @@ impl Session {
     /// within [`CampaignLimits::rate`]; when either holds probes back, the target whose
     /// probe has been due longest goes first, so no target starves. At most
     /// [`CampaignLimits::max_active`] targets are traced at once; hosts are taken from the
-    /// iterator as others end.
+    /// iterator as others end, on this thread, between calls of `on_event`: an iterator
+    /// that waits for its next host (a channel's receiver) holds back every event until it
+    /// yields, though the traces go on. To add targets while a campaign runs, start another
+    /// campaign for them (campaigns run at once on one session, each within its own
+    /// [`CampaignLimits`]).
     ///
     /// A target that cannot be traced (its name does not resolve, the helper refuses an
     /// option, or refuses one of its probes: [`Error::Refused`]) gets an error report and
