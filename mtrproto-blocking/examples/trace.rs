@@ -17,7 +17,7 @@
 //! per second), then waits up to `GRACE` (default 5 s, as mtr's `--gracetime`) for answers
 //! still due, and prints the report. Several hosts are traced at once, through one session
 //! ([`Session::campaign`](mtrproto_blocking::Session::campaign)); each report is printed as
-//! soon as its trace ends. `--wide` lists every responder of a hop with the MPLS
+//! soon as its trace ends, after a line `==> HOST <==` naming it (the JSON has it as `dst`). `--wide` lists every responder of a hop with the MPLS
 //! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
 //! When stdout is a terminal and one host is traced, the table is redrawn after every
 //! round. `--flows N` (with `-p udp`) sends round `r` in fixed flow `r % N` (both UDP
@@ -229,6 +229,11 @@ impl Printer<'_> {
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         } else {
+            // Reports of several hosts come as their traces end: each says whose it is (mtr's
+            // text names no target, and a silent one's hops name none either).
+            if self.cli.hosts.len() > 1 {
+                outln!("==> {dst} <==");
+            }
             let text = text_report_named(stats, &self.src, self.cli.wide, &host);
             out!("{}{text}", self.start);
         }

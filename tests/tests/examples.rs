@@ -330,6 +330,48 @@ fn paths_says_when_its_budget_cut_the_trace_short() {
     assert_eq!(stderr, "");
 }
 
+/// `trace` with several hosts names each report's target before it: the reports come in
+/// the order their traces end, and mtr's text names no target (it printed two identical
+/// tables for two silent targets, and exited 1 without saying whose trace failed).
+#[test]
+fn trace_names_the_target_of_each_report_of_several() {
+    let args = [
+        "-n",
+        "-c",
+        "1",
+        "-i",
+        "0.1",
+        "-G",
+        "0.2",
+        "-w",
+        "1",
+        "-m",
+        "4",
+        "127.0.0.1",
+        "127.0.0.2",
+    ];
+    let (status, stdout, stderr) = run_over_fake("trace", &args, "--routers 2 --reply none");
+    assert!(
+        status.is_some_and(|s| s.code() == Some(1)),
+        "{status:?}: {stderr}"
+    );
+    let mut named: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("==> ")?.strip_suffix(" <=="))
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, ["127.0.0.1", "127.0.0.2"], "{stdout}");
+    for (line, next) in stdout.lines().zip(stdout.lines().skip(1)) {
+        if line.starts_with("==> ") {
+            assert!(next.starts_with("Start: "), "{stdout}");
+        }
+    }
+    // One host: mtr's text alone.
+    let (_, stdout, stderr) = run_over_fake("trace", &args[..args.len() - 1], "--routers 2");
+    assert!(stdout.starts_with("Start: "), "{stdout}{stderr}");
+    assert!(!stdout.contains("==>"), "{stdout}");
+}
+
 /// `trace` ends as mtr does once its grace is over, abandoning probes still out (mtr
 /// exits then): with a helper that answers each probe 3 s late, mtr 0.95 printed and
 /// exited after 0.16 s here, `trace` after 3.05 s before it stopped waiting for them.
