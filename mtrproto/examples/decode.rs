@@ -10,6 +10,7 @@
 //! parse prints `{"error": "..."}` and decoding goes on; only an I/O error fails the run.
 
 use std::io::{self, BufWriter, Read, Write};
+use std::process::ExitCode;
 
 use mtrproto::{FrameError, LineFramer, ProbeResult, Reply};
 use serde_json::{Map, Value, json};
@@ -19,8 +20,21 @@ use serde_json::{Map, Value, json};
 #[command(name = "decode")]
 struct Cli {}
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
     <Cli as clap::Parser>::parse();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (`decode | head -1`) ends it quietly, as it ends Unix tools.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Decodes stdin to stdout.
+fn run() -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut framer = LineFramer::new();

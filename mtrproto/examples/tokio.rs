@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtrproto::{Event, ProbeArgs, Session, SessionConfig, Token};
+use std::io::{self, ErrorKind::BrokenPipe, Write};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::time::{Instant, sleep_until};
@@ -37,6 +39,12 @@ async fn main() -> ExitCode {
     match run(cli.hosts).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // A closed stdout (`tokio | head -1`) ends it quietly, as it ends Unix tools.
+        Err(error)
+            if error.downcast_ref::<io::Error>().map(io::Error::kind) == Some(BrokenPipe) =>
+        {
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -82,16 +90,18 @@ async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
         let pending = session.poll_transmit(now).map(<[u8]>::to_vec);
         let deadline = session.poll_timeout().map(Instant::from_std);
         while let Some(event) = session.poll_event() {
-            all_ok &= report(event, &mut waiting);
+            all_ok &= report(event, &mut waiting)?;
         }
         if waiting.is_empty() {
             break;
         }
         tokio::select! {
+            // The helper's errors named, apart from this program's own stdout.
             written = stdin.write(pending.as_deref().unwrap_or_default()), if pending.is_some() => {
-                session.consume(Instant::now().into_std(), written?);
+                let written = written.map_err(|e| format!("writing to {program}: {e}"))?;
+                session.consume(Instant::now().into_std(), written);
             }
-            read = stdout.read(&mut buf) => match read? {
+            read = stdout.read(&mut buf) => match read.map_err(|e| format!("reading {program}: {e}"))? {
                 0 => session.handle_eof(Instant::now().into_std()),
                 n => session.handle_input(Instant::now().into_std(), &buf[..n]),
             },
@@ -108,14 +118,15 @@ async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 /// Prints one result line; returns whether it was a success.
-fn report(event: Event, waiting: &mut Vec<(Token, IpAddr, usize)>) -> bool {
+fn report(event: Event, waiting: &mut Vec<(Token, IpAddr, usize)>) -> io::Result<bool> {
     let Event::Probe { token, outcome } = event else {
         eprintln!("note: {event:?}");
-        return true;
+        return Ok(true);
     };
     let Some(i) = waiting.iter().position(|(t, _, _)| *t == token) else {
-        return true;
+        return Ok(true);
     };
+    let mut out = io::stdout().lock();
     let (_, host, seq) = waiting.swap_remove(i);
     match outcome {
         Ok(result) => {
@@ -123,15 +134,16 @@ fn report(event: Event, waiting: &mut Vec<(Token, IpAddr, usize)>) -> bool {
             let time = result
                 .time
                 .map_or("-".into(), |t| format!("{:.3} ms", t.as_secs_f64() * 1e3));
-            println!(
+            writeln!(
+                out,
                 "{host} probe {seq}: {} from {from} time {time}",
                 result.result
-            );
-            result.success()
+            )?;
+            Ok(result.success())
         }
         Err(failure) => {
-            println!("{host} probe {seq}: failed: {failure}");
-            false
+            writeln!(out, "{host} probe {seq}: failed: {failure}")?;
+            Ok(false)
         }
     }
 }

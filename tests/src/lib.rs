@@ -258,9 +258,14 @@ pub mod sim;
 /// path, so a test runs the current source, never a binary some earlier build left behind.
 /// Panics when the build fails or takes more than ten minutes.
 pub fn built_example(name: &str) -> std::path::PathBuf {
+    built_example_of("mtrproto-blocking", name)
+}
+
+/// [`built_example`] of another package's example (`mtrproto`'s `tokio` and `decode`).
+pub fn built_example_of(package: &str, name: &str) -> std::path::PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "mtrproto-blocking", "--example", name])
+        .args(["build", "-q", "-p", package, "--example", name])
         .spawn()
         .expect("cargo starts");
     let status = wait_within(&mut build, std::time::Duration::from_secs(600))

@@ -3,7 +3,7 @@
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use mtrproto_tests::{built_example, real_mtr_packet, wait_within};
+use mtrproto_tests::{built_example, built_example_of, real_mtr_packet, wait_within};
 
 /// Runs `example` with `args` over the fake helper started with `fake_args`, for at most
 /// 30 s: its exit status (`None` if it had to be killed), stdout and stderr. The outputs
@@ -62,24 +62,45 @@ fn every_example_takes_the_ip_version_flags() {
 }
 
 /// An example whose stdout is closed early (`trace --json HOST | head -1`) ends quietly:
-/// no panic message, no panic exit status.
+/// no panic message, no panic exit status. The core's `tokio` panicked (`println!`) and
+/// `decode` printed its error's `Debug` form (`Error: Custom { kind: BrokenPipe, .. }`).
 #[test]
 fn examples_end_quietly_when_stdout_closes() {
     if real_mtr_packet().is_none() {
         println!("skipped: mtr-packet is not installed");
         return;
     }
-    let runs: [(&str, &[&str]); 3] = [
-        ("ping", &["-c", "2", "-i", "0", "127.0.0.1"]),
+    let transcript = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mtrproto/examples/data/transcript.txt"
+    );
+    let runs: [(&str, &str, &[&str]); 5] = [
         (
+            "mtrproto-blocking",
+            "ping",
+            &["-c", "2", "-i", "0", "127.0.0.1"],
+        ),
+        (
+            "mtrproto-blocking",
             "trace",
             &["--json", "-n", "-c", "1", "-i", "0", "127.0.0.1"],
         ),
-        ("trace_concurrent", &["-m", "3", "127.0.0.1"]),
+        (
+            "mtrproto-blocking",
+            "trace_concurrent",
+            &["-m", "3", "127.0.0.1"],
+        ),
+        ("mtrproto", "tokio", &["127.0.0.1"]),
+        ("mtrproto", "decode", &[]),
     ];
-    for (example, args) in runs {
-        let mut child = Command::new(built_example(example))
+    for (package, example, args) in runs {
+        let stdin = match example {
+            "decode" => Stdio::from(std::fs::File::open(transcript).unwrap()),
+            _ => Stdio::null(),
+        };
+        let mut child = Command::new(built_example_of(package, example))
             .args(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -90,6 +111,7 @@ fn examples_end_quietly_when_stdout_closes() {
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         assert!(!stderr.contains("panicked"), "{example}: {stderr}");
+        assert!(!stderr.contains("BrokenPipe"), "{example}: {stderr}");
         // 101 is the exit status of a Rust panic.
         assert!(
             status.is_some_and(|s| s.code() != Some(101)),
