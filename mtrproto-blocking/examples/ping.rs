@@ -9,7 +9,9 @@
 //!
 //! Prints one line per probe and a summary; exits non-zero when the session cannot open or
 //! no probe got a reply. Probes mtr-packet refused to send (`invalid-argument`,
-//! `permission-denied`...) are counted apart from the ones sent, with its reply. Only ping hosts you are allowed to probe (try `localhost`).
+//! `permission-denied`...) are counted apart from the ones sent, with its reply; an option
+//! refused before any probe goes out (out of range, or one the helper lacks) ends it at
+//! once. Only ping hosts you are allowed to probe (try `localhost`).
 
 #[macro_use]
 mod common;
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mtrproto_blocking::TraceStats;
+use mtrproto_blocking::{Error, TraceStats};
 
 /// Pings a host through mtr-packet, like `ping`. Only ping hosts you are allowed to probe.
 #[derive(Debug, Parser)]
@@ -77,6 +79,12 @@ fn main() -> ExitCode {
                 let time = result.time.map_or("-".to_owned(), common::ms);
                 outln!("{} from {from}: seq={seq} time={time} ms", result.result);
                 stats.record(1, &result);
+            }
+            // Refused before it went out (an option out of range, one the helper lacks):
+            // so would every probe be, and none was sent.
+            Err(error @ (Error::Argument(_) | Error::Unsupported { .. })) => {
+                eprintln!("ping: {error}");
+                return ExitCode::FAILURE;
             }
             Err(error) => {
                 // Lost on the way: counted as sent and unanswered.

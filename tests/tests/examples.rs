@@ -199,6 +199,33 @@ fn ping_says_why_refused_probes_were_not_sent() {
     );
 }
 
+/// `ping` with an option the library refuses before sending (a port of 0, SCTP where the
+/// helper has none) says so once and stops: it printed the error for every probe, a second
+/// apart, then "3 probes sent, 0 received, 100% loss" though none went out.
+#[test]
+fn ping_stops_at_an_option_no_probe_can_be_sent_with() {
+    for (args, fake, error) in [
+        (
+            &["-c", "3", "-p", "udp", "--port", "0", "127.0.0.1"][..],
+            "",
+            "ping: invalid probe option: port must be in 1..=65535, got 0",
+        ),
+        (
+            &["-c", "3", "-p", "sctp", "127.0.0.1"],
+            "--refuse sctp",
+            "ping: mtr-packet 0.95 cannot send SCTP probes",
+        ),
+    ] {
+        let (status, stdout, stderr) = run_over_fake("ping", args, fake);
+        assert!(status.is_some_and(|s| !s.success()), "{args:?}: {stdout}");
+        assert!(
+            stderr.starts_with(error) && stderr.lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("probes sent"), "{args:?}: {stdout}");
+    }
+}
+
 /// `paths --json` prints one JSON object whether the trace worked or not (it printed only
 /// the error on stderr): when the helper refuses a probe, what the trace found until then
 /// (the probes sent, the TTL probed, no responder) and `"error"` naming the refusal; when
