@@ -8,7 +8,7 @@
 //! use mtrproto_blocking::{ProbeOptions, Protocol, Session};
 //!
 //! let session = Session::open()?;
-//! assert_eq!(session.version(), "0.95");
+//! println!("mtr-packet {}", session.version()); // "0.95" on Debian 12 and 13
 //!
 //! // One probe, blocking this thread only.
 //! let result = session.probe_blocking("localhost", &ProbeOptions::default())?;
