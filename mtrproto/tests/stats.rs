@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use mtrproto::{ProbeResult, Reply, TraceStats, text_report};
+use mtrproto::{ProbeResult, Reply, TraceStats, text_report, text_report_named};
 
 fn result(line: &str) -> ProbeResult {
     ProbeResult::from_reply(&Reply::parse(line).unwrap())
@@ -600,4 +600,25 @@ fn a_hop_keeps_a_bounded_list_of_reply_names_it_does_not_know() {
     assert_eq!(hop.error(), Some(&mtrproto::ReplyKind::NoRoute));
     assert_eq!(hop.sent(), 5_001);
     assert_eq!(stats.hops().len(), 1);
+}
+
+/// mtr pads the host column with `printf`'s `%-*s`, which counts bytes: a name that is not
+/// ASCII (an `/etc/hosts` entry) takes its bytes' width, not its characters'.
+#[test]
+fn the_host_column_is_padded_in_bytes_as_mtr_pads_it() {
+    // `café` is 5 bytes, `10.0.0.1` 8: mtr prints the row as it prints `10.0.0.1`'s, with
+    // three more spaces after the name, in both layouts.
+    let name = |address: IpAddr| match address.to_string().as_str() {
+        "10.0.0.1" => "café".to_owned(),
+        other => other.to_owned(),
+    };
+    for wide in [false, true] {
+        let plain = text_report(&scripted_run(), "vm", wide);
+        let named = text_report_named(&scripted_run(), "vm", wide, &name);
+        assert_eq!(
+            named,
+            plain.replacen("10.0.0.1", "café   ", 1),
+            "wide: {wide}"
+        );
+    }
 }

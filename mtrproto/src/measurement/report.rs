@@ -143,7 +143,7 @@ pub fn text_report_named(
         LABEL
     };
     let mut out = String::new();
-    let header = format!("HOST: {src:<hosts$}");
+    let header = format!("HOST: {}", pad(src, hosts));
     let at = if wide { header.len() } else { hosts };
     let mut line = Columns::new(header, at);
     for (title, width) in FIELDS {
@@ -151,7 +151,7 @@ pub fn text_report_named(
     }
     line.end(&mut out);
     for hop in hops {
-        let start = format!(" {:>2}.|-- {:<hosts$}", hop.ttl(), label(hop, host));
+        let start = format!(" {:>2}.|-- {}", hop.ttl(), pad(&label(hop, host), hosts));
         let at = if wide { start.len() } else { hosts };
         let mut line = Columns::new(start, at);
         let values = [
@@ -170,7 +170,7 @@ pub fn text_report_named(
         line.end(&mut out);
         for other in hop.responders().take(MAX_PATH) {
             if Some(other.address) != hop.host() {
-                let _ = writeln!(out, "        {:<hosts$}", host(other.address));
+                let _ = writeln!(out, "        {}", pad(&host(other.address), hosts));
             }
         }
         if wide {
@@ -223,6 +223,12 @@ pub fn host_label(address: IpAddr, name: Option<&str>, show_ips: bool) -> String
         Some(name) => name.to_owned(),
         None => address.to_string(),
     }
+}
+
+/// `text` with spaces after it up to `width` bytes, as C's `%-*s` pads it: mtr counts a
+/// name's bytes, not its characters.
+fn pad(text: &str, width: usize) -> String {
+    format!("{text}{:1$}", "", width.saturating_sub(text.len()))
 }
 
 /// The hop's host column: its latest responder as `host` names it, `???` for none.
