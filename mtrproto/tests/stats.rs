@@ -622,3 +622,24 @@ fn the_host_column_is_padded_in_bytes_as_mtr_pads_it() {
         );
     }
 }
+
+/// A resolver answering from another thread may name a hop between the column's sizing and
+/// the hop's row: the row must keep the column it sized (each name asked once).
+#[test]
+fn wide_rows_stay_aligned_when_a_name_arrives_while_printing() {
+    let asked = std::cell::Cell::new(0);
+    let name = |address: IpAddr| {
+        if address.to_string() != "10.0.0.1" {
+            return address.to_string();
+        }
+        asked.set(asked.get() + 1);
+        if asked.get() == 1 {
+            address.to_string()
+        } else {
+            "router-one.example.net".to_owned()
+        }
+    };
+    // The first answer, the address, sizes the column and names the row.
+    let text = text_report_named(&scripted_run(), "vm", true, &name);
+    assert_eq!(text, text_report(&scripted_run(), "vm", true));
+}

@@ -133,9 +133,13 @@ pub fn text_report_named(
     host: &dyn Fn(IpAddr) -> String,
 ) -> String {
     let hops = shown(stats);
+    // Each hop's name asked once: a resolver may answer between two asks (another thread),
+    // and a row wider than the column it sized would shift its figures.
+    let labels: Vec<String> = hops.iter().map(|h| label(h, host)).collect();
     let hosts = if wide {
-        hops.iter()
-            .map(|h| label(h, host).len())
+        labels
+            .iter()
+            .map(String::len)
             .chain([src.len()])
             .max()
             .unwrap_or(0)
@@ -150,8 +154,8 @@ pub fn text_report_named(
         line.put(&format!("{title:>width$}"), width);
     }
     line.end(&mut out);
-    for hop in hops {
-        let start = format!(" {:>2}.|-- {}", hop.ttl(), pad(&label(hop, host), hosts));
+    for (hop, name) in hops.iter().zip(&labels) {
+        let start = format!(" {:>2}.|-- {}", hop.ttl(), pad(name, hosts));
         let at = if wide { start.len() } else { hosts };
         let mut line = Columns::new(start, at);
         let values = [
