@@ -54,9 +54,11 @@ async fn main() -> ExitCode {
 
 /// Probes every host; `Ok(false)` if any probe did not get a `reply`.
 async fn run(hosts: Vec<IpAddr>) -> Result<bool, Box<dyn std::error::Error>> {
-    let words = match std::env::var("MTR_PACKET") {
-        Ok(value) => mtrproto::split_command(&value)?,
-        Err(_) => vec!["mtr-packet".into()],
+    // As the blocking driver reads it (`command_from_env`): a value that is not UTF-8 too,
+    // lossily, rather than mtr-packet from PATH in its place.
+    let words = match std::env::var_os("MTR_PACKET") {
+        Some(value) => mtrproto::split_command(&value.to_string_lossy())?,
+        None => vec!["mtr-packet".into()],
     };
     let program = &words[0];
     let mut child = Command::new(program)

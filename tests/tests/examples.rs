@@ -226,6 +226,27 @@ fn ping_stops_at_an_option_no_probe_can_be_sent_with() {
     }
 }
 
+/// The core's `tokio` example runs the program `$MTR_PACKET` names, as the blocking driver
+/// does, when the value is not UTF-8 too: it ran `mtr-packet` from `PATH` in its place.
+#[test]
+fn tokio_runs_the_helper_mtr_packet_names_even_when_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new(built_example_of("mtrproto", "tokio"))
+        .arg("127.0.0.1")
+        .env(
+            "MTR_PACKET",
+            std::ffi::OsStr::from_bytes(b"/nonexistent/mtr-packet-\xff"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot start /nonexistent/mtr-packet-"),
+        "{stderr}"
+    );
+}
+
 /// `paths --json` prints one JSON object whether the trace worked or not (it printed only
 /// the error on stderr): when the helper refuses a probe, what the trace found until then
 /// (the probes sent, the TTL probed, no responder) and `"error"` naming the refusal; when
