@@ -17,8 +17,9 @@
 //! per second), then waits up to `GRACE` (default 5 s, as mtr's `--gracetime`) for answers
 //! still due, and prints the report. Several hosts are traced at once, through one session
 //! ([`Session::campaign`](mtrproto_blocking::Session::campaign)); each report is printed as
-//! soon as its trace ends, after a line `==> HOST <==` naming it (the JSON has it as `dst`). `--wide` lists every responder of a hop with the MPLS
-//! labels it returned; with `--json` it adds them to each hub and keeps every microsecond.
+//! soon as its trace ends, after a line `==> HOST <==` naming it (the JSON has it as
+//! `dst`). `--wide` lists every responder of a hop with the MPLS labels it returned; with
+//! `--json` it adds them to each hub and keeps every microsecond.
 //! When stdout is a terminal and one host is traced, the table is redrawn after every
 //! round. `--flows N` (with `-p udp`) sends round `r` in fixed flow `r % N` (both UDP
 //! ports fixed, so each flow keeps one path through load balancers) and follows the text

@@ -9,13 +9,13 @@
 //! once, prints a line per result, and exits non-zero if any probe failed. Hosts are
 //! IP addresses; only probe your own machine or hosts you are allowed to probe.
 
+use std::io::{self, ErrorKind::BrokenPipe, Write};
 use std::net::IpAddr;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
 use mtrproto::{Event, ProbeArgs, Session, SessionConfig, Token};
-use std::io::{self, ErrorKind::BrokenPipe, Write};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
