@@ -809,3 +809,77 @@ fn bytes_written_release_queued_requests_at_once() {
         "never in the past"
     );
 }
+
+/// The last instant an `Instant` holds, from now on.
+fn end_of_the_clock() -> std::time::Instant {
+    let mut at = std::time::Instant::now();
+    let mut step = Duration::from_secs(1 << 62);
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
+}
+
+/// A virtual clock may start anywhere. Every deadline within 136 years of the clock's end
+/// panicked (`FAR_FUTURE` was added to `now` even when the deadline fitted), and so did
+/// the pacer's schedule there: no input may panic.
+#[test]
+fn a_clock_near_its_end_panics_nowhere() {
+    use mtrproto::{MultipathConfig, MultipathTracer, ProbeResult, Protocol, TraceConfig, Tracer};
+    let end = end_of_the_clock();
+    let target = "127.0.0.1".parse().unwrap();
+    for before_end in [
+        Duration::from_secs(100),
+        Duration::from_millis(1),
+        Duration::ZERO,
+    ] {
+        let now = end - before_end;
+        for (grace, rate) in [
+            (Duration::from_secs(5), None),
+            (Duration::MAX, None),
+            (
+                Duration::ZERO,
+                Some(Rate {
+                    per_second: 1,
+                    burst: 1,
+                }),
+            ),
+        ] {
+            let config = SessionConfig {
+                grace,
+                rate,
+                ..SessionConfig::default()
+            };
+            let mut session = Session::new(config);
+            let token = session.send_probe(now, ProbeArgs::new(target)).unwrap();
+            session.send_probe(now, ProbeArgs::new(target)).unwrap();
+            let written = session.poll_transmit(now).map_or(0, <[u8]>::len);
+            session.consume(now, written);
+            let due = session.poll_timeout().expect("a watchdog deadline");
+            assert!(due >= now, "{due:?} before {now:?}");
+            if before_end == Duration::from_secs(100) && grace == Duration::from_secs(5) {
+                // The deadline fitted: it is the probe's timeout and the grace.
+                assert_eq!(due, now + Duration::from_secs(15));
+            }
+            session.handle_timeout(end);
+            session.handle_input(end, reply(token).as_bytes());
+            while session.poll_event().is_some() {}
+        }
+        let mut tracer = Tracer::new(ProbeArgs::new(target), &TraceConfig::default(), now).unwrap();
+        let at = tracer.poll_timeout().unwrap();
+        if let Some(probe) = tracer.poll_probe(at) {
+            let lost = ProbeResult::from_reply(&mtrproto::Reply::parse("1 no-reply").unwrap());
+            tracer.handle_result(at, probe.ttl(), &lost);
+        }
+        tracer.handle_timeout(end);
+        let udp = ProbeArgs::new(target).protocol(Protocol::Udp);
+        let mut paths = MultipathTracer::new(udp, &MultipathConfig::default(), now).unwrap();
+        if let Some(probe) = paths.poll_probe(now) {
+            paths.handle_lost(now, probe.id());
+        }
+        paths.handle_timeout(end);
+    }
+}

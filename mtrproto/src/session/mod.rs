@@ -1073,9 +1073,26 @@ impl Session {
 /// no process waits for, and which any platform's `Instant` holds.
 pub const FAR_FUTURE: Duration = Duration::from_secs(u32::MAX as u64);
 
-/// `now + by`, or [`FAR_FUTURE`] on when that is past what an `Instant` holds.
+/// `now + by`, or [`FAR_FUTURE`] on when that is past what an `Instant` holds; for a `now`
+/// closer than that to the end of what it holds (a virtual clock), the last instant it holds.
 pub(crate) fn later(now: Instant, by: Duration) -> Instant {
-    now.checked_add(by).unwrap_or(now + FAR_FUTURE)
+    now.checked_add(by)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or_else(|| last_instant(now))
+}
+
+/// The last instant an `Instant` holds from `now` on: steps halved as they overflow, about
+/// a hundred additions, taken only at the end of the clock.
+fn last_instant(now: Instant) -> Instant {
+    let mut at = now;
+    let mut step = FAR_FUTURE;
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
 }
 
 /// Whether `deadline` is the watchdog's deadline of request `token`, which is in flight

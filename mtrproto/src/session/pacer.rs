@@ -44,7 +44,7 @@ impl Pacer {
             return false;
         }
         let base = self.next_due.map_or(now, |due| due.max(now));
-        self.next_due = Some(base + self.interval);
+        self.next_due = Some(crate::session::later(base, self.interval));
         true
     }
 }
