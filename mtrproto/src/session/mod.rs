@@ -930,11 +930,11 @@ impl Session {
     ///
     /// If `n` is more than `poll_transmit` offered (a driver bug).
     pub fn consume(&mut self, now: Instant, n: usize) {
-        let end = self.transmitted + n;
-        assert!(
-            end <= self.transmit.len(),
-            "consumed more than poll_transmit offered"
-        );
+        // Checked, not added: a huge `n` must not wrap past the assertion in a release build.
+        let end = self.transmitted.checked_add(n);
+        let Some(end) = end.filter(|&end| end <= self.transmit.len()) else {
+            panic!("consumed more than poll_transmit offered");
+        };
         self.transmitted = end;
         if self.transmitted == self.transmit.len() {
             self.transmit.clear();
@@ -1127,6 +1127,24 @@ fn failed(pending: Pending, failure: Failure) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `consume` of more than was offered is a driver bug, and panics as documented: a huge
+    /// count after a partial write wrapped past the check in a release build, marking
+    /// written bytes unwritten (sent twice), and overflowed in a debug one.
+    #[test]
+    #[should_panic(expected = "consumed more than poll_transmit offered")]
+    fn consuming_more_than_offered_panics_as_documented_however_much() {
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig::default());
+        session
+            .send_probe(now, ProbeArgs::new("127.0.0.1".parse().unwrap()))
+            .unwrap();
+        session
+            .send_probe(now, ProbeArgs::new("::1".parse().unwrap()))
+            .unwrap();
+        session.consume(now, 3);
+        session.consume(now, usize::MAX);
+    }
 
     #[test]
     fn an_event_is_no_larger_than_a_probe_result_and_its_token() {
