@@ -92,6 +92,9 @@ pub(crate) enum Caller {
 pub(crate) enum Unchecked {
     Failed(Failure),
     QueueFull(usize),
+    /// The helper ended with the check in flight, and how it exited if reaped by then: the
+    /// status its probes get too, which the caller's thread could not read yet.
+    Exited(Option<ExitStatus>),
 }
 
 impl From<Failure> for Unchecked {
@@ -970,7 +973,11 @@ impl Helper {
                     match self.waiting.remove(token) {
                         Some(Waiter::Support(done)) => {
                             self.note_answer(now, outcome.is_ok());
-                            let _ = done.send(outcome.map_err(Unchecked::from));
+                            let outcome = outcome.map_err(|failure| match failure {
+                                Failure::HelperGone => Unchecked::Exited(self.status),
+                                failure => Unchecked::Failed(failure),
+                            });
+                            let _ = done.send(outcome);
                             unanswered
                         }
                         // The driver's own check counts for no watchdog or restart rule: a

@@ -274,7 +274,7 @@ impl SessionBuilder {
 /// Why a check-support went unanswered, for a person.
 fn describe(failure: &Unchecked) -> String {
     match failure {
-        Unchecked::Failed(Failure::HelperGone) => {
+        Unchecked::Failed(Failure::HelperGone) | Unchecked::Exited(_) => {
             "it exited without answering check-support".into()
         }
         Unchecked::Failed(Failure::Unanswered) => "it did not answer check-support in time".into(),
@@ -412,7 +412,11 @@ impl Session {
             _ if self.on_driver_thread() => true,
             _ => match self.ask(OPTIONAL[index].clone()) {
                 // No helper took the check, or none had room for it: ask again next time.
-                Err(Unchecked::Failed(Failure::HelperGone) | Unchecked::QueueFull(_)) => true,
+                Err(
+                    Unchecked::Failed(Failure::HelperGone)
+                    | Unchecked::Exited(_)
+                    | Unchecked::QueueFull(_),
+                ) => true,
                 answer => {
                     let yes = answer.map_or(true, |answer| answer != "no");
                     known.store(if yes { YES } else { NO }, Ordering::Release);
@@ -476,6 +480,8 @@ impl Session {
                 detail: describe(&f),
             }
             .into(),
+            // The helper the check went to ended: its status, as its probes get it.
+            Unchecked::Exited(status) => ProcessError::Exited { status }.into(),
             Unchecked::Failed(_) => ProcessError::Exited {
                 status: self.shared.last_exit(),
             }

@@ -1765,3 +1765,18 @@ fn calls_that_wait_fail_in_a_probe_callback_instead_of_waiting_for_ever() {
     );
     session.close();
 }
+
+/// A check the helper dies on says how it exited, as a probe it dies on does: it said
+/// `Exited { status: None }`, reading the session's last status on the caller's thread
+/// before the driver had published the status it had just reaped.
+#[test]
+fn a_check_the_helper_dies_on_reports_its_exit_status() {
+    // The opening checks and a probe are answered; it exits at the next request.
+    let session = fake(&["--exit-after", "3"]).open().unwrap();
+    session.probe_blocking("127.0.0.1", &options()).unwrap();
+    let check = session.check_support(Feature::Udp);
+    assert!(
+        matches!(&check, Err(Error::Process(ProcessError::Exited { status: Some(s) })) if s.code() == Some(0)),
+        "{check:?}"
+    );
+}
