@@ -597,7 +597,9 @@ impl Session {
 
     /// Closes the helper's stdin, lets in-flight probes finish within the close grace, then
     /// kills and reaps the helper and joins the driver thread. Probes still pending then fail
-    /// with [`ProcessError::Exited`]; later calls fail with [`StateError`]. Idempotent.
+    /// with [`ProcessError::Exited`]; later calls fail with [`StateError`]. Idempotent; a
+    /// close on another thread meanwhile returns once this one's work is done too. From a
+    /// probe callback it returns at once, and the driver thread ends after the callback.
     pub fn close(&self) {
         self.close_within(self.close_grace);
     }
@@ -605,12 +607,16 @@ impl Session {
     fn close_within(&self, grace: Duration) {
         self.closed.store(true, Ordering::Release);
         let _ = self.send(Command::Close { grace });
-        let thread = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        // Closed from a callback, on the driver thread itself: it cannot wait for itself; it
-        // ends on its own once this call returns, and kills and reaps the helpers then.
-        if let Some(thread) = thread
-            && !self.on_driver_thread()
-        {
+        // Closed from a callback, on the driver thread itself: it cannot wait for itself (nor
+        // for the lock, which a caller joining it may hold); it ends on its own once this
+        // call returns, and kills and reaps the helpers then.
+        if self.on_driver_thread() {
+            return;
+        }
+        // Joined under the lock: a close concurrent with another returns only once the
+        // driver has ended, as the first does, not while its helpers still run.
+        let mut driver = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(thread) = driver.take() {
             let _ = thread.join();
         }
     }

@@ -1780,3 +1780,39 @@ fn a_check_the_helper_dies_on_reports_its_exit_status() {
         "{check:?}"
     );
 }
+
+/// `close` promises the helpers killed and reaped and every probe completed when it
+/// returns: a second `close` on another thread while the first waited out the close grace
+/// returned at once (the first had taken the driver's handle), helper alive, probe pending.
+#[test]
+fn a_close_concurrent_with_another_returns_once_the_helper_is_reaped() {
+    // It answers 400 ms after each probe, and waits for its answers once its stdin closes.
+    let session = Arc::new(
+        fake(&["--delay-ms", "400"])
+            .close_grace(Duration::from_secs(5))
+            .open()
+            .unwrap(),
+    );
+    let pid = session.helper_pid();
+    let handle = session.probe("127.0.0.1", &options()).unwrap();
+    let first = {
+        let session = Arc::clone(&session);
+        std::thread::spawn(move || session.close())
+    };
+    // The first close has begun: later calls are refused once it has.
+    let started = Instant::now();
+    while session.probe("127.0.0.1", &options()).is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never closed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    session.close();
+    assert!(
+        handle.try_result().is_some(),
+        "close returned with a probe pending"
+    );
+    assert!(
+        !mtrproto_tests::process_exists(pid),
+        "close returned with the helper alive"
+    );
+    first.join().unwrap();
+}
