@@ -326,7 +326,11 @@ impl Session {
         self.probe(host, options)?.wait()
     }
 
-    /// Sends one probe and returns at once with a handle to its result.
+    /// Sends one probe and returns with a handle to its result, without waiting for the
+    /// answer. Before sending it may wait: for a host name to resolve (see
+    /// [`Session::probe_blocking`]), and at the session's first IPv6 or SCTP probe for the
+    /// helper's answer to `check-support feature ip-6` or `sctp` (at most the
+    /// [grace](SessionBuilder::grace)), as [`Session::probe_with`] does.
     pub fn probe<'h>(
         &self,
         host: impl Into<Host<'h>>,
@@ -341,7 +345,9 @@ impl Session {
 
     /// Sends one probe and calls `done` with its result on the driver thread, where it must
     /// not block (send it to a channel, for example). Errors before the probe is sent are
-    /// returned instead. `done` may send probes (`probe_with`, `probe`); the calls that wait
+    /// returned instead. Like [`Session::probe`], it may wait before sending (a name to
+    /// resolve, the first IPv6 or SCTP probe's feature check), except on the driver thread,
+    /// where the check is not asked. `done` may send probes (`probe_with`, `probe`); the calls that wait
     /// for the session (`probe_blocking`, [`ProbeHandle::wait`], `check_support`, `trace`,
     /// the campaigns, `multipath`) fail there with [`Error::OnDriverThread`].
     pub fn probe_with<'h>(
