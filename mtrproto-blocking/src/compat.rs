@@ -166,10 +166,12 @@ pub const RELEASES: [Release; 5] = [
 ];
 
 /// A helper whose version is not a release above (a build without its tarball's version
-/// says `UNKNOWN`) and whose behaviour is not 0.93's or 0.96's, so 0.92, 0.94 or 0.95: the
-/// smallest table; `local_device` refused, which it was seen to ignore, and UDP flows over
-/// IPv6, which none of them answers (IPv4 flows go out: 0.94 and 0.95 answer them); its
-/// UDP answers taken as matched by sequence alone, since it may be 0.92.
+/// says `UNKNOWN`) and whose behaviour is not 0.92's, 0.93's or 0.96's, so 0.94 or 0.95, or
+/// could not be told (127.0.0.1 answers nothing, see `by_behaviour`): the smallest table;
+/// `local_device` refused, which releases before 0.96 ignore, and UDP flows over IPv6, which
+/// none before 0.96 answers. IPv4 flows go out (0.93 on answer them; where the release could
+/// not be told, 0.92 cannot be ruled out), and UDP answers are taken as matched by sequence
+/// alone, as 0.92 matches them.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,
@@ -209,6 +211,11 @@ impl Release {
         &RELEASES[1]
     }
 
+    /// The 0.92 row: what an unknown build that never answers a UDP flow is taken for.
+    pub(crate) fn answering_no_flow() -> &'static Release {
+        &RELEASES[0]
+    }
+
     /// Why this release cannot carry a probe with `options` to `target`, or `None`.
     pub(crate) fn refusal(&self, options: &ProbeOptions, target: IpAddr) -> Option<&'static str> {
         let family = usize::from(target.is_ipv6());
@@ -241,10 +248,24 @@ pub(crate) const PERMISSIVE: &Release = &RELEASES[RELEASES.len() - 1];
 /// An interface name no host has, for [`by_behaviour`].
 const NO_SUCH_DEVICE: &str = "mtrproto-none";
 
-/// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour with two
-/// probes to 127.0.0.1: without a source address it is answered `invalid-argument` by 0.93
-/// only; bound to an interface that does not exist, it is `unexpected-error` (ENODEV) from
-/// 0.96 on, and answered as usual by the releases that ignore `local-device`.
+/// The UDP ports of [`by_behaviour`]'s flow probe: the discard port, closed on nearly every
+/// host (so the probe is answered with port-unreachable), and a local port below
+/// mtr-packet's sequence numbers (33000 on), so neither is taken for one.
+const FLOW_PORTS: (u16, u16) = (9, 32999);
+
+/// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour with
+/// probes to 127.0.0.1, each within a second:
+///
+/// 1. Without a source address, only 0.93 answers `invalid-argument`.
+/// 2. Bound to an interface that does not exist, it is `unexpected-error` (ENODEV) from 0.96
+///    on, and answered as usual by the releases that ignore `local-device`.
+/// 3. Where that was answered: a UDP flow (`port` and `local-port`). 0.92 writes the sequence
+///    as the checksum without making the payload match it, so the datagram is dropped as
+///    corrupt and the probe gets `no-reply`; 0.94 and 0.95 get their reply. That counts only
+///    if a UDP probe to the same port without `local-port`, which every release answers,
+///    gets its reply (no listener or firewall there). This costs a second on 0.92 only.
+///
+/// Where the answers tell nothing, [`UNKNOWN`]: a guess, but not a wrong release's row.
 pub(crate) fn by_behaviour(
     probe: impl Fn(&ProbeOptions) -> Result<ProbeResult, Error>,
 ) -> &'static Release {
@@ -258,11 +279,27 @@ pub(crate) fn by_behaviour(
     }
     let bound = ProbeOptions {
         local_device: Some(NO_SUCH_DEVICE.into()),
-        ..options
+        ..options.clone()
     };
     match answer(&bound) {
-        Some(ReplyKind::UnexpectedError) => PERMISSIVE,
-        _ => &UNKNOWN,
+        Some(ReplyKind::UnexpectedError) => return PERMISSIVE,
+        Some(ReplyKind::Reply) => {}
+        // The loopback does not answer: the flow probe's silence would tell nothing.
+        _ => return &UNKNOWN,
+    }
+    let udp = ProbeOptions {
+        protocol: Protocol::Udp,
+        port: Some(FLOW_PORTS.0),
+        ..options
+    };
+    let flow = ProbeOptions {
+        local_port: Some(FLOW_PORTS.1),
+        ..udp.clone()
+    };
+    if answer(&flow) == Some(ReplyKind::NoReply) && answer(&udp) == Some(ReplyKind::Reply) {
+        Release::answering_no_flow()
+    } else {
+        &UNKNOWN
     }
 }
 
@@ -353,6 +390,86 @@ mod tests {
         assert!(why("0.95", v6).contains("0.96 or later is needed"));
         assert_eq!(why("0.95", v4), "");
         assert_eq!(why("0.96", v6), "");
+    }
+
+    /// What `version` answers to `by_behaviour`'s probes, with 127.0.0.1 on `lo` or not
+    /// (a namespace whose `lo` was never up), as each release's build was seen to answer.
+    fn scripted(
+        version: &str,
+        loopback: bool,
+        probes: &std::cell::Cell<usize>,
+    ) -> impl Fn(&ProbeOptions) -> Result<ProbeResult, Error> {
+        use ReplyKind::{InvalidArgument, NoReply, NoRoute, Reply, UnexpectedError};
+        let row = Release::for_version(version).unwrap();
+        move |options: &ProbeOptions| {
+            probes.set(probes.get() + 1);
+            let sourced = options.local_ip.is_some();
+            let result = if !loopback {
+                if sourced { NoRoute } else { InvalidArgument }
+            } else if row.needs_source_address && !sourced {
+                InvalidArgument
+            } else if options.local_device.is_some() && row.local_device {
+                UnexpectedError
+            } else if options.local_port.is_some() && !row.udp_port_and_local_port[0] {
+                NoReply
+            } else {
+                Reply
+            };
+            Ok(ProbeResult {
+                result,
+                time: None,
+                unusable_time_us: None,
+                responder: None,
+                mpls: Default::default(),
+            })
+        }
+    }
+
+    #[test]
+    fn unknown_builds_are_told_by_behaviour_where_the_loopback_works() {
+        let probes = std::cell::Cell::new(0);
+        for (version, row, most) in [
+            ("0.92", "0.92", 4),
+            ("0.93", "0.93", 1),
+            ("0.94", "unknown", 3),
+            ("0.95", "unknown", 3),
+            ("0.96", "0.96", 2),
+        ] {
+            probes.set(0);
+            assert_eq!(by_behaviour(scripted(version, true, &probes)).version, row);
+            assert!(probes.get() <= most, "{version}: {} probes", probes.get());
+        }
+    }
+
+    #[test]
+    fn silence_tells_nothing_unless_the_loopback_answers() {
+        use ReplyKind::{NoReply, Reply};
+        let result = |result| {
+            Ok(ProbeResult {
+                result,
+                time: None,
+                unusable_time_us: None,
+                responder: None,
+                mpls: Default::default(),
+            })
+        };
+        // Nothing answers (echo requests ignored, a loopback set down again).
+        assert_eq!(by_behaviour(|_| result(NoReply)).version, "unknown");
+        // Something listens on the flow probe's port, or a firewall drops UDP: a plain UDP
+        // probe is not answered either, so the flow's silence does not mean 0.92.
+        let udp_silent = |o: &ProbeOptions| {
+            result(if o.protocol == Protocol::Udp {
+                NoReply
+            } else {
+                Reply
+            })
+        };
+        assert_eq!(by_behaviour(udp_silent).version, "unknown");
+        // The session failing the probes.
+        assert_eq!(
+            by_behaviour(|_| Err(Error::QueueFull(1))).version,
+            "unknown"
+        );
     }
 
     #[test]
