@@ -167,11 +167,11 @@ pub const RELEASES: [Release; 5] = [
 
 /// A helper whose version is not a release above (a build without its tarball's version
 /// says `UNKNOWN`) and whose behaviour is not 0.92's, 0.93's or 0.96's, so 0.94 or 0.95, or
-/// could not be told (127.0.0.1 answers nothing, see `by_behaviour`): the smallest table;
+/// could not be told (127.0.0.1 unusable, see `by_behaviour`): the smallest table;
 /// `local_device` refused, which releases before 0.96 ignore, and UDP flows over IPv6, which
 /// none before 0.96 answers. IPv4 flows go out (0.93 on answer them; where the release could
-/// not be told, 0.92 cannot be ruled out), and UDP answers are taken as matched by sequence
-/// alone, as 0.92 matches them.
+/// not be told, 0.92 cannot be ruled out, but it does not even start where `lo` was never
+/// up), and UDP answers are taken as matched by sequence alone, as 0.92 matches them.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,
@@ -256,7 +256,9 @@ const FLOW_PORTS: (u16, u16) = (9, 32999);
 /// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour with
 /// probes to 127.0.0.1, each within a second:
 ///
-/// 1. Without a source address, only 0.93 answers `invalid-argument`.
+/// 1. Without a source address, only 0.93 answers `invalid-argument`, but so does every
+///    release where the loopback has no address (a namespace whose `lo` was never up): the
+///    same probe from 127.0.0.1 tells them apart (0.93 gets its reply).
 /// 2. Bound to an interface that does not exist, it is `unexpected-error` (ENODEV) from 0.96
 ///    on, and answered as usual by the releases that ignore `local-device`.
 /// 3. Where that was answered: a UDP flow (`port` and `local-port`). 0.92 writes the sequence
@@ -275,7 +277,14 @@ pub(crate) fn by_behaviour(
     };
     let answer = |options: &ProbeOptions| probe(options).map(|r| r.result).ok();
     if answer(&options) == Some(ReplyKind::InvalidArgument) {
-        return Release::needing_source_address();
+        let sourced = ProbeOptions {
+            local_ip: Some("127.0.0.1".into()),
+            ..options
+        };
+        return match answer(&sourced) {
+            Some(ReplyKind::Reply) => Release::needing_source_address(),
+            _ => &UNKNOWN,
+        };
     }
     let bound = ProbeOptions {
         local_device: Some(NO_SUCH_DEVICE.into()),
@@ -430,7 +439,7 @@ mod tests {
         let probes = std::cell::Cell::new(0);
         for (version, row, most) in [
             ("0.92", "0.92", 4),
-            ("0.93", "0.93", 1),
+            ("0.93", "0.93", 2),
             ("0.94", "unknown", 3),
             ("0.95", "unknown", 3),
             ("0.96", "0.96", 2),
@@ -438,6 +447,11 @@ mod tests {
             probes.set(0);
             assert_eq!(by_behaviour(scripted(version, true, &probes)).version, row);
             assert!(probes.get() <= most, "{version}: {} probes", probes.get());
+            // Without a usable 127.0.0.1 every release looks alike: the generic row.
+            assert_eq!(
+                by_behaviour(scripted(version, false, &probes)).version,
+                "unknown"
+            );
         }
     }
 

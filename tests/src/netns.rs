@@ -37,6 +37,15 @@ impl Netns {
     /// or two, and a router sends no neighbour solicitation for a packet it forwards until
     /// it has a usable link-local source: IPv6 beyond the first router would be lost then.
     pub fn new(name: &str) -> io::Result<Netns> {
+        let netns = Netns::with_loopback_down(name)?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    /// As [`Netns::new`], but `lo` left as `ip netns add` leaves it: down, never up, so
+    /// without 127.0.0.1, ::1 or their routes (unlike a loopback set down again, which keeps
+    /// its addresses and local routes and silently drops what is sent to them).
+    pub fn with_loopback_down(name: &str) -> io::Result<Netns> {
         let netns = Netns {
             name: format!("mtrp{}-{name}", std::process::id()),
         };
@@ -44,7 +53,6 @@ impl Netns {
         for conf in ["all", "default"] {
             netns.sysctl(&format!("net.ipv6.conf.{conf}.accept_dad"), "0")?;
         }
-        netns.ip(&["link", "set", "lo", "up"])?;
         Ok(netns)
     }
 
