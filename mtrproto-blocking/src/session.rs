@@ -193,17 +193,21 @@ impl SessionBuilder {
     /// [`Error::Config`].
     pub fn open(self) -> Result<Session, Error> {
         self.config.validate()?;
-        let session = self.clone().open_once()?;
+        let session = self.clone().open_once(None)?;
         let capacity = session.release.capacity;
         if self.config.window <= capacity {
             return Ok(session);
         }
-        // The window is fixed when the helper starts: start again within the table.
+        // The window is fixed when the helper starts: start again within the table, taking
+        // the release found by behaviour again without its probes (a second on 0.92).
+        let found = (session.version.clone(), session.release);
         session.close_within(Duration::ZERO);
-        self.window(capacity).open_once()
+        self.window(capacity).open_once(Some(found))
     }
 
-    fn open_once(self) -> Result<Session, Error> {
+    /// Opens one helper; `found` is the version and row an earlier open of the same program
+    /// read, taken again where the version matches and says nothing.
+    fn open_once(self, found: Option<(String, &'static Release)>) -> Result<Session, Error> {
         let command = match self.command {
             Some(command) => command,
             None => command_from_env()?,
@@ -252,9 +256,10 @@ impl SessionBuilder {
             });
         match opened {
             Ok(version) => {
-                session.release = match Release::for_version(&version) {
-                    Some(release) => release,
-                    None => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o)),
+                session.release = match (Release::for_version(&version), found) {
+                    (Some(release), _) => release,
+                    (None, Some((seen, release))) if seen == version => release,
+                    (None, _) => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o)),
                 };
                 // Before any caller's probe: the driver routes UDP probes by it.
                 if session.release.udp_matched_by_sequence_alone {
