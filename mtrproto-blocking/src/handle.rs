@@ -13,6 +13,11 @@ use crate::error::{Error, ProcessError};
 /// Dropping the handle does not cancel the probe; its result is then discarded. To wait for
 /// many at once, select over their [`receiver`](ProbeHandle::receiver)s with
 /// [`crossbeam_channel::Select`], or use [`Session::probe_with`](crate::Session::probe_with).
+///
+/// The result comes once: after [`try_result`](ProbeHandle::try_result) or
+/// [`wait_timeout`](ProbeHandle::wait_timeout) returned it, later calls find the channel
+/// empty and closed and return [`ProcessError::Exited`] with no status, as for a probe the
+/// driver dropped.
 #[derive(Debug)]
 pub struct ProbeHandle {
     result: Receiver<Result<ProbeResult, Error>>,
