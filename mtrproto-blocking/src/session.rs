@@ -352,9 +352,10 @@ impl Session {
     /// not block (send it to a channel, for example). Errors before the probe is sent are
     /// returned instead. Like [`Session::probe`], it may wait before sending (a name to
     /// resolve, the first IPv6 or SCTP probe's feature check), except on the driver thread,
-    /// where the check is not asked. `done` may send probes (`probe_with`, `probe`); the calls that wait
-    /// for the session (`probe_blocking`, [`ProbeHandle::wait`], `check_support`, `trace`,
-    /// the campaigns, `multipath`) fail there with [`Error::OnDriverThread`].
+    /// where the check is not asked. `done` may send probes (`probe_with`, `probe`); the
+    /// calls that wait for the session (`probe_blocking`, [`ProbeHandle::wait`],
+    /// `check_support`, `trace`, the campaigns, `multipath`) fail there with
+    /// [`Error::OnDriverThread`].
     pub fn probe_with<'h>(
         &self,
         host: impl Into<Host<'h>>,
