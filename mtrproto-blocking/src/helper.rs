@@ -88,13 +88,13 @@ pub(crate) enum Caller {
 
 /// Why a check-support has no answer: the session's failure, or no room for it in the
 /// helper's queue (`SessionConfig::max_queue`; the helper is fine).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Unchecked {
     Failed(Failure),
     QueueFull(usize),
-    /// The helper ended with the check in flight, and how it exited if reaped by then: the
-    /// status its probes get too, which the caller's thread could not read yet.
-    Exited(Option<ExitStatus>),
+    /// The helper ended with the check in flight: the error its probes get too (how it
+    /// exited, or why it was ended), which the caller's thread could not tell yet.
+    Gone(Error),
 }
 
 impl From<Failure> for Unchecked {
@@ -974,7 +974,7 @@ impl Helper {
                         Some(Waiter::Support(done)) => {
                             self.note_answer(now, outcome.is_ok());
                             let outcome = outcome.map_err(|failure| match failure {
-                                Failure::HelperGone => Unchecked::Exited(self.status),
+                                Failure::HelperGone => Unchecked::Gone(self.gone()),
                                 failure => Unchecked::Failed(failure),
                             });
                             let _ = done.send(outcome);

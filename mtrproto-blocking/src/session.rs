@@ -279,7 +279,7 @@ impl SessionBuilder {
 /// Why a check-support went unanswered, for a person.
 fn describe(failure: &Unchecked) -> String {
     match failure {
-        Unchecked::Failed(Failure::HelperGone) | Unchecked::Exited(_) => {
+        Unchecked::Failed(Failure::HelperGone) | Unchecked::Gone(_) => {
             "it exited without answering check-support".into()
         }
         Unchecked::Failed(Failure::Unanswered) => "it did not answer check-support in time".into(),
@@ -426,7 +426,7 @@ impl Session {
                 // No helper took the check, or none had room for it: ask again next time.
                 Err(
                     Unchecked::Failed(Failure::HelperGone)
-                    | Unchecked::Exited(_)
+                    | Unchecked::Gone(_)
                     | Unchecked::QueueFull(_),
                 ) => true,
                 answer => {
@@ -492,8 +492,8 @@ impl Session {
                 detail: describe(&f),
             }
             .into(),
-            // The helper the check went to ended: its status, as its probes get it.
-            Unchecked::Exited(status) => ProcessError::Exited { status }.into(),
+            // The helper the check went to ended: its probes' error.
+            Unchecked::Gone(error) => error,
             Unchecked::Failed(_) => ProcessError::Exited {
                 status: self.shared.last_exit(),
             }
@@ -611,7 +611,8 @@ impl Session {
     /// kills and reaps the helper and joins the driver thread. Probes still pending then fail
     /// with [`ProcessError::Exited`]; later calls fail with [`StateError`]. Idempotent; a
     /// close on another thread meanwhile returns once this one's work is done too. From a
-    /// probe callback it returns at once, and the driver thread ends after the callback.
+    /// probe callback it returns at once; the driver thread then ends on its own once the
+    /// callback has returned, the close grace is over and the helpers are killed.
     pub fn close(&self) {
         self.close_within(self.close_grace);
     }

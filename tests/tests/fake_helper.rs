@@ -1781,6 +1781,36 @@ fn a_check_the_helper_dies_on_reports_its_exit_status() {
     );
 }
 
+/// A check in flight when its helper is ended for writing only junk fails as the probe
+/// ended with it does (`NotMtrPacket`, saying why), not as a plain exit.
+#[test]
+fn a_check_fails_as_the_probes_of_its_helper_end_do() {
+    // The opening checks and a probe are read; then it writes only junk, answering nothing.
+    let session = fake(&["--junk-after", "3", "--delay-ms", "2000"])
+        .grace(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let probe = session
+        .probe(
+            "127.0.0.1",
+            &ProbeOptions {
+                timeout: Some(Duration::from_secs(5)),
+                ..options()
+            },
+        )
+        .unwrap();
+    let check = session.check_support(Feature::Udp);
+    let probe = probe.wait();
+    assert!(
+        matches!(
+            &probe,
+            Err(Error::Process(ProcessError::NotMtrPacket { .. }))
+        ),
+        "{probe:?}"
+    );
+    assert_eq!(format!("{:?}", check.err()), format!("{:?}", probe.err()));
+}
+
 /// `close` promises the helpers killed and reaped and every probe completed when it
 /// returns: a second `close` on another thread while the first waited out the close grace
 /// returned at once (the first had taken the driver's handle), helper alive, probe pending.
