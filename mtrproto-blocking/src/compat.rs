@@ -424,14 +424,19 @@ mod tests {
             } else {
                 Reply
             };
-            Ok(ProbeResult {
-                result,
-                time: None,
-                unusable_time_us: None,
-                responder: None,
-                mpls: Default::default(),
-            })
+            answered(result)
         }
+    }
+
+    /// A probe's result with `result` and nothing else.
+    fn answered(result: ReplyKind<'static>) -> Result<ProbeResult, Error> {
+        Ok(ProbeResult {
+            result,
+            time: None,
+            unusable_time_us: None,
+            responder: None,
+            mpls: Default::default(),
+        })
     }
 
     #[test]
@@ -458,21 +463,12 @@ mod tests {
     #[test]
     fn silence_tells_nothing_unless_the_loopback_answers() {
         use ReplyKind::{NoReply, Reply};
-        let result = |result| {
-            Ok(ProbeResult {
-                result,
-                time: None,
-                unusable_time_us: None,
-                responder: None,
-                mpls: Default::default(),
-            })
-        };
         // Nothing answers (echo requests ignored, a loopback set down again).
-        assert_eq!(by_behaviour(|_| result(NoReply)).version, "unknown");
+        assert_eq!(by_behaviour(|_| answered(NoReply)).version, "unknown");
         // Something listens on the flow probe's port, or a firewall drops UDP: a plain UDP
         // probe is not answered either, so the flow's silence does not mean 0.92.
         let udp_silent = |o: &ProbeOptions| {
-            result(if o.protocol == Protocol::Udp {
+            answered(if o.protocol == Protocol::Udp {
                 NoReply
             } else {
                 Reply
