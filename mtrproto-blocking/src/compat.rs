@@ -169,9 +169,9 @@ pub const RELEASES: [Release; 5] = [
 /// says `UNKNOWN`) and whose behaviour is not 0.92's, 0.93's or 0.96's, so 0.94 or 0.95, or
 /// could not be told (127.0.0.1 unusable, see `by_behaviour`): the smallest table;
 /// `local_device` refused, which releases before 0.96 ignore, and UDP flows over IPv6, which
-/// none before 0.96 answers. IPv4 flows go out (0.93 on answer them; where the release could
-/// not be told, 0.92 cannot be ruled out, but it does not even start where `lo` was never
-/// up), and UDP answers are taken as matched by sequence alone, as 0.92 matches them.
+/// none before 0.96 answers. IPv4 flows go out (0.93 onward answer them; where the release
+/// could not be told, 0.92 cannot be ruled out, but it does not even start where `lo` was
+/// never up), and UDP answers are taken as matched by sequence alone, as 0.92 matches them.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,
@@ -248,24 +248,32 @@ pub(crate) const PERMISSIVE: &Release = &RELEASES[RELEASES.len() - 1];
 /// An interface name no host has, for [`by_behaviour`].
 const NO_SUCH_DEVICE: &str = "mtrproto-none";
 
-/// The UDP ports of [`by_behaviour`]'s flow probe: the discard port, closed on nearly every
-/// host (so the probe is answered with port-unreachable), and a local port below
-/// mtr-packet's sequence numbers (33000 on), so neither is taken for one.
-const FLOW_PORTS: (u16, u16) = (9, 32999);
+/// The UDP ports [`by_behaviour`] tries in turn for its flow probe, the first whose plain
+/// UDP probe is answered with port-unreachable: the discard port, closed on nearly every
+/// host, then another below mtr-packet's sequence numbers (33000 on), so neither is taken
+/// for one.
+const UDP_PORTS: [u16; 2] = [9, 32998];
+
+/// The flow probe's local port, below mtr-packet's sequence numbers too.
+const FLOW_LOCAL_PORT: u16 = 32999;
 
 /// The row for a helper whose version says nothing (`UNKNOWN`), from its behaviour with
-/// probes to 127.0.0.1, each within a second:
+/// probes to 127.0.0.1, each with a timeout of 1 s:
 ///
 /// 1. Without a source address, only 0.93 answers `invalid-argument`, but so does every
 ///    release where the loopback has no address (a namespace whose `lo` was never up): the
 ///    same probe from 127.0.0.1 tells them apart (0.93 gets its reply).
 /// 2. Bound to an interface that does not exist, it is `unexpected-error` (ENODEV) from 0.96
 ///    on, and answered as usual by the releases that ignore `local-device`.
-/// 3. Where that was answered: a UDP flow (`port` and `local-port`). 0.92 writes the sequence
+/// 3. Where that was sent: a UDP flow (`port` and `local-port`). 0.92 writes the sequence
 ///    as the checksum without making the payload match it, so the datagram is dropped as
-///    corrupt and the probe gets `no-reply`; 0.94 and 0.95 get their reply. That counts only
-///    if a UDP probe to the same port without `local-port`, which every release answers,
-///    gets its reply (no listener or firewall there). This costs a second on 0.92 only.
+///    corrupt and the probe gets `no-reply`; 0.94 and 0.95 get their reply. It goes to the
+///    first port of [`UDP_PORTS`] where a plain UDP probe, which every release answers, got
+///    its reply (no listener or firewall there). This costs a second on 0.92, and where no
+///    such port answers (a loopback that drops everything) a second per port tried.
+///
+/// ICMP echo ignored on the host (`net.ipv4.icmp_echo_ignore_all`) leaves the ICMP probes
+/// unanswered but sent, which steps 1 and 2 take as they take an answer.
 ///
 /// Where the answers tell nothing, [`UNKNOWN`]: a guess, but not a wrong release's row.
 pub(crate) fn by_behaviour(
@@ -281,8 +289,10 @@ pub(crate) fn by_behaviour(
             local_ip: Some("127.0.0.1".into()),
             ..options
         };
+        // Routed from 127.0.0.1 (answered, or unanswered where echo is ignored): 0.93's
+        // refusal. Without a loopback address it is `no-route`.
         return match answer(&sourced) {
-            Some(ReplyKind::Reply) => Release::needing_source_address(),
+            Some(ReplyKind::Reply | ReplyKind::NoReply) => Release::needing_source_address(),
             _ => &UNKNOWN,
         };
     }
@@ -292,20 +302,28 @@ pub(crate) fn by_behaviour(
     };
     match answer(&bound) {
         Some(ReplyKind::UnexpectedError) => return PERMISSIVE,
-        Some(ReplyKind::Reply) => {}
-        // The loopback does not answer: the flow probe's silence would tell nothing.
+        // Sent (echo may be ignored): the UDP probes below tell whether the loopback works.
+        Some(ReplyKind::Reply | ReplyKind::NoReply) => {}
         _ => return &UNKNOWN,
     }
-    let udp = ProbeOptions {
+    let udp_to = |port| ProbeOptions {
         protocol: Protocol::Udp,
-        port: Some(FLOW_PORTS.0),
-        ..options
+        port: Some(port),
+        ..options.clone()
+    };
+    // A port whose plain UDP probe gets its port-unreachable (no listener, no firewall):
+    // else the flow probe's silence would tell nothing.
+    let Some(port) = UDP_PORTS
+        .into_iter()
+        .find(|&port| answer(&udp_to(port)) == Some(ReplyKind::Reply))
+    else {
+        return &UNKNOWN;
     };
     let flow = ProbeOptions {
-        local_port: Some(FLOW_PORTS.1),
-        ..udp.clone()
+        local_port: Some(FLOW_LOCAL_PORT),
+        ..udp_to(port)
     };
-    if answer(&flow) == Some(ReplyKind::NoReply) && answer(&udp) == Some(ReplyKind::Reply) {
+    if answer(&flow) == Some(ReplyKind::NoReply) {
         Release::answering_no_flow()
     } else {
         &UNKNOWN
@@ -401,11 +419,23 @@ mod tests {
         assert_eq!(why("0.96", v6), "");
     }
 
-    /// What `version` answers to `by_behaviour`'s probes, with 127.0.0.1 on `lo` or not
-    /// (a namespace whose `lo` was never up), as each release's build was seen to answer.
+    /// The host's loopback, as `by_behaviour`'s probes find it.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Loopback {
+        Works,
+        /// A namespace whose `lo` was never up: no 127.0.0.1.
+        NeverUp,
+        /// `net.ipv4.icmp_echo_ignore_all`: ICMP probes go out unanswered.
+        EchoIgnored,
+        /// Something listens on UDP port 9: no port-unreachable there.
+        ListenerOn9,
+    }
+
+    /// What `version` answers to `by_behaviour`'s probes on `loopback`, as each release's
+    /// build was seen to answer.
     fn scripted(
         version: &str,
-        loopback: bool,
+        loopback: Loopback,
         probes: &std::cell::Cell<usize>,
     ) -> impl Fn(&ProbeOptions) -> Result<ProbeResult, Error> {
         use ReplyKind::{InvalidArgument, NoReply, NoRoute, Reply, UnexpectedError};
@@ -413,16 +443,19 @@ mod tests {
         move |options: &ProbeOptions| {
             probes.set(probes.get() + 1);
             let sourced = options.local_ip.is_some();
-            let result = if !loopback {
+            let udp = options.protocol == Protocol::Udp;
+            let result = if loopback == Loopback::NeverUp {
                 if sourced { NoRoute } else { InvalidArgument }
             } else if row.needs_source_address && !sourced {
                 InvalidArgument
             } else if options.local_device.is_some() && row.local_device {
                 UnexpectedError
-            } else if options.local_port.is_some() && !row.udp_port_and_local_port[0] {
-                NoReply
             } else {
-                Reply
+                // 0.92's flow dropped as corrupt, an echo ignored, a port that is listened on.
+                let silent = (options.local_port.is_some() && !row.udp_port_and_local_port[0])
+                    || (!udp && loopback == Loopback::EchoIgnored)
+                    || (udp && options.port == Some(9) && loopback == Loopback::ListenerOn9);
+                if silent { NoReply } else { Reply }
             };
             answered(result)
         }
@@ -445,16 +478,26 @@ mod tests {
         for (version, row, most) in [
             ("0.92", "0.92", 4),
             ("0.93", "0.93", 2),
-            ("0.94", "unknown", 3),
-            ("0.95", "unknown", 3),
+            ("0.94", "unknown", 4),
+            ("0.95", "unknown", 4),
             ("0.96", "0.96", 2),
         ] {
-            probes.set(0);
-            assert_eq!(by_behaviour(scripted(version, true, &probes)).version, row);
-            assert!(probes.get() <= most, "{version}: {} probes", probes.get());
+            // Echo ignored, or a listener on the first UDP port (the next is taken), tell
+            // the same apart.
+            for loopback in [
+                Loopback::Works,
+                Loopback::EchoIgnored,
+                Loopback::ListenerOn9,
+            ] {
+                probes.set(0);
+                let found = by_behaviour(scripted(version, loopback, &probes)).version;
+                assert_eq!(found, row, "{version} {}", loopback as u8);
+                let most = most + usize::from(loopback == Loopback::ListenerOn9);
+                assert!(probes.get() <= most, "{version}: {} probes", probes.get());
+            }
             // Without a usable 127.0.0.1 every release looks alike: the generic row.
             assert_eq!(
-                by_behaviour(scripted(version, false, &probes)).version,
+                by_behaviour(scripted(version, Loopback::NeverUp, &probes)).version,
                 "unknown"
             );
         }

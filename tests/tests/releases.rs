@@ -739,6 +739,33 @@ fn unknown_build_with_loopback_down_is_not_taken_for_093() {
     }
 }
 
+/// Where the host ignores ICMP echo (`net.ipv4.icmp_echo_ignore_all`, a common hardening),
+/// the ICMP probes of the detection go out unanswered: each build built `UNKNOWN` must still
+/// get its row (0.93 got the generic one, which adds no source address, so every probe of
+/// it was refused; 0.92 too, whose UDP flows then went out and were never answered).
+#[test]
+#[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
+fn unknown_builds_are_told_where_icmp_echo_is_ignored() {
+    for (version, row) in [
+        ("0.92", "0.92"),
+        ("0.93", "0.93"),
+        ("0.95", "unknown"),
+        ("0.96", "0.96"),
+    ] {
+        let Some(binary) = binary(&format!("{version}-UNKNOWN")) else {
+            continue;
+        };
+        let e = EXPECTED.iter().find(|e| e.version == version).unwrap();
+        let ns = Netns::new(&format!("{}-noecho", tag(e))).expect("namespace");
+        ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+            .expect("sysctl");
+        let session = builder(&binary, Some(&ns)).open().unwrap();
+        assert_eq!(session.version(), "UNKNOWN");
+        assert_eq!(session.release().version, row, "{version}");
+        assert_eq!(session.release().needs_source_address, e.needs_source);
+    }
+}
+
 /// A helper of unknown version that is neither 0.93 nor 0.96 by behaviour is 0.92, 0.94 or
 /// 0.95, none of which ever answers a UDP flow over IPv6: a multipath trace over IPv6 is
 /// refused at once, naming 0.96, as on those releases' own versions (before, it went out,
