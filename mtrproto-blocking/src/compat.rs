@@ -170,8 +170,8 @@ pub const RELEASES: [Release; 5] = [
 /// could not be told (127.0.0.1 unusable, see `by_behaviour`): the smallest table;
 /// `local_device` refused, which releases before 0.96 ignore, and UDP flows over IPv6, which
 /// none before 0.96 answers. IPv4 flows go out (0.93 onward answer them; where the release
-/// could not be told, 0.92 cannot be ruled out, but it does not even start where `lo` was
-/// never up), and UDP answers are taken as matched by sequence alone, as 0.92 matches them.
+/// could not be told, 0.92 cannot be ruled out: its flows then go unanswered), and UDP
+/// answers are taken as matched by sequence alone, as 0.92 matches them.
 pub const UNKNOWN: Release = Release {
     version: "unknown",
     capacity: 1024,

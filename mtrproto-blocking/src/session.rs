@@ -279,9 +279,11 @@ impl SessionBuilder {
 /// Why a check-support went unanswered, for a person.
 fn describe(failure: &Unchecked) -> String {
     match failure {
-        Unchecked::Failed(Failure::HelperGone) | Unchecked::Gone(_) => {
+        Unchecked::Failed(Failure::HelperGone) => {
             "it exited without answering check-support".into()
         }
+        // Ended by the driver (junk, a stall) or by itself: its probes' error says which.
+        Unchecked::Gone(error) => format!("it ended without answering check-support: {error}"),
         Unchecked::Failed(Failure::Unanswered) => "it did not answer check-support in time".into(),
         Unchecked::Failed(Failure::UnexpectedReply(kind)) => {
             format!("it answered `{kind}` to check-support")
