@@ -929,6 +929,9 @@ fn a_campaign_does_not_wait_for_another_probes_long_quiet() {
     println!("{summary:?} in {:?}", start.elapsed());
     assert_eq!((summary.targets, summary.failed), (2, 0));
     assert_eq!(summary.lost, summary.probes, "{summary:?}");
+    // The helper started again after the kill logged to it too.
+    drop(session);
+    let _ = std::fs::remove_file(&log);
 }
 
 /// A helper that could not open IPv6 sockets answers `check-support feature ip-6` with `no`
