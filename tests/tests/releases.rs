@@ -623,22 +623,31 @@ fn local_device(version: &str) {
     }
 }
 
+/// The releases built without their version (`UNKNOWN`), each with the row the session
+/// takes it for (0.94's probe engine is 0.95's, so it is not built so).
+const UNKNOWN_ROWS: [(&str, &str); 4] = [
+    ("0.92", "0.92"),
+    ("0.93", "0.93"),
+    ("0.95", "unknown"),
+    ("0.96", "0.96"),
+];
+
+/// The `UNKNOWN` build of `version` and what its release does, `None` where not built.
+fn unknown_build(version: &str) -> Option<(PathBuf, &'static Expected)> {
+    let binary = binary(&format!("{version}-UNKNOWN"))?;
+    Some((binary, EXPECTED.iter().find(|e| e.version == version)?))
+}
+
 /// Releases built without their version (`UNKNOWN`), each with the row the session takes it
 /// for: 0.92, 0.93 and 0.96 by behaviour, 0.95 (whose probe engine is 0.94's) the generic
 /// row. The session adds the source address 0.93 needs and lets 0.96 bind to an interface.
 #[test]
 #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
 fn unknown_builds_are_told_by_behaviour() {
-    for (version, row) in [
-        ("0.92", "0.92"),
-        ("0.93", "0.93"),
-        ("0.95", "unknown"),
-        ("0.96", "0.96"),
-    ] {
-        let Some(binary) = binary(&format!("{version}-UNKNOWN")) else {
+    for (version, row) in UNKNOWN_ROWS {
+        let Some((binary, e)) = unknown_build(version) else {
             continue;
         };
-        let e = EXPECTED.iter().find(|e| e.version == version).unwrap();
         // In a namespace of its own: 0.92 matches a UDP answer by sequence alone, so the
         // probes of the other tests' helpers on the host's loopback could answer the flow
         // probe that tells it apart (see `loopback`).
@@ -717,10 +726,9 @@ fn unknown_092_is_refused_udp_flows_over_ipv4() {
 #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
 fn unknown_build_with_loopback_down_is_not_taken_for_093() {
     for version in ["0.93", "0.95", "0.96"] {
-        let Some(binary) = binary(&format!("{version}-UNKNOWN")) else {
+        let Some((binary, e)) = unknown_build(version) else {
             continue;
         };
-        let e = EXPECTED.iter().find(|e| e.version == version).unwrap();
         let ns = Netns::with_loopback_down(&format!("{}-lodown", tag(e))).expect("namespace");
         let session = builder(&binary, Some(&ns)).open().unwrap();
         assert_eq!(session.version(), "UNKNOWN");
@@ -746,16 +754,10 @@ fn unknown_build_with_loopback_down_is_not_taken_for_093() {
 #[test]
 #[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
 fn unknown_builds_are_told_where_icmp_echo_is_ignored() {
-    for (version, row) in [
-        ("0.92", "0.92"),
-        ("0.93", "0.93"),
-        ("0.95", "unknown"),
-        ("0.96", "0.96"),
-    ] {
-        let Some(binary) = binary(&format!("{version}-UNKNOWN")) else {
+    for (version, row) in UNKNOWN_ROWS {
+        let Some((binary, e)) = unknown_build(version) else {
             continue;
         };
-        let e = EXPECTED.iter().find(|e| e.version == version).unwrap();
         let ns = Netns::new(&format!("{}-noecho", tag(e))).expect("namespace");
         ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
             .expect("sysctl");
