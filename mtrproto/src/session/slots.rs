@@ -137,13 +137,19 @@ impl<V> Slots<V> {
         }
     }
 
-    /// Takes every value out, in slot order (those beside the table last).
+    /// Takes every value out, in slot order (those beside the table last). The table is
+    /// empty from the call on, whether or not the iterator is run to its end (values not
+    /// taken from it are dropped with it).
     pub fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+        // Taken out whole: an iterator dropped early left values behind a count of 0,
+        // which the next `remove` of one of them took below zero.
         self.len = 0;
-        self.slots
-            .iter_mut()
-            .filter_map(|s| s.take().map(|(_, v)| v))
-            .chain(self.overflow.drain().map(|(_, v)| v))
+        let slots = std::mem::take(&mut self.slots);
+        let overflow = std::mem::take(&mut self.overflow);
+        slots
+            .into_iter()
+            .filter_map(|s| s.map(|(_, v)| v))
+            .chain(overflow.into_values())
     }
 
     /// Doubles the table, each value moved to its slot in the larger one.
@@ -184,6 +190,26 @@ mod tests {
         slots.insert(t(17), "again");
         assert_eq!(slots.drain().collect::<Vec<_>>(), ["again"]);
         assert!(slots.get(t(17)).is_none());
+    }
+
+    /// A drain dropped before its end left values in the table with its count at 0: the
+    /// next `remove` of one of them overflowed (a panic in a debug build, a count of
+    /// `usize::MAX` in a release one).
+    #[test]
+    fn a_drain_dropped_early_empties_the_table_all_the_same() {
+        let mut slots = Slots::default();
+        for v in [1, 2, 3, 1 + (1 << 30)] {
+            slots.insert(t(v), v);
+        }
+        assert_eq!(slots.drain().next(), Some(1));
+        for v in [1, 2, 3, 1 + (1 << 30)] {
+            assert_eq!(slots.get(t(v)), None, "{v}");
+            assert_eq!(slots.remove(t(v)), None, "{v}");
+            assert!(slots.is_vacant(t(v)));
+        }
+        slots.insert(t(2), 20);
+        assert_eq!(slots.remove(t(2)), Some(20));
+        assert_eq!(slots.len, 0);
     }
 
     #[test]
