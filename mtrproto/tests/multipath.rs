@@ -2529,3 +2529,28 @@ fn a_trace_that_reaches_the_target_leaves_no_re_probe_unanswered() {
     assert!(runs >= 1000, "{runs} runs reached the target");
     assert!(cut.is_empty(), "{} of {runs} runs: {cut:#?}", cut.len());
 }
+
+/// `handle_result` ignores a result for "one of another trace", as documented (and
+/// `handle_lost` its loss): every trace numbered its probes from 0 alike, so another
+/// trace's first probe passed for this one's, and its answer ended this trace.
+#[test]
+fn a_result_for_another_traces_probe_is_ignored() {
+    let now = Instant::now();
+    let config = MultipathConfig::default();
+    let mut ours = MultipathTracer::new(udp(), &config, now).unwrap();
+    let mut theirs = MultipathTracer::new(udp(), &config, now).unwrap();
+    let our_probe = ours.poll_probe(now).unwrap();
+    let their_probe = theirs.poll_probe(now).unwrap();
+    assert_eq!(
+        (our_probe.id().ttl(), our_probe.id().flow()),
+        (their_probe.id().ttl(), their_probe.id().flow())
+    );
+    let line = format!("1 reply ip-4 {TARGET} round-trip-time 900");
+    let result = ProbeResult::from_reply(&Reply::parse(&line).unwrap());
+    ours.handle_result(now, their_probe.id(), &result);
+    ours.handle_lost(now, their_probe.id());
+    assert_eq!(ours.in_flight(), 1, "their probe's result taken for ours");
+    assert!(!ours.is_done());
+    ours.handle_result(now, our_probe.id(), &result);
+    assert!(ours.is_done(), "the target answered at the first TTL");
+}

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -139,9 +140,16 @@ impl Default for MultipathConfig {
     }
 }
 
+/// The number the next [`MultipathTracer`] takes, so that its probes' ids differ from
+/// every other trace's (the count wraps after 2^32 traces).
+static NEXT_TRACE: AtomicU32 = AtomicU32::new(0);
+
 /// Which probe a result belongs to: keep it from [`MultipathProbe::id`] and give it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProbeId {
+    /// The trace that sent it: every trace numbers its probes from 0, and a result for
+    /// another trace's probe must not pass for one of its own.
+    trace: u32,
     seq: u32,
     ttl: u8,
     flow: Flow,
@@ -721,6 +729,8 @@ pub struct MultipathTracer {
     current: u8,
     silent_run: u8,
     next_flow: u32,
+    /// This trace's number among the process's traces, in its probes' ids.
+    trace: u32,
     next_seq: u32,
     probes: u32,
     pending: BTreeMap<u32, ProbeId>,
@@ -788,6 +798,7 @@ impl MultipathTracer {
             current: config.first_ttl,
             silent_run: 0,
             next_flow: u32::from(config.first_flow),
+            trace: NEXT_TRACE.fetch_add(1, Ordering::Relaxed),
             next_seq: 0,
             probes: 0,
             pending: BTreeMap::new(),
@@ -847,7 +858,12 @@ impl MultipathTracer {
         self.hops[usize::from(ttl)].sent(id, from);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let probe_id = ProbeId { seq, ttl, flow };
+        let probe_id = ProbeId {
+            trace: self.trace,
+            seq,
+            ttl,
+            flow,
+        };
         self.pending.insert(seq, probe_id);
         let deadline = later(now, args.effective_timeout().saturating_add(LOST_AFTER));
         self.deadlines.push_back((deadline, seq));
