@@ -883,3 +883,51 @@ fn a_clock_near_its_end_panics_nowhere() {
         paths.handle_timeout(end);
     }
 }
+
+/// A refused probe whose re-sends are spent waits out its timeout holding no window slot
+/// and no place in the queue. A helper refusing every probe (its table held by something
+/// else) had them pile up without bound for a driver that sends whenever `has_room` says
+/// so: one more per round trip, each kept for its timeout (up to `i32::MAX` seconds).
+/// They are held to `window + max_queue`, the requests the session holds otherwise; past
+/// that, the refusal stands at once.
+#[test]
+fn refused_probes_waiting_out_their_timeout_are_bounded() {
+    let config = SessionConfig {
+        window: 2,
+        max_queue: 3,
+        max_retries: 0,
+        ..SessionConfig::default()
+    };
+    let bound = config.window + config.max_queue;
+    let mut peer = Pair::new(config);
+    let args = ProbeArgs::new("127.0.0.1".parse().unwrap());
+    let mut sent = 0;
+    let mut ended = Vec::new();
+    for _ in 0..1000 {
+        while peer.session.has_room(peer.now) {
+            peer.session.send_probe(peer.now, args.clone()).unwrap();
+            sent += 1;
+        }
+        let read = peer.read();
+        peer.answer(&refuse(&read));
+        ended.extend(peer.events());
+        peer.now += Duration::from_millis(1);
+        assert!(
+            peer.session.refused_waiting() <= bound,
+            "{} refused probes waiting",
+            peer.session.refused_waiting()
+        );
+    }
+    // Each ended once, with the refusal; the rest end at their timeout.
+    peer.advance(ProbeArgs::DEFAULT_TIMEOUT);
+    ended.extend(peer.events());
+    assert_eq!(peer.session.refused_waiting(), 0);
+    assert_eq!(
+        ended.len() + peer.session.in_flight() + peer.session.queued(),
+        sent
+    );
+    assert!(ended.iter().all(|e| matches!(
+        e,
+        Event::Probe { outcome: Ok(r), .. } if r.result == ReplyKind::ProbesExhausted
+    )));
+}

@@ -59,7 +59,9 @@ pub struct SessionConfig {
     /// and the session keeps its window under the number in flight at that refusal (the
     /// table's size, [`Session::helper_capacity`]). It ends with the `probes-exhausted`
     /// answer only once its own timeout, counted from its first release, has passed
-    /// without an attempt being taken: with its re-sends spent it waits for that moment.
+    /// without an attempt being taken: with its re-sends spent it waits for that moment
+    /// ([`Session::refused_waiting`]), unless `window + max_queue` refused probes already
+    /// wait so (a helper refusing every probe), when it ends at once.
     pub max_retries: u8,
     /// The longest line accepted from the helper. Default [`LineFramer::DEFAULT_MAX_LINE`].
     pub max_line: usize,
@@ -621,6 +623,13 @@ impl Session {
         if now >= expires {
             return Some(pending);
         }
+        // Its re-sends spent, it would wait out its timeout holding no slot: a helper
+        // refusing every probe would pile these up with each probe sent. At most the
+        // requests the session holds otherwise wait so; past them, the refusal stands.
+        let spent = pending.retries >= self.config.max_retries;
+        if spent && self.refused_waiting() >= self.config.window + self.config.max_queue {
+            return Some(pending);
+        }
         // A fresh wire token, so that a stray second answer to this attempt cannot be
         // taken for the answer to the next one.
         let wire = self.allocate_token();
@@ -1028,8 +1037,9 @@ impl Session {
 
     /// Refused probes waiting for their own timeout to end with the refusal, their re-sends
     /// spent ([`SessionConfig::max_retries`]) or their time up before one went out: still
-    /// pending, in neither the window nor a queue. A driver counting its probes out against
-    /// the window counts these apart, as they hold no slot.
+    /// pending, in neither the window nor a queue; at most `window + max_queue` of them
+    /// ([`SessionConfig::max_retries`]). A driver counting its probes out against the window
+    /// counts these apart, as they hold no slot.
     pub fn refused_waiting(&self) -> usize {
         // Every refused probe not out again has an expiry; those to be sent again are in
         // `resend` too.
