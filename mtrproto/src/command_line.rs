@@ -5,7 +5,7 @@ use crate::error::CommandLineError;
 
 /// Splits a command line into words like a POSIX shell would, without running one: quotes
 /// and backslashes as `sh` reads them; refused when a quote is left open or no word is left,
-/// so the first word, the program, always exists.
+/// or the first word is empty (`''`), so the first word, the program, always names one.
 ///
 /// ```
 /// let words = mtrproto::split_command("sudo -n '/opt/mtr tools/mtr-packet'")?;
@@ -18,7 +18,7 @@ pub fn split_command(value: &str) -> Result<Vec<String>, CommandLineError> {
         reason,
     };
     let words = shell_words::split(value).map_err(|e| bad(e.to_string()))?;
-    if words.is_empty() {
+    if words.first().is_none_or(String::is_empty) {
         return Err(bad("it names no program".into()));
     }
     Ok(words)
@@ -37,5 +37,9 @@ mod tests {
         );
         assert!(split_command("   ").is_err());
         assert!(split_command("'unterminated").is_err());
+        // An empty first word names no program either (it was taken, and starting it
+        // failed with an empty name).
+        assert!(split_command("'' -x").is_err());
+        assert!(split_command("\"\"").is_err());
     }
 }
