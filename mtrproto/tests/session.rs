@@ -171,6 +171,9 @@ fn an_answer_with_a_bad_argument_completes_its_probe_at_once() {
     // probes-exhausted keeps its meaning whatever follows it: c is queued again.
     assert_eq!(peer.session.counters().retries, 1);
     assert_eq!(peer.session.counters().malformed, 2);
+    // A malformed `reply` is neither answered nor succeeded.
+    assert_eq!(peer.session.counters().answered, 0);
+    assert_eq!(peer.session.counters().succeeded, 0);
     assert_eq!(peer.session.counters().diagnostics, 0);
     assert_eq!(peer.read().len(), 1);
 }

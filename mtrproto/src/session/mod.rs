@@ -250,7 +250,8 @@ pub struct Counters {
     pub answered: u64,
     /// Requests completed by an answer whose arguments do not parse ([`Failure::Malformed`]).
     pub malformed: u64,
-    /// ... of which `reply` (the target answered).
+    /// Probes of `answered` whose answer was `reply` (the target answered); a malformed
+    /// `reply` line is not one.
     pub succeeded: u64,
     /// Feature checks completed with an answer.
     pub supports: u64,
