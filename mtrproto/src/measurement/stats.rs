@@ -268,8 +268,8 @@ impl TraceStats {
     /// `no-route` or `network-down` (or 0.96's `no-route-host`, `no-route-network`,
     /// `host-down`) that carries an address of the target's family and a round-trip time;
     /// only an answer counts as received, ends the probe's transit and sets the hop's latest
-    /// error. Every outcome other than an answer or `no-reply` is also counted among the hop's
-    /// [`errors`](Hop::errors).
+    /// error. Every outcome other than `reply`, `ttl-expired` or `no-reply` is also counted
+    /// among the hop's [`errors`](Hop::errors), an unreachable that is an answer too.
     pub fn record(&mut self, ttl: u8, result: &ProbeResult) {
         let target = self.target;
         let Some(hop) = self.hop_mut(ttl, ttl) else {
@@ -746,8 +746,9 @@ impl Hop {
             }))
     }
 
-    /// Outcomes other than an answer or `no-reply`, with their counts; of the reply names
-    /// mtr-packet does not have ([`ReplyKind::Other`]), the first 8 seen.
+    /// Outcomes other than `reply`, `ttl-expired` or `no-reply` (unreachable answers, which
+    /// count as received too, included), with their counts; of the reply names mtr-packet
+    /// does not have ([`ReplyKind::Other`]), the first 8 seen.
     pub fn errors(&self) -> &[(ReplyKind<'static>, u64)] {
         let more = self.seen.as_deref().and_then(|s| s.more.as_deref());
         more.map_or(&[], |m| &m.errors)
