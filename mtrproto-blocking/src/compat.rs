@@ -276,35 +276,39 @@ const FLOW_LOCAL_PORT: u16 = 32999;
 /// unanswered but sent, which steps 1 and 2 take as they take an answer.
 ///
 /// Where the answers tell nothing, [`UNKNOWN`]: a guess, but not a wrong release's row.
+///
+/// A probe that fails (the helper exited, stalled or wrote junk) ends the detection with its
+/// error at once: the helper is unusable, and each later probe would wait out its own
+/// timeout and grace for nothing.
 pub(crate) fn by_behaviour(
     probe: impl Fn(&ProbeOptions) -> Result<ProbeResult, Error>,
-) -> &'static Release {
+) -> Result<&'static Release, Error> {
     let options = ProbeOptions {
         timeout: Some(Duration::from_secs(1)),
         ..ProbeOptions::default()
     };
-    let answer = |options: &ProbeOptions| probe(options).map(|r| r.result).ok();
-    if answer(&options) == Some(ReplyKind::InvalidArgument) {
+    let answer = |options: &ProbeOptions| probe(options).map(|r| r.result);
+    if answer(&options)? == ReplyKind::InvalidArgument {
         let sourced = ProbeOptions {
             local_ip: Some("127.0.0.1".into()),
             ..options
         };
         // Routed from 127.0.0.1 (answered, or unanswered where echo is ignored): 0.93's
         // refusal. Without a loopback address it is `no-route`.
-        return match answer(&sourced) {
-            Some(ReplyKind::Reply | ReplyKind::NoReply) => Release::needing_source_address(),
+        return Ok(match answer(&sourced)? {
+            ReplyKind::Reply | ReplyKind::NoReply => Release::needing_source_address(),
             _ => &UNKNOWN,
-        };
+        });
     }
     let bound = ProbeOptions {
         local_device: Some(NO_SUCH_DEVICE.into()),
         ..options.clone()
     };
-    match answer(&bound) {
-        Some(ReplyKind::UnexpectedError) => return PERMISSIVE,
+    match answer(&bound)? {
+        ReplyKind::UnexpectedError => return Ok(PERMISSIVE),
         // Sent (echo may be ignored): the UDP probes below tell whether the loopback works.
-        Some(ReplyKind::Reply | ReplyKind::NoReply) => {}
-        _ => return &UNKNOWN,
+        ReplyKind::Reply | ReplyKind::NoReply => {}
+        _ => return Ok(&UNKNOWN),
     }
     let udp_to = |port| ProbeOptions {
         protocol: Protocol::Udp,
@@ -313,21 +317,25 @@ pub(crate) fn by_behaviour(
     };
     // A port whose plain UDP probe gets its port-unreachable (no listener, no firewall):
     // else the flow probe's silence would tell nothing.
-    let Some(port) = UDP_PORTS
-        .into_iter()
-        .find(|&port| answer(&udp_to(port)) == Some(ReplyKind::Reply))
-    else {
-        return &UNKNOWN;
+    let mut answered_port = None;
+    for port in UDP_PORTS {
+        if answer(&udp_to(port))? == ReplyKind::Reply {
+            answered_port = Some(port);
+            break;
+        }
+    }
+    let Some(port) = answered_port else {
+        return Ok(&UNKNOWN);
     };
     let flow = ProbeOptions {
         local_port: Some(FLOW_LOCAL_PORT),
         ..udp_to(port)
     };
-    if answer(&flow) == Some(ReplyKind::NoReply) {
+    Ok(if answer(&flow)? == ReplyKind::NoReply {
         Release::answering_no_flow()
     } else {
         &UNKNOWN
-    }
+    })
 }
 
 /// `MAJOR.MINOR` at the start of a version string.
@@ -490,14 +498,18 @@ mod tests {
                 Loopback::ListenerOn9,
             ] {
                 probes.set(0);
-                let found = by_behaviour(scripted(version, loopback, &probes)).version;
+                let found = by_behaviour(scripted(version, loopback, &probes))
+                    .unwrap()
+                    .version;
                 assert_eq!(found, row, "{version} {}", loopback as u8);
                 let most = most + usize::from(loopback == Loopback::ListenerOn9);
                 assert!(probes.get() <= most, "{version}: {} probes", probes.get());
             }
             // Without a usable 127.0.0.1 every release looks alike: the generic row.
             assert_eq!(
-                by_behaviour(scripted(version, Loopback::NeverUp, &probes)).version,
+                by_behaviour(scripted(version, Loopback::NeverUp, &probes))
+                    .unwrap()
+                    .version,
                 "unknown"
             );
         }
@@ -507,7 +519,10 @@ mod tests {
     fn silence_tells_nothing_unless_the_loopback_answers() {
         use ReplyKind::{NoReply, Reply};
         // Nothing answers (echo requests ignored, a loopback set down again).
-        assert_eq!(by_behaviour(|_| answered(NoReply)).version, "unknown");
+        assert_eq!(
+            by_behaviour(|_| answered(NoReply)).unwrap().version,
+            "unknown"
+        );
         // Something listens on the flow probe's port, or a firewall drops UDP: a plain UDP
         // probe is not answered either, so the flow's silence does not mean 0.92.
         let udp_silent = |o: &ProbeOptions| {
@@ -517,12 +532,30 @@ mod tests {
                 Reply
             })
         };
-        assert_eq!(by_behaviour(udp_silent).version, "unknown");
-        // The session failing the probes.
-        assert_eq!(
-            by_behaviour(|_| Err(Error::QueueFull(1))).version,
-            "unknown"
-        );
+        assert_eq!(by_behaviour(udp_silent).unwrap().version, "unknown");
+    }
+
+    #[test]
+    fn a_failed_probe_ends_the_detection_with_its_error() {
+        use crate::error::ProcessError;
+        // Failing at each probe in turn (the loopback works, 0.92 asks the most: four).
+        for failing in 1..=4 {
+            let probes = std::cell::Cell::new(0);
+            let answers = scripted("0.92", Loopback::Works, &probes);
+            let found = by_behaviour(|o: &ProbeOptions| {
+                if probes.get() + 1 == failing {
+                    probes.set(probes.get() + 1);
+                    return Err(ProcessError::Unresponsive.into());
+                }
+                answers(o)
+            });
+            assert!(
+                matches!(found, Err(Error::Process(ProcessError::Unresponsive))),
+                "{failing}: {found:?}"
+            );
+            // No probe after the failed one.
+            assert_eq!(probes.get(), failing);
+        }
     }
 
     #[test]

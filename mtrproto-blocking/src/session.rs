@@ -190,7 +190,10 @@ impl SessionBuilder {
     /// Starts the helper, checks it supports `send-probe` and reads its version, then looks
     /// the release up in [`compat`] (by behaviour if the version does not say) and clamps the
     /// window to its probe table. A setting out of range (see [`SessionConfig::validate`]) is
-    /// [`Error::Config`].
+    /// [`Error::Config`]. A helper that fails a probe while its release is told by behaviour
+    /// (it exits, stalls or writes junk) fails the open with that probe's error
+    /// ([`ProcessError::Exited`], [`ProcessError::Unresponsive`],
+    /// [`ProcessError::NotMtrPacket`]).
     pub fn open(self) -> Result<Session, Error> {
         self.config.validate()?;
         let session = self.clone().open_once(None)?;
@@ -254,13 +257,19 @@ impl SessionBuilder {
                     .ask(Feature::Version)
                     .map_err(|f| not_mtr_packet(describe(&f))),
             });
-        match opened {
-            Ok(version) => {
-                session.release = match (Release::for_version(&version), found) {
-                    (Some(release), _) => release,
-                    (None, Some((seen, release))) if seen == version => release,
-                    (None, _) => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o)),
-                };
+        let release = opened.map_err(Error::from).and_then(|version| {
+            let release = match (Release::for_version(&version), found) {
+                (Some(release), _) => release,
+                (None, Some((seen, release))) if seen == version => release,
+                // A helper that exits or stalls meanwhile fails the open with its probe's
+                // error.
+                (None, _) => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o))?,
+            };
+            Ok((version, release))
+        });
+        match release {
+            Ok((version, release)) => {
+                session.release = release;
                 // Before any caller's probe: the driver routes UDP probes by it.
                 if session.release.udp_matched_by_sequence_alone {
                     session.send(Command::UdpBySequence)?;
@@ -270,7 +279,7 @@ impl SessionBuilder {
             }
             Err(e) => {
                 session.close_within(Duration::ZERO);
-                Err(e.into())
+                Err(e)
             }
         }
     }

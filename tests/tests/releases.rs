@@ -821,6 +821,50 @@ fn unknown_version_that_needs_no_source() {
     );
 }
 
+/// A helper of unknown version that exits while the session tells its release by behaviour
+/// (at the first probe, or at the UDP one after two answers): `open` fails with its exit,
+/// as a probe would, instead of taking the generic row.
+#[test]
+fn unknown_version_exiting_during_detection_fails_open() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    // The opening checks are requests 0 and 1; the detection's probes follow.
+    for after in ["2", "4"] {
+        let opened = Session::builder()
+            .program(fake, ["--version", "UNKNOWN", "--exit-after", after])
+            .open();
+        assert!(
+            matches!(opened, Err(Error::Process(ProcessError::Exited { .. }))),
+            "{after}: {opened:?}"
+        );
+    }
+}
+
+/// A helper of unknown version that stops answering during the detection (never answering
+/// a probe, or deaf from the UDP probe on): `open` fails `Unresponsive` once the first
+/// unanswered probe's timeout (1 s) and the grace are over, not after every later probe's
+/// too.
+#[test]
+fn unknown_version_stalling_during_detection_fails_open_within_the_grace() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let grace = Duration::from_secs(2);
+    for stall in [&["--stall"][..], &["--deaf-after", "4"]] {
+        let started = Instant::now();
+        let opened = Session::builder()
+            .program(fake, [&["--version", "UNKNOWN"][..], stall].concat())
+            .grace(grace)
+            .open();
+        let took = started.elapsed();
+        assert!(
+            matches!(opened, Err(Error::Process(ProcessError::Unresponsive))),
+            "{stall:?}: {opened:?}"
+        );
+        // One probe's timeout and the grace, with room for a busy machine; a second
+        // unanswered probe would take as long again.
+        let bound = Duration::from_secs(1) + grace + Duration::from_millis(1500);
+        assert!(took < bound, "{stall:?}: {took:?}");
+    }
+}
+
 /// One module per release, one test per area.
 macro_rules! releases {
     ($($module:ident => $version:literal),* $(,)?) => {$(
