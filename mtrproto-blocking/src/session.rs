@@ -56,6 +56,8 @@ pub struct Session {
     shared: Arc<Shared>,
     closed: AtomicBool,
     resolver: Resolver,
+    /// The helper's program as the command line names it, for errors.
+    program: String,
     version: String,
     release: &'static Release,
     /// Whether the helper has each of [`OPTIONAL`] ([`UNKNOWN`], [`YES`], [`NO`]).
@@ -237,15 +239,15 @@ impl SessionBuilder {
             shared,
             closed: AtomicBool::new(false),
             resolver: Resolver::default(),
+            program: command[0].clone(),
             version: String::new(),
             release: compat::PERMISSIVE,
             optional: [AtomicU8::new(UNKNOWN), AtomicU8::new(UNKNOWN)],
             window,
             close_grace: self.close_grace,
         };
-        let program = &command[0];
         let not_mtr_packet = |detail: String| ProcessError::NotMtrPacket {
-            program: program.clone(),
+            program: session.program.clone(),
             detail,
         };
         let opened = session
@@ -499,7 +501,7 @@ impl Session {
             Unchecked::QueueFull(n) => Error::QueueFull(n),
             Unchecked::Failed(Failure::Unanswered) => ProcessError::Unresponsive.into(),
             Unchecked::Failed(Failure::UnexpectedReply(_)) => ProcessError::NotMtrPacket {
-                program: "mtr-packet".into(),
+                program: self.program.clone(),
                 detail: describe(&f),
             }
             .into(),

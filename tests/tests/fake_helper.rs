@@ -327,6 +327,29 @@ fn refused_features() {
     ));
 }
 
+/// A check answered with another reply than `feature-support` is `NotMtrPacket` naming the
+/// program the session runs, as `open` names it; it named "mtr-packet" whatever the program.
+#[test]
+fn a_check_answered_otherwise_names_the_program() {
+    let session = fake(&["--check-reply", "sctp:unknown-command"])
+        .open()
+        .unwrap();
+    match session.check_support(Feature::Sctp) {
+        Err(Error::Process(ProcessError::NotMtrPacket { program, detail })) => {
+            assert_eq!(program, FAKE);
+            assert!(detail.contains("unknown-command"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same at open.
+    match fake(&["--check-reply", "send-probe:unknown-command"]).open() {
+        Err(Error::Process(ProcessError::NotMtrPacket { program, .. })) => {
+            assert_eq!(program, FAKE)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn programs_that_do_not_speak_the_protocol_fail_quickly() {
     for (program, args) in [("true", vec![]), ("cat", vec![]), ("sleep", vec!["100"])] {

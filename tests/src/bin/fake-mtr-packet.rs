@@ -7,7 +7,7 @@
 //!     [--reply KIND] [--reply-at TTL:KIND]... [--close-stdout-after N] [--close-stdin-after N] [--junk-after N]
 //!     [--deaf-after N] [--repeat-after N]
 //!     [--orphan-after N] [--chaos SEED] [--read-log PATH] [--foreign] [--answer-every N]
-//!     [--first-only PATH] [--routers N] [--malformed]
+//!     [--first-only PATH] [--routers N] [--malformed] [--check-reply FEATURE:KIND]
 //! ```
 //!
 //! - `--version V`: what `check-support feature version` answers (default 0.95);
@@ -54,7 +54,9 @@
 //!   from that TTL's router (192.0.2.TTL, or 2001:db8::TTL for IPv6: documentation
 //!   addresses, in answers only), unless `--reply-at` names its TTL;
 //! - `--malformed`: answer each probe with a line whose token and reply name parse but
-//!   whose `round-trip-time` does not (a number mtr-packet never writes).
+//!   whose `round-trip-time` does not (a number mtr-packet never writes);
+//! - `--check-reply FEATURE:KIND`: answer `check-support feature FEATURE` with a KIND reply
+//!   (`unknown-command`, say) instead of `feature-support`.
 //!
 //! Every misbehaviour ends within a minute, so a test that fails leaves nothing running.
 
@@ -93,6 +95,7 @@ struct Scenario {
     first_only: Option<String>,
     routers: u8,
     malformed: bool,
+    check_reply: Vec<(String, String)>,
 }
 
 /// How long a misbehaviour lasts at most.
@@ -361,6 +364,14 @@ fn answer(scenario: &Scenario, line: &str) -> Option<(bool, Vec<u8>)> {
     };
     match request {
         Request::CheckSupport(feature) => {
+            if let Some((_, kind)) = scenario
+                .check_reply
+                .iter()
+                .find(|(f, _)| f == feature.as_str())
+            {
+                let kind = ReplyKind::from_name(Word::new(kind).ok()?);
+                return Some((false, encode(&Reply::new(token, kind))));
+            }
             let mut reply = Reply::new(token, ReplyKind::FeatureSupport);
             let support = match feature {
                 f if scenario.refuse.iter().any(|r| r == f.as_str()) => "no",
@@ -485,6 +496,13 @@ fn parse_args() -> Result<Scenario, String> {
             "--answer-every" => s.answer_every = Some(number(value()?)? as usize),
             "--first-only" => s.first_only = Some(value()?),
             "--malformed" => s.malformed = true,
+            "--check-reply" => {
+                let value = value()?;
+                let (feature, kind) = value
+                    .split_once(':')
+                    .ok_or(format!("--check-reply {value}: expected FEATURE:KIND"))?;
+                s.check_reply.push((feature.to_owned(), kind.to_owned()));
+            }
             "--routers" => {
                 s.routers = u8::try_from(number(value()?)?).map_err(|e| e.to_string())?;
             }
