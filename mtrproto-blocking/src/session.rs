@@ -348,7 +348,10 @@ impl Session {
     /// answer. Before sending it may wait: for a host name to resolve (see
     /// [`Session::probe_blocking`]), and at the session's first IPv6 or SCTP probe for the
     /// helper's answer to `check-support feature ip-6` or `sctp` (at most the
-    /// [grace](SessionBuilder::grace)), as [`Session::probe_with`] does.
+    /// [grace](SessionBuilder::grace)), as [`Session::probe_with`] does. If the helper ends
+    /// with that check in flight, the probe fails then with the error its probes get
+    /// ([`ProcessError::Exited`], or `NotMtrPacket` or `Unresponsive` where it was ended
+    /// for junk or a stall), and the next such probe asks again.
     pub fn probe<'h>(
         &self,
         host: impl Into<Host<'h>>,
@@ -388,14 +391,14 @@ impl Session {
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve_host(host, options.ip_version)?;
-        if target.is_ipv6() && !self.has(IP6) {
+        if target.is_ipv6() && !self.has(IP6)? {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "IPv6 probes: it answers `check-support feature ip-6` with no (it could \
                        not open IPv6 sockets) and would answer each with invalid-argument",
             });
         }
-        if options.protocol == mtrproto::Protocol::Sctp && !self.has(SCTP) {
+        if options.protocol == mtrproto::Protocol::Sctp && !self.has(SCTP)? {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "SCTP probes: it answers `check-support feature sctp` with no (no SCTP \
@@ -427,28 +430,28 @@ impl Session {
     /// Whether the helper has `OPTIONAL[index]`: asked once, at its first use. Not asked on
     /// the driver thread (a callback sending a probe), which must not wait for itself: the
     /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
-    /// A check no helper took (it died on it, or none was running) counts as yes for this
-    /// probe only: the next asks again, the restarted helper then.
-    fn has(&self, index: usize) -> bool {
+    /// A check no helper took (none was running, or none had room) counts as yes for this
+    /// probe only: the next asks again. A check whose helper ended with it in flight (it
+    /// exited, or was ended for junk or a stall) fails this probe with the error that
+    /// helper's probes get, as if the probe had been in flight there; the next asks again,
+    /// the restarted helper then.
+    fn has(&self, index: usize) -> Result<bool, Error> {
         let known = &self.optional[index];
-        match known.load(Ordering::Acquire) {
+        Ok(match known.load(Ordering::Acquire) {
             YES => true,
             NO => false,
             _ if self.on_driver_thread() => true,
             _ => match self.ask(OPTIONAL[index].clone()) {
+                Err(Unchecked::Gone(error)) => return Err(error),
                 // No helper took the check, or none had room for it: ask again next time.
-                Err(
-                    Unchecked::Failed(Failure::HelperGone)
-                    | Unchecked::Gone(_)
-                    | Unchecked::QueueFull(_),
-                ) => true,
+                Err(Unchecked::Failed(Failure::HelperGone) | Unchecked::QueueFull(_)) => true,
                 answer => {
                     let yes = answer.map_or(true, |answer| answer != "no");
                     known.store(if yes { YES } else { NO }, Ordering::Release);
                     yes
                 }
             },
-        }
+        })
     }
 
     /// Sends a probe built by [`Session::probe_args`]; `done` as in [`Session::probe_with`].

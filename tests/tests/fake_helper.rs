@@ -1306,6 +1306,57 @@ fn a_feature_check_the_helper_died_on_is_asked_again_of_its_successor() {
     assert!(matches!(probe, Err(Error::Unsupported { .. })), "{probe:?}");
 }
 
+/// A helper ended for junk while it holds the session's first IPv6 (or SCTP) check: the
+/// probe fails with the error the check got (why the helper was ended), once the junk rule
+/// ended it, not `Exited { status: None }` a grace later; the next probe asks again.
+#[test]
+fn a_first_probe_whose_feature_check_the_helper_was_ended_on_fails_with_its_error() {
+    let grace = Duration::from_secs(1);
+    let sctp = ProbeOptions {
+        protocol: mtrproto_blocking::Protocol::Sctp,
+        ..one_second()
+    };
+    for (target, options) in [("::1", one_second()), ("127.0.0.1", sctp)] {
+        // The opening checks are answered; at the next request, the feature's check, it
+        // writes only junk, and only its first process does so (the guard, dropped after
+        // the session, removes the file that tells).
+        let first_only = ReadLog::new("feature-junk-first");
+        let session = fake(&["--junk-after", "2", "--first-only", first_only.path()])
+            .grace(grace)
+            .open()
+            .unwrap();
+        let started = Instant::now();
+        let probe = session.probe_blocking(target, &options);
+        let took = started.elapsed();
+        println!("{target}: {probe:?} after {took:?}");
+        // Ended by the junk rule, or (a busy machine) the stall rule or the check's bound
+        // first.
+        assert!(
+            matches!(
+                probe,
+                Err(Error::Process(
+                    ProcessError::NotMtrPacket { .. } | ProcessError::Unresponsive
+                ))
+            ),
+            "{target}: {probe:?}"
+        );
+        // The grace (the junk rule), with room for a busy machine; a second grace for the
+        // probe would take as long again.
+        assert!(
+            took < grace + Duration::from_millis(900),
+            "{target}: {took:?}"
+        );
+        // Its successor is asked, and answers.
+        restarted(&session, 1);
+        let next = session.probe_blocking(target, &options);
+        assert!(
+            next.as_ref().is_ok_and(|r| r.success()),
+            "{target}: {next:?}"
+        );
+        session.close();
+    }
+}
+
 /// A helper closes its stdin and lives on: the first write that fails shows it. Probes sent
 /// after that go to no helper that cannot read them (here the only one: they fail at once,
 /// ahead of the probes it holds, which end at their timeout and the grace), and once those
