@@ -480,6 +480,8 @@ struct Played {
     /// The process id of the helper that misbehaved, 0 if none started misbehaving.
     misbehaved: u32,
     session: Arc<Session>,
+    /// The `--first-only` file, kept until the session is closed.
+    first_only: HelperFile,
 }
 
 impl Played {
@@ -498,21 +500,35 @@ impl Played {
     }
 }
 
-/// A file the one helper that misbehaves writes its process id to, removed on drop.
-struct FirstOnly(std::path::PathBuf);
+/// A file the fake helpers are given (`--first-only`, `--read-log`). On drop it closes the
+/// session given to [`HelperFile::watch`], then removes the file: a helper started after
+/// the removal (a session outlives [`play`], restarts come on a timer) would create it
+/// again (with `--first-only`, misbehave as the first too) and leave it behind.
+struct HelperFile {
+    path: std::path::PathBuf,
+    session: Option<Arc<Session>>,
+}
 
-impl FirstOnly {
-    fn new() -> FirstOnly {
+impl HelperFile {
+    fn new(kind: &str) -> HelperFile {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("mtrproto-first-only-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("mtrproto-{kind}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        FirstOnly(path)
+        HelperFile {
+            path,
+            session: None,
+        }
     }
 
+    /// The session whose helpers are given the file, closed before it is removed.
+    fn watch(&mut self, session: &Arc<Session>) {
+        self.session = Some(Arc::clone(session));
+    }
+
+    /// The process id a `--first-only` helper wrote, 0 while none did.
     fn pid(&self) -> u32 {
-        pid_in(&self.0)
+        pid_in(&self.path)
     }
 }
 
@@ -524,9 +540,14 @@ fn pid_in(path: &std::path::Path) -> u32 {
         .unwrap_or(0)
 }
 
-impl Drop for FirstOnly {
+impl Drop for HelperFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        // Closed here even while other threads (a test that failed) still hold it: its
+        // helpers are killed and none is started again.
+        if let Some(session) = self.session.take() {
+            session.close();
+        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -585,9 +606,9 @@ fn blocking_caller(session: Arc<Session>, stop: Arc<AtomicBool>) -> Vec<&'static
 /// budget kept, and when the campaign runs to its end every probe sent in a report and
 /// answered or lost ([`run_campaign`]).
 fn play(fault: Fault) -> Played {
-    let first_only = FirstOnly::new();
+    let mut first_only = HelperFile::new("first-only");
     let mut args: Vec<String> = fault.args.iter().map(|&a| a.to_owned()).collect();
-    args.extend(["--first-only".into(), first_only.0.display().to_string()]);
+    args.extend(["--first-only".into(), first_only.path.display().to_string()]);
     let mut builder = Session::builder()
         .program(FAKE, args.iter().map(String::as_str))
         .helpers(fault.helpers)
@@ -596,6 +617,7 @@ fn play(fault: Fault) -> Played {
         builder = builder.window(window);
     }
     let session = Arc::new(builder.open().expect("open the fake helpers"));
+    first_only.watch(&session);
     let budget = session.window() * fault.helpers;
     let round = Round {
         helpers: fault.helpers,
@@ -615,7 +637,7 @@ fn play(fault: Fault) -> Played {
     };
     let act = fault.act.map(|(after, act)| {
         let session = Arc::clone(&session);
-        let path = first_only.0.clone();
+        let path = first_only.path.clone();
         std::thread::spawn(move || {
             std::thread::sleep(after);
             act(&session, pid_in(&path));
@@ -679,6 +701,7 @@ fn play(fault: Fault) -> Played {
         helpers: session.helpers(),
         misbehaved: first_only.pid(),
         session,
+        first_only,
     }
 }
 
@@ -870,6 +893,46 @@ fn closes_stdin(helpers: usize) {
     assert_restarted(&play(Fault::new(helpers, &["--close-stdin-after", "6"])));
 }
 
+/// A helper started after [`play`] returned, while the test goes on with its session, is
+/// not the first: it behaves, and once the played session is gone so is the `--first-only`
+/// file. (The file was removed at `play`'s end, so such a helper created it again,
+/// misbehaved, and left it in the temporary directory.)
+#[test]
+fn a_helper_started_after_the_play_behaves_and_leaves_no_file() {
+    let played = play(Fault::new(1, &["--exit-after", "6"]));
+    assert_restarted(&played);
+    // The successor is killed: its slot starts another (at the next probe at the latest).
+    signal(played.session.helper_pid(), "KILL");
+    let options = mtrproto_blocking::ProbeOptions {
+        timeout: Some(TIMEOUT),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let answered = loop {
+        let answered = played.session.probe_blocking("127.0.0.9", &options).is_ok();
+        let helper = played.session.helpers().remove(0);
+        if answered && helper.restarts >= 2 || start.elapsed() > FAULT_BOUND {
+            break answered;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answered, "{:?}", played.session.helpers());
+    let newest = played.session.helper_pid();
+    assert_ne!(
+        pid_in(&played.first_only.path),
+        newest,
+        "the newest helper misbehaved"
+    );
+    // Six more probes (past `--exit-after 6`): the newest helper answers them all.
+    for _ in 0..6 {
+        let probe = played.session.probe_blocking("127.0.0.9", &options);
+        assert!(probe.is_ok(), "{probe:?}");
+    }
+    let path = played.first_only.path.clone();
+    drop(played);
+    assert!(!path.exists(), "{} left behind", path.display());
+}
+
 /// How soon a helper's death is seen while a campaign keeps its stdout resting: the rest
 /// (20 ms while a campaign runs) and a wake-up, with room for a loaded machine; a death
 /// seen only by a watchdog would take the probes' timeout and the grace (2 s).
@@ -882,22 +945,24 @@ const DEATH_SEEN: Duration = Duration::from_millis(250);
 fn death_seen_during_a_rest(helpers: usize) {
     let mut seen = Vec::new();
     for _ in 0..5 {
-        let log = std::env::temp_dir().join(format!(
-            "mtrproto-rest-death-{}-{helpers}.log",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&log);
+        let mut log = HelperFile::new("rest-death");
         let session = Arc::new(
             Session::builder()
                 .program(
                     FAKE,
-                    ["--reply-at", "30:none", "--read-log", log.to_str().unwrap()],
+                    [
+                        "--reply-at",
+                        "30:none",
+                        "--read-log",
+                        log.path.to_str().unwrap(),
+                    ],
                 )
                 .helpers(helpers)
                 .grace(GRACE)
                 .open()
                 .expect("open the fake helpers"),
         );
+        log.watch(&session);
         let campaign = {
             let session = Arc::clone(&session);
             std::thread::spawn(move || {
@@ -936,7 +1001,7 @@ fn death_seen_during_a_rest(helpers: usize) {
             .expect("the probe is accepted");
         // Until the helper has read it: it is then in flight there.
         let asked = Instant::now();
-        while !std::fs::read_to_string(&log)
+        while !std::fs::read_to_string(&log.path)
             .unwrap_or_default()
             .lines()
             .any(|l| l.contains("ttl 30"))
@@ -962,7 +1027,6 @@ fn death_seen_during_a_rest(helpers: usize) {
             summary.probes,
             "{summary:?}"
         );
-        let _ = std::fs::remove_file(&log);
     }
     seen.sort_unstable();
     println!("{helpers} helpers: deaths seen {seen:?} after the kill");

@@ -793,19 +793,29 @@ fn builder_values_are_saturated() {
     );
 }
 
+/// A directory removed on drop, whatever way the test ends (a copy of the fake is 23 MB).
+struct RemovedDir(std::path::PathBuf);
+
+impl Drop for RemovedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn later_calls_report_the_exit_status() {
     // A copy of the fake, removed once the session is open: its helper cannot be started
     // again, so the slot stays empty and every later call says how the helper ended.
-    let dir = std::env::temp_dir().join(format!("mtrproto-later-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let program = dir.join("fake-mtr-packet");
+    let dir =
+        RemovedDir(std::env::temp_dir().join(format!("mtrproto-later-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let program = dir.0.join("fake-mtr-packet");
     std::fs::copy(FAKE, &program).unwrap();
     let session = Session::builder()
         .program(program.to_str().unwrap(), ["--exit-after", "2"])
         .open()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir.0).unwrap();
     let first = session.probe_blocking("127.0.0.1", &options());
     let started = Instant::now();
     let later = loop {
