@@ -294,3 +294,15 @@ pub fn wait_within(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+// The READMEs' Rust snippets, compiled (and the pure ones run) by `cargo test --doc`, so that
+// what a newcomer copies first still builds.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
+#[cfg(doctest)]
+#[doc = include_str!("../../mtrproto/README.md")]
+struct CoreReadme;
+#[cfg(doctest)]
+#[doc = include_str!("../../mtrproto-blocking/README.md")]
+struct BlockingReadme;
