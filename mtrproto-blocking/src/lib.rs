@@ -25,10 +25,26 @@
 //! # Ok::<(), mtrproto_blocking::Error>(())
 //! ```
 //!
+//! It needs `mtr-packet` (Debian and Ubuntu: `apt-get install mtr-tiny`, which gives it the
+//! `cap_net_raw` capability, so a normal user can probe); [`Session::builder`] sets another
+//! command line ([`SessionBuilder::program`]), the window, a rate and several helpers. Any
+//! release from 0.92 to 0.96 works: the session adapts to the one it finds ([`compat`]).
+//!
+//! The same session also traces, through the sans-IO tracers of `mtrproto`:
+//!
+//! - [`Session::trace`]: one host as `mtr --report` traces it, its [`TraceStats`] printed
+//!   with `mtrproto::text_report` (add `mtrproto` to your dependencies for the reports);
+//! - [`Session::campaign`]: thousands of hosts at once, within an in-flight budget and an
+//!   optional rate, each target's report handed to a callback as soon as its trace ends;
+//! - [`Session::multipath`]: every path to a host through load balancers (MDA over fixed
+//!   UDP [`Flow`]s).
+//!
 //! [`NameResolver`] gives responders their reverse-DNS names, as mtr shows them, from the
 //! system resolver on its own small pool of threads: a caller never waits on a resolver.
 //!
-//! Probe only hosts you are allowed to probe; the examples here use localhost.
+//! Probe only hosts you are allowed to probe; the examples here use localhost. The crate's
+//! repository has runnable examples: `ping`, `trace_concurrent`, `trace` (mtr's report, one
+//! or many hosts) and `paths` (every path).
 //!
 //! # When the helper fails
 //!

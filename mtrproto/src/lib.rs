@@ -17,11 +17,17 @@
 //!   behind it, pacing, re-sends after `probes-exhausted`, a watchdog, and events;
 //! - [`TraceStats`], [`text_report`] and (feature `serde`) `JsonReport`: mtr's per-hop
 //!   statistics and its `--report` / `--json` output;
+//! - [`Tracer`]: one target's mtr trace (its probing order, [`Rounds`], and timing) as a
+//!   state machine: probes out, results in;
 //! - [`Flow`] and [`MultipathTracer`]: Paris-style flows, and every path to a target
 //!   through load balancers with the Multipath Detection Algorithm.
 //!
 //! It never reads a clock, starts a thread or touches a socket: see [`Session`] for the
-//! driving contract, and `mtrproto-blocking` for a ready driver.
+//! driving contract, `examples/tokio.rs` in the repository for a driver in about 150 lines,
+//! and `mtrproto-blocking` for a ready, thread-safe one.
+//!
+//! Feature `serde`: `JsonReport`, mtr's `--json` document. The features `fuzzing` and
+//! `arbitrary` serve the project's own fuzz targets and tests; they are not part of the API.
 //!
 //! ```
 //! use mtrproto::{LineFramer, ProbeArgs, ProbeResult, Reply, Token};
