@@ -1222,8 +1222,12 @@ fn probes_held_back_behind_another_helpers_long_probe_end_within_their_own_timeo
     // Two silent helpers, each with an ICMP probe of a one-hour timeout in flight. A TCP
     // probe then goes to the second and is held back there while the first has probes (a
     // TCP answer may go to any probe with its sequence), and every later probe goes there
-    // too. A 1 s TCP probe and a 1 s ICMP probe sent then must not wait for the hour: each
-    // ends, unsent, once its own timeout and the grace have passed.
+    // too. A 2 s TCP probe and a 1 s ICMP probe sent then must not wait for the hour: each
+    // ends, unsent, once its own timeout and the grace have passed. The TCP probe's longer
+    // timeout keeps the gate shut past the ICMP probe's end however late the ICMP probe was
+    // sent: with equal timeouts, an ICMP probe sent a few ms after the TCP one (a loaded
+    // machine) was still waiting when the TCP probe ended and lifted the gate, so it went out
+    // then and failed 2 s later, at 4 s (1 run of the file in 10 on busy cores).
     let log = ReadLog::new("gated-own-timeout");
     let session = fake(&["--stall", "--read-log", log.path()])
         .helpers(2)
@@ -1240,22 +1244,30 @@ fn probes_held_back_behind_another_helpers_long_probe_end_within_their_own_timeo
     log.wait_probes(2);
     let tcp = ProbeOptions {
         protocol: mtrproto_blocking::Protocol::Tcp,
-        ..one_second()
+        timeout: Some(Duration::from_secs(2)),
+        ..options()
     };
-    let sent = Instant::now();
+    let tcp_sent = Instant::now();
     let tcp = session.probe("127.0.0.1", &tcp).unwrap();
+    let icmp_sent = Instant::now();
     let icmp = session.probe("127.0.0.1", &one_second()).unwrap();
-    for (name, handle) in [("tcp", &tcp), ("icmp", &icmp)] {
-        let (result, _) = result_within(handle, Duration::from_secs(6));
+    // The ICMP probe first: it ends first.
+    for (name, handle, sent, bound) in [
+        ("icmp", &icmp, icmp_sent, Duration::from_secs(2)),
+        ("tcp", &tcp, tcp_sent, Duration::from_secs(3)),
+    ] {
+        let (result, _) = result_within(handle, Duration::from_secs(8));
         let waited = sent.elapsed();
         println!("{name} ended after {waited:?}: {result:?}");
         assert!(
             matches!(result, Err(Error::Process(ProcessError::Unresponsive))),
             "{name}: {result:?}"
         );
-        // Its timeout and the grace, 2 s, not the hour: 2 s of slack for a loaded machine
-        // (a full test run once took just over 3 s here).
-        assert!(waited < Duration::from_secs(4), "{name}: {waited:?}");
+        // Its timeout and the grace, not the hour: 2 s of slack for a loaded machine.
+        assert!(
+            waited < bound + Duration::from_secs(2),
+            "{name}: {waited:?}"
+        );
     }
     // Neither went out: the helpers read only the two long probes.
     let read = std::fs::read_to_string(log.path()).unwrap();
