@@ -1355,34 +1355,66 @@ mod tests {
         panic!("no rest after output");
     }
 
+    /// The flag file of a test's script, removed however the test ends; on a panic the
+    /// script's process group is killed too (not reaped then, so its id is still its own).
+    struct Flag(std::path::PathBuf, u32);
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+            if std::thread::panicking() && self.1 != 0 {
+                let _ = sys::kill_group(self.1);
+            }
+        }
+    }
+
+    /// Waits (at most 5 s in real time) until `ready` holds.
+    fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !ready() {
+            assert!(started.elapsed() < Duration::from_secs(5), "never {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn a_rest_goes_on_while_its_wake_ups_find_output_and_ends_when_they_find_none() {
+        use std::os::fd::AsRawFd;
         let poll = mio::Poll::new().unwrap();
-        // Output every 2 ms while the flag file exists; its stdin unread (the probe stays
-        // in flight).
-        let flag = std::env::temp_dir().join(format!("mtrproto-rest-{}", std::process::id()));
-        std::fs::write(&flag, b"").unwrap();
+        // Output every 2 ms while the flag file exists, then `sleep` in the shell's place;
+        // its stdin unread (the probe stays in flight).
+        let mut flag = Flag(
+            std::env::temp_dir().join(format!("mtrproto-rest-{}", std::process::id())),
+            0,
+        );
+        std::fs::write(&flag.0, b"").unwrap();
         let script = format!(
-            "while [ -e '{}' ]; do echo junk; sleep 0.002; done; sleep 30",
-            flag.display()
+            "while [ -e '{}' ]; do echo junk; sleep 0.002; done; exec sleep 30",
+            flag.0.display()
         );
         let (mut helper, _) = holding_a_campaign_probe(&poll, script);
+        flag.1 = helper.pid;
+        let fd = helper.stdout.as_ref().unwrap().as_raw_fd();
         let mut buf = vec![0u8; 64 * 1024];
         let registry = poll.registry();
         let mut now = rest_after_output(&mut helper, registry, &mut buf);
         // Each rest's end finds output: the rest goes on, stdout stays out of the poll.
+        // (Waited for: on busy cores the script once wrote nothing for 20 ms.)
         for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(20));
+            wait_until("output", || sys::pipe_unread(fd).unwrap_or(0) > 0);
             now += READ_REST;
             turn(&mut helper, registry, &mut buf, now);
             assert_eq!(helper.resting, Some(now + READ_REST));
         }
-        // Output stops: the first rest's end that finds none ends it (the one after the
-        // stop may still find the last lines).
-        std::fs::remove_file(&flag).unwrap();
+        // Output stops (the shell has become `sleep`): the first rest's end that finds none
+        // ends it (the one after the stop may still find the last lines).
+        std::fs::remove_file(&flag.0).unwrap();
+        let comm = format!("/proc/{}/comm", helper.pid);
+        wait_until("stopped", || {
+            std::fs::read_to_string(&comm).is_ok_and(|name| name.trim() == "sleep")
+        });
         let mut ends = 0;
         while helper.resting.is_some() && ends < 5 {
-            std::thread::sleep(Duration::from_millis(20));
             now += READ_REST;
             turn(&mut helper, registry, &mut buf, now);
             ends += 1;
