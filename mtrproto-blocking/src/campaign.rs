@@ -157,7 +157,9 @@ pub struct CampaignSummary {
     /// ([`CampaignLimits::wait_for_probes`]), `answered + lost == probes`.
     pub answered: u64,
     /// Probes answered `probes-exhausted`: the helper's table stayed full until their
-    /// timeout (the session sends a refused probe again while its timeout lasts).
+    /// timeout (the session sends a refused probe again while its timeout lasts), or
+    /// sooner where the helper refuses so many that the session stops holding them (see
+    /// `mtrproto::SessionConfig::max_retries`).
     pub exhausted: u64,
     /// Probes that ended without an answer from the helper (it failed or never answered).
     pub lost: u64,

@@ -1038,8 +1038,10 @@ impl Session {
 
     /// Refused probes waiting for their own timeout to end with the refusal, their re-sends
     /// spent ([`SessionConfig::max_retries`]) or their time up before one went out: still
-    /// pending, in neither the window nor a queue; at most `window + max_queue` of them
-    /// ([`SessionConfig::max_retries`]). A driver counting its probes out against the window
+    /// pending, in neither the window nor a queue. A refused probe joins them only while
+    /// fewer than `window + max_queue` wait so ([`SessionConfig::max_retries`]); those whose
+    /// time ran out before a re-send went out join regardless, until the next
+    /// [`Session::handle_timeout`] ends them, so the count may briefly pass that bound. A driver counting its probes out against the window
     /// counts these apart, as they hold no slot.
     pub fn refused_waiting(&self) -> usize {
         // Every refused probe not out again has an expiry; those to be sent again are in
