@@ -542,9 +542,14 @@ fn pid_in(path: &std::path::Path) -> u32 {
 
 impl Drop for HelperFile {
     fn drop(&mut self) {
-        // Closed here even while other threads (a test that failed) still hold it: its
-        // helpers are killed and none is started again.
-        if let Some(session) = self.session.take() {
+        // Closed here even while other threads still hold it: its helpers are killed and
+        // none is started again. Not while a failed test unwinds: its driver may be wedged
+        // (what these tests catch), and `close` would wait for it without bound, hanging the
+        // run instead of failing it. The file may then be left behind (and re-created by a
+        // helper started later).
+        if let Some(session) = self.session.take()
+            && !std::thread::panicking()
+        {
             session.close();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -955,6 +960,44 @@ fn a_helper_started_after_the_play_behaves_and_leaves_no_file() {
     assert!(!path.exists(), "{} left behind", path.display());
 }
 
+/// A test that fails while its session's driver is wedged (what these tests exist to catch)
+/// fails at its bound: the [`HelperFile`] dropped while it unwinds does not wait for that
+/// driver. (It closed the session, which joins the driver thread without bound: the run
+/// hung.)
+#[test]
+fn a_failing_test_with_a_wedged_driver_is_not_held_by_its_helper_file() {
+    let session = Arc::new(
+        Session::builder()
+            .program(FAKE, [] as [&str; 0])
+            .open()
+            .expect("open the fake helper"),
+    );
+    // A callback that blocks the driver thread until released (or a minute passes).
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let (entered, wedged) = crossbeam_channel::bounded(1);
+    session
+        .probe_with("127.0.0.9", &Default::default(), move |_| {
+            let _ = entered.send(());
+            let _ = released.recv_timeout(Duration::from_secs(60));
+        })
+        .expect("the probe is accepted");
+    wedged
+        .recv_timeout(SLACK)
+        .expect("the callback runs on the driver");
+    let failing = Arc::clone(&session);
+    let failed = within("the failing test", SLACK, move || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut file = HelperFile::new("wedged");
+            file.watch(&failing);
+            panic!("a check failed");
+        }))
+        .is_err()
+    });
+    assert!(failed);
+    let _ = release.send(());
+    session.close();
+}
+
 /// How soon a helper's death is seen while a campaign keeps its stdout resting: the rest
 /// (20 ms while a campaign runs) and a wake-up, with room for a loaded machine; a death
 /// seen only by a watchdog would take the probes' timeout and the grace (2 s). (At 250 ms,
@@ -1002,12 +1045,13 @@ fn death_seen_during_a_rest(helpers: usize) {
                     ..TraceOptions::default()
                 };
                 let mut reports = 0;
-                let summary = session
-                    .campaign_reports(hosts(4), &options, &CampaignLimits::default(), |r| {
+                // Returned, not unwrapped here: where the test failed, its guard may have
+                // closed the session, and this thread's panic would hide the first.
+                let summary =
+                    session.campaign_reports(hosts(4), &options, &CampaignLimits::default(), |r| {
                         assert!(r.stats.is_ok(), "{r:?}");
                         reports += 1;
-                    })
-                    .expect("the session stays open");
+                    });
                 (reports, summary)
             })
         };
@@ -1045,6 +1089,7 @@ fn death_seen_during_a_rest(helpers: usize) {
         let (reports, summary) = within("the campaign", FAULT_BOUND, move || {
             campaign.join().expect("the campaign runs to its end")
         });
+        let summary = summary.expect("the session stays open");
         assert_eq!(reports, 4);
         assert_eq!(
             summary.answered + summary.lost,
