@@ -11,7 +11,7 @@ use crate::driver::Command;
 use crate::error::Error;
 use crate::job::{Counts, Job, JobEvent, MAX_ACTIVE, TraceEnd};
 use crate::options::ProbeOptions;
-use crate::session::Session;
+use crate::session::{IfCheckGone, Session};
 
 /// How to trace each target: mtr's options ([`TraceConfig`]) and the probes' own
 /// ([`ProbeOptions`]: protocol, port, IP version, size...; its `ttl` and `timeout` are
@@ -522,7 +522,7 @@ impl<F: FnMut(CampaignEvent<'_>)> Run<'_, F> {
         let ticket = self.active.next_ticket();
         let started = self
             .session
-            .probe_args(host.into(), probe)
+            .probe_args(host.into(), probe, IfCheckGone::Proceed)
             .and_then(|args| Ok(Tracer::new(args, &self.options.trace, Instant::now())?))
             .and_then(|tracer| {
                 // The driver names the target by its ticket in its events.

@@ -8,7 +8,7 @@ use mtrproto::{Flow, MultipathConfig, MultipathReport, MultipathTracer, ProbeId,
 
 use crate::error::Error;
 use crate::options::ProbeOptions;
-use crate::session::Session;
+use crate::session::{IfCheckGone, Session};
 
 /// How to trace every path to a target: MDA's settings ([`MultipathConfig`]) and the
 /// probes' own ([`ProbeOptions`]: IP version, size, source...). The probes are UDP in fixed
@@ -92,7 +92,7 @@ impl Session {
             ttl: None,
             ..options.probe.clone()
         };
-        let args = self.probe_args(host.into(), &probe)?;
+        let args = self.probe_args(host.into(), &probe, IfCheckGone::Proceed)?;
         // The timeout each probe carries on the wire: whole seconds, rounded up.
         let on_wire = args
             .clone()

@@ -33,6 +33,18 @@ const OPTIONAL: [Feature; 2] = [Feature::Ip6, Feature::Sctp];
 const IP6: usize = 0;
 const SCTP: usize = 1;
 
+/// What an IPv6 or SCTP feature check whose helper ended with it in flight means for the
+/// probe that asked it ([`Session::probe_args`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfCheckGone {
+    /// A single probe fails with the error that helper's probes get, as if it had been in
+    /// flight there.
+    Fail,
+    /// A trace (a campaign's target, a multipath trace) goes on with "yes" for now: its
+    /// probes go to the restarted helper, and one lost on the way counts as lost.
+    Proceed,
+}
+
 /// The environment variable naming the helper program, with arguments.
 pub const MTR_PACKET_ENV: &str = "MTR_PACKET";
 
@@ -378,27 +390,29 @@ impl Session {
         options: &ProbeOptions,
         done: impl FnOnce(Result<ProbeResult, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let args = self.probe_args(host.into(), options)?;
+        let args = self.probe_args(host.into(), options, IfCheckGone::Fail)?;
         self.send_args(args, done)
     }
 
     /// The request for a probe to `host` with `options`: resolved, checked against the
-    /// release, with the source address the release needs.
+    /// release, with the source address the release needs. `if_gone`: what a feature check
+    /// whose helper ended with it in flight means for it (see [`IfCheckGone`]).
     pub(crate) fn probe_args(
         &self,
         host: Host<'_>,
         options: &ProbeOptions,
+        if_gone: IfCheckGone,
     ) -> Result<mtrproto::ProbeArgs, Error> {
         self.check_open()?;
         let target = self.resolver.resolve_host(host, options.ip_version)?;
-        if target.is_ipv6() && !self.has(IP6)? {
+        if target.is_ipv6() && !self.has(IP6, if_gone)? {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "IPv6 probes: it answers `check-support feature ip-6` with no (it could \
                        not open IPv6 sockets) and would answer each with invalid-argument",
             });
         }
-        if options.protocol == mtrproto::Protocol::Sctp && !self.has(SCTP)? {
+        if options.protocol == mtrproto::Protocol::Sctp && !self.has(SCTP, if_gone)? {
             return Err(Error::Unsupported {
                 version: self.version.clone(),
                 what: "SCTP probes: it answers `check-support feature sctp` with no (no SCTP \
@@ -432,17 +446,19 @@ impl Session {
     /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
     /// A check no helper took (none was running, or none had room) counts as yes for this
     /// probe only: the next asks again. A check whose helper ended with it in flight (it
-    /// exited, or was ended for junk or a stall) fails this probe with the error that
-    /// helper's probes get, as if the probe had been in flight there; the next asks again,
-    /// the restarted helper then.
-    fn has(&self, index: usize) -> Result<bool, Error> {
+    /// exited, or was ended for junk or a stall) is asked again next time too (the restarted
+    /// helper then); for this probe it is as `if_gone` says.
+    fn has(&self, index: usize, if_gone: IfCheckGone) -> Result<bool, Error> {
         let known = &self.optional[index];
         Ok(match known.load(Ordering::Acquire) {
             YES => true,
             NO => false,
             _ if self.on_driver_thread() => true,
             _ => match self.ask(OPTIONAL[index].clone()) {
-                Err(Unchecked::Gone(error)) => return Err(error),
+                Err(Unchecked::Gone(error)) => match if_gone {
+                    IfCheckGone::Fail => return Err(error),
+                    IfCheckGone::Proceed => true,
+                },
                 // No helper took the check, or none had room for it: ask again next time.
                 Err(Unchecked::Failed(Failure::HelperGone) | Unchecked::QueueFull(_)) => true,
                 answer => {

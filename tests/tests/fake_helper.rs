@@ -1380,6 +1380,70 @@ fn a_first_probe_whose_feature_check_the_helper_was_ended_on_fails_with_its_erro
     }
 }
 
+/// A helper ended for junk while it holds the IPv6 (or SCTP) check a trace, a campaign's
+/// target or a multipath trace asked: unlike a single probe, the target carries on with
+/// the restarted helper (a lost probe at worst, counted as such), as it did before single
+/// probes failed with the check's error; the feature is asked again next time. (The trace
+/// failed `NotMtrPacket` whole, the campaign reported its first target failed.)
+#[test]
+fn a_trace_whose_feature_check_the_helper_was_ended_on_carries_on() {
+    use mtrproto_blocking::{CampaignLimits, MultipathOptions, Protocol, TraceOptions};
+    let sctp = ProbeOptions {
+        protocol: Protocol::Sctp,
+        ..one_second()
+    };
+    let mut ipv6 = TraceOptions::default();
+    ipv6.trace.cycles = 1;
+    ipv6.trace.max_ttl = 2;
+    ipv6.trace.timeout = Duration::from_secs(1);
+    let over_sctp = TraceOptions {
+        probe: sctp,
+        ..ipv6.clone()
+    };
+    let mut paths = MultipathOptions::default();
+    paths.trace.max_ttl = 2;
+    paths.trace.timeout = Duration::from_secs(1);
+    // Each call on a session of its own, whose first helper writes only junk at the
+    // feature's check (0.96: the release that answers UDP flows over IPv6).
+    type Call<'c> = &'c dyn Fn(&Session) -> Result<(), Error>;
+    let calls: [(&str, Call); 4] = [
+        ("trace ::1", &|s| s.trace("::1", &ipv6).map(drop)),
+        ("trace sctp", &|s| {
+            s.trace("127.0.0.1", &over_sctp).map(drop)
+        }),
+        ("campaign", &|s| {
+            let mut failed = Vec::new();
+            s.campaign_reports(["::1", "::2"], &ipv6, &CampaignLimits::default(), |r| {
+                if let Err(e) = r.stats {
+                    failed.push(format!("{}: {e}", r.host));
+                }
+            })?;
+            assert!(failed.is_empty(), "{failed:?}");
+            Ok(())
+        }),
+        ("multipath", &|s| s.multipath("::1", &paths).map(drop)),
+    ];
+    for (call, run) in calls {
+        let first_only = ReadLog::new("trace-feature-junk-first");
+        let session = fake(&[
+            "--version",
+            "0.96",
+            "--junk-after",
+            "2",
+            "--first-only",
+            first_only.path(),
+        ])
+        .grace(Duration::from_secs(1))
+        .open()
+        .unwrap();
+        let outcome = run(&session);
+        assert!(outcome.is_ok(), "{call}: {outcome:?}");
+        // The helper was ended on the check, and started again.
+        assert!(session.helpers()[0].restarts >= 1, "{call}");
+        session.close();
+    }
+}
+
 /// A helper closes its stdin and lives on: the first write that fails shows it. Probes sent
 /// after that go to no helper that cannot read them (here the only one: they fail at once,
 /// ahead of the probes it holds, which end at their timeout and the grace), and once those
