@@ -207,7 +207,8 @@ impl SessionBuilder {
     /// [`Error::Config`]. A helper that fails a probe while its release is told by behaviour
     /// (it exits, stalls or writes junk) fails the open with that probe's error
     /// ([`ProcessError::Exited`], [`ProcessError::Unresponsive`],
-    /// [`ProcessError::NotMtrPacket`]).
+    /// [`ProcessError::NotMtrPacket`]). Those probes keep to the [rate](SessionBuilder::rate),
+    /// each waiting for its turn even with a [`max_queue`](SessionBuilder::max_queue) of 0.
     pub fn open(self) -> Result<Session, Error> {
         self.config.validate()?;
         let session = self.clone().open_once(None)?;
@@ -230,6 +231,7 @@ impl SessionBuilder {
             None => command_from_env()?,
         };
         let window = self.config.window;
+        let rate = self.config.rate;
         let (commands, receiver) = unbounded();
         let shared = Arc::new(Shared::default());
         let (driver, waker) = Driver::start(
@@ -277,7 +279,7 @@ impl SessionBuilder {
                 (None, Some((seen, release))) if seen == version => release,
                 // A helper that exits or stalls meanwhile fails the open with its probe's
                 // error.
-                (None, _) => compat::by_behaviour(|o| session.probe_blocking("127.0.0.1", o))?,
+                (None, _) => compat::by_behaviour(|o| detection_probe(&session, o, rate))?,
             };
             Ok((version, release))
         });
@@ -295,6 +297,28 @@ impl SessionBuilder {
                 session.close_within(Duration::ZERO);
                 Err(e)
             }
+        }
+    }
+}
+
+/// A probe of the detection ([`compat::by_behaviour`]), to 127.0.0.1. No caller's probe
+/// waits at open, so `QueueFull` means the caller's `rate` holds it back with no queue to
+/// wait in (`max_queue(0)`): it waits for the rate's next token and goes again (three times
+/// at most; one wait, at most a second, is enough), as it would have waited in a queue.
+fn detection_probe(
+    session: &Session,
+    options: &ProbeOptions,
+    rate: Option<Rate>,
+) -> Result<ProbeResult, Error> {
+    let interval = rate.map(|r| Duration::from_secs(1) / r.per_second.max(1));
+    let mut tries = 0;
+    loop {
+        match (session.probe_blocking("127.0.0.1", options), interval) {
+            (Err(Error::QueueFull(_)), Some(interval)) if tries < 3 => {
+                tries += 1;
+                std::thread::sleep(interval);
+            }
+            (outcome, _) => return outcome,
         }
     }
 }

@@ -821,6 +821,45 @@ fn unknown_version_that_needs_no_source() {
     );
 }
 
+/// A session that allows no queue under a rate (`max_queue(0)`, `rate(1, 1)`): the
+/// detection's probes, sent back to back, each wait for the rate's token instead of failing
+/// the open `QueueFull(0)`, and the row is the one the helper's behaviour gives: 0.93's for
+/// a helper that refuses probes without a source address, the generic one for the fake as
+/// it is, once all four probes were asked (not by accident, after a failed one).
+#[test]
+fn unknown_version_is_told_under_a_rate_with_no_queue() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let log = std::env::temp_dir().join(format!(
+        "mtrproto-rate-detection-{}.log",
+        std::process::id()
+    ));
+    for (behaviour, row, probes) in [
+        (&["--require-local-ip"][..], "0.93", 2),
+        (&[], "unknown", 4),
+    ] {
+        let _ = std::fs::remove_file(&log);
+        let args = [
+            &["--version", "UNKNOWN", "--read-log", log.to_str().unwrap()][..],
+            behaviour,
+        ]
+        .concat();
+        let opened = Session::builder()
+            .program(fake, args)
+            .max_queue(0)
+            .rate(1, 1)
+            .open();
+        let read = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let session = opened.unwrap_or_else(|e| panic!("{row}: {e:?}"));
+        assert_eq!(session.release().version, row);
+        let sent = read
+            .lines()
+            .filter(|l| l.split(' ').nth(1) == Some("send-probe"))
+            .count();
+        assert_eq!(sent, probes, "{row}: {read}");
+    }
+}
+
 /// A helper of unknown version that exits while the session tells its release by behaviour
 /// (at the first probe, or at the UDP one after two answers): `open` fails with its exit,
 /// as a probe would, instead of taking the generic row.
