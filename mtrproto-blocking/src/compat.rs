@@ -277,9 +277,10 @@ const FLOW_LOCAL_PORT: u16 = 32999;
 ///
 /// Where the answers tell nothing, [`UNKNOWN`]: a guess, but not a wrong release's row.
 ///
-/// A probe that fails (the helper exited, stalled or wrote junk) ends the detection with its
-/// error at once: the helper is unusable, and each later probe would wait out its own
-/// timeout and grace for nothing.
+/// A probe that fails (the helper exited, stalled, wrote junk or an answer that does not
+/// parse) ends the detection with its error at once: the helper is unusable, and each later
+/// probe would wait out its own timeout and grace for nothing. The session fails the open
+/// with it, except an exit, where it takes [`UNKNOWN`] if the restarted helper answers.
 pub(crate) fn by_behaviour(
     probe: impl Fn(&ProbeOptions) -> Result<ProbeResult, Error>,
 ) -> Result<&'static Release, Error> {

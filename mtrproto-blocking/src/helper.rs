@@ -46,7 +46,7 @@ const REAP_STEP: Duration = Duration::from_millis(1);
 
 /// How long an ended helper is waited for after SIGKILL before it is left to the system (a
 /// process in uninterruptible sleep cannot be reaped any sooner).
-const REAP_GIVE_UP: Duration = Duration::from_secs(2);
+pub(crate) const REAP_GIVE_UP: Duration = Duration::from_secs(2);
 
 /// Bytes read from one helper per wake-up: a helper flooding its output cannot starve the
 /// other helpers, the callers' commands or the timers.

@@ -4,17 +4,17 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 use mtrproto::{Failure, Feature, ProbeResult, Rate, SessionConfig};
 
 use crate::compat::{self, Release};
 use crate::completion::Completion;
-use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, Wakeup};
+use crate::driver::{Command, DEFAULT_CLOSE_GRACE, Driver, RESTART_PAUSE, Wakeup};
 use crate::error::{Error, HostResolveError, ProcessError, StateError};
 use crate::handle::ProbeHandle;
-use crate::helper::{SupportAnswer, Unchecked};
+use crate::helper::{REAP_GIVE_UP, SupportAnswer, Unchecked};
 use crate::options::ProbeOptions;
 use crate::resolve::{Host, Resolver, source_address_for};
 use crate::status::{HelperStatus, Shared};
@@ -204,10 +204,13 @@ impl SessionBuilder {
     /// Starts the helper, checks it supports `send-probe` and reads its version, then looks
     /// the release up in [`compat`] (by behaviour if the version does not say) and clamps the
     /// window to its probe table. A setting out of range (see [`SessionConfig::validate`]) is
-    /// [`Error::Config`]. A helper that fails a probe while its release is told by behaviour
-    /// (it exits, stalls or writes junk) fails the open with that probe's error
-    /// ([`ProcessError::Exited`], [`ProcessError::Unresponsive`],
-    /// [`ProcessError::NotMtrPacket`]). Those probes keep to the [rate](SessionBuilder::rate),
+    /// [`Error::Config`]. A helper that stalls, writes junk or answers in a line that does
+    /// not parse while its release is told by behaviour fails the open with that probe's
+    /// error ([`ProcessError::Unresponsive`], [`ProcessError::NotMtrPacket`]). One that exits
+    /// then (0.94-0.96 crash on such a probe where the default route is `unreachable`) ends
+    /// the probes with the generic row, once its restart answers a version check; if that
+    /// fails too, the open fails with its error ([`ProcessError::Exited`] if it exited
+    /// again). Those probes keep to the [rate](SessionBuilder::rate),
     /// each waiting for its turn even with a [`max_queue`](SessionBuilder::max_queue) of 0.
     pub fn open(self) -> Result<Session, Error> {
         self.config.validate()?;
@@ -277,9 +280,19 @@ impl SessionBuilder {
             let release = match (Release::for_version(&version), found) {
                 (Some(release), _) => release,
                 (None, Some((seen, release))) if seen == version => release,
-                // A helper that exits or stalls meanwhile fails the open with its probe's
-                // error.
-                (None, _) => compat::by_behaviour(|o| detection_probe(&session, o, rate))?,
+                // A helper that stalls or writes junk meanwhile fails the open with its
+                // probe's error; one that exits (0.94-0.96 crash on a probe without source
+                // address where the default route is `unreachable`) tells nothing more, and
+                // the generic row is taken if its successor answers a check.
+                (None, _) => match compat::by_behaviour(|o| detection_probe(&session, o, rate)) {
+                    Err(Error::Process(ProcessError::Exited { .. })) => {
+                        // Its slot is started again once the ended helper is reaped (or given
+                        // up on), at once as it had answered.
+                        session.answers_again(REAP_GIVE_UP + RESTART_PAUSE)?;
+                        &compat::UNKNOWN
+                    }
+                    found => found?,
+                },
             };
             Ok((version, release))
         });
@@ -540,12 +553,18 @@ impl Session {
     pub fn check_support(&self, feature: Feature) -> Result<bool, Error> {
         self.check_open()?;
         self.check_waitable()?;
-        let answer = self.ask(feature).map_err(|f| match f {
+        let answer = self.ask(feature).map_err(|f| self.unchecked(f))?;
+        Ok(answer != "no")
+    }
+
+    /// The error for a check-support that got no answer.
+    fn unchecked(&self, failure: Unchecked) -> Error {
+        match failure {
             Unchecked::QueueFull(n) => Error::QueueFull(n),
             Unchecked::Failed(Failure::Unanswered) => ProcessError::Unresponsive.into(),
             Unchecked::Failed(Failure::UnexpectedReply(_)) => ProcessError::NotMtrPacket {
                 program: self.program.clone(),
-                detail: describe(&f),
+                detail: describe(&failure),
             }
             .into(),
             // The helper the check went to ended: its probes' error.
@@ -554,8 +573,24 @@ impl Session {
                 status: self.shared.last_exit(),
             }
             .into(),
-        })?;
-        Ok(answer != "no")
+        }
+    }
+
+    /// After a helper exited at open: whether a helper (its restart, started at once as it
+    /// had answered) answers `check-support feature version`. While none runs yet the check
+    /// is asked again, until `bound` has passed; then, or when the check fails, its error
+    /// (the restart exited too, stalled, or wrote junk).
+    fn answers_again(&self, bound: Duration) -> Result<(), Error> {
+        let until = Instant::now() + bound;
+        loop {
+            match self.ask(Feature::Version) {
+                Ok(_) => return Ok(()),
+                Err(Unchecked::Failed(Failure::HelperGone)) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(failure) => return Err(self.unchecked(failure)),
+            }
+        }
     }
 
     fn ask(&self, feature: Feature) -> SupportAnswer {

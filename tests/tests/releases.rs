@@ -747,6 +747,40 @@ fn unknown_build_with_loopback_down_is_not_taken_for_093() {
     }
 }
 
+/// 0.95 and 0.96 built `UNKNOWN`, in a namespace whose `lo` is down and whose default route
+/// is `unreachable`: the detection's first probe (no source address) kills the helper
+/// (SIGSEGV, `crashes_on_unreachable_route`). The open takes the generic row once the
+/// restarted helper answers a check, and probes over a veth are answered (the open failed
+/// `Exited` with signal 11).
+#[test]
+#[ignore = "needs root: raw sockets and network namespaces for each release's mtr-packet"]
+fn unknown_build_crashing_during_detection_opens_with_its_restart() {
+    for version in ["0.95", "0.96"] {
+        let Some((binary, e)) = unknown_build(version) else {
+            continue;
+        };
+        assert!(e.crashes_on_unreachable_route, "{version}");
+        let v = version.replace('.', "");
+        let ns = Netns::with_loopback_down(&format!("r14a{v}")).expect("namespace");
+        ns.ip(&["route", "add", "unreachable", "default"]).unwrap();
+        let peer = Netns::new(&format!("r14p{v}")).expect("namespace");
+        let (here, there) = (format!("r14a{v}"), format!("r14b{v}"));
+        veth(&ns, &here, &peer, &there).unwrap();
+        ns.ip(&["addr", "add", "198.18.0.1/24", "dev", &here])
+            .unwrap();
+        peer.ip(&["addr", "add", "198.18.0.2/24", "dev", &there])
+            .unwrap();
+        let session = builder(&binary, Some(&ns))
+            .open()
+            .unwrap_or_else(|e| panic!("{version}: {e:?}"));
+        assert_eq!(session.version(), "UNKNOWN");
+        assert_eq!(session.release().version, "unknown", "{version}");
+        assert!(session.helpers()[0].restarts >= 1, "{version}");
+        let result = session.probe_blocking("198.18.0.2", &within(2)).unwrap();
+        assert_eq!(result.result, ReplyKind::Reply, "{version}: {result:?}");
+    }
+}
+
 /// Where the host ignores ICMP echo (`net.ipv4.icmp_echo_ignore_all`, a common hardening),
 /// the ICMP probes of the detection go out unanswered: each build built `UNKNOWN` must still
 /// get its row (0.93 got the generic one, which adds no source address, so every probe of
@@ -860,22 +894,108 @@ fn unknown_version_is_told_under_a_rate_with_no_queue() {
     }
 }
 
-/// A helper of unknown version that exits while the session tells its release by behaviour
-/// (at the first probe, or at the UDP one after two answers): `open` fails with its exit,
-/// as a probe would, instead of taking the generic row.
+/// A temporary path for the fake's `--first-only` (and the like), removed on drop.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(name: &str) -> TempPath {
+        let path =
+            std::env::temp_dir().join(format!("mtrproto-releases-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+        TempPath(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a temp path in UTF-8")
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A helper of unknown version that exits once while the session tells its release by
+/// behaviour (at the first probe, as 0.94-0.96 crash on one without source address where
+/// the default route is `unreachable`, or at the UDP one after two answers): the probes
+/// tell nothing more, and the open takes the generic row once the restarted helper answers
+/// a check, which then takes probes (the open failed `Exited`).
 #[test]
-fn unknown_version_exiting_during_detection_fails_open() {
+fn unknown_version_exiting_once_during_detection_opens_with_the_generic_row() {
     let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
     // The opening checks are requests 0 and 1; the detection's probes follow.
     for after in ["2", "4"] {
+        let first_only = TempPath::new(&format!("exit-once-{after}"));
         let opened = Session::builder()
-            .program(fake, ["--version", "UNKNOWN", "--exit-after", after])
+            .program(
+                fake,
+                [
+                    "--version",
+                    "UNKNOWN",
+                    "--exit-after",
+                    after,
+                    "--first-only",
+                    first_only.path(),
+                ],
+            )
             .open();
+        let session = opened.unwrap_or_else(|e| panic!("{after}: {e:?}"));
+        assert_eq!(session.release().version, "unknown", "{after}");
+        assert!(session.helpers()[0].restarts >= 1, "{after}");
+        let probe = session.probe_blocking("127.0.0.1", &within(1));
         assert!(
-            matches!(opened, Err(Error::Process(ProcessError::Exited { .. }))),
-            "{after}: {opened:?}"
+            probe.as_ref().is_ok_and(|r| r.success()),
+            "{after}: {probe:?}"
         );
     }
+}
+
+/// A helper of unknown version that exits during the detection and whose restart dies too,
+/// at the check the open then asks it: `open` fails with that exit, at once.
+#[test]
+fn unknown_version_dying_again_at_the_check_after_detection_fails_open() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    // The first process exits at the first probe (request 2); each later one answers the
+    // driver's version check (request 0) and exits at the next.
+    let first = TempPath::new("dying-again");
+    let script = r#"if mkdir "$1" 2>/dev/null; then n=2; else n=1; fi
+exec "$0" --version UNKNOWN --exit-after "$n""#;
+    let started = Instant::now();
+    let opened = Session::builder()
+        .program("sh", ["-c", script, fake, first.path()])
+        .open();
+    let took = started.elapsed();
+    assert!(
+        matches!(opened, Err(Error::Process(ProcessError::Exited { .. }))),
+        "{opened:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// A helper of unknown version that answers the detection's probe with a line whose
+/// arguments do not parse (a value no mtr-packet writes: unknown arguments are kept, not
+/// refused) is not behaving as mtr-packet, as one writing junk: `open` fails
+/// `NotMtrPacket` at once, without the probes' timeouts.
+#[test]
+fn unknown_version_answering_malformed_during_detection_fails_open() {
+    let fake = env!("CARGO_BIN_EXE_fake-mtr-packet");
+    let started = Instant::now();
+    let opened = Session::builder()
+        .program(fake, ["--version", "UNKNOWN", "--malformed"])
+        .open();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            opened,
+            Err(Error::Process(ProcessError::NotMtrPacket { .. }))
+        ),
+        "{opened:?}"
+    );
+    // Not after the probe's timeout and the grace (1 s + 5 s), with room for a busy machine.
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 /// A helper of unknown version that stops answering during the detection (never answering
