@@ -480,9 +480,8 @@ impl Session {
 
     /// Whether the helper has `OPTIONAL[index]`: asked once, at its first use. Not asked on
     /// the driver thread (a callback sending a probe), which must not wait for itself: the
-    /// probe then goes out and gets the helper's answer. A check unanswered within the grace
-    /// is asked again next time; for this probe it is as a helper ended with it (`if_gone`:
-    /// a single probe fails [`ProcessError::Unresponsive`]). A check no helper took (none was running, or none had room) counts as yes for this
+    /// probe then goes out and gets the helper's answer. An unanswered check counts as yes.
+    /// A check no helper took (none was running, or none had room) counts as yes for this
     /// probe only: the next asks again. A check whose helper ended with it in flight (it
     /// exited, or was ended for junk or a stall) is asked again next time too (the restarted
     /// helper then); for this probe it is as `if_gone` says.
@@ -495,12 +494,6 @@ impl Session {
             _ => match self.ask(OPTIONAL[index].clone()) {
                 Err(Unchecked::Gone(error)) => match if_gone {
                     IfCheckGone::Fail => return Err(error),
-                    IfCheckGone::Proceed => true,
-                },
-                // Unanswered within the grace: the helper is hung, or is being ended for
-                // another reason (junk) at about the same moment. Asked again next time.
-                Err(Unchecked::Failed(Failure::Unanswered)) => match if_gone {
-                    IfCheckGone::Fail => return Err(ProcessError::Unresponsive.into()),
                     IfCheckGone::Proceed => true,
                 },
                 // No helper took the check, or none had room for it: ask again next time.
